@@ -1,0 +1,1 @@
+"""analysis: observer data → psychometric thresholds → the layer ranking and report."""

@@ -1,0 +1,1 @@
+"""The ``eigdist`` command: argument parsing only, one module per command group."""

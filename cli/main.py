@@ -1,0 +1,49 @@
+"""Entry point of the ``eigdist`` command.
+
+Each command group lives in its own module with a ``register(subparsers)``
+function; heavy imports (torch, PsychoPy) happen inside the handlers, so
+``eigdist --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import analyze, calibrate, demo, power, run, stimuli, synth
+from .common import CommandError
+
+GROUPS = (synth, stimuli, calibrate, run, analyze, power, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eigdist",
+        description="Eigendistortions of vision models, a calibrated noticeability experiment, "
+        "and a ranking of model layers against human data.",
+    )
+    from eigdist_core import __version__
+
+    parser.add_argument("--version", action="version", version=f"eigdist {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CommandError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        if os.environ.get("EIGDIST_DEBUG"):
+            raise
+        print(f"eigdist {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

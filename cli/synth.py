@@ -1,0 +1,44 @@
+"""``eigdist synth``: eigendistortions of one model layer at one image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_ALPHA = 3.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="max and min eigendistortions of one layer at one image")
+    p.add_argument("--model", required=True, help="model spec <model>:<layer>, e.g. resnet18:layer2")
+    p.add_argument("--weights", default="random:0", help="imagenet | random:<seed> | published | bundled | FILE")
+    p.add_argument("--image", required=True, help="image file or built-in name (e.g. camera)")
+    p.add_argument("--size", type=int, default=64, help="central square crop resized to N×N (default 64)")
+    p.add_argument("--grey", action="store_true", help="convert the image to one grey channel")
+    p.add_argument("--method", default="auto", help="auto | exact | lanczos | lobpcg | power")
+    p.add_argument("--k", type=int, default=1, help="eigendistortions per end (default 1)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="amplitude shown in the figure")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eigdist_core import models
+    from eigdist_core.eigendistortion import Eigendistortion
+    from eigdist_core.images import load_image
+    from eigdist_core.plots import eigendistortion_figure
+
+    image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
+    model = models.load(args.model, weights=args.weights)
+    eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
+    out = Path(args.out)
+    eig.save(out)
+    dist = eig.eigendistortions.detach().numpy()
+    fig = eigendistortion_figure(
+        image.numpy(), dist[0], dist[-1], args.alpha, title=f"{args.model} ({args.weights}), {args.image}"
+    )
+    fig.savefig(out / "eigendistortions.png", dpi=100)
+    print(json.dumps(eig.diagnostics, indent=2))
+    print(f"wrote {out}/eigendistortions.png and the arrays in {out}")
+    return 0

@@ -1,0 +1,210 @@
+"""The user-facing :class:`Eigendistortion`, with plenoptic's names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .fisher import FisherOperator
+from .io import load_json, load_npy, save_json, save_npy
+from .solvers import EigenResult, VectorDiagnostics, solve_exact, warn_unconverged
+from .validate import validate_image, validate_k, validate_method, validate_positive
+
+#: Above this many Jacobian entries (m·n) ``auto`` switches from exact to iterative.
+EXACT_LIMIT = 4_000_000
+
+
+class Eigendistortion:
+    """Max and min eigendistortions of a model at one image.
+
+    Parameters
+    ----------
+    image
+        1-D vector, (H, W), (C, H, W) or (1, C, H, W) float tensor.
+    model
+        Maps ``image`` to a response tensor of the same dtype and device. An
+        ``nn.Module`` is put in eval mode and its parameters are frozen.
+    dtype
+        Computation dtype (``torch.float32`` default, ``torch.float64`` for
+        accuracy checks).
+
+    Attributes
+    ----------
+    eigendistortions : torch.Tensor
+        (2k, *shape) unit-norm distortions, where ``shape`` is the image's
+        shape without its batch dimension; the first k are the max, the last k
+        the min (the very last is the least noticeable).
+    eigenvalues, eigenindex : torch.Tensor
+        As in plenoptic: eigenvalues descending, positions ``[0..k-1, n-k..n-1]``.
+    jacobian : torch.Tensor or None
+        m × n Jacobian, ``exact`` only.
+    diagnostics : dict
+        ``{"vectors": [per-vector dicts], "degenerate": bool, "method": str}``.
+    """
+
+    def __init__(
+        self,
+        image: torch.Tensor,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.image = validate_image(image).detach()
+        self.model = model
+        self.operator = FisherOperator(model, self.image, dtype=dtype)
+        self._result: EigenResult | None = None
+
+    @property
+    def distortion_shape(self) -> tuple[int, ...]:
+        shape = tuple(self.image.shape)
+        return shape[1:] if len(shape) == 4 else shape
+
+    def synthesize(
+        self,
+        method: str = "auto",
+        k: int = 1,
+        tol: float = 1e-4,
+        max_iter: int = 1000,
+        seed: int = 0,
+        time_budget: float | None = None,
+        stop_criterion: float | None = None,
+    ) -> "Eigendistortion":
+        """Compute the top k and bottom k eigendistortions.
+
+        Parameters
+        ----------
+        method
+            ``auto`` (exact when m·n ≤ :data:`EXACT_LIMIT`, else iterative),
+            ``exact``, ``lanczos``, ``lobpcg`` or ``power``.
+        k
+            Eigendistortions per end of the spectrum.
+        tol
+            Target relative residual ‖Fv − λv‖ / λ_max (iterative methods).
+        max_iter
+            Iteration cap per end of the spectrum (iterative methods).
+        seed
+            Seeds the starting block and the choice within a null space.
+        time_budget
+            Seconds; an iterative solver stops when it is spent, and says so.
+        stop_criterion
+            plenoptic's name for ``tol``; overrides it when given.
+
+        Returns
+        -------
+        Eigendistortion
+            ``self``, with results set.
+        """
+        validate_method(method)
+        op = self.operator
+        validate_k(k, op.n)
+        tol = validate_positive("tol", stop_criterion if stop_criterion is not None else tol)
+        validate_positive("max_iter", max_iter, integer=True)
+        validate_positive("time_budget", time_budget, allow_none=True)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if method == "auto":
+            method = "exact" if op.m * op.n <= EXACT_LIMIT else "lobpcg"
+        if method == "exact":
+            result = solve_exact(op, k, seed)
+        else:
+            raise NotImplementedError(f"method {method!r} is not implemented yet")
+        warn_unconverged(result, tol)
+        self._result = result
+        return self
+
+    @property
+    def result(self) -> EigenResult:
+        if self._result is None:
+            raise RuntimeError("no eigendistortions yet: call synthesize() first")
+        return self._result
+
+    @property
+    def eigendistortions(self) -> torch.Tensor:
+        vecs = self.result.eigenvectors
+        return vecs.reshape(vecs.shape[0], *self.distortion_shape)
+
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        return self.result.eigenvalues
+
+    @property
+    def eigenindex(self) -> torch.Tensor:
+        return self.result.eigenindex
+
+    @property
+    def jacobian(self) -> torch.Tensor | None:
+        return self.result.jacobian
+
+    @property
+    def diagnostics(self) -> dict[str, Any]:
+        r = self.result
+        return {"vectors": r.diagnostics_dicts(), "degenerate": r.degenerate, "method": r.method}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the results to the folder ``path`` (``.npy`` arrays + ``eigendistortion.json``)."""
+        r = self.result
+        path = Path(path)
+        files = {
+            "image": save_npy(path / "image.npy", self.image.cpu().numpy()),
+            "eigendistortions": save_npy(
+                path / "eigendistortions.npy", self.eigendistortions.detach().cpu().numpy()
+            ),
+            "response": save_npy(path / "response.npy", self.operator.response.cpu().numpy()),
+        }
+        if r.jacobian is not None:
+            files["jacobian"] = save_npy(path / "jacobian.npy", r.jacobian.detach().cpu().numpy())
+        save_json(
+            path / "eigendistortion.json",
+            {
+                "eigdist_version": __version__,
+                "method": r.method,
+                "degenerate": r.degenerate,
+                "eigenvalues": [float(v) for v in r.eigenvalues],
+                "eigenindex": [int(i) for i in r.eigenindex],
+                "diagnostics": r.diagnostics_dicts(),
+                "image_shape": list(self.image.shape),
+                "dtype": str(self.operator.dtype).removeprefix("torch."),
+                "sha256": files,
+            },
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        dtype: torch.dtype | None = None,
+    ) -> "Eigendistortion":
+        """Read results written by :meth:`save` for ``model``.
+
+        The model's response at the saved image must match the saved response
+        (to 1e-5 relative), so results are never attached to the wrong model.
+        """
+        path = Path(path)
+        meta = load_json(path / "eigendistortion.json")
+        image = torch.from_numpy(load_npy(path / "image.npy"))
+        dtype = dtype or getattr(torch, meta["dtype"])
+        obj = cls(image, model, dtype=dtype)
+        saved = torch.from_numpy(load_npy(path / "response.npy")).to(obj.operator.response)
+        if saved.shape != obj.operator.response.shape or not torch.allclose(
+            saved, obj.operator.response, rtol=1e-5, atol=1e-6 * float(saved.abs().max())
+        ):
+            raise ValueError(
+                f"the model given to load() does not reproduce the response saved in {path}: "
+                "pass the model the eigendistortions were computed for"
+            )
+        vecs = torch.from_numpy(load_npy(path / "eigendistortions.npy")).to(dtype)
+        jac_file = path / "jacobian.npy"
+        obj._result = EigenResult(
+            eigenvalues=torch.tensor(meta["eigenvalues"], dtype=dtype),
+            eigenvectors=vecs.reshape(vecs.shape[0], -1),
+            eigenindex=torch.tensor(meta["eigenindex"]),
+            diagnostics=[VectorDiagnostics(**d) for d in meta["diagnostics"]],
+            degenerate=meta["degenerate"],
+            method=meta["method"],
+            jacobian=torch.from_numpy(load_npy(jac_file)) if jac_file.exists() else None,
+        )
+        return obj

@@ -1,0 +1,83 @@
+"""The one writer of arrays and JSON: atomic, hashed, never a pickle.
+
+Every file the project writes (eigendistortions, stimulus-set items,
+manifests) goes through :func:`atomic_write_bytes`, so a crash leaves either
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    """Write ``data`` to ``path`` via a fsynced temp file and a rename; return its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return sha256_bytes(data)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of ``array`` (deterministic for equal arrays)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> str:
+    """Atomically write ``array`` as ``.npy``; return the file's sha256."""
+    return atomic_write_bytes(path, npy_bytes(array))
+
+
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.npy`` file written by :func:`save_npy` (pickles refused)."""
+    return np.load(path, allow_pickle=False)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Stable, human-readable JSON bytes (sorted keys, two-space indent, final newline)."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> str:
+    """Atomically write ``obj`` as JSON; return the file's sha256."""
+    return atomic_write_bytes(path, json_bytes(obj))
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

@@ -1,0 +1,46 @@
+"""Eigendistortion figures (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _show(ax, array: np.ndarray, title: str, symmetric: bool = False) -> None:
+    """Draw a (C, H, W) array: grey for C = 1, RGB for C = 3."""
+    img = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    if symmetric:  # a distortion: zero is mid-grey, scaled to its own max
+        m = float(np.abs(array).max()) or 1.0
+        img = 0.5 + 0.5 * img / m
+    ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def eigendistortion_figure(image: np.ndarray, maxdist: np.ndarray, mindist: np.ndarray, alpha: float, title: str = ""):
+    """The tutorial's display: image, max and min distortions, image + α·distortion.
+
+    The sums are clipped to [0, 1] for display only; stored distortions are not.
+
+    Parameters
+    ----------
+    image, maxdist, mindist
+        (C, H, W) arrays; the distortions have unit L2 norm.
+    alpha
+        Amplitude added to the image in the bottom row.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.3))
+    _show(axes[0, 0], image, "image")
+    _show(axes[0, 1], maxdist, "max eigendistortion", symmetric=True)
+    _show(axes[0, 2], mindist, "min eigendistortion", symmetric=True)
+    axes[1, 0].set_axis_off()
+    _show(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·max")
+    _show(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·min")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,194 @@
+"""Every input check of the synthesis core, in one place.
+
+Each check raises ``ValueError`` or ``TypeError`` with a message that names the
+bad value and says what is allowed, so a lab sees at once what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+#: Methods accepted by :meth:`Eigendistortion.synthesize`.
+METHODS = ("auto", "exact", "lanczos", "lobpcg", "power")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value)
+
+
+def validate_image(image: Any) -> torch.Tensor:
+    """Check an input image or vector and return it unchanged.
+
+    Parameters
+    ----------
+    image
+        A float tensor: a 1-D vector, a 2-D (H, W) or 3-D (C, H, W) image, or a
+        4-D (1, C, H, W) image with batch size 1. Values must be finite.
+
+    Returns
+    -------
+    torch.Tensor
+        The same tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``image`` is not a floating-point tensor.
+    ValueError
+        If it has the wrong number of dimensions, a batch size other than 1,
+        no elements, or non-finite values.
+    """
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if not image.is_floating_point():
+        raise TypeError(
+            f"image must be a floating-point tensor (float32 or float64), got dtype {image.dtype}"
+        )
+    if image.ndim not in (1, 2, 3, 4):
+        raise ValueError(
+            f"image must be 1-D (vector), 2-D (H, W), 3-D (C, H, W) or 4-D (1, C, H, W); "
+            f"got {image.ndim}-D with shape {tuple(image.shape)}"
+        )
+    if image.ndim == 4 and image.shape[0] != 1:
+        raise ValueError(
+            f"image batch size must be 1 (one image per Eigendistortion), got shape {tuple(image.shape)}"
+        )
+    if image.numel() == 0:
+        raise ValueError(f"image must not be empty, got shape {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        bad = int((~torch.isfinite(image)).sum())
+        raise ValueError(f"image must be finite; it has {bad} NaN or infinite values")
+    return image
+
+
+def validate_range(image: torch.Tensor, value_range: Sequence[float]) -> None:
+    """Check that every value of ``image`` lies inside ``value_range`` (inclusive).
+
+    Raises
+    ------
+    ValueError
+        If the range is not an increasing pair or a value lies outside it.
+    """
+    lo, hi = validate_value_range(value_range)
+    vmin, vmax = float(image.min()), float(image.max())
+    if vmin < lo or vmax > hi:
+        raise ValueError(
+            f"image values must lie in [{lo}, {hi}], got min {vmin:.6g} and max {vmax:.6g}"
+        )
+
+
+def validate_value_range(value_range: Sequence[float]) -> tuple[float, float]:
+    """Check a ``(low, high)`` pair with ``0 <= low < high <= 1`` and return it as floats."""
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"value_range must be two numbers [low, high], got {value_range!r}"
+        ) from None
+    if not (0.0 <= lo < hi <= 1.0):
+        raise ValueError(
+            f"value_range must satisfy 0 <= low < high <= 1, got [{lo}, {hi}]"
+        )
+    return lo, hi
+
+
+def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
+    """Check that ``model`` maps ``image`` to a tensor of the same dtype and device.
+
+    Parameters
+    ----------
+    model
+        A callable (usually an ``nn.Module``) taking the image.
+    image
+        A tensor already checked by :func:`validate_image`.
+
+    Returns
+    -------
+    torch.Tensor
+        The model's response to ``image`` (computed without gradients).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not callable or returns something other than a tensor
+        (a ``create_feature_extractor`` dict, for instance).
+    ValueError
+        If the response changes dtype or device, is empty, or is not finite.
+    """
+    if not callable(model):
+        raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+    with torch.no_grad():
+        response = model(image)
+    if not isinstance(response, torch.Tensor):
+        hint = ""
+        if isinstance(response, dict):
+            hint = f" (a dict with keys {sorted(response)}: wrap the model so it returns one tensor)"
+        raise TypeError(f"model must return a torch.Tensor, got {type(response).__name__}{hint}")
+    if response.dtype != image.dtype:
+        raise ValueError(
+            f"model must keep the image dtype: image is {image.dtype}, response is {response.dtype}"
+        )
+    if response.device != image.device:
+        raise ValueError(
+            f"model must keep the image device: image is on {image.device}, response is on {response.device}"
+        )
+    if response.numel() == 0:
+        raise ValueError(f"model returned an empty tensor of shape {tuple(response.shape)}")
+    if not torch.isfinite(response).all():
+        raise ValueError("model response must be finite; it has NaN or infinite values")
+    return response
+
+
+def freeze(model: nn.Module | Any) -> Any:
+    """Put an ``nn.Module`` in eval mode with every parameter frozen, in place.
+
+    The caller's model is changed so that Fisher products never accumulate
+    parameter gradients; this is plenoptic's ``remove_grad`` contract.
+    """
+    if isinstance(model, nn.Module):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def validate_method(method: Any) -> str:
+    """Check a solver name against :data:`METHODS`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
+def validate_k(k: Any, n: int) -> int:
+    """Check the number of eigenvectors per end: an int with ``1 <= k`` and ``2k <= n``."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {k!r}")
+    if k < 1 or 2 * k > n:
+        raise ValueError(
+            f"k must satisfy 1 <= k <= n/2 = {n // 2} (n = {n} input values), got k={k}"
+        )
+    return k
+
+
+def validate_positive(name: str, value: Any, *, integer: bool = False, allow_none: bool = False) -> Any:
+    """Check that ``value`` is a finite number > 0 (an int if ``integer``); ``None`` if allowed."""
+    if value is None and allow_none:
+        return None
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be {'an int' if integer else 'a number'} > 0, got {value!r}")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+    return value
+
+
+def validate_dtype(dtype: Any) -> torch.dtype:
+    """Check a computation dtype: ``torch.float32`` or ``torch.float64``."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype

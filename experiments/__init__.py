@@ -1,0 +1,4 @@
+"""experiments: the PsychoPy noticeability experiment and its screen-free trial engine.
+
+Only ``session.py`` and ``display.py`` import PsychoPy's display parts.
+"""
