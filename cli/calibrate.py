@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--refresh", type=float, required=True, help="refresh rate in Hz")
     n.add_argument("--bits", type=int, choices=(8, 10), default=8)
     n.add_argument("--expiry-days", type=int, default=30, help="calibration expiry (default 30 days)")
+    n.add_argument("--notes", default="", help="free text stored with the profile")
     n.add_argument("--force", action="store_true", help="replace an existing profile (drops its calibration)")
     n.set_defaults(func=new)
     f = actions.add_parser("fit", help="fit photometer readings (columns: level, luminance_cd_m2)")
@@ -51,7 +52,7 @@ def new(args: argparse.Namespace) -> int:
     profile = new_profile(
         args.name, width_cm=args.width_cm, distance_cm=args.distance_cm,
         resolution=parse_resolution(args.resolution), refresh_hz=args.refresh, bits=args.bits,
-        expiry_days=args.expiry_days,
+        expiry_days=args.expiry_days, notes=args.notes,
     )
     save_profile(profile, args.monitors)
     print(f"wrote {path} ({profile.ppd:.2f} pixels per degree); next: eigdist calibrate fit READINGS.csv "

@@ -210,7 +210,10 @@ class PixelImage:
         self._values = np.asarray(values, dtype=float)
         self.mapped = self._map()
         h, w = self.mapped.levels.shape
-        pos = pixel_offset(tuple(self.win.size), (w, h))
+        win_w, win_h = (int(v) for v in self.win.size)
+        if w > win_w or h > win_h:
+            raise ValueError(f"stimulus is {w}x{h} px but the window is only {win_w}x{win_h}: it would be cropped")
+        pos = pixel_offset((win_w, win_h), (w, h))
         if self._stim is None or tuple(self._stim.size) != (w, h):
             self._stim = visual.ImageStim(self.win, image=texture(self.mapped), units="pix", size=(w, h),
                                           pos=pos, interpolate=False, autoLog=False)

@@ -228,3 +228,11 @@ def test_cli_fit_errors_name_the_problem(tmp_path, capsys, monkeypatch):
     assert "has no calibration yet" in capsys.readouterr().err
     assert eigdist(["calibrate", "check", "m"]) == 2
     assert "field 'calibration' is missing" in capsys.readouterr().err
+
+
+def test_shipped_example_profile_is_uncalibrated_and_refused(monkeypatch):
+    monkeypatch.delenv("EIGDIST_MONITORS", raising=False)
+    example = load_profile("example")
+    assert "EXAMPLE" in example.notes and example.ppd == pytest.approx(35.97, abs=0.01)
+    with pytest.raises(ProfileError, match="field 'calibration' is missing"):
+        check_calibrated(example)
