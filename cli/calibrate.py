@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = c.add_mutually_exclusive_group()
     g.add_argument("--fullscreen", action="store_true")
     g.add_argument("--window", metavar="WxH", help="windowed, e.g. 1024x768")
-    c.add_argument("--frames", type=int, help="close after N frames (default: wait for Escape)")
+    c.add_argument("--frames", type=int, help="close after N frames, not synced to the refresh (captures, tests; default: wait for Escape)")
     c.add_argument("--save", metavar="PNG", help="write the first frame, read back from the screen")
     c.set_defaults(func=check)
 

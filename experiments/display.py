@@ -131,8 +131,8 @@ def open_window(
     Raises
     ------
     DisplayError
-        On any mismatch (screen size, drawable size, bit depth, refresh) unless ``pilot``, or when
-        the identity gamma ramp cannot be set.
+        On any mismatch (screen size, drawable size, bit depth, refresh) unless ``pilot``; when the
+        identity gamma ramp cannot be set or the screen offers no frame buffer of the profile's depth.
     """
     from psychopy import logging, visual
 
@@ -146,6 +146,11 @@ def open_window(
             gamma=1.0 if real else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
             checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
         )
+    except RuntimeError as exc:  # pyglet found no GL config with these bits per gun
+        raise DisplayError(
+            f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
+            f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
+        ) from exc
     except OSError as exc:
         raise DisplayError(
             f"could not set the hardware gamma ramp to identity ({exc}); linearisation is done in "
@@ -316,8 +321,9 @@ def run_check(profile: MonitorProfile, *, fullscreen: bool = False, size: tuple[
     for v, cx, cy in patches:
         lum = table[0] + v * (table[-1] - table[0])
         level = float(continuous_levels(np.array([[v]]), table)[0][0, 0])
-        lines.append(f"patch value {v:.2f}: {lum:.3f} cd/m2 (level {level:.2f})")
-        labels.append(visual.TextStim(win, text=f"{lum:.2f} cd/m²", pos=(cx - w / 2, h / 2 - cy - h / 8),
+        text = f"{lum:.2f} cd/m²" if profile.calibration else f"value {v:.2f} (uncalibrated)"
+        lines.append(f"patch value {v:.2f}: {text.replace('²', '2')} (level {level:.2f})")
+        labels.append(visual.TextStim(win, text=text, pos=(cx - w / 2, h / 2 - cy - h / 8),
                                       height=max(10, h // 40), units="pix", color=(-1, -1, -1), autoLog=False))
     n = 0
     try:

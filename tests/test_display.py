@@ -191,9 +191,19 @@ def test_mismatched_screen_is_refused_naming_both_values_unless_pilot(xvfb, tmp_
     res = run_python(xvfb, *args)
     assert res.returncode != 0
     assert "screen is 800x600 px but the profile says 1920x1080" in res.stderr
-    res = run_python(xvfb, *args, "pilot=1")
+    res = run_python(xvfb, *args, "pilot=1", "simulated=0")  # pilot: warnings; refresh measured too
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "screen is 800x600" in str(np.load(tmp_path / "o.npz")["problems"])
+    problems = str(np.load(tmp_path / "o.npz")["problems"])
+    assert "screen is 800x600" in problems
+    assert "Hz but the profile says 60 Hz" in problems or "refresh rate could not be measured" in problems
+
+
+@pytest.mark.display
+def test_ten_bit_profile_on_an_eight_bit_screen_is_refused(xvfb, tmp_path):
+    save_profile(make_profile(bits=10, name="deep"), tmp_path)
+    res = run_python(xvfb, "tests/display_probe.py", "open", str(tmp_path), "deep", str(tmp_path / "o.npz"))
+    assert res.returncode != 0
+    assert "the screen offers no 10-bit frame buffer" in res.stderr
 
 
 @pytest.mark.display
@@ -215,7 +225,7 @@ def test_cli_check_draws_ramp_and_patches(xvfb, tmp_path):
     res = run_python(xvfb, "-m", "cli.main", "calibrate", "--monitors", str(tmp_path), "check", "g",
                      "--window", "400x300", "--frames", "2", "--save", str(png))
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "patch value 0.50: 50.250 cd/m2" in res.stdout
+    assert "patch value 0.50: 50.25 cd/m2" in res.stdout
     from PIL import Image
 
     frame = np.asarray(Image.open(png))[..., 0].astype(int)
