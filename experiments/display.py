@@ -1,0 +1,343 @@
+"""The PsychoPy side of the display: open a checked window, draw pixel-exact images, read frames back.
+
+Besides ``session.py`` this is the only module that imports PsychoPy's display parts (imported
+inside the functions, so ``import experiments.display`` needs no X display). The luminance
+mapping itself is pure and lives in :mod:`experiments.luminance`.
+
+The hardware gamma ramp stays identity (real sessions set ``gamma=1``); linearisation happens in
+software. Frames are read from the back buffer before ``flip()``: llvmpipe's front buffer reads
+black after a flip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .luminance import (
+    DITHER_MODES, Mapped, background_level, level_to_signed, map_values, pixel_offset, size_deg, texture,
+)
+from .monitor import MonitorProfile, parse_date
+
+#: Relative difference between measured and profile refresh rate that counts as a mismatch.
+REFRESH_TOLERANCE = 0.02
+
+
+class DisplayError(RuntimeError):
+    """The screen does not match the profile (size, refresh, bit depth, gamma ramp); names both values."""
+
+
+@dataclass
+class WindowReport:
+    """What the opened window turned out to be, next to what the profile asked for."""
+
+    requested_size: tuple[int, int]
+    framebuffer_size: tuple[int, int]
+    screen_size: tuple[int, int]
+    profile_resolution: tuple[int, int]
+    refresh_hz_profile: float
+    refresh_hz_measured: float | None
+    red_bits: int
+    bits_profile: int
+    hardware_ramp: str
+    problems: list[str] = field(default_factory=list)
+
+
+def window_problems(report: WindowReport, *, check_refresh: bool) -> list[str]:
+    """Every mismatch between the opened window and the profile, each naming both values (pure)."""
+    out = []
+    if report.screen_size != report.profile_resolution:
+        out.append(
+            f"screen is {report.screen_size[0]}x{report.screen_size[1]} px but the profile says "
+            f"{report.profile_resolution[0]}x{report.profile_resolution[1]} (pixels per degree would be wrong)"
+        )
+    if report.framebuffer_size != report.requested_size:
+        out.append(
+            f"window drawable is {report.framebuffer_size[0]}x{report.framebuffer_size[1]} px but "
+            f"{report.requested_size[0]}x{report.requested_size[1]} was requested (HiDPI scaling? pixels would "
+            f"not map one to one)"
+        )
+    if report.red_bits < report.bits_profile:
+        out.append(f"frame buffer has {report.red_bits} bits per gun but the profile says {report.bits_profile}")
+    if check_refresh:
+        measured = report.refresh_hz_measured
+        if measured is None:
+            out.append(f"refresh rate could not be measured (profile says {report.refresh_hz_profile:g} Hz)")
+        elif abs(measured - report.refresh_hz_profile) > REFRESH_TOLERANCE * report.refresh_hz_profile:
+            out.append(f"measured refresh is {measured:.2f} Hz but the profile says {report.refresh_hz_profile:g} Hz")
+    return out
+
+
+def psychopy_monitor(profile: MonitorProfile) -> Any:
+    """A PsychoPy ``Monitor`` with the profile's geometry and readings (not saved to disk).
+
+    The gamma grid is left at its default so PsychoPy never loads the curve into the hardware ramp.
+    """
+    from psychopy import monitors
+
+    mon = monitors.Monitor(profile.name, width=profile.width_cm, distance=profile.distance_cm,
+                           notes=profile.notes, autoLog=False)
+    mon.setSizePix(list(profile.resolution))
+    cal = profile.calibration
+    if cal is not None:
+        mon.setCalibDate(parse_date(cal.date, "calibration.date").timestamp())  # PsychoPy keeps epoch seconds
+        mon.setLevelsPre(list(cal.levels))
+        mon.setLumsPre(list(cal.luminance))
+    return mon
+
+
+def _gl_int(name: Any) -> int:
+    from pyglet import gl
+
+    value = gl.GLint()
+    gl.glGetIntegerv(name, value)
+    return int(value.value)
+
+
+def open_window(
+    profile: MonitorProfile,
+    *,
+    fullscreen: bool = False,
+    size: tuple[int, int] | None = None,
+    pilot: bool = False,
+    simulated: bool = False,
+    screen: int = 0,
+) -> tuple[Any, WindowReport]:
+    """Open a PsychoPy window for ``profile`` and check it against the profile.
+
+    Parameters
+    ----------
+    profile
+        The monitor profile (resolution, refresh, bit depth, calibration).
+    fullscreen
+        Full screen at the profile's resolution; otherwise a window of ``size``.
+    size
+        Window size ``(w, h)`` in pixels when not full screen (default: the profile's resolution).
+    pilot
+        Mismatches become warnings and the OS gamma ramp is left as it is.
+    simulated
+        A simulated observer: ``waitBlanking`` off, refresh not measured (timing is counted in
+        frames), OS gamma ramp left as it is.
+    screen
+        Screen number.
+
+    Returns
+    -------
+    (window, WindowReport)
+        The window (units ``pix``, background at Lmean) and what was found.
+
+    Raises
+    ------
+    DisplayError
+        On any mismatch (screen size, drawable size, bit depth, refresh) unless ``pilot``; when the
+        identity gamma ramp cannot be set or the screen offers no frame buffer of the profile's depth.
+    """
+    from psychopy import logging, visual
+
+    requested = tuple(profile.resolution) if fullscreen or size is None else (int(size[0]), int(size[1]))
+    real = not (pilot or simulated)
+    bg = float(level_to_signed(background_level(profile), profile.bits))
+    try:
+        win = visual.Window(
+            size=requested, fullscr=fullscreen, screen=screen, units="pix", color=(bg, bg, bg),
+            colorSpace="rgb", monitor=psychopy_monitor(profile), bpc=(profile.bits,) * 3,
+            gamma=1.0 if real else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
+            checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
+        )
+    except RuntimeError as exc:  # pyglet found no GL config with these bits per gun
+        raise DisplayError(
+            f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
+            f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
+        ) from exc
+    except OSError as exc:
+        raise DisplayError(
+            f"could not set the hardware gamma ramp to identity ({exc}); linearisation is done in "
+            f"software and needs an identity ramp: fix the driver, or run with --pilot"
+        ) from exc
+    from pyglet import gl
+
+    handle = win.winHandle
+    report = WindowReport(
+        requested_size=requested,
+        framebuffer_size=tuple(int(v) for v in handle.get_framebuffer_size()),
+        screen_size=(int(handle.screen.width), int(handle.screen.height)),
+        profile_resolution=tuple(profile.resolution),
+        refresh_hz_profile=profile.refresh_hz,
+        refresh_hz_measured=None if simulated else win.getActualFrameRate(),
+        red_bits=_gl_int(gl.GL_RED_BITS),
+        bits_profile=profile.bits,
+        hardware_ramp="identity" if real else "os",
+    )
+    report.problems = window_problems(report, check_refresh=not simulated)
+    if report.problems and not pilot:
+        win.close()
+        raise DisplayError(f"monitor {profile.name!r}: " + "; ".join(report.problems) + " (use --pilot to go on)")
+    for problem in report.problems:
+        logging.warning(f"pilot: {problem}")
+    return win, report
+
+
+class PixelImage:
+    """An image drawn pixel for pixel (units pix, ``size`` = array size, no interpolation), dithered.
+
+    Parameters
+    ----------
+    win
+        The window from :func:`open_window`.
+    profile
+        The monitor profile whose curve and bit depth map the values.
+    dither
+        ``frame`` (fresh noise every :meth:`draw`), ``trial`` (noise drawn once per
+        :meth:`set_values`) or ``off`` (nearest level).
+    rng
+        Noise source (default: a fresh ``numpy`` generator).
+    """
+
+    def __init__(self, win: Any, profile: MonitorProfile, dither: str = "frame",
+                 rng: np.random.Generator | None = None) -> None:
+        if dither not in DITHER_MODES:
+            raise ValueError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
+        self.win, self.profile, self.dither = win, profile, dither
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._values: np.ndarray | None = None
+        self._stim: Any = None
+        self.mapped: Mapped | None = None
+
+    def _map(self) -> Mapped:
+        return map_values(self._values, self.profile, None if self.dither == "off" else self.rng)
+
+    def set_values(self, values: np.ndarray) -> Mapped:
+        """Show ``values`` (H×W or 1×H×W, linear in [0, 1]) from now on; return the mapping (clipped count)."""
+        from psychopy import visual
+
+        self._values = np.asarray(values, dtype=float)
+        self.mapped = self._map()
+        h, w = self.mapped.levels.shape
+        win_w, win_h = (int(v) for v in self.win.size)
+        if w > win_w or h > win_h:
+            raise ValueError(f"stimulus is {w}x{h} px but the window is only {win_w}x{win_h}: it would be cropped")
+        pos = pixel_offset((win_w, win_h), (w, h))
+        if self._stim is None or tuple(self._stim.size) != (w, h):
+            self._stim = visual.ImageStim(self.win, image=texture(self.mapped), units="pix", size=(w, h),
+                                          pos=pos, interpolate=False, autoLog=False)
+        else:
+            self._stim.image = texture(self.mapped)
+            self._stim.pos = pos
+        return self.mapped
+
+    @property
+    def size_deg(self) -> tuple[float, float]:
+        """Width and height of the current image in degrees."""
+        h, w = self.mapped.levels.shape
+        return size_deg((w, h), self.profile)
+
+    def draw(self) -> None:
+        """Draw the image (with fresh dithering noise in ``frame`` mode)."""
+        if self._stim is None:
+            raise RuntimeError("PixelImage.draw() before set_values()")
+        if self.dither == "frame":
+            self.mapped = self._map()
+            self._stim.image = texture(self.mapped)
+        self._stim.draw()
+
+
+def capture_levels(win: Any, bits: int) -> np.ndarray:
+    """Read the back buffer (call before ``flip()``) as integer output levels, ``H × W × 3``, row 0 at top.
+
+    Unlike ``win.getMovieFrame`` (8-bit images) this reads floats, so 10-bit frames keep all
+    1024 levels.
+    """
+    from pyglet import gl
+
+    w, h = (int(v) for v in win.winHandle.get_framebuffer_size())
+    buf = (gl.GLfloat * (w * h * 3))()
+    gl.glReadBuffer(gl.GL_BACK)
+    gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+    gl.glReadPixels(0, 0, w, h, gl.GL_RGB, gl.GL_FLOAT, buf)
+    frame = np.frombuffer(buf, dtype=np.float32).reshape(h, w, 3)[::-1]
+    return np.rint(frame * (2**bits - 1)).astype(np.int32)
+
+
+def save_frame_png(levels: np.ndarray, bits: int, path: str) -> str:
+    """Write captured levels as an 8-bit PNG (through :mod:`eigdist_core.io`); return its sha256."""
+    import io
+
+    from PIL import Image
+
+    from eigdist_core.io import atomic_write_bytes
+
+    img = np.rint(levels * (255.0 / (2**bits - 1))).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+
+#: Stimulus values of the photometer patches on the ``calibrate check`` screen.
+CHECK_PATCHES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def check_pattern(width: int, height: int, background: float) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
+    """The ``calibrate check`` screen as values: a 0→1 ramp above a row of uniform patches (pure).
+
+    Returns the ``height × width`` values and, per patch, ``(value, centre column, centre row)``.
+    """
+    values = np.full((height, width), background)
+    x0, x1 = width // 10, width - width // 10
+    values[height // 8: height // 4, x0:x1] = np.linspace(0.0, 1.0, x1 - x0)
+    side = max(1, min(width // (2 * len(CHECK_PATCHES)), height // 4))
+    patches = []
+    for i, v in enumerate(CHECK_PATCHES):
+        cx, cy = int(width * (i + 1) / (len(CHECK_PATCHES) + 1)), int(height * 0.55)
+        top, left = cy - side // 2, cx - side // 2
+        values[top - 2: top + side + 2, left - 2: left + side + 2] = 0.0  # dark outline: the Lmean patch shows
+        values[top: top + side, left: left + side] = v
+        patches.append((v, cx, cy))
+    return values, patches
+
+
+def run_check(profile: MonitorProfile, *, fullscreen: bool = False, size: tuple[int, int] | None = None,
+              pilot: bool = False, frames: int | None = None, save: str | None = None) -> list[str]:
+    """Show the check screen (dithered every frame) until Escape or ``frames``; return a summary.
+
+    Each patch is labelled with the luminance it should measure; ``save`` writes the first frame as
+    read back from the back buffer.
+    """
+    from psychopy import event, visual
+
+    from .luminance import background_value, continuous_levels, level_table
+
+    win, report = open_window(profile, fullscreen=fullscreen, size=size, pilot=pilot,
+                              simulated=frames is not None)
+    w, h = (int(v) for v in win.size)
+    values, patches = check_pattern(w, h, background_value(profile))
+    image = PixelImage(win, profile, dither="frame")
+    image.set_values(values)
+    table = level_table(profile)
+    lines = [f"window {w}x{h}, {profile.bits}-bit, ramp {report.hardware_ramp}"] + [f"pilot: {p}" for p in report.problems]
+    labels = []
+    for v, cx, cy in patches:
+        lum = table[0] + v * (table[-1] - table[0])
+        level = float(continuous_levels(np.array([[v]]), table)[0][0, 0])
+        text = f"{lum:.2f} cd/m²" if profile.calibration else f"value {v:.2f} (uncalibrated)"
+        lines.append(f"patch value {v:.2f}: {text.replace('²', '2')} (level {level:.2f})")
+        labels.append(visual.TextStim(win, text=text, pos=(cx - w / 2, h / 2 - cy - h / 8),
+                                      height=max(10, h // 40), units="pix", color=(-1, -1, -1), autoLog=False))
+    n = 0
+    try:
+        while frames is None or n < frames:
+            image.draw()
+            for label in labels:
+                label.draw()
+            if n == 0 and save:
+                save_frame_png(capture_levels(win, profile.bits), profile.bits, save)
+                lines.append(f"wrote {save}")
+            win.flip()
+            n += 1
+            if event.getKeys(["escape", "q"]):
+                break
+    finally:
+        win.close()
+    return lines

@@ -1,0 +1,114 @@
+"""A virtual X display (Xvfb) for tests that open PsychoPy windows.
+
+Import the fixtures into a test module (``from tests.display_fixtures import xvfb, xvfb_factory``).
+``xvfb`` gives an 800×600×24 screen; ``xvfb_factory(width, height, depth)`` any other
+(``depth=30`` for ``bpc=(10, 10, 10)``). Servers start once per test session, pick a free display
+themselves (``-displayfd``) and are stopped at the end. Run PsychoPy in a subprocess with
+``display.env`` (``core.quit`` and GL crashes would take pytest down).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class VirtualDisplay:
+    """A running Xvfb screen and the environment that reaches it."""
+
+    display: str
+    width: int
+    height: int
+    depth: int
+    env: dict[str, str]
+
+
+def _start_xvfb(width: int, height: int, depth: int, timeout: float = 20.0) -> tuple[subprocess.Popen, str]:
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    os.close(write_fd)
+    data = b""
+    try:  # read up to the newline: closing the pipe earlier kills Xvfb ("Cannot write display number")
+        while not data.endswith(b"\n") and select.select([read_fd], [], [], timeout)[0]:
+            chunk = os.read(read_fd, 64)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(read_fd)
+    number = data.decode().strip()
+    if not number or proc.poll() is not None:
+        proc.kill()
+        err = proc.communicate()[1].decode(errors="replace")[-500:]
+        raise RuntimeError(f"Xvfb {width}x{height}x{depth} did not start: {err}")
+    return proc, f":{number}"
+
+
+def _env(display: str, home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(DISPLAY=display, HOME=str(home), PYTHONPATH=path)
+    env.pop("GITHUB_WORKFLOW", None)  # PsychoPy would skip the gamma-ramp code the tests exercise
+    return env
+
+
+@pytest.fixture(scope="session")
+def xvfb_factory() -> Iterator[Callable[..., VirtualDisplay]]:
+    """``factory(width=800, height=600, depth=24)`` → a :class:`VirtualDisplay` (one server per shape)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb)")
+    home = Path(tempfile.mkdtemp(prefix="eigdist-xvfb-home-"))
+    servers: dict[tuple[int, int, int], tuple[subprocess.Popen, VirtualDisplay]] = {}
+
+    def factory(width: int = 800, height: int = 600, depth: int = 24) -> VirtualDisplay:
+        key = (width, height, depth)
+        if key not in servers:
+            for attempt in range(3):  # another Xvfb may grab the same display number at the same moment
+                try:
+                    proc, display = _start_xvfb(width, height, depth)
+                    break
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
+            servers[key] = (proc, VirtualDisplay(display, width, height, depth, _env(display, home)))
+        return servers[key][1]
+
+    yield factory
+    for proc, _ in servers.values():
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def xvfb(xvfb_factory: Callable[..., VirtualDisplay], monkeypatch: pytest.MonkeyPatch) -> VirtualDisplay:
+    """An 800×600×24 virtual screen; ``DISPLAY`` and a scratch ``HOME`` are set for this test."""
+    screen = xvfb_factory()
+    monkeypatch.setenv("DISPLAY", screen.display)
+    monkeypatch.setenv("HOME", screen.env["HOME"])
+    return screen
+
+
+def run_python(screen: VirtualDisplay, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run ``python *args`` on ``screen`` in a subprocess (from the repository root); return the result."""
+    return subprocess.run([sys.executable, *args], env=screen.env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)

@@ -1,0 +1,73 @@
+"""Subprocess side of tests/test_display.py: opens a PsychoPy window and writes what it saw.
+
+``python tests/display_probe.py CASE MONITORS_DIR PROFILE OUT.npz [KEY=VALUE ...]``; run on a
+virtual display (tests/display_fixtures.py). Cases:
+
+- ``frame``: draw a stimulus (odd size, some values out of range) with trial dithering and
+  capture the back buffer before the flip.
+- ``dither``: a sub-level luminance step, many frames with fresh noise, and the same without
+  dithering; mean captured levels per half.
+- ``ramp``: every output level once (no dithering), captured.
+- ``open``: only open the window with the flags given (``pilot=1``, ``simulated=1``, ``window=WxH``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from experiments.display import PixelImage, capture_levels, open_window
+from experiments.luminance import top_left
+from experiments.monitor import load_profile, parse_resolution
+
+
+def _grab(win, image: PixelImage, bits: int) -> np.ndarray:
+    """Draw, read the back buffer, flip; return the image's pixels (red gun)."""
+    win.clearBuffer()
+    image.draw()
+    frame = capture_levels(win, bits)
+    win.flip()
+    h, w = image.mapped.levels.shape
+    r, c = top_left(tuple(win.size), (w, h))
+    return frame[r:r + h, c:c + w, 0], frame
+
+
+def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
+    opts = dict(o.split("=", 1) for o in options)
+    profile = load_profile(name, monitors)
+    size = parse_resolution(opts["window"]) if "window" in opts else (400, 300)
+    win, report = open_window(profile, size=size, pilot=opts.get("pilot") == "1",
+                              simulated=opts.get("simulated", "1") == "1")
+    result: dict[str, np.ndarray] = {"problems": np.array(report.problems, dtype=str),
+                                     "red_bits": np.array(report.red_bits)}
+    rng = np.random.default_rng(int(opts.get("seed", 0)))
+    if case == "frame":
+        values = rng.uniform(-0.05, 1.05, size=(37, 23))  # odd height and width, some clipped
+        image = PixelImage(win, profile, dither="trial", rng=rng)
+        mapped = image.set_values(values[None])
+        seen, frame = _grab(win, image, profile.bits)
+        result.update(seen=seen, intended=mapped.levels, clipped=np.array(mapped.clipped), frame=frame,
+                      values=values, size_deg=np.array(image.size_deg))
+    elif case == "dither":
+        v0, step = float(opts["v0"]), float(opts["step"])
+        values = np.full((48, 64), v0)
+        values[:, 32:] += step
+        for mode in ("frame", "off"):
+            image = PixelImage(win, profile, dither=mode, rng=rng)
+            image.set_values(values)
+            frames = [_grab(win, image, profile.bits)[0] for _ in range(int(opts.get("frames", 30)))]
+            result[f"mean_{mode}"] = np.mean(frames, axis=0)
+    elif case == "ramp":
+        n = profile.n_levels
+        side = int(np.sqrt(n))
+        image = PixelImage(win, profile, dither="off")
+        image.set_values(np.linspace(0.0, 1.0, n).reshape(side, n // side))
+        result["seen"], _ = _grab(win, image, profile.bits)
+        result["intended"] = image.mapped.levels
+    win.close()
+    np.savez(out, **result)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,234 @@
+"""The display: the pure value → level mapping, then PsychoPy windows on a virtual X display.
+
+Window tests run PsychoPy in subprocesses (tests/display_probe.py) on Xvfb screens started by
+tests/display_fixtures.py; profiles are generated at test time and dated now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.display import WindowReport, check_pattern, window_problems
+from experiments.luminance import (
+    background_level, background_value, continuous_levels, level_table, map_values, pixel_offset, size_deg,
+    texture, top_left,
+)
+from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile, save_profile
+from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
+
+
+def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g"):
+    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form)."""
+    top = 2**bits - 1
+    levels = np.rint(np.linspace(0, top, 33))
+    lum = gamma_curve(levels / top, 0.5, 100.0, gamma)
+    base = new_profile(name, width_cm=40.0, distance_cm=57.0, resolution=resolution, refresh_hz=60.0, bits=bits)
+    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma"))
+
+
+# ---------------------------------------------------------------- pure mapping
+
+
+def test_undithered_mapping_is_the_rounded_inverse_gamma():
+    p = make_profile()
+    values = np.linspace(0, 1, 1001)[None]
+    lum = 0.5 + values * 99.5
+    expected = np.rint(255 * ((lum - 0.5) / 99.5) ** (1 / 2.2))
+    m = map_values(values, p)
+    assert m.bits == 8 and m.clipped == 0 and m.levels.dtype == np.int32
+    np.testing.assert_array_equal(m.levels, expected)
+
+
+def test_continuous_levels_invert_the_table_linearly_between_levels():
+    table = np.array([0.0, 1.0, 1.0, 3.0, 7.0])  # a flat run: the first level of it is used
+    level, clipped = continuous_levels(np.array([[0.0, 1 / 7, 2 / 7, 5 / 7, 1.0, 1.2, -0.1]]), table)
+    np.testing.assert_allclose(level[0], [0, 1, 2.5, 3.5, 4, 4, 0])
+    assert clipped == 2
+
+
+def test_dithering_is_unbiased_to_a_hundredth_of_a_level():
+    p = make_profile()
+    values = np.full((400, 500), 0.31234)
+    target = continuous_levels(values[:1, :1], level_table(p))[0][0, 0]
+    m = map_values(values, p, np.random.default_rng(1))
+    assert set(np.unique(m.levels)) == {int(np.floor(target)), int(np.floor(target)) + 1}
+    assert abs(m.levels.mean() - target) < 0.01
+    mean_lum = level_table(p)[m.levels].mean()
+    assert mean_lum == pytest.approx(0.5 + 0.31234 * 99.5, abs=0.01 * np.diff(level_table(p)).max())
+
+
+def test_clipped_pixels_are_counted_and_shown_at_the_ends():
+    p = make_profile()
+    m = map_values(np.array([[-0.2, 0.0, 0.5, 1.0, 1.5]]), p, np.random.default_rng(0))
+    assert m.clipped == 2
+    assert m.levels[0, 0] == 0 and m.levels[0, -1] == 255
+
+
+def test_colour_and_bad_shapes_are_refused():
+    p = make_profile()
+    with pytest.raises(ValueError, match=r"H×W or 1×H×W .* got shape \(3, 4, 4\)"):
+        map_values(np.zeros((3, 4, 4)), p)
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        map_values(np.array([[0.1, np.nan]]), p)
+
+
+def test_texture_is_signed_and_flipped():
+    m = map_values(np.array([[0.0], [1.0]]), make_profile(gamma=1.0))
+    tex = texture(m)
+    assert tex.dtype == np.float32
+    np.testing.assert_array_equal(tex[:, 0], [1.0, -1.0])  # row 0 of the image (value 0) drawn at the bottom
+
+
+def test_background_is_lmean_exactly():
+    p = make_profile()
+    cal = p.calibration
+    assert level_table(p)[background_level(p)] == pytest.approx(cal.lum_mean, abs=1e-9)
+    assert 0.45 < background_value(p) < 0.55
+
+
+@pytest.mark.parametrize("win, img, offset, corner", [
+    ((400, 300), (23, 37), (-0.5, 0.5), (131, 188)),
+    ((400, 300), (24, 38), (0.0, 0.0), (131, 188)),
+    ((401, 301), (24, 38), (-0.5, 0.5), (131, 188)),
+])
+def test_pixel_offset_and_corner(win, img, offset, corner):
+    assert pixel_offset(win, img) == offset
+    assert top_left(win, img) == corner
+
+
+def test_size_in_degrees():
+    p = make_profile()
+    w, h = size_deg((256, 128), p)
+    assert w == pytest.approx(256 / p.ppd) and h == pytest.approx(w / 2)
+
+
+def test_window_problems_name_both_values():
+    report = WindowReport(requested_size=(800, 600), framebuffer_size=(1600, 1200), screen_size=(2560, 1440),
+                          profile_resolution=(1920, 1080), refresh_hz_profile=120.0, refresh_hz_measured=59.9,
+                          red_bits=8, bits_profile=10, hardware_ramp="identity")
+    text = "; ".join(window_problems(report, check_refresh=True))
+    for part in ("screen is 2560x1440 px but the profile says 1920x1080",
+                 "drawable is 1600x1200 px but 800x600 was requested (HiDPI",
+                 "8 bits per gun but the profile says 10",
+                 "measured refresh is 59.90 Hz but the profile says 120 Hz"):
+        assert part in text
+    assert len(window_problems(report, check_refresh=False)) == 3
+
+
+def test_check_pattern_has_ramp_and_outlined_patches():
+    values, patches = check_pattern(400, 300, 0.5)
+    assert [v for v, _, _ in patches] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    ramp = values[300 // 8 + 1, 40:360]
+    assert ramp[0] == 0 and ramp[-1] == 1 and np.all(np.diff(ramp) > 0)
+    for v, cx, cy in patches:
+        assert values[cy, cx] == v
+
+
+# ---------------------------------------------------------------- on a virtual screen
+
+
+def probe(screen: VirtualDisplay, tmp_path: Path, case: str, profile, *options: str) -> dict:
+    save_profile(profile, tmp_path)
+    out = tmp_path / f"{case}.npz"
+    res = run_python(screen, "tests/display_probe.py", case, str(tmp_path), profile.name, str(out), *options)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.mark.display
+def test_captured_frame_equals_the_mapped_stimulus(xvfb, tmp_path):
+    p = make_profile()
+    got = probe(xvfb, tmp_path, "frame", p)
+    assert got["problems"].size == 0 and int(got["red_bits"]) == 8
+    seen, intended = got["seen"], got["intended"]
+    assert seen.shape == (37, 23)
+    assert np.abs(seen - intended).max() <= 1  # the contract; in practice exact:
+    np.testing.assert_array_equal(seen, intended)
+    # the mapping itself: undithered levels of the same values are within one level
+    assert np.abs(intended - map_values(got["values"], p).levels).max() <= 1
+    assert int(got["clipped"]) == int(((got["values"] < 0) | (got["values"] > 1)).sum()) > 0
+    # outside the image: the background, Lmean
+    frame = got["frame"][..., 0]
+    r, c = top_left((400, 300), (23, 37))
+    assert np.all(frame[: r] == background_level(p)) and np.all(frame[:, c + 23:] == background_level(p))
+    np.testing.assert_allclose(got["size_deg"], (23 / p.ppd, 37 / p.ppd))
+
+
+@pytest.mark.display
+def test_mean_of_dithered_frames_reproduces_a_sub_level_step(xvfb, tmp_path):
+    p = make_profile()
+    v0, step_value = 0.3, 0.0015
+    target = continuous_levels(np.array([[v0, v0 + step_value]]), level_table(p))[0][0]
+    assert 0.2 < target[1] - target[0] < 0.5  # a step well below one output level
+    got = probe(xvfb, tmp_path, "dither", p, f"v0={v0}", f"step={step_value}", "frames=40")
+    mean = got["mean_frame"]
+    left, right = mean[:, :32].mean(), mean[:, 32:].mean()
+    assert abs(left - target[0]) < 0.1 and abs(right - target[1]) < 0.1
+    assert abs((right - left) - (target[1] - target[0])) < 0.1
+    off = got["mean_off"]
+    assert abs((off[:, 32:].mean() - off[:, :32].mean()) - (target[1] - target[0])) > 0.1  # rounding loses it
+
+
+@pytest.mark.display
+def test_ten_bit_window_reads_back_1024_levels(xvfb_factory, tmp_path):
+    screen = xvfb_factory(800, 600, 30)
+    p = make_profile(bits=10, gamma=1.0)
+    got = probe(screen, tmp_path, "ramp", p)
+    assert int(got["red_bits"]) == 10
+    assert len(np.unique(got["seen"])) == 1024
+    np.testing.assert_array_equal(got["seen"], got["intended"])
+
+
+@pytest.mark.display
+def test_mismatched_screen_is_refused_naming_both_values_unless_pilot(xvfb, tmp_path):
+    p = make_profile(resolution=(1920, 1080), name="big")
+    save_profile(p, tmp_path)
+    args = ("tests/display_probe.py", "open", str(tmp_path), "big", str(tmp_path / "o.npz"))
+    res = run_python(xvfb, *args)
+    assert res.returncode != 0
+    assert "screen is 800x600 px but the profile says 1920x1080" in res.stderr
+    res = run_python(xvfb, *args, "pilot=1", "simulated=0")  # pilot: warnings; refresh measured too
+    assert res.returncode == 0, res.stderr[-2000:]
+    problems = str(np.load(tmp_path / "o.npz")["problems"])
+    assert "screen is 800x600" in problems
+    assert "Hz but the profile says 60 Hz" in problems or "refresh rate could not be measured" in problems
+
+
+@pytest.mark.display
+def test_ten_bit_profile_on_an_eight_bit_screen_is_refused(xvfb, tmp_path):
+    save_profile(make_profile(bits=10, name="deep"), tmp_path)
+    res = run_python(xvfb, "tests/display_probe.py", "open", str(tmp_path), "deep", str(tmp_path / "o.npz"))
+    assert res.returncode != 0
+    assert "the screen offers no 10-bit frame buffer" in res.stderr
+
+
+@pytest.mark.display
+def test_real_session_needs_an_identity_gamma_ramp(xvfb, tmp_path):
+    # Xvfb has no gamma-ramp extension: a real (not simulated, not pilot) window must refuse
+    p = make_profile()
+    save_profile(p, tmp_path)
+    res = run_python(xvfb, "tests/display_probe.py", "open", str(tmp_path), "g", str(tmp_path / "o.npz"),
+                     "simulated=0")
+    assert res.returncode != 0
+    assert "could not set the hardware gamma ramp to identity" in res.stderr and "--pilot" in res.stderr
+
+
+@pytest.mark.display
+def test_cli_check_draws_ramp_and_patches(xvfb, tmp_path):
+    p = make_profile()
+    save_profile(p, tmp_path)
+    png = tmp_path / "check.png"
+    res = run_python(xvfb, "-m", "cli.main", "calibrate", "--monitors", str(tmp_path), "check", "g",
+                     "--window", "400x300", "--frames", "2", "--save", str(png))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "patch value 0.50: 50.25 cd/m2" in res.stdout
+    from PIL import Image
+
+    frame = np.asarray(Image.open(png))[..., 0].astype(int)
+    expected = continuous_levels(np.linspace(0, 1, 320)[None], level_table(p))[0][0]
+    assert np.all(np.abs(frame[300 // 8 + 5, 40:360] - expected) < 1)  # dithered ramp: within one level
+    assert frame[0, 0] == background_level(p)
