@@ -135,6 +135,11 @@ def _model_threshold(obs, ref, e, direction, alpha_max=4.0, n=40):
     return track.threshold_estimate()
 
 
+def test_model_observer_names_a_bad_model():
+    with pytest.raises(ValueError, match="unknown model 'nosuch'"):
+        make_responder("model=nosuch:conv1")
+
+
 def test_lgg_observer_sees_max_before_min(lgg_eigendistortions):
     """The model observer detects its own max eigendistortion at a far lower α than its min."""
     model, ref, eig = lgg_eigendistortions
