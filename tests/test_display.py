@@ -132,6 +132,17 @@ def test_window_problems_name_both_values():
     assert len(window_problems(report, check_refresh=False)) == 3
 
 
+def test_psychopy_monitor_maps_the_profile_and_keeps_the_default_gamma(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from experiments.display import psychopy_monitor
+
+    p = make_profile()
+    mon = psychopy_monitor(p)
+    assert (mon.getWidth(), mon.getDistance(), list(mon.getSizePix())) == (40.0, 57.0, [800, 600])
+    assert list(mon.getLevelsPre()) == list(p.calibration.levels)
+    assert mon.gammaIsDefault()  # PsychoPy must not load the curve into the hardware ramp
+
+
 def test_check_pattern_has_ramp_and_outlined_patches():
     values, patches = check_pattern(400, 300, 0.5)
     assert [v for v, _, _ in patches] == [0.0, 0.25, 0.5, 0.75, 1.0]
