@@ -154,7 +154,9 @@ def open_window(
             gamma=1.0 if real else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
             checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
         )
-    except RuntimeError as exc:  # pyglet found no GL config with these bits per gun
+    except RuntimeError as exc:
+        if "configuration is not supported" not in str(exc):  # pyglet: no GL config with these bits per gun
+            raise
         raise DisplayError(
             f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
             f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
