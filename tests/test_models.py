@@ -48,7 +48,7 @@ def test_frontend_matches_plenoptic(layer, shape):
 
 
 def test_frontend_refuses_colour_images():
-    with pytest.raises(ValueError, match=r"frontend:onoff takes a \(1, C, H, W\) image with C = 1; got shape \(1, 3, 32, 32\).*grey"):
+    with pytest.raises(ValueError, match=r"frontend:onoff takes \(N, C, H, W\) images with C = 1; got shape \(1, 3, 32, 32\).*grey"):
         models.load("frontend:onoff")(torch.rand(1, 3, 32, 32))
 
 
@@ -185,7 +185,7 @@ def test_weights_file_that_is_not_a_fitting_state_dict(tmp_path):
 
 
 def test_networks_refuse_other_channel_counts():
-    with pytest.raises(ValueError, match=r"resnet18 takes a \(1, C, H, W\) image with C = 1 or 3; got shape \(1, 2, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"resnet18 takes \(N, C, H, W\) images with C = 1 or 3; got shape \(1, 2, 8, 8\)"):
         models.load("resnet18:layer1", "random:0")(torch.rand(1, 2, 8, 8))
 
 
@@ -256,3 +256,12 @@ def test_frontend_bad_parameter_file_names_the_problem(tmp_path, text, message):
     file.write_text(text)
     with pytest.raises(ValueError, match=message):
         models.load("frontend:ln", str(file))
+
+
+@pytest.mark.parametrize("spec, weights", [("frontend:onoff", "published"), ("efficientnet_lite0:_blocks.1", "bundled")])
+def test_a_batch_gives_the_responses_one_by_one(spec, weights):
+    model = models.load(spec, weights)
+    batch = torch.rand(3, 1, 16, 16)
+    together = model(batch)
+    assert together.shape[0] == 3
+    assert torch.allclose(together, torch.cat([model(x[None]) for x in batch]), rtol=1e-4, atol=1e-4)

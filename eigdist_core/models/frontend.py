@@ -73,8 +73,8 @@ def gaussian_filters(stds: tuple[float, ...], size: int = KERNEL_SIZE) -> torch.
 class FrontEnd(nn.Module):
     """One front-end model: centre-surround, optional luminance and contrast gain control, softplus.
 
-    Takes a grey (1, 1, H, W) image with H, W ≥ :data:`MIN_SIZE` and returns
-    (1, channels, H, W). It has no parameters, only fixed filters (buffers).
+    Takes grey (N, 1, H, W) images with H, W ≥ :data:`MIN_SIZE` and returns
+    (N, channels, H, W). It has no parameters, only fixed filters (buffers).
     """
 
     def __init__(self, params: FrontEndParams, layer: str) -> None:
