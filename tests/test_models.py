@@ -48,7 +48,7 @@ def test_frontend_matches_plenoptic(layer, shape):
 
 
 def test_frontend_refuses_colour_images():
-    with pytest.raises(ValueError, match=r"frontend:onoff takes a \(1, C, H, W\) image with C = 1; got shape \(1, 3, 32, 32\).*grey"):
+    with pytest.raises(ValueError, match=r"frontend:onoff takes \(N, C, H, W\) images with C = 1; got shape \(1, 3, 32, 32\).*grey"):
         models.load("frontend:onoff")(torch.rand(1, 3, 32, 32))
 
 
@@ -65,7 +65,7 @@ def test_frontend_unknown_layer_lists_the_four():
 
 
 def test_frontend_weights_other_than_published_are_refused():
-    with pytest.raises(ValueError, match="weights 'imagenet' are not available for frontend; allowed: published"):
+    with pytest.raises(ValueError, match=r"weights 'imagenet' are not available for frontend; allowed: published \| a file path"):
         models.load("frontend:ln", "imagenet")
 
 
@@ -185,7 +185,7 @@ def test_weights_file_that_is_not_a_fitting_state_dict(tmp_path):
 
 
 def test_networks_refuse_other_channel_counts():
-    with pytest.raises(ValueError, match=r"resnet18 takes a \(1, C, H, W\) image with C = 1 or 3; got shape \(1, 2, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"resnet18 takes \(N, C, H, W\) images with C = 1 or 3; got shape \(1, 2, 8, 8\)"):
         models.load("resnet18:layer1", "random:0")(torch.rand(1, 2, 8, 8))
 
 
@@ -221,3 +221,47 @@ def test_fisher_products_through_every_family_match_double_vjp(spec, weights, ch
     V = torch.randn(2, op.n, generator=gen, dtype=torch.float64)
     expected = torch.stack([_fisher_by_double_vjp(op._f, image.reshape(-1), v) for v in V])
     assert torch.allclose(op @ V, expected, rtol=1e-8, atol=1e-10)
+
+
+# --- front-end parameters from a file ---------------------------------------------------------
+
+def test_frontend_parameter_file_overrides_published_values(tmp_path, grey32):
+    po = pytest.importorskip("plenoptic")
+    file = tmp_path / "onoff.json"
+    file.write_text('{"center_std": [2.0, 0.5], "contrast_scalar": [1.0, 2.0]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = po.models.OnOff(31, pretrained=True, cache_filt=False).eval()
+    with torch.no_grad():
+        reference.center_surround.center_std.copy_(torch.tensor([2.0, 0.5]))
+        reference.contrast_scalar.copy_(torch.tensor([1.0, 2.0]))
+        expected = reference(grey32)
+    got = models.load("frontend:onoff", str(file))(grey32)
+    assert (got - expected).abs().max() < 1e-5
+    assert not torch.allclose(got, models.load("frontend:onoff")(grey32))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"luminance_std": [1.0]}', r"\['luminance_std'\] are not parameters of frontend:ln; it has center_std, surround_std, amplitude_ratio"),
+        ('{"center_std": [1.0, 2.0]}', r"center_std must be a list of 1 numbers > 0, got \[1.0, 2.0\]"),
+        ('{"amplitude_ratio": -1}', "amplitude_ratio must be one number > 0, got -1"),
+        ("[1, 2]", "must hold a JSON object, got list"),
+        ("{not json", "is not JSON"),
+    ],
+)
+def test_frontend_bad_parameter_file_names_the_problem(tmp_path, text, message):
+    file = tmp_path / "p.json"
+    file.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        models.load("frontend:ln", str(file))
+
+
+@pytest.mark.parametrize("spec, weights", [("frontend:onoff", "published"), ("efficientnet_lite0:_blocks.1", "bundled")])
+def test_a_batch_gives_the_responses_one_by_one(spec, weights):
+    model = models.load(spec, weights)
+    batch = torch.rand(3, 1, 16, 16)
+    together = model(batch)
+    assert together.shape[0] == 3
+    assert torch.allclose(together, torch.cat([model(x[None]) for x in batch]), rtol=1e-4, atol=1e-4)

@@ -34,7 +34,7 @@ def test_synth_writes_arrays_figure_and_prints_diagnostics(tmp_path, capsys, mod
     "argv, message",
     [
         (["--model", "frontend"], "model spec must look like '<model>:<layer>'"),
-        (["--model", "frontend:onoff"], r"frontend:onoff takes a \(1, C, H, W\) image with C = 1; got shape \(1, 3, 16, 16\)"),
+        (["--model", "frontend:onoff"], r"frontend:onoff takes \(N, C, H, W\) images with C = 1; got shape \(1, 3, 16, 16\)"),
         (["--model", "frontend:onoff", "--weights", "bundled", "--grey"], "weights 'bundled' are not available for frontend"),
         (["--model", "efficientnet_lite0:nope"], "unknown node 'nope' of efficientnet_lite0"),
     ],

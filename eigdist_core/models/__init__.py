@@ -10,7 +10,7 @@ Three families:
   torch hub cache), ``random:<seed>`` or a state-dict file.
 
 Every loaded model owns its preprocessing, takes a (1, C, H, W) float image in
-[0, 1] with C = 1 or 3 (grey is repeated to 3 channels inside networks that need
+[0, 1] with C = 1 or 3 (or a batch, (N, C, H, W)) (grey is repeated to 3 channels inside networks that need
 it; front-end models take C = 1 only), returns one tensor, and is frozen, in
 eval mode.
 """
@@ -79,7 +79,8 @@ def load(spec: str, weights: str | None = None) -> nn.Module:
     Returns
     -------
     nn.Module
-        Maps a (1, C, H, W) float image in [0, 1] to one response tensor.
+        Maps a (1, C, H, W) float image in [0, 1] to one response tensor (a batch of N
+        images to N responses).
 
     Raises
     ------

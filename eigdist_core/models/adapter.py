@@ -12,7 +12,9 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 
 def check_input(image: torch.Tensor, family: str, channels: Sequence[int], min_size: int = 1) -> None:
-    """Check that ``image`` is (1, C, H, W) with C in ``channels`` and H, W ≥ ``min_size``.
+    """Check that ``image`` is (N, C, H, W) with C in ``channels`` and H, W ≥ ``min_size``.
+
+    Models take one image (N = 1) for eigendistortions; batches serve model observers.
 
     Raises
     ------
@@ -21,9 +23,9 @@ def check_input(image: torch.Tensor, family: str, channels: Sequence[int], min_s
     """
     shape = tuple(image.shape)
     allowed = " or ".join(str(c) for c in channels)
-    if image.ndim != 4 or shape[0] != 1 or shape[1] not in channels:
+    if image.ndim != 4 or shape[1] not in channels:
         hint = " (convert colour images to grey: load_image(..., channels=1), or `eigdist synth --grey`)" if tuple(channels) == (1,) else ""
-        raise ValueError(f"{family} takes a (1, C, H, W) image with C = {allowed}; got shape {shape}{hint}")
+        raise ValueError(f"{family} takes (N, C, H, W) images with C = {allowed}; got shape {shape}{hint}")
     if min(shape[-2:]) < min_size:
         raise ValueError(f"{family} needs images of at least {min_size}×{min_size} pixels; got {shape[-2]}×{shape[-1]}")
 
@@ -53,7 +55,7 @@ def _summary(nodes: list[str], limit: int = 120) -> str:
 
 
 class LayerModel(nn.Module):
-    """Normalise a (1, C, H, W) image in [0, 1], run a network up to one node, return that tensor.
+    """Normalise (N, C, H, W) images in [0, 1], run a network up to one node, return that tensor.
 
     Parameters
     ----------
@@ -78,5 +80,5 @@ class LayerModel(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         check_input(image, self.family, channels=(1, 3))
         if image.shape[1] == 1:  # grey sets: the network needs three channels
-            image = image.expand(1, 3, *image.shape[-2:])
+            image = image.expand(-1, 3, -1, -1)
         return self.extractor((image - self.mean) / self.std)["out"]

@@ -12,21 +12,23 @@ grey images, so they take one channel only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .adapter import check_input
+from ..io import load_json
 from .weights import parse_weights
 
 NAME = "frontend"
 KERNEL_SIZE = 31
 #: Reflect padding of 15 pixels needs at least 16 pixels per side.
 MIN_SIZE = KERNEL_SIZE // 2 + 1
-#: Weights values front-end models take.
-ALLOWED = ("published",)
+#: Weights values front-end models take: the paper's parameters, or a JSON file of parameters.
+ALLOWED = ("published", "file")
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ def gaussian_filters(stds: tuple[float, ...], size: int = KERNEL_SIZE) -> torch.
 class FrontEnd(nn.Module):
     """One front-end model: centre-surround, optional luminance and contrast gain control, softplus.
 
-    Takes a grey (1, 1, H, W) image with H, W ≥ :data:`MIN_SIZE` and returns
-    (1, channels, H, W). It has no parameters, only fixed filters (buffers).
+    Takes grey (N, 1, H, W) images with H, W ≥ :data:`MIN_SIZE` and returns
+    (N, channels, H, W). It has no parameters, only fixed filters (buffers).
     """
 
     def __init__(self, params: FrontEndParams, layer: str) -> None:
@@ -108,8 +110,50 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_frontend(layer: str, weights: str) -> nn.Module:
-    """``frontend:<layer>`` with ``layer`` in :data:`PUBLISHED` and ``weights='published'``."""
+    """``frontend:<layer>`` with the published parameters or parameters read from a JSON file.
+
+    Parameters
+    ----------
+    layer
+        ``ln``, ``lg``, ``lgg`` or ``onoff`` (:data:`PUBLISHED`).
+    weights
+        ``published``, or a path to a JSON object whose keys are parameters of
+        this model (e.g. ``{"center_std": [1.3, 0.3]}``); parameters it leaves
+        out keep their published values.
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer, weights other than these, or a bad parameter file.
+    """
     if layer not in PUBLISHED:
         raise ValueError(f"unknown front-end model {layer!r}; valid: {', '.join(PUBLISHED)} (e.g. 'frontend:onoff')")
-    parse_weights(weights, NAME, ALLOWED)
-    return FrontEnd(PUBLISHED[layer], layer)
+    parsed = parse_weights(weights, NAME, ALLOWED)
+    params = PUBLISHED[layer]
+    if parsed.kind == "file":
+        params = _params_from_file(parsed.path, params, layer)
+    return FrontEnd(params, layer)
+
+
+def _params_from_file(path: Path, published: FrontEndParams, layer: str) -> FrontEndParams:
+    """The published parameters with those in the JSON file at ``path`` replaced, checked."""
+    try:
+        given = load_json(path)
+    except ValueError as err:
+        raise ValueError(f"front-end parameter file {str(path)!r} is not JSON: {err}") from None
+    settable = [f.name for f in fields(FrontEndParams) if f.name != "on_center" and getattr(published, f.name) is not None]
+    if not isinstance(given, dict):
+        raise ValueError(f"front-end parameter file {str(path)!r} must hold a JSON object, got {type(given).__name__}")
+    if set(given) - set(settable):
+        raise ValueError(
+            f"front-end parameter file {str(path)!r}: {sorted(set(given) - set(settable))} are not parameters "
+            f"of frontend:{layer}; it has {', '.join(settable)}"
+        )
+    channels = len(published.center_std)
+    for key, value in given.items():
+        values = [value] if key == "amplitude_ratio" else value
+        ok = isinstance(values, list) and len(values) == (1 if key == "amplitude_ratio" else channels)
+        if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+            size = "one number" if key == "amplitude_ratio" else f"a list of {channels} numbers"
+            raise ValueError(f"front-end parameter file {str(path)!r}: {key} must be {size} > 0, got {value!r}")
+    return replace(published, **{k: v if k == "amplitude_ratio" else tuple(v) for k, v in given.items()})
