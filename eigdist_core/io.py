@@ -32,6 +32,17 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of written files: what ``open()`` would give (mkstemp alone gives 0600,
+#: unreadable by the rest of a lab group).
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     """Write ``data`` to ``path`` via a fsynced temp file and a rename; return its sha256."""
     path = Path(path)
@@ -40,6 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), _FILE_MODE)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
