@@ -1,0 +1,200 @@
+"""The trial loop without a screen: tracks pick α, stimuli are built, answers are written.
+
+:class:`TrialEngine` ties a :class:`~experiments.design.SessionPlan`, one
+adaptive track per condition, a stimulus source and a
+:class:`~experiments.datafile.TrialWriter`. The PsychoPy session does, for
+each pending trial, ``stim = engine.stimuli(trial)``, shows the frames,
+asks its responder, and calls ``engine.record(trial, stim, response, ...)``;
+:func:`run_headless` does the same with a simulated responder and no window.
+
+Tracks carry over sessions: each is rebuilt (:func:`~experiments.staircase.rebuild_track`)
+from the participant's earlier rows of the same stimulus set and condition,
+then from the rows already written in this session. Catch and practice
+trials never update a track. An easy catch shows
+``min(alpha_max, easy_factor × the track's threshold estimate)``; practice
+shows ``practice_alpha_ratio × alpha_max``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from eigdist_core.io import sha256_bytes
+
+from .config import ExperimentConfig
+from .datafile import TrialWriter
+from .design import Condition, SessionPlan, Trial, stable_int
+from .observers import Responder, Response, Stimuli
+from .staircase import Track, rebuild_track
+
+#: The display range images are checked against (clipped_pixels).
+DISPLAY_RANGE = (0.0, 1.0)
+
+
+class StimulusSource(Protocol):
+    """Arrays by id; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
+
+    def image(self, image_id: str) -> np.ndarray: ...
+
+    def item(self, item_id: str) -> np.ndarray: ...
+
+
+def tracked(row: dict) -> bool:
+    """Whether a saved row fed its condition's track (not catch, not practice)."""
+    return not row["is_catch"] and not row["is_practice"]
+
+
+def condition_key(row: dict) -> tuple:
+    """The CONTRACTS.md condition key of a row."""
+    return (row["image_id"], row["model"], row["layer"], row["weights"], row["direction"])
+
+
+class TrialEngine:
+    """Runs a session's pending trials through tracks and the writer.
+
+    Parameters
+    ----------
+    plan
+        The session's trials (:func:`~experiments.design.plan_session`).
+    config
+        The experiment configuration.
+    source
+        ``image(image_id)`` and ``item(item_id)`` arrays (C × H × W).
+    writer
+        From :func:`~experiments.datafile.open_session`.
+    session_rows
+        Rows already in this session's file (a resume); they must match the plan.
+    earlier_rows
+        Rows of the participant's other sessions; those with ``set_id``
+        equal to ``set_id`` seed the tracks.
+    set_id, observer, calibrated
+        Written on every row.
+    constants
+        Further per-session columns (monitor, ppd, lum_*, refresh_hz, …).
+
+    Raises
+    ------
+    ValueError
+        If the saved rows do not follow the plan (another config or seed).
+    """
+
+    def __init__(
+        self, plan: SessionPlan, config: ExperimentConfig, source: StimulusSource, writer: TrialWriter,
+        *, set_id: str, observer: str, calibrated: bool, session_rows: Iterable[dict] = (),
+        earlier_rows: Iterable[dict] = (), constants: dict | None = None,
+    ) -> None:
+        self.plan, self.config, self.source, self.writer = plan, config, source, writer
+        self.set_id, self.observer, self.calibrated = set_id, observer, calibrated
+        self.constants = dict(constants or {})
+        session_rows = list(session_rows)
+        for row, trial in zip(session_rows, plan.trials):
+            if (row["trial"], condition_key(row), row["is_catch"], row["is_practice"]) != (
+                    trial.trial, trial.condition.key, trial.is_catch, trial.is_practice):
+                raise ValueError(
+                    f"saved trial {row['trial']} does not match the session plan (was the config, seed or "
+                    "participant changed?); start another session instead of resuming"
+                )
+        if len(session_rows) > len(plan.trials):
+            raise ValueError(f"the file holds {len(session_rows)} trials, the plan only {len(plan.trials)}")
+        self.done = len(session_rows)
+        self._history: dict[tuple, list[tuple[float, bool]]] = {}
+        earlier = [r for r in earlier_rows if r.get("set_id") == set_id]
+        for row in earlier + session_rows:
+            if tracked(row):
+                self._history.setdefault(condition_key(row), []).append((row["alpha"], row["correct"]))
+        self.tracks: dict[tuple, Track] = {}
+
+    def track(self, condition: Condition) -> Track:
+        """The condition's track, rebuilt from its saved trials on first use."""
+        if condition.key not in self.tracks:
+            self.tracks[condition.key] = rebuild_track(
+                self.config.track_kind, condition.alpha_max, self.config.n_alternatives,
+                self._history.get(condition.key, []),
+                seed=stable_int(self.config.seed, *condition.key), **self.config.track_options,
+            )
+        return self.tracks[condition.key]
+
+    def pending(self) -> Iterator[Trial]:
+        """The trials still to run, in order."""
+        return iter(self.plan.trials[self.done:])
+
+    def alpha(self, trial: Trial) -> float:
+        """The amplitude a trial shows."""
+        cond = trial.condition
+        if trial.catch_type == "blank":
+            return 0.0
+        if trial.is_practice:
+            return self.config.practice_alpha_ratio * cond.alpha_max
+        if trial.catch_type == "easy":
+            return min(cond.alpha_max, self.config.easy_factor * self.track(cond).threshold_estimate())
+        return self.track(cond).next_alpha()
+
+    def stimuli(self, trial: Trial) -> Stimuli:
+        """The arrays of a trial: the reference and its test intervals."""
+        image = np.asarray(self.source.image(trial.condition.image_id), dtype=np.float32)
+        alpha = self.alpha(trial)
+        if trial.catch_type == "blank":
+            distortion = np.zeros_like(image)
+        else:
+            distortion = trial.eig_sign * np.asarray(self.source.item(trial.condition.item_id), dtype=np.float32)
+        target = (image + np.float32(alpha) * distortion).astype(np.float32)
+        n = self.config.n_alternatives
+        intervals = tuple(target if i == trial.target_interval else image for i in range(1, n + 1))
+        return Stimuli(image, intervals, alpha, distortion)
+
+    def record(self, trial: Trial, stimuli: Stimuli, response: Response, **extra: Any) -> dict:
+        """Update the track (tracked trials), write and fsync the row; return it.
+
+        ``extra`` adds per-trial columns the session measures (``dropped_frames``, …).
+        """
+        cond = trial.condition
+        correct = response.interval == trial.target_interval
+        alpha = stimuli.alpha
+        if not trial.is_catch and not trial.is_practice:
+            self.track(cond).update(alpha, correct)
+        target = stimuli.intervals[trial.target_interval - 1]
+        n_pixels = target.size
+        lo, hi = DISPLAY_RANGE
+        row = {
+            "participant": self.plan.participant, "session": self.plan.session, "trial": trial.trial,
+            "image_id": cond.image_id, "model": cond.model, "layer": cond.layer, "weights": cond.weights,
+            "direction": cond.direction, "item_id": "" if trial.catch_type == "blank" else cond.item_id,
+            "alpha": float(alpha), "correct": correct, "n_alternatives": self.config.n_alternatives,
+            "task": self.config.task, "is_catch": trial.is_catch, "catch_type": trial.catch_type,
+            "is_practice": trial.is_practice, "observer": self.observer, "calibrated": self.calibrated,
+            "block": trial.block, "eig_sign": trial.eig_sign, "eigenvalue": cond.eigenvalue,
+            "log10_alpha": math.log10(alpha) if alpha > 0 else None,
+            "rms": alpha / math.sqrt(n_pixels), "mse": alpha**2 / n_pixels,
+            "target_interval": trial.target_interval, "response": response.interval, "rt": response.rt,
+            "clipped_pixels": int(((target < lo) | (target > hi)).sum()),
+            "repr_distance": response.repr_distance, "stim_sha256": sha256_bytes(target.tobytes()),
+            "set_id": self.set_id, "seed": self.config.seed,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            **self.constants, **extra,
+        }
+        self.writer.write(row)
+        self.done += 1
+        return row
+
+    def track_states(self) -> dict[str, dict]:
+        """The state of every condition's track in the plan, keyed by ``"image_id|model|layer|weights|direction"``."""
+        conds = {t.condition.key: t.condition for t in self.plan.trials}
+        return {"|".join(key): self.track(cond).state() for key, cond in sorted(conds.items())}
+
+
+def run_headless(engine: TrialEngine, responder: Responder, *, progress: bool = False) -> list[dict]:
+    """Run every pending trial with ``responder`` and no window; return the new rows."""
+    trials = list(engine.pending())
+    if progress:
+        from tqdm import tqdm
+
+        trials = tqdm(trials, desc=f"session {engine.plan.session}", unit="trial")
+    rows = []
+    for trial in trials:
+        stim = engine.stimuli(trial)
+        rows.append(engine.record(trial, stim, responder.respond(trial, stim, engine.plan.session)))
+    return rows

@@ -1,0 +1,58 @@
+"""The experiment TOML: defaults load, every bad key is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+
+
+def test_shipped_defaults():
+    config = load_config()
+    assert config.task == "2afc_ref" and config.n_alternatives == 2
+    assert (config.timing.fixation_ms, config.timing.reference_ms, config.timing.isi_ms,
+            config.timing.test_ms) == (500, 500, 500, 500)
+    assert config.catch_rate == 0.08 and config.track_kind == "quest"
+    assert config.track_options["n_grid"] == 40
+    assert load_config(DEFAULT_CONFIG) == config
+
+
+def test_updown_and_oddity():
+    config = parse_config({"task": {"name": "3afc_oddity", "n_alternatives": 3},
+                           "track": {"kind": "updown", "updown": {"n_down": 3}}})
+    assert config.n_alternatives == 3 and config.track_options == {"n_down": 3}
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"timing": {"test_ms": -5}}, "noticeability.toml: timing.test_ms must be > 0, got -5"),
+    ({"timing": {"tset_ms": 5}}, "noticeability.toml: unknown key 'timing.tset_ms'; allowed: feedback_ms, fixation_ms"),
+    ({"trial": {}}, "unknown key 'trial'; allowed: display, schedule, seed, task, timing, track, trials"),
+    ({"task": {"name": "yesno"}}, "task.name must be one of '2afc_ref', '3afc_oddity', got 'yesno'"),
+    ({"task": {"name": "3afc_oddity"}}, "task.n_alternatives must be 3 for task '3afc_oddity', got 2"),
+    ({"task": {"feedback": "yes"}}, "task.feedback must be true or false, got 'yes'"),
+    ({"trials": {"catch_rate": 0.9}}, "trials.catch_rate must be between 0.0 and 0.5, got 0.9"),
+    ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an integer, got 2.5"),
+    ({"trials": {"break_every": 0}}, "trials.break_every must be >= 1, got 0"),
+    ({"seed": -1}, "noticeability.toml: seed must be >= 0, got -1"),
+    ({"track": {"kind": "quest", "quest": {"n_grid": 1}}}, "track.quest: quest.n_grid must be an int >= 2, got 1"),
+    ({"track": {"quest": {"alpha_min": 0.1}}}, "track.quest.alpha_min cannot be set here"),
+    ({"track": {"quest": 3}}, "[track.quest] must be a table, got 3"),
+    ({"display": {"dithering": "sometimes"}}, "display.dithering must be one of 'frame', 'trial', 'off'"),
+    ({"timing": 5}, "[timing] must be a table, got 5"),
+])
+def test_bad_keys_are_named(data, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert message in str(err.value)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="experiment config .*nope.toml.* does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "mine.toml"
+    bad.write_text("[timing\n")
+    with pytest.raises(ConfigError, match="mine.toml: not valid TOML"):
+        load_config(bad)
+    bad.write_text("[timing]\nisi_ms = 0\n")
+    with pytest.raises(ConfigError, match="mine.toml: timing.isi_ms must be > 0, got 0"):
+        load_config(bad)

@@ -1,0 +1,146 @@
+"""The trial design: conditions, Latin square, sessions, catch trials, balance, frames."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from experiments.datafile import read_trials, session_paths
+from experiments.design import (
+    conditions, frame_sequence, latin_square_row, participant_number, plan_session, schedule,
+)
+from trial_fixtures import IMAGES, make_manifest, run_session, small_config
+
+
+def test_conditions_follow_manifest():
+    conds = conditions(make_manifest())
+    assert len(conds) == 3 * 2 * 3
+    assert conds[0].key == ("parrot", "resnet18", "conv1", "random:0", "max")
+    assert all(c.alpha_max == 0.8 for c in conds)  # min(set alpha_max, alpha_displayable_max)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m.pop("alpha_max"), "stimulus-set manifest has no 'alpha_max'"),
+    (lambda m: m["items"][0].update(direction="sideways"), "direction must be one of max, min, random, got 'sideways'"),
+    (lambda m: m["items"][0].update(image_id="cat"), "image_id 'cat' is not among the set's images"),
+    (lambda m: m["items"].append(dict(m["items"][0], item_id="dup")), "share the condition"),
+    (lambda m: m.update(items=[]), "stimulus set has no items"),
+])
+def test_bad_manifest_is_named(change, message):
+    manifest = make_manifest()
+    change(manifest)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        conditions(manifest)
+
+
+@pytest.mark.parametrize("n", [3, 4, 6])
+def test_latin_square(n):
+    rows = [latin_square_row(n, r) for r in range(n)]
+    assert all(sorted(row) == list(range(n)) for row in rows)
+    assert all(sorted(col) == list(range(n)) for col in zip(*rows))  # each image once per position
+    if n % 2 == 0:  # Williams: each ordered pair adjacent exactly once
+        pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+        assert set(pairs.values()) == {1} and len(pairs) == n * (n - 1)
+
+
+def test_participant_number():
+    assert participant_number("P07") == 7
+    assert participant_number("sub-12") == 12
+    assert participant_number("anna") == participant_number("anna") != participant_number("bert")
+
+
+def test_schedule_splits_images_into_sessions_and_visits():
+    config = small_config(images_per_session=2, visits_per_image=2)
+    sessions = schedule(make_manifest(), config, "P01")
+    assert [len(s) for s in sessions] == [2, 2, 2]
+    blocks = [b for s in sessions for b in s]
+    assert sorted(blocks) == sorted((im, v) for im in IMAGES for v in (0, 1))
+    assert [v for _, v in blocks] == [0, 0, 0, 1, 1, 1]
+    orders = {tuple(im for im, v in schedule(make_manifest(), config, f"P0{p}")[0]) for p in range(3)}
+    assert len(orders) == 3  # participants start with different images
+
+
+def test_plan_counts_balance_and_catch_rate():
+    config = small_config(per_condition=20, practice=6, images_per_session=2)
+    plan = plan_session(make_manifest(), config, "P02", 1)
+    trials = plan.trials
+    assert [t.trial for t in trials] == list(range(1, len(trials) + 1))
+    practice = [t for t in trials if t.is_practice]
+    assert len(practice) == 6 and all(t.block == 0 for t in practice) and trials[:6] == tuple(practice)
+    main = [t for t in trials if not t.is_practice]
+    tracked = [t for t in main if not t.is_catch]
+    per_cond = Counter(t.condition.key for t in tracked)
+    assert len(per_cond) == 2 * 2 * 3 and set(per_cond.values()) == {20}
+    assert {k[0] for k in per_cond} == {im for im, _ in plan.blocks}
+    catch = [t for t in main if t.is_catch]
+    assert abs(len(catch) / len(main) - 0.08) < 0.01
+    assert Counter(t.catch_type for t in catch) == {"easy": len(catch) // 2, "blank": len(catch) // 2}
+    for key in per_cond:  # target interval balanced within every condition
+        targets = Counter(t.target_interval for t in tracked if t.condition.key == key)
+        assert targets == {1: 10, 2: 10}
+    signs = Counter(t.eig_sign for t in trials)
+    assert set(signs) == {-1, 1} and min(signs.values()) > len(trials) * 0.35
+    # conditions interleaved: within a block no long runs of one condition
+    first_block = [t.condition.key for t in tracked if t.block == 1]
+    assert len({k for k in first_block[:20]}) > 3
+    assert plan == plan_session(make_manifest(), config, "P02", 1)  # deterministic: resumable
+
+
+def test_breaks_every_n_and_at_blocks():
+    config = small_config(per_condition=20, practice=4, break_every=50)
+    trials = plan_session(make_manifest(), config, "P01", 1).trials
+    breaks = [t.trial for t in trials if t.break_before]
+    firsts = [t.trial for t in trials[1:] if t.block != trials[t.trial - 2].block]
+    assert set(firsts) <= set(breaks)
+    gaps = [b - a for a, b in zip(breaks, breaks[1:])]
+    assert max(gaps) <= 50
+
+
+def test_oddity_targets_use_three_intervals():
+    config = small_config(task="3afc_oddity", n_alternatives=3, per_condition=9)
+    tracked = [t for t in plan_session(make_manifest(), config, "P01", 1).trials if not t.is_catch and not t.is_practice]
+    assert set(Counter(t.target_interval for t in tracked).values()) == {len(tracked) // 3}
+
+
+def test_bad_session_is_named():
+    with pytest.raises(ValueError, match=r"session must be an int between 1 and 2 .* got 3"):
+        plan_session(make_manifest(), small_config(), "P01", 3)
+
+
+def test_frame_sequences():
+    timing = small_config().timing
+    seq = frame_sequence("2afc_ref", timing, 60, 2)
+    assert [s.name for s in seq] == ["fixation", "reference", "isi", "test1", "isi", "test2", "response"]
+    assert [s.content for s in seq] == ["fixation", "image", "blank", "image", "blank", "distorted", "blank"]
+    assert [s.n_frames for s in seq] == [30] * 6 + [0]
+    odd = frame_sequence("3afc_oddity", timing, 120, 1)
+    assert [s.content for s in odd if s.name.startswith("test")] == ["distorted", "image", "image"]
+    assert odd[1].n_frames == 60
+    with pytest.raises(ValueError, match="target_interval must be between 1 and 2 for 2afc_ref, got 3"):
+        frame_sequence("2afc_ref", timing, 60, 3)
+    with pytest.raises(ValueError, match="task must be 2afc_ref or 3afc_oddity, got 'yesno'"):
+        frame_sequence("yesno", timing, 60, 1)
+
+
+def test_simulated_session_rows_follow_design(tmp_path):
+    """The written file holds the plan: counts per condition, catch share, balance, α rules."""
+    config = small_config(per_condition=16)
+    run_session(tmp_path, config=config)
+    rows = read_trials(session_paths(tmp_path, "P01", 1).trials)
+    plan = plan_session(make_manifest(), config, "P01", 1)
+    assert len(rows) == len(plan.trials)
+    assert [r["trial"] for r in rows] == list(range(1, len(rows) + 1))
+    tracked = [r for r in rows if not r["is_catch"] and not r["is_practice"]]
+    per_cond = Counter((r["image_id"], r["layer"], r["direction"]) for r in tracked)
+    assert set(per_cond.values()) == {16} and len(per_cond) == 12
+    main = [r for r in rows if not r["is_practice"]]
+    assert abs(sum(r["is_catch"] for r in main) / len(main) - 0.08) < 0.01
+    blank = [r for r in rows if r["catch_type"] == "blank"]
+    assert blank and all(r["alpha"] == 0 and r["item_id"] is None and r["log10_alpha"] is None for r in blank)
+    easy = [r for r in rows if r["catch_type"] == "easy"]
+    assert easy and all(0 < r["alpha"] <= 0.8 for r in easy)
+    assert all(r["alpha"] == 0.4 for r in rows if r["is_practice"])  # practice_alpha_ratio × alpha_max
+    assert Counter(r["target_interval"] for r in tracked) == {1: len(tracked) // 2, 2: len(tracked) // 2}
+    assert all(r["correct"] == (r["response"] == r["target_interval"]) for r in rows)
+    assert all(0 < r["alpha"] <= 0.8 for r in tracked)

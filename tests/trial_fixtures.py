@@ -1,0 +1,89 @@
+"""A tiny hand-made stimulus set and a headless session runner, shared by the trial tests.
+
+Run as a script (``python tests/trial_fixtures.py DATA KILL_AT``) it runs one
+simulated session and SIGKILLs itself while trial KILL_AT is on screen
+(after the answer, before the row is written): the crash the resume test needs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from experiments.config import load_config
+from experiments.datafile import open_session, participant_trials
+from experiments.design import plan_session
+from experiments.engine import TrialEngine, run_headless
+from experiments.observers import WeibullObserver
+
+SET_ID = "0123456789abcdef"
+IMAGES = ("parrot", "door", "boats")
+LAYERS = ("conv1", "layer2")
+
+
+def make_manifest(n_images: int = 3, alpha_max: float = 1.0) -> dict:
+    """A manifest dict with n_images × 2 layers × 3 directions items (no files needed)."""
+    items = [
+        {"item_id": f"{im}__resnet18__{layer}__random_0__{d}0", "image_id": im, "model": "resnet18",
+         "layer": layer, "weights": "random:0", "direction": d, "eigenvalue": 1.0, "alpha_displayable_max": 0.8}
+        for im in IMAGES[:n_images] for layer in LAYERS for d in ("max", "min", "random")
+    ]
+    return {"set_id": SET_ID, "alpha_max": alpha_max, "images": [{"image_id": im} for im in IMAGES[:n_images]],
+            "items": items}
+
+
+class ArraySource:
+    """image(id) and item(id) from seeded random arrays (1 × 8 × 8)."""
+
+    def image(self, image_id: str) -> np.ndarray:
+        return np.full((1, 8, 8), 0.5, dtype=np.float32)
+
+    def item(self, item_id: str) -> np.ndarray:
+        rng = np.random.default_rng(sum(map(ord, item_id)))
+        v = rng.standard_normal((1, 8, 8)).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+
+def small_config(**changes):
+    """The shipped config with few trials, so a session takes well under a second."""
+    base = replace(load_config(), per_condition=12, practice=4, break_every=20, images_per_session=2)
+    return replace(base, **changes)
+
+
+def run_session(data, participant="P01", session=1, *, resume=False, responder=None, config=None):
+    """Open (or resume) and run one headless session; return the engine."""
+    config = config or small_config()
+    manifest = make_manifest()
+    plan = plan_session(manifest, config, participant, session)
+    writer, done = open_session(data, participant, session, {"set_id": SET_ID, "participant": participant},
+                                resume=resume)
+    responder = responder or WeibullObserver(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
+    with writer:
+        engine = TrialEngine(plan, config, ArraySource(), writer, set_id=SET_ID, observer=responder.observer,
+                             calibrated=False, session_rows=done,
+                             earlier_rows=participant_trials(data, participant, range(1, session)))
+        run_headless(engine, responder)
+    return engine
+
+
+class KillAt(WeibullObserver):
+    """A Weibull observer whose process dies while trial ``kill_at`` is being answered."""
+
+    kill_at: int = 0
+
+    def respond(self, trial, stimuli, session):
+        response = super().respond(trial, stimuli, session)
+        if trial.trial == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return response
+
+
+if __name__ == "__main__":
+    data, kill_at = sys.argv[1], int(sys.argv[2])
+    observer = KillAt(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
+    observer.kill_at = kill_at
+    run_session(data, responder=observer)
