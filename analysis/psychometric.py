@@ -14,14 +14,20 @@ Levenberg–Marquardt Fisher scoring in numpy (one (C, 3, 3) solve per step);
 conditions that have not converged then are polished one by one with
 scipy's L-BFGS-B on the same likelihood.
 
-Censoring: a threshold is censored (reported as alpha_max, a lower bound) when
-the fit puts it at or above alpha_max, or when no tested α reached threshold
-performance: the data never passed threshold below alpha_max, so any number
-beyond would be invented by extrapolation.
+Slopes: by default one slope per participant (joint maximum likelihood over
+their conditions, by a profile over a grid of slopes), which steadies 60-trial
+fits; ``slope="free"`` fits one per condition.
+
+Censoring: a threshold is censored (reported as alpha_max, flagged) when the
+fit puts it at or above alpha_max, or when the data cannot rule that out: the
+best fit with the threshold held at alpha_max or beyond is not worse by a
+likelihood ratio of χ²₁(95 %) = 3.84. The data then never passed threshold
+measurably below alpha_max, and any number there would be invented.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +37,13 @@ from scipy import optimize, special
 from .load import CONDITION
 
 FUNCTIONS = ("weibull", "lognormal")
+SLOPES = ("shared", "free")
 # Bounds on the log spread parameter: Weibull slope β, or log-normal σ (in ln α).
 _SPREAD_BOUNDS = {"weibull": (np.log(1.0), np.log(10.0)), "lognormal": (np.log(0.03), np.log(3.0))}
 _P_EPS = 1e-9
+#: Likelihood-ratio statistic below which a threshold ≥ alpha_max is not ruled out
+#: (χ²₁ at 95 %): the threshold is then censored.
+CENSOR_LR = 3.84
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class FitOptions:
     ----------
     function
         ``"weibull"`` or ``"lognormal"``.
+    slope
+        ``"shared"``: one slope (β or σ) per participant, the joint maximum
+        likelihood over all their conditions; ``"free"``: one per condition.
     max_lapse
         Upper bound of the lapse rate λ.
     max_iter
@@ -51,12 +64,15 @@ class FitOptions:
     """
 
     function: str = "weibull"
+    slope: str = "shared"
     max_lapse: float = 0.06
     max_iter: int = 300
 
     def __post_init__(self) -> None:
         if self.function not in FUNCTIONS:
             raise ValueError(f"function must be one of {', '.join(FUNCTIONS)}, got {self.function!r}")
+        if self.slope not in SLOPES:
+            raise ValueError(f"slope must be one of {', '.join(SLOPES)}, got {self.slope!r}")
         if not 0.0 <= self.max_lapse < 0.5:
             raise ValueError(f"max_lapse must lie in [0, 0.5), got {self.max_lapse}")
         if int(self.max_iter) < 1:
@@ -114,22 +130,22 @@ class _Batch:
 
 
 def _start(batch: _Batch, function: str) -> np.ndarray:
-    """Best θ of a shared grid (scale over the tested range, a few spreads, small lapse)."""
+    """Best θ of a shared grid over scale (the tested range), spread and lapse."""
     valid = batch.n > 0
     x_lo = np.where(valid, batch.x, np.inf).min(axis=1)
     x_hi = np.where(valid, batch.x, -np.inf).max(axis=1)
     frac = np.linspace(-0.2, 1.2, 29)
-    spreads = np.linspace(*_SPREAD_BOUNDS[function], 8)[1:-1]
+    fixed = np.allclose(batch.lower[:, 1], batch.upper[:, 1])
+    spread_frac = [0.5] if fixed else np.linspace(0, 1, 7)
     best_ll = np.full(len(x_lo), -np.inf)
     best = np.zeros((len(x_lo), 3))
-    lapse = np.minimum(0.01, batch.upper[:, 2])
-    for f in frac:
-        m = x_lo + f * (x_hi - x_lo)
-        for s in spreads:
-            theta = np.stack([m, np.full_like(m, s), lapse], axis=1)
-            ll = _loglik(_curve(theta, batch.x, batch.guess, function)[0], batch.n, batch.k)
-            better = ll > best_ll
-            best_ll[better], best[better] = ll[better], theta[better]
+    for f, g, h in itertools.product(frac, spread_frac, (0.0, 0.5, 1.0)):
+        theta = np.stack([x_lo + f * (x_hi - x_lo),
+                          batch.lower[:, 1] + g * (batch.upper[:, 1] - batch.lower[:, 1]),
+                          h * batch.upper[:, 2]], axis=1)
+        ll = _loglik(_curve(theta, batch.x, batch.guess, function)[0], batch.n, batch.k)
+        better = ll > best_ll
+        best_ll[better], best[better] = ll[better], theta[better]
     return best
 
 
@@ -195,6 +211,57 @@ def _polish(batch: _Batch, theta: np.ndarray, rows: np.ndarray, function: str):
                                    bounds=list(zip(sub.lower[0], sub.upper[0])))
         theta[i], ok[j] = result.x, result.success
     return theta, ok
+
+
+def _fit(batch: _Batch, options: FitOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-likelihood θ of every condition: grid start, Fisher scoring, scipy polish."""
+    theta, _, converged, iterations = _score(batch, _start(batch, options.function), options.function,
+                                             options.max_iter)
+    stuck = np.flatnonzero(~converged)
+    if stuck.size:
+        theta, ok = _polish(batch, theta, stuck, options.function)
+        converged[stuck] = ok
+    return theta, converged, iterations
+
+
+def _shared_spread(batch: _Batch, person: np.ndarray, options: FitOptions) -> np.ndarray:
+    """Per participant, the ln-spread maximising the summed likelihood of their conditions.
+
+    A profile over a grid of spreads (every condition refitted with the spread
+    fixed), refined by a parabola through the best grid point and its neighbours.
+    Fitting one slope per participant removes most of the upward slope bias of
+    60-trial fits, which otherwise leaks into the thresholds (adaptive tracks
+    sample above threshold, so a too-steep slope extrapolates too high).
+    """
+    grid = np.linspace(*_SPREAD_BOUNDS[options.function], 9)
+    n_people = person.max() + 1
+    profile = np.empty((len(grid), n_people))
+    for g, s in enumerate(grid):
+        fixed = _Batch(batch.x, batch.n, batch.k, batch.guess, batch.lower.copy(), batch.upper.copy())
+        fixed.lower[:, 1] = fixed.upper[:, 1] = s
+        theta, _, _, _ = _score(fixed, _start(fixed, options.function), options.function, options.max_iter)
+        ll = _loglik(_curve(theta, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
+        profile[g] = np.bincount(person, weights=ll, minlength=n_people)
+    best = np.clip(profile.argmax(axis=0), 1, len(grid) - 2)
+    cols = np.arange(n_people)
+    y0, y1, y2 = profile[best - 1, cols], profile[best, cols], profile[best + 1, cols]
+    curvature = y0 - 2 * y1 + y2
+    shift = np.where(curvature < 0, 0.5 * (y0 - y2) / np.where(curvature < 0, curvature, -1.0), 0.0)
+    step = grid[1] - grid[0]
+    return np.clip(grid[best] + np.clip(shift, -1, 1) * step, grid[0], grid[-1])
+
+
+def _ceiling_loglik(batch: _Batch, theta: np.ndarray, ceiling: np.ndarray, options: FitOptions) -> np.ndarray:
+    """Best log-likelihood with the threshold held at or above ``ceiling`` (spread as fitted)."""
+    spread = np.exp(theta[:, 1])
+    floor = np.log(ceiling) - (np.log(np.log(2.0)) / spread if options.function == "weibull" else 0.0)
+    lower, upper = batch.lower.copy(), batch.upper.copy()
+    lower[:, 1] = upper[:, 1] = theta[:, 1]
+    lower[:, 0] = np.minimum(floor, upper[:, 0])
+    bounded = _Batch(batch.x, batch.n, batch.k, batch.guess, lower, upper)
+    start = np.clip(theta, lower, upper)
+    held, _, _, _ = _score(bounded, start, options.function, options.max_iter)
+    return _loglik(_curve(held, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
 
 
 def _pool(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -264,12 +331,10 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     upper = np.stack([x_hi + 3.0, np.full(c, hi_s), np.full(c, options.max_lapse)], axis=1)
     batch = _Batch(x, n, k, guess, lower, upper)
 
-    theta, _, converged, iterations = _score(batch, _start(batch, options.function), options.function,
-                                             options.max_iter)
-    stuck = np.flatnonzero(~converged)
-    if stuck.size:
-        theta, ok = _polish(batch, theta, stuck, options.function)
-        converged[stuck] = ok
+    if options.slope == "shared":
+        person = pd.factorize(conditions["participant"])[0]
+        lower[:, 1] = upper[:, 1] = _shared_spread(batch, person, options)[person]
+    theta, converged, iterations = _fit(batch, options)
     p, _ = _curve(theta, x, guess, options.function)
     ll = _loglik(p, n, k)
     saturated = _loglik(np.clip(np.divide(k, n, out=np.full(shape, 0.5), where=n > 0), _P_EPS, 1 - _P_EPS), n, k)
@@ -277,9 +342,7 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     scale, spread = np.exp(theta[:, 0]), np.exp(theta[:, 1])
     fitted = threshold_of(scale, spread, options.function)
     ceiling = conditions["alpha_max"].to_numpy(dtype=float)
-    level_p = np.divide(k, n, out=np.zeros(shape), where=n > 0)
-    passed = ((level_p >= (1 + guess[:, None]) / 2) & (n > 0) & (np.exp(x) <= ceiling[:, None])).any(axis=1)
-    censored = (fitted >= ceiling) | ~passed
+    censored = (fitted >= ceiling) | (2 * (ll - _ceiling_loglik(batch, theta, ceiling, options)) < CENSOR_LR)
     threshold = np.where(censored, ceiling, fitted)
     out = conditions.copy()
     out["guess"] = guess
