@@ -236,10 +236,13 @@ def _shared_spread(batch: _Batch, person: np.ndarray, options: FitOptions) -> np
     grid = np.linspace(*_SPREAD_BOUNDS[options.function], 9)
     n_people = person.max() + 1
     profile = np.empty((len(grid), n_people))
+    theta = None
     for g, s in enumerate(grid):
         fixed = _Batch(batch.x, batch.n, batch.k, batch.guess, batch.lower.copy(), batch.upper.copy())
         fixed.lower[:, 1] = fixed.upper[:, 1] = s
-        theta, _, _, _ = _score(fixed, _start(fixed, options.function), options.function, options.max_iter)
+        # Warm start from the neighbouring grid point's fit: the optimum moves little.
+        start = _start(fixed, options.function) if theta is None else np.clip(theta, fixed.lower, fixed.upper)
+        theta, _, _, _ = _score(fixed, start, options.function, options.max_iter)
         ll = _loglik(_curve(theta, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
         profile[g] = np.bincount(person, weights=ll, minlength=n_people)
     best = np.clip(profile.argmax(axis=0), 1, len(grid) - 2)
