@@ -13,7 +13,7 @@ from .load import load_trials
 from .psychometric import FitOptions, fit_thresholds
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
-                     "log10_threshold", "censored", "alpha_max", "n_trials", "converged"]
+                     "log10_threshold", "censored", "below_range", "alpha_max", "n_trials", "converged"]
 
 
 @dataclass(frozen=True)

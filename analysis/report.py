@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from eigdist_core.io import atomic_write_bytes  # noqa: E402
 
 from .psychometric import psychometric  # noqa: E402
-from .ranking import LAYER  # noqa: E402
+from .ranking import ALL, LAYER  # noqa: E402
 
 DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
 MAX_CURVES = 40  # fitted curves drawn per panel
@@ -37,16 +37,20 @@ def layer_label(row: Mapping) -> str:
 def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
     """D per layer with its 95 % CI, the control D_random below each, and the zero line."""
     n = len(ranking)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.55 * n))
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.55 * n))
     y = np.arange(n)[::-1]
     ax.errorbar(ranking["D"], y, xerr=[ranking["D"] - ranking["ci_low"], ranking["ci_high"] - ranking["D"]],
                 fmt="o", color="k", capsize=3, label="D = log10 T_min − log10 T_max")
     ctrl = control.set_index(LAYER).loc[pd.MultiIndex.from_frame(ranking[LAYER])]
-    ax.errorbar(ctrl["D_random"], y - 0.25,
-                xerr=[ctrl["D_random"] - ctrl["ci_low"], ctrl["ci_high"] - ctrl["D_random"]],
+    pooled = control[control["model"] == ALL]
+    cy = np.append(y - 0.25, -1.0)
+    cd = np.append(ctrl["D_random"], pooled["D_random"])
+    ax.errorbar(cd, cy, xerr=[cd - np.append(ctrl["ci_low"], pooled["ci_low"]),
+                              np.append(ctrl["ci_high"], pooled["ci_high"]) - cd],
                 fmt="s", color="tab:grey", ms=4, capsize=2, label="control D_random = log10 T_random − log10 T_max")
     ax.axvline(0, color="tab:red", lw=1)
-    ax.set_yticks(y, [f"{r}. {layer_label(row)}" for r, row in zip(ranking["rank"], ranking.to_dict("records"))])
+    labels = [f"{r}. {layer_label(row)}" for r, row in zip(ranking["rank"], ranking.to_dict("records"))]
+    ax.set_yticks([*y, -1.0], [*labels, "control, all layers"])
     ax.set_xlabel("D (log10 units; 95 % cluster-bootstrap CI)")
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
@@ -240,3 +244,19 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
     path = out / "report.html"
     atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+def power_figure(table: pd.DataFrame) -> plt.Figure:
+    """Power against observers, one line per trial count."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for trials, sel in table.groupby("trials"):
+        ax.plot(sel["observers"], sel["power"], "o-", label=f"{trials} trials per condition")
+    ax.axhline(0.8, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("observers")
+    ax.set_ylabel("power (95 % CI of ΔD above 0)")
+    ax.set_title(f"ΔD = {table['delta_d'].iloc[0]:g}, {table['images'].iloc[0]} images, "
+                 f"{table['labs'].iloc[0]} labs per point", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
