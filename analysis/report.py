@@ -222,11 +222,13 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;"
         "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}figure{margin:1em 0}"
         "</style></head><body>",
-        "<h1>eigdist: ranking of model layers by human thresholds</h1>",
+        "<h1>eigdist: ranking of model layers by observers' thresholds</h1>",
+        f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}</p>",
         "<p>D = log10 T_min − log10 T_max per participant × image; higher is better. CIs: two-level "
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
-        "layer has the highest mean D. n_censored: D values that involve a threshold censored at "
-        "alpha_max (a bound; both censored: unknown and left out of the mean).</p>",
+        "layer has the highest mean D. n_censored: D values that involve a threshold reported as a bound "
+        "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
+        "the mean) when its two bounds point opposite ways.</p>",
         "<h2>Ranking</h2>", _html_table(ranking),
     ]
     for name, fig in shown.items():

@@ -45,6 +45,34 @@ def test_analyze_writes_tables_and_a_report_whose_links_exist(lab, tmp_path, cap
         assert (out / link).is_file() and (out / link).stat().st_size > 0, link
 
 
+def _manifest(folder, alpha_max: float) -> None:
+    from eigdist_core.io import save_json
+
+    images = [{"image_id": f"img{i}", "source": "test", "file": f"images/img{i}.npy", "sha256": ""} for i in (1, 2)]
+    items = []
+    for (model, layer, weights) in LAYERS:
+        for image in images:
+            for direction, eigenvalue in (("max", 4.0), ("min", 0.04), ("random", None)):
+                alpha = [0.1, 1.0, 10.0]
+                gain = {"max": 2.0, "min": 0.2, "random": 1.0}[direction]
+                items.append({
+                    "item_id": f"{image['image_id']}__{model}__{layer}__{direction}", "image_id": image["image_id"],
+                    "model": model, "layer": layer, "weights": weights, "direction": direction,
+                    "eigenvalue": eigenvalue, "alpha_displayable_max": 100.0,
+                    "response_curve": {"alpha": alpha, "distance": [gain * a for a in alpha]},
+                })
+    save_json(folder / "manifest.json", {"alpha_max": alpha_max, "images": images, "items": items})
+
+
+def test_analyze_with_stimulus_set(lab, tmp_path):
+    _manifest(tmp_path, alpha_max=30.0)
+    out = tmp_path / "out"
+    assert main(["analyze", str(lab), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path)]) == 0
+    assert (out / "response_curves.png").stat().st_size > 0 and (out / "ratio.png").stat().st_size > 0
+    assert (pd.read_csv(out / "thresholds.csv")["alpha_max"] == 30.0).all()
+    assert "response_curves.png" in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_analyze_reports_bad_input(lab, tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "eigdist analyze: error: no such file or folder" in capsys.readouterr().err
@@ -52,3 +80,5 @@ def test_analyze_reports_bad_input(lab, tmp_path, capsys):
     assert "no trials left after exclusions (1440 read); see the reasons: simulated observer" in capsys.readouterr().err
     assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--alpha-max", "-1"]) == 2
     assert "alpha_max must be a positive number, got -1.0" in capsys.readouterr().err
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--stimuli", str(tmp_path)]) == 2
+    assert "no stimulus-set manifest at" in capsys.readouterr().err
