@@ -18,6 +18,7 @@ shows ``practice_alpha_ratio × alpha_max``.
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -26,8 +27,8 @@ import numpy as np
 from eigdist_core.io import sha256_bytes
 
 from .config import ExperimentConfig
-from .datafile import TrialWriter
-from .design import Condition, SessionPlan, Trial, stable_int
+from .datafile import TrialWriter, open_session, participant_trials
+from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
 
@@ -36,7 +37,10 @@ DISPLAY_RANGE = (0.0, 1.0)
 
 
 class StimulusSource(Protocol):
-    """Arrays by id; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
+    """A stimulus set as the engine needs it; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
+
+    manifest: dict
+    set_id: str
 
     def image(self, image_id: str) -> np.ndarray: ...
 
@@ -198,3 +202,76 @@ def run_headless(engine: TrialEngine, responder: Responder, *, progress: bool = 
         stim = engine.stimuli(trial)
         rows.append(engine.record(trial, stim, responder.respond(trial, stim, engine.plan.session)))
     return rows
+
+
+def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> StimulusSource:
+    """Open a stimulus set for an experiment after verifying every file of it.
+
+    Parameters
+    ----------
+    path
+        The set's folder.
+    require_grey
+        Refuse colour sets (CONTRACTS.md: grey sets only until per-gun
+        calibration exists); a simulated run may pass ``False``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a stimulus set.
+    ValueError
+        Listing the verification problems (first five), for a colour set,
+        or for a set with more than one item per condition.
+    """
+    from eigdist_core.stimulus_set import StimulusSet, verify_set
+
+    stimuli = StimulusSet.open(path)
+    problems = verify_set(path)
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(
+            f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
+            + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
+        )
+    if require_grey and stimuli.manifest["channels"] != 1:
+        raise ValueError(
+            f"stimulus set {str(path)!r} has {stimuli.manifest['channels']} channels; experiments show grey sets "
+            "(channels = 1) until per-gun calibration exists: build it with color = \"grey\""
+        )
+    conditions(stimuli.manifest)
+    return stimuli
+
+
+def open_engine(
+    stimuli: StimulusSource, config: ExperimentConfig, data: str | os.PathLike, participant: str, session: int,
+    *, observer: str, calibrated: bool, resume: bool = False, constants: dict | None = None,
+    metadata: dict | None = None,
+) -> TrialEngine:
+    """Plan the session, open its trial file (new or resumed) and rebuild the tracks.
+
+    The sidecar holds ``metadata`` plus participant, session, set_id, observer,
+    calibrated, the parsed config, the schedule and ``constants``. Close the
+    engine's ``writer`` when done (or use ``with engine.writer:``).
+
+    Raises
+    ------
+    ValueError, FileExistsError, FileNotFoundError
+        From :func:`~experiments.design.plan_session` and
+        :func:`~experiments.datafile.open_session` (bad participant or
+        session, an existing file without ``resume``, another set, …).
+    """
+    plan = plan_session(stimuli.manifest, config, participant, session)
+    sidecar = {
+        **(metadata or {}), "participant": participant, "session": session, "set_id": stimuli.set_id,
+        "observer": observer, "calibrated": calibrated, "config": config.as_dict(),
+        "n_sessions": plan.n_sessions, "image_order": list(plan.image_order),
+        "blocks": [list(b) for b in plan.blocks], "n_trials": len(plan.trials), "constants": constants or {},
+    }
+    writer, done = open_session(data, participant, session, sidecar, resume=resume)
+    earlier = participant_trials(data, participant, range(1, session))
+    try:
+        return TrialEngine(plan, config, stimuli, writer, set_id=stimuli.set_id, observer=observer,
+                           calibrated=calibrated, session_rows=done, earlier_rows=earlier, constants=constants)
+    except BaseException:
+        writer.close()
+        raise

@@ -8,7 +8,7 @@ Two kinds, one small interface (:class:`Track`):
     fixed at ``1 / n_alternatives`` and a small free lapse; the posterior is
     over threshold × slope × lapse. The next α minimises the expected
     posterior entropy, exactly as the ``questplus`` package does (the tests
-    check the two agree trial by trial), but in plain numpy: ~30× faster than
+    check the two agree trial by trial), but in plain numpy: ~20× faster than
     ``questplus``'s xarray, which matters when ``analysis/simulate.py`` draws
     thousands of tracks.
 ``updown``

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from eigdist_core.io import load_json
+
 from experiments.datafile import (
     COLUMNS, REQUIRED_COLUMNS, check_participant, open_session, read_trials, session_paths,
 )
@@ -138,6 +140,9 @@ def test_kill_and_resume_equals_unbroken_run(tmp_path):
     assert [r["trial"] for r in rows_b] == list(range(1, n + 1))
     assert _strip(rows_b) == _strip(rows_a)
     assert resumed.track_states() == unbroken.track_states()
+    sidecar = load_json(session_paths(tmp_path / "b", "P01", 1).sidecar)
+    assert sidecar["resumed"] == [kill_at] and sidecar["set_id"] == SET_ID
+    assert sidecar["n_trials"] == n and sidecar["config"]["track_kind"] == "quest"
 
 
 def test_tracks_carry_across_sessions(tmp_path):
@@ -152,3 +157,10 @@ def test_tracks_carry_across_sessions(tmp_path):
     states = second.track_states()
     assert all(s["n_trials"] == 16 for s in states.values())
     assert first.track_states().keys() == states.keys()
+    # rows of another stimulus set never seed a track
+    other = tmp_path / "other"
+    run_session(other, config=config)
+    path = session_paths(other, "P01", 1).trials
+    path.write_text(path.read_text().replace(SET_ID, "ffffffffffffffff"))
+    fresh = run_session(other, session=2, config=config)
+    assert all(s["n_trials"] == 8 for s in fresh.track_states().values())

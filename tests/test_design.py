@@ -144,3 +144,15 @@ def test_simulated_session_rows_follow_design(tmp_path):
     assert Counter(r["target_interval"] for r in tracked) == {1: len(tracked) // 2, 2: len(tracked) // 2}
     assert all(r["correct"] == (r["response"] == r["target_interval"]) for r in rows)
     assert all(0 < r["alpha"] <= 0.8 for r in tracked)
+
+
+def test_trial_modules_import_without_display_or_torch():
+    """design, staircase, datafile, observers, engine, config: no PsychoPy window, no torch at import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, experiments.design, experiments.staircase, experiments.datafile, "
+            "experiments.observers, experiments.engine, experiments.config; "
+            "print(sorted(m for m in sys.modules if m.startswith(('psychopy', 'torch', 'pyglet'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,9 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from experiments.config import load_config
-from experiments.datafile import open_session, participant_trials
-from experiments.design import plan_session
-from experiments.engine import TrialEngine, run_headless
+from experiments.engine import open_engine, run_headless
 from experiments.observers import WeibullObserver
 
 SET_ID = "0123456789abcdef"
@@ -37,7 +35,12 @@ def make_manifest(n_images: int = 3, alpha_max: float = 1.0) -> dict:
 
 
 class ArraySource:
-    """image(id) and item(id) from seeded random arrays (1 × 8 × 8)."""
+    """A stand-in stimulus set: the manifest above, image(id) and item(id) as small arrays (1 × 8 × 8)."""
+
+    set_id = SET_ID
+
+    def __init__(self) -> None:
+        self.manifest = make_manifest()
 
     def image(self, image_id: str) -> np.ndarray:
         return np.full((1, 8, 8), 0.5, dtype=np.float32)
@@ -56,16 +59,10 @@ def small_config(**changes):
 
 def run_session(data, participant="P01", session=1, *, resume=False, responder=None, config=None):
     """Open (or resume) and run one headless session; return the engine."""
-    config = config or small_config()
-    manifest = make_manifest()
-    plan = plan_session(manifest, config, participant, session)
-    writer, done = open_session(data, participant, session, {"set_id": SET_ID, "participant": participant},
-                                resume=resume)
     responder = responder or WeibullObserver(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
-    with writer:
-        engine = TrialEngine(plan, config, ArraySource(), writer, set_id=SET_ID, observer=responder.observer,
-                             calibrated=False, session_rows=done,
-                             earlier_rows=participant_trials(data, participant, range(1, session)))
+    engine = open_engine(ArraySource(), config or small_config(), data, participant, session,
+                         observer=responder.observer, calibrated=False, resume=resume)
+    with engine.writer:
         run_headless(engine, responder)
     return engine
 

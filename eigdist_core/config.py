@@ -1,0 +1,225 @@
+"""Stimulus-set build configs: a TOML file → a checked :class:`SetConfig`.
+
+Every error names the key (``models[1].weights: ...``) and what is allowed.
+Checks that need the models or the image files (unknown node, missing file)
+happen when the build starts, in :func:`eigdist_core.build.check_inputs`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .images import BUILTIN_IMAGES
+from .models import parse_spec
+from .stimulus_set import DIRECTIONS, safe_name
+from .validate import METHODS, validate_positive, validate_value_range
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".npy")
+COLORS = {"grey": 1, "gray": 1, "rgb": 3}
+KEYS = {
+    "name", "seed", "images", "color", "size", "value_range", "alpha_max", "directions", "k",
+    "solver", "tol", "max_iter", "response_points", "models",
+}
+MODEL_KEYS = {"spec", "weights"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One network of the set: ``spec`` ``<model>:<layer>`` with its ``weights``."""
+
+    spec: str
+    weights: str
+
+    @property
+    def model(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def layer(self) -> str:
+        return self.spec.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    """A checked build config (see ``docs/stimuli.md`` for every key).
+
+    ``images`` holds the sources after folders are expanded: built-in names,
+    or file paths relative to the config's folder when they lie below it.
+    """
+
+    name: str
+    images: tuple[str, ...]
+    models: tuple[ModelEntry, ...]
+    color: str = "grey"
+    size: int = 64
+    value_range: tuple[float, float] = (0.2, 0.8)
+    alpha_max: float = 4.0
+    directions: tuple[str, ...] = DIRECTIONS
+    k: int = 1
+    solver: str = "auto"
+    tol: float = 1e-4
+    max_iter: int = 1000
+    response_points: int = 9
+    seed: int = 0
+
+    @property
+    def channels(self) -> int:
+        return COLORS[self.color]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parsed config as plain JSON data (what the manifest stores and set_id hashes)."""
+        d = asdict(self)
+        d["images"] = list(self.images)
+        d["value_range"] = list(self.value_range)
+        d["directions"] = list(self.directions)
+        d["models"] = [asdict(m) for m in self.models]
+        return d
+
+
+def load_config(path: str | os.PathLike) -> tuple[SetConfig, Path]:
+    """Read and check a TOML config; return it with the folder its relative paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {str(path)!r} not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw, path.parent), path.parent
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
+    """Check the keys of a parsed TOML table and build a :class:`SetConfig`."""
+    _no_unknown(raw, KEYS, "")
+    for key in ("name", "images", "models"):
+        if key not in raw:
+            raise ValueError(f"{key}: missing (required)")
+    name = raw["name"]
+    if not isinstance(name, str) or not name or safe_name(name) != name:
+        raise ValueError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
+    defaults = SetConfig(name=name, images=(), models=())
+    color = raw.get("color", defaults.color)
+    if color not in COLORS:
+        raise ValueError(f"color: must be 'grey' or 'rgb', got {color!r}")
+    size = _number(raw, "size", defaults.size, integer=True)
+    if size < 8:
+        raise ValueError(f"size: must be >= 8 pixels, got {size}")
+    try:
+        value_range = validate_value_range(raw.get("value_range", defaults.value_range))
+    except ValueError as exc:
+        raise ValueError(f"value_range: {exc}") from None
+    directions = raw.get("directions", list(defaults.directions))
+    if not isinstance(directions, list) or not directions or any(d not in DIRECTIONS for d in directions):
+        raise ValueError(f"directions: must be a non-empty list drawn from {', '.join(DIRECTIONS)}; got {directions!r}")
+    if len(set(directions)) != len(directions):
+        raise ValueError(f"directions: lists a direction twice: {directions!r}")
+    solver = raw.get("solver", defaults.solver)
+    if solver not in METHODS:
+        raise ValueError(f"solver: must be one of {', '.join(METHODS)}; got {solver!r}")
+    seed = raw.get("seed", defaults.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    response_points = _number(raw, "response_points", defaults.response_points, integer=True)
+    if response_points < 2:
+        raise ValueError(f"response_points: must be >= 2, got {response_points}")
+    return SetConfig(
+        name=name,
+        images=_images(raw["images"], base),
+        models=_models(raw["models"]),
+        color="rgb" if color == "rgb" else "grey",
+        size=size,
+        value_range=value_range,
+        alpha_max=float(_number(raw, "alpha_max", defaults.alpha_max)),
+        directions=tuple(d for d in DIRECTIONS if d in directions),  # one canonical order
+        k=_number(raw, "k", defaults.k, integer=True),
+        solver=solver,
+        tol=float(_number(raw, "tol", defaults.tol)),
+        max_iter=_number(raw, "max_iter", defaults.max_iter, integer=True),
+        response_points=response_points,
+        seed=seed,
+    )
+
+
+def _no_unknown(table: dict, allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _number(raw: dict, key: str, default: Any, integer: bool = False) -> Any:
+    try:
+        return validate_positive(key, raw.get(key, default), integer=integer)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def _images(value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"images: must be a non-empty list of built-in names, files or folders; got {value!r}")
+    sources: list[str] = []
+    for i, source in enumerate(value):
+        if source in BUILTIN_IMAGES:
+            sources.append(source)
+            continue
+        path = base / source
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"images[{i}]: folder {source!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            sources += [_relative(p, base) for p in found]
+        elif path.is_file():
+            sources.append(_relative(path, base))
+        else:
+            raise FileNotFoundError(
+                f"images[{i}]: {source!r} is neither a file, a folder nor a built-in name; "
+                f"built-ins: {', '.join(BUILTIN_IMAGES)}"
+            )
+    ids = [image_id_of(s) for s in sources]
+    for j, image_id in enumerate(ids):
+        if image_id in ids[:j]:
+            raise ValueError(f"images: two images have the id {image_id!r} ({sources[ids.index(image_id)]!r} and {sources[j]!r}); rename one")
+    return tuple(sources)
+
+
+def _relative(path: Path, base: Path) -> str:
+    # Relative to the config's folder, so a set's config (and set_id) does not depend on where the repo lives.
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def image_id_of(source: str) -> str:
+    """The image id of a source: a built-in name, or a file's stem, made file-safe."""
+    return safe_name(source if source in BUILTIN_IMAGES else Path(source).stem)
+
+
+def _models(value: Any) -> tuple[ModelEntry, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("models: must be a non-empty array of tables [[models]] with spec and weights")
+    entries = []
+    for i, table in enumerate(value):
+        if not isinstance(table, dict):
+            raise ValueError(f"models[{i}]: must be a table with spec and weights, got {table!r}")
+        _no_unknown(table, MODEL_KEYS, f"models[{i}].")
+        spec, weights = table.get("spec"), table.get("weights")
+        try:
+            parse_spec(spec)
+        except ValueError as exc:
+            raise ValueError(f"models[{i}].spec: {exc}") from None
+        if not isinstance(weights, str) or not weights:
+            raise ValueError(
+                f"models[{i}].weights: missing; give imagenet, random:<seed>, published, bundled or a file path"
+            )
+        entry = ModelEntry(spec, weights)
+        if entry in entries:
+            raise ValueError(f"models[{i}]: {spec} with weights {weights} is listed twice")
+        entries.append(entry)
+    return tuple(entries)

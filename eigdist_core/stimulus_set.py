@@ -1,0 +1,302 @@
+"""The stimulus-set folder format: names, reading, the manifest and its checks.
+
+A set is a folder (CONTRACTS.md, "Stimulus set")::
+
+    <set>/manifest.json          what is in the set, with a sha256 per file
+    <set>/images/<image_id>.npy  float32 C × H × W, in value_range
+    <set>/items/<item_id>.npy    float32 C × H × W, unit L2 norm
+
+This module knows the format only; building a set is :mod:`eigdist_core.build`.
+It imports numpy and jsonschema, not torch, so the experiment and the analysis
+can read a set cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import json_bytes, load_json, load_npy, save_json, sha256_file
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+DIRECTIONS = ("max", "min", "random")
+#: The values a display can show (0 → Lmin, 1 → Lmax); ``alpha_displayable_max`` keeps image ± α·e inside it.
+DISPLAY_RANGE = (0.0, 1.0)
+#: Tolerances of :func:`verify_set`: unit norm, max/min overlap, recorded α.
+NORM_TOL = 1e-4
+OVERLAP_TOL = 0.1
+ALPHA_RTOL = 1e-4
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``-``."""
+    return _UNSAFE.sub("-", str(text))
+
+
+def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: str, index: int) -> str:
+    """The item id ``<image_id>__<model>__<layer>__<weights>__<direction><index>``, made file-safe.
+
+    Examples
+    --------
+    >>> item_id_for("camera", "resnet18", "layer2", "random:0", "max", 0)
+    'camera__resnet18__layer2__random-0__max0'
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"index must be an int >= 0, got {index!r}")
+    parts = (image_id, model, layer, weights)
+    return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
+
+
+def compute_set_id(config: dict[str, Any], versions: dict[str, str]) -> str:
+    """First 16 hex of the sha256 of the parsed config and the package versions."""
+    payload = json_bytes({"config": config, "versions": versions})
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def alpha_displayable(image: np.ndarray, direction: np.ndarray, bounds=DISPLAY_RANGE) -> float:
+    """The largest α for which ``image ± α·direction`` stays inside ``bounds``.
+
+    Returns ``inf`` for an all-zero direction. Values are computed in float64.
+    """
+    lo, hi = bounds
+    x = np.asarray(image, dtype=np.float64).ravel()
+    e = np.abs(np.asarray(direction, dtype=np.float64).ravel())
+    room = np.minimum(x - lo, hi - x)  # the sign of e is random on screen: both ways must fit
+    nz = e > 0
+    if not nz.any():
+        return math.inf
+    return float(max(0.0, np.min(room[nz] / e[nz])))
+
+
+@lru_cache(maxsize=1)
+def manifest_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (``manifest.schema.json`` next to this module)."""
+    return load_json(Path(__file__).with_name("manifest.schema.json"))
+
+
+def schema_problems(manifest: Any) -> list[str]:
+    """Every place where ``manifest`` breaks the schema, as ``manifest.json: <path>: <message>``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    problems = []
+    for err in sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
+        problems.append(f"{MANIFEST}: {where}: {err.message}")
+    return problems
+
+
+def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> str:
+    """Atomically write ``manifest.json`` into ``folder``; return its sha256."""
+    return save_json(Path(folder) / MANIFEST, manifest)
+
+
+@dataclass
+class StimulusSet:
+    """A stimulus set opened for reading.
+
+    Attributes
+    ----------
+    path : Path
+        The set's folder.
+    manifest : dict
+        ``manifest.json`` as read.
+    set_id : str
+        The set's id (16 hex).
+    items, images : list[dict]
+        The manifest's item and image entries, in manifest order.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    _items: dict[str, dict] = field(default_factory=dict, repr=False)
+    _images: dict[str, dict] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "StimulusSet":
+        """Read the manifest of the set in folder ``path`` (no file checks: see :func:`verify_set`)."""
+        path = Path(path)
+        file = path / MANIFEST
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} not found: {path} is not a stimulus set (build one with 'eigdist stimuli build')")
+        try:
+            manifest = load_json(file)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file} is not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+            found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+            raise ValueError(f"{file}: schema_version must be {SCHEMA_VERSION}, got {found!r}")
+        obj = cls(path, manifest)
+        obj._images = {im["image_id"]: im for im in manifest.get("images", [])}
+        obj._items = {it["item_id"]: it for it in manifest.get("items", [])}
+        return obj
+
+    @property
+    def set_id(self) -> str:
+        return self.manifest["set_id"]
+
+    @property
+    def items(self) -> list[dict]:
+        return self.manifest["items"]
+
+    @property
+    def images(self) -> list[dict]:
+        return self.manifest["images"]
+
+    def item_entry(self, item_id: str) -> dict:
+        """The manifest entry of ``item_id``."""
+        return _lookup(self._items, item_id, "item")
+
+    def image_entry(self, image_id: str) -> dict:
+        """The manifest entry of ``image_id``."""
+        return _lookup(self._images, image_id, "image")
+
+    def image(self, image_id: str) -> np.ndarray:
+        """The image ``image_id`` as float32 C × H × W, in the set's value_range."""
+        return _read_array(self.path / self.image_entry(image_id)["file"])
+
+    def item(self, item_id: str) -> np.ndarray:
+        """The distortion ``item_id`` as float32 C × H × W with unit L2 norm."""
+        return _read_array(self.path / self.item_entry(item_id)["file"])
+
+
+def _lookup(table: dict[str, dict], key: str, kind: str) -> dict:
+    try:
+        return table[key]
+    except KeyError:
+        known = ", ".join(sorted(table)[:5]) + (", ..." if len(table) > 5 else "")
+        raise KeyError(f"no {kind} {key!r} in this set; {kind}s include: {known}") from None
+
+
+def _read_array(file: Path) -> np.ndarray:
+    return np.ascontiguousarray(load_npy(file), dtype=np.float32)
+
+
+def verify_set(path: str | os.PathLike) -> list[str]:
+    """Check a whole set; return every problem found, each naming its file (empty = OK).
+
+    Checks: the manifest against its JSON Schema; every listed file exists with
+    its sha256; images are finite float32 C × H × W in value_range; items are
+    finite float32 of the image's shape with unit norm; each item's
+    ``alpha_displayable_max`` is what its image and direction give (so the
+    image ± min(alpha_max, alpha_displayable_max)·e is displayable); the max
+    and min directions of a condition differ (|cos| < 0.1).
+    """
+    path = Path(path)
+    try:
+        sset = StimulusSet.open(path)
+    except (FileNotFoundError, ValueError) as exc:
+        return [str(exc)]
+    m = sset.manifest
+    problems = schema_problems(m)
+    if problems:
+        return problems  # field checks below rely on the schema
+    problems += _id_problems(m)
+    images = {}
+    lo, hi = m["value_range"]
+    shape = (m["channels"], m["size"], m["size"])
+    for entry in m["images"]:
+        array, bad = _checked_array(path, entry, shape)
+        problems += bad
+        if array is None:
+            continue
+        if array.min() < lo - 1e-6 or array.max() > hi + 1e-6:
+            problems.append(
+                f"{entry['file']}: values [{array.min():.6g}, {array.max():.6g}] leave value_range [{lo}, {hi}]"
+            )
+        images[entry["image_id"]] = array
+    vectors: dict[tuple, np.ndarray] = {}
+    for entry in m["items"]:
+        array, bad = _checked_array(path, entry, shape)
+        problems += bad
+        if array is None:
+            continue
+        norm = float(np.linalg.norm(array.astype(np.float64)))
+        if abs(norm - 1.0) > NORM_TOL:
+            problems.append(f"{entry['file']}: L2 norm is {norm:.6g}, not 1")
+        image = images.get(entry["image_id"])
+        if image is not None:
+            problems += _alpha_problems(entry, image, array, m["alpha_max"])
+        if entry["index"] == 0 and entry["direction"] in ("max", "min"):
+            key = tuple(entry[k] for k in ("image_id", "model", "layer", "weights"))
+            vectors[key + (entry["direction"],)] = array
+    for key, vmax in vectors.items():
+        vmin = vectors.get(key[:-1] + ("min",)) if key[-1] == "max" else None
+        if vmin is not None:
+            cos = abs(float(np.dot(vmax.ravel().astype(np.float64), vmin.ravel().astype(np.float64))))
+            if cos >= OVERLAP_TOL:
+                problems.append(
+                    f"items/{item_id_for(*key[:4], 'min', 0)}.npy: the min direction is the max direction "
+                    f"(|cos| = {cos:.3g} with items/{item_id_for(*key[:4], 'max', 0)}.npy)"
+                )
+    return problems
+
+
+def _id_problems(m: dict) -> list[str]:
+    problems = []
+    image_ids = {im["image_id"] for im in m["images"]}
+    for im in m["images"]:
+        if im["file"] != f"images/{im['image_id']}.npy":
+            problems.append(f"{MANIFEST}: image {im['image_id']!r} has file {im['file']!r}, expected images/{im['image_id']}.npy")
+    seen = set()
+    for it in m["items"]:
+        expected = item_id_for(it["image_id"], it["model"], it["layer"], it["weights"], it["direction"], it["index"])
+        if it["item_id"] != expected:
+            problems.append(f"{MANIFEST}: item_id {it['item_id']!r} should be {expected!r}")
+        if it["item_id"] in seen:
+            problems.append(f"{MANIFEST}: item_id {it['item_id']!r} is listed twice")
+        seen.add(it["item_id"])
+        if it["file"] != f"items/{it['item_id']}.npy":
+            problems.append(f"{MANIFEST}: item {it['item_id']!r} has file {it['file']!r}, expected items/{it['item_id']}.npy")
+        if it["image_id"] not in image_ids:
+            problems.append(f"{MANIFEST}: item {it['item_id']!r} names image {it['image_id']!r}, which is not in images")
+    if m.get("complete") is False:
+        problems.append(f"{MANIFEST}: the build did not finish (complete = false): rerun 'eigdist stimuli build'")
+    return problems
+
+
+def _checked_array(folder: Path, entry: dict, shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str]]:
+    """Hash, load and check one listed array; (array or None, problems)."""
+    file = folder / entry["file"]
+    if not file.is_file():
+        return None, [f"{entry['file']}: missing"]
+    digest = sha256_file(file)
+    if digest != entry["sha256"]:
+        return None, [f"{entry['file']}: sha256 {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}…"]
+    try:
+        array = load_npy(file)
+    except (ValueError, OSError) as exc:
+        return None, [f"{entry['file']}: not a readable .npy file ({exc})"]
+    problems = []
+    if array.dtype != np.float32:
+        problems.append(f"{entry['file']}: dtype {array.dtype}, expected float32")
+    if array.shape != shape:
+        problems.append(f"{entry['file']}: shape {array.shape}, expected {shape}")
+    if not np.isfinite(array).all():
+        problems.append(f"{entry['file']}: {int((~np.isfinite(array)).sum())} NaN or infinite values")
+    return (None if problems else array), problems
+
+
+def _alpha_problems(entry: dict, image: np.ndarray, item: np.ndarray, alpha_max: float) -> list[str]:
+    recorded = entry["alpha_displayable_max"]
+    actual = alpha_displayable(image, item)
+    if not math.isclose(recorded, actual, rel_tol=ALPHA_RTOL, abs_tol=1e-9):
+        return [
+            f"{entry['file']}: alpha_displayable_max is {recorded:.6g} in the manifest but image ± α·e "
+            f"leaves [0, 1] beyond α = {actual:.6g} (alpha_max {alpha_max})"
+        ]
+    return []

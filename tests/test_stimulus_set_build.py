@@ -1,0 +1,177 @@
+"""Building stimulus sets: verify, resume after a kill, --jobs independence, refusal, response curves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eigdist_core.build import build_set, response_curve
+from eigdist_core.eigendistortion import Eigendistortion
+from eigdist_core.io import load_json, sha256_file
+from eigdist_core.stimulus_set import StimulusSet, schema_problems, verify_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """\
+name = "tiny"
+images = ["camera", "coffee", "chelsea", "astronaut"]
+color = "grey"
+size = 16
+value_range = [0.2, 0.8]
+alpha_max = 2.0
+directions = ["max", "min", "random"]
+seed = {seed}
+
+[[models]]
+spec = "resnet18:conv1"
+weights = "random:0"
+
+[[models]]
+spec = "resnet18:maxpool"
+weights = "random:0"
+"""
+
+
+def write_config(folder: Path, seed: int = 0) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(TINY.format(seed=seed))
+    return path
+
+
+def fingerprint(folder: Path) -> dict:
+    """Every array's sha256 and the manifest without its ``created`` time."""
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.glob("*/*.npy"))}
+    manifest = load_json(folder / "manifest.json")
+    manifest.pop("created")
+    return {"files": files, "manifest": manifest}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("ref")
+    return build_set(write_config(base), base / "set", jobs=1, progress=False)
+
+
+def test_small_set_builds_verifies_and_matches_schema(built):
+    assert verify_set(built) == []
+    s = StimulusSet.open(built)
+    assert schema_problems(s.manifest) == []
+    assert s.manifest["complete"] is True and s.manifest["channels"] == 1
+    assert len(s.images) == 4 and len(s.items) == 4 * 2 * 3
+    assert {it["direction"] for it in s.items} == {"max", "min", "random"}
+    for it in s.items:
+        assert s.item(it["item_id"]).shape == (1, 16, 16)
+        if it["direction"] != "random":
+            assert it["rayleigh"] == pytest.approx(it["eigenvalue"], rel=1e-4)
+    image = s.image("camera")
+    assert 0.2 <= image.min() and image.max() <= 0.8
+    assert (built / "config.toml").is_file() and "complete" in (built / "build.log").read_text()
+
+
+def test_flipped_byte_in_any_file_of_a_built_set_is_named(built, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(built, tmp_path / "copy"))
+    for path in sorted(folder.glob("*/*.npy")):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+        name = path.relative_to(folder).as_posix()
+        problems = verify_set(folder)
+        assert problems and problems[0].startswith(f"{name}: sha256"), (name, problems)
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+    assert verify_set(folder) == []
+
+
+def test_jobs_1_and_jobs_2_give_identical_bytes(tmp_path):
+    # Two images keep the worker start-up (a torch import per process) the main cost.
+    config = tmp_path / "two.toml"
+    config.write_text(TINY.format(seed=0).replace(', "chelsea", "astronaut"', ""))
+    one = build_set(config, tmp_path / "one", jobs=1, progress=False)
+    two = build_set(config, tmp_path / "two", jobs=2, progress=False)
+    assert len(StimulusSet.open(two).items) == 12
+    assert fingerprint(two) == fingerprint(one)
+
+
+def test_kill_mid_build_then_rerun_gives_the_uninterrupted_bytes(built, tmp_path):
+    config, folder = write_config(tmp_path), tmp_path / "set"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "cli.main", "stimuli", "build", str(config), "--out", str(folder), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any((folder / "items").glob("*.npy")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    written = len(list((folder / "items").glob("*.npy")))
+    assert 0 < written < 24
+    assert any("complete = false" in p for p in verify_set(folder))
+    build_set(config, folder, progress=False)
+    assert verify_set(folder) == []
+    assert fingerprint(folder) == fingerprint(built)
+    assert not list(folder.glob("*/.*.tmp"))
+
+
+def test_rerun_skips_finished_items_and_redoes_damaged_ones(built, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(built, tmp_path / "copy"))
+    created = load_json(folder / "manifest.json")["created"]
+    victim = folder / StimulusSet.open(folder).items[4]["file"]
+    victim.write_bytes(b"garbage")
+    build_set(folder / "config.toml", folder, progress=False)
+    starts = [line for line in (folder / "build.log").read_text().splitlines() if " to do, " in line]
+    assert "24 items, 1 to do, 1 groups" in starts[-1]
+    assert fingerprint(folder) == fingerprint(built)
+    assert load_json(folder / "manifest.json")["created"] == created
+
+
+def test_rebuild_with_another_config_is_refused_unless_forced(built, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(built, tmp_path / "copy"))
+    changed = write_config(tmp_path, seed=1)
+    with pytest.raises(FileExistsError, match="holds set .* built from another config.*--force"):
+        build_set(changed, folder, progress=False)
+    assert fingerprint(folder) == fingerprint(built)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not empty and holds no stimulus set"):
+        build_set(changed, tmp_path / "other", progress=False)
+    build_set(changed, folder, force=True, progress=False)
+    assert verify_set(folder) == []
+    assert StimulusSet.open(folder).set_id != StimulusSet.open(built).set_id
+
+
+def test_response_curve_starts_as_sqrt_lambda_alpha():
+    from conftest import SmoothNet
+
+    model = SmoothNet()
+    image = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 0.6 + 0.2
+    eig = Eigendistortion(image, model, dtype=torch.float64).synthesize(method="exact")
+    model.double()
+    for j in (0, 1):
+        lam = float(eig.eigenvalues[j])
+        curve = response_curve(model, image.double(), eig.eigendistortions[j], 1e-3, 6)
+        alpha, dist = np.array(curve["alpha"]), np.array(curve["distance"])
+        assert dist[0] == 0 and np.all(np.diff(dist) > 0)
+        np.testing.assert_allclose(dist[1:] ** 2, lam * alpha[1:] ** 2, rtol=1e-2)
+
+
+def test_built_curves_are_linear_for_a_linear_layer(built):
+    # conv1 is linear in the image, so ‖Δf‖ = √λ·α exactly at every α.
+    for it in StimulusSet.open(built).items:
+        if it["layer"] == "conv1":
+            alpha, dist = np.array(it["response_curve"]["alpha"]), np.array(it["response_curve"]["distance"])
+            assert len(alpha) == 9 and alpha[-1] == 2.0
+            np.testing.assert_allclose(dist, np.sqrt(it["rayleigh"]) * alpha, rtol=1e-4)

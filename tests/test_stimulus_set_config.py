@@ -1,0 +1,119 @@
+"""Build configs: defaults, folders of images, and every bad input named by its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eigdist_core.build import build_set, check_inputs, plan
+from eigdist_core.config import load_config
+
+GOOD = {
+    "name": '"cfg"',
+    "images": '["camera"]',
+    "size": "16",
+}
+MODEL = '[[models]]\nspec = "resnet18:conv1"\nweights = "random:0"\n'
+
+
+def write(folder: Path, models: str = MODEL, **keys: str) -> Path:
+    table = {**GOOD, **keys}
+    lines = [f"{k} = {v}" for k, v in table.items() if v is not None]
+    path = folder / "cfg.toml"
+    path.write_text("\n".join(lines) + "\n\n" + models)
+    return path
+
+
+def test_defaults_and_canonical_direction_order(tmp_path):
+    config, base = load_config(write(tmp_path, directions='["random", "max", "min"]'))
+    assert base == tmp_path
+    assert config.directions == ("max", "min", "random")
+    assert config.color == "grey" and config.channels == 1 and config.value_range == (0.2, 0.8)
+    assert [g.item_ids for g in plan(config)] == [(
+        "camera__resnet18__conv1__random-0__max0",
+        "camera__resnet18__conv1__random-0__min0",
+        "camera__resnet18__conv1__random-0__random0",
+    )]
+
+
+def test_image_folder_is_expanded_relative_to_the_config(tmp_path):
+    from skimage.io import imsave
+
+    (tmp_path / "pics").mkdir()
+    for name in ("b", "a"):
+        imsave(tmp_path / "pics" / f"{name}.png", (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8))
+    config, base = load_config(write(tmp_path, images='["pics", "camera"]'))
+    assert config.images == ("pics/a.png", "pics/b.png", "camera")
+    images = check_inputs(config, base)
+    assert sorted(images) == ["a", "b", "camera"]
+    assert images["a"].shape == (1, 16, 16) and images["a"].dtype == np.float32
+    assert images["a"].min() >= 0.2 and images["a"].max() <= 0.8
+
+
+@pytest.mark.parametrize("keys,message", [
+    ({"name": None}, "name: missing"),
+    ({"colour": '"grey"'}, "colour: unknown key; allowed keys: "),
+    ({"color": '"sepia"'}, "color: must be 'grey' or 'rgb', got 'sepia'"),
+    ({"value_range": "[0.8, 0.2]"}, r"value_range: value_range must satisfy 0 <= low < high <= 1, got \[0.8, 0.2\]"),
+    ({"value_range": "[-0.1, 0.9]"}, r"value_range: .*got \[-0.1, 0.9\]"),
+    ({"directions": '["max", "sideways"]'}, "directions: must be a non-empty list drawn from max, min, random; got"),
+    ({"solver": '"magic"'}, "solver: must be one of auto, exact, lanczos, lobpcg, power; got 'magic'"),
+    ({"alpha_max": "-1"}, "alpha_max: alpha_max must be > 0"),
+    ({"k": "1.5"}, "k: k must be an int > 0, got 1.5"),
+    ({"images": '["camera", "no_such_photo.png"]'}, r"images\[1\]: 'no_such_photo.png' is neither a file, a folder nor a built-in name"),
+    ({"images": '["camera", "camera"]'}, "images: two images have the id 'camera'"),
+    ({"name": '"my set"'}, "name: must be a non-empty string of letters"),
+])
+def test_bad_config_keys_are_named(tmp_path, keys, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_config(write(tmp_path, **keys))
+
+
+@pytest.mark.parametrize("models,message", [
+    ("", "models: missing"),
+    ('[[models]]\nspec = "resnet18"\nweights = "random:0"\n', r"models\[0\].spec: model spec must look like '<model>:<layer>'"),
+    ('[[models]]\nspec = "resnet18:conv1"\n', r"models\[0\].weights: missing"),
+    ('[[models]]\nspec = "resnet18:conv1"\nweights = "random:0"\nlayer = "x"\n', r"models\[0\].layer: unknown key"),
+])
+def test_bad_model_tables_are_named(tmp_path, models, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(write(tmp_path, models=models))
+
+
+@pytest.mark.parametrize("spec,weights,error,message", [
+    ("resnet99:conv1", "random:0", ValueError, r"models\[0\] \(resnet99:conv1, weights random:0\): unknown model 'resnet99'"),
+    ("resnet18:layer9", "random:0", ValueError, r"models\[0\] \(resnet18:layer9, weights random:0\): unknown node 'layer9'"),
+    ("resnet18:conv1", "nowhere.pt", FileNotFoundError, r"models\[0\].weights \('nowhere.pt'\)"),
+])
+def test_unknown_models_nodes_and_weights_are_named_before_any_work(tmp_path, spec, weights, error, message):
+    config = write(tmp_path, models=f'[[models]]\nspec = "{spec}"\nweights = "{weights}"\n')
+    with pytest.raises(error, match=message):
+        build_set(config, tmp_path / "set", progress=False)
+    assert not list((tmp_path / "set").glob("items/*"))
+
+
+def test_missing_config_and_bad_toml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config '.*nope.toml' not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ValueError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["demo", "seed"])
+def test_shipped_configs_parse(name):
+    root = Path(__file__).resolve().parents[1]
+    config, _ = load_config(root / "stimuli" / f"{name}.toml")
+    assert config.name == name and config.channels == 1 and config.size == 64 and config.k == 1
+
+
+def test_seed_set_says_where_the_imagenet_weights_go(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(FileNotFoundError, match=r"models\[0\].weights \('imagenet'\): .*put resnet18-f37072fd.pth .* into .*hub/checkpoints"):
+        build_set(root / "stimuli" / "seed.toml", tmp_path / "seed", progress=False)

@@ -1,0 +1,173 @@
+"""The stimulus-set format: ids, reader, schema and verify, on a set written by hand."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eigdist_core.io import save_npy
+from eigdist_core.stimulus_set import (
+    StimulusSet,
+    alpha_displayable,
+    compute_set_id,
+    item_id_for,
+    schema_problems,
+    verify_set,
+    write_manifest,
+)
+
+
+def make_tiny_set(folder: Path, size: int = 4) -> dict:
+    """A one-image, three-item set written with numpy only (max ⟂ min by construction)."""
+    rng = np.random.default_rng(0)
+    image = (0.2 + 0.6 * rng.random((1, size, size))).astype(np.float32)
+    basis = np.linalg.qr(rng.standard_normal((size * size, 3)))[0].T.astype(np.float32)
+    config = {"name": "tiny", "seed": 0}
+    versions = {"python": "3", "torch": "2", "eigdist": "0.1.0"}
+    images = [{"image_id": "img", "source": "hand", "file": "images/img.npy",
+               "sha256": save_npy(folder / "images/img.npy", image)}]
+    items = []
+    for direction, vec in zip(("max", "min", "random"), basis):
+        vec = vec.reshape(1, size, size)
+        item_id = item_id_for("img", "net", "conv.1", "random:0", direction, 0)
+        items.append({
+            "item_id": item_id, "image_id": "img", "model": "net", "layer": "conv.1",
+            "weights": "random:0", "direction": direction, "index": 0,
+            "eigenvalue": None if direction == "random" else 1.0, "rayleigh": 1.0, "residual": 0.0,
+            "converged": True, "iterations": 1, "degenerate": False, "seed": 7,
+            "alpha_displayable_max": alpha_displayable(image, vec),
+            "file": f"items/{item_id}.npy", "sha256": save_npy(folder / f"items/{item_id}.npy", vec),
+            "response_curve": {"alpha": [0.0, 1.0], "distance": [0.0, 1.0]},
+        })
+    manifest = {
+        "schema_version": 1, "set_id": compute_set_id(config, versions), "name": "tiny",
+        "created": "2026-11-27T00:00:00+00:00", "config": config, "versions": versions,
+        "channels": 1, "size": size, "value_range": [0.2, 0.8], "alpha_max": 1.0,
+        "complete": True, "images": images, "items": items,
+    }
+    write_manifest(folder, manifest)
+    return manifest
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    make_tiny_set(tmp_path)
+    return tmp_path
+
+
+def test_item_id_replaces_unsafe_characters():
+    assert item_id_for("camera", "efficientnet_lite0", "_blocks.4", "random:0", "min", 0) == (
+        "camera__efficientnet_lite0___blocks.4__random-0__min0"
+    )
+    assert item_id_for("a b", "m", "l/x", "/w/file.pt", "random", 2) == "a-b__m__l-x__-w-file.pt__random2"
+
+
+@pytest.mark.parametrize("direction,index,message", [
+    ("sideways", 0, "direction must be one of max, min, random"),
+    ("max", -1, "index must be an int >= 0"),
+])
+def test_item_id_rejects_bad_parts(direction, index, message):
+    with pytest.raises(ValueError, match=message):
+        item_id_for("a", "m", "l", "w", direction, index)
+
+
+def test_set_id_depends_on_config_and_versions():
+    v = {"python": "3", "torch": "2", "eigdist": "0"}
+    a = compute_set_id({"seed": 0}, v)
+    assert len(a) == 16 and int(a, 16) >= 0
+    assert a == compute_set_id({"seed": 0}, dict(v))
+    assert a != compute_set_id({"seed": 1}, v)
+    assert a != compute_set_id({"seed": 0}, {**v, "torch": "3"})
+
+
+def test_alpha_displayable_closed_form():
+    image = np.array([0.2, 0.5, 0.9])
+    e = np.array([0.5, -0.5, 0.1])
+    # pixel 0: room 0.2 / 0.5 = 0.4; pixel 1: 0.5 / 0.5 = 1; pixel 2: 0.1 / 0.1 = 1
+    assert alpha_displayable(image, e) == pytest.approx(0.4)
+    assert alpha_displayable(image, np.zeros(3)) == math.inf
+    assert alpha_displayable(np.array([0.0, 0.5]), np.array([0.1, 0.0])) == 0.0
+
+
+def test_reader_gives_manifest_arrays_and_ids(tiny):
+    sset = StimulusSet.open(tiny)
+    assert sset.path == tiny and len(sset.set_id) == 16
+    assert [im["image_id"] for im in sset.images] == ["img"]
+    assert [it["direction"] for it in sset.items] == ["max", "min", "random"]
+    image = sset.image("img")
+    assert image.dtype == np.float32 and image.shape == (1, 4, 4)
+    item = sset.item(sset.items[0]["item_id"])
+    assert item.dtype == np.float32 and item.shape == (1, 4, 4)
+    assert np.linalg.norm(item) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_reader_names_unknown_ids_and_missing_sets(tiny, tmp_path):
+    sset = StimulusSet.open(tiny)
+    with pytest.raises(KeyError, match="no item 'nope' in this set"):
+        sset.item("nope")
+    with pytest.raises(FileNotFoundError, match="is not a stimulus set"):
+        StimulusSet.open(tmp_path / "empty")
+
+
+def test_tiny_set_verifies_and_matches_schema(tiny):
+    assert verify_set(tiny) == []
+    assert schema_problems(StimulusSet.open(tiny).manifest) == []
+
+
+def test_flipped_byte_in_any_file_is_named(tiny):
+    files = sorted(p.relative_to(tiny).as_posix() for p in tiny.rglob("*.npy"))
+    assert len(files) == 4
+    for name in files:
+        path = tiny / name
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0x01
+        path.write_bytes(bytes(data))
+        problems = verify_set(tiny)
+        assert len(problems) == 1 and problems[0].startswith(f"{name}: sha256"), problems
+        data[-1] ^= 0x01
+        path.write_bytes(bytes(data))
+    manifest = tiny / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes().replace(b'"max"', b'"mux"', 1))
+    problems = verify_set(tiny)
+    assert problems and all(p.startswith("manifest.json: ") for p in problems)
+    assert any("'mux' is not one of" in p for p in problems)
+
+
+def test_verify_names_every_content_problem(tiny):
+    m = StimulusSet.open(tiny).manifest
+    bad = np.full((1, 4, 4), 0.5, dtype=np.float32)  # norm 2, and equal to nothing else
+    m["items"][0]["sha256"] = save_npy(tiny / m["items"][0]["file"], bad)
+    m["items"][1]["alpha_displayable_max"] = 5.0
+    m["images"][0]["sha256"] = save_npy(tiny / "images/img.npy", np.full((1, 4, 4), 0.9, dtype=np.float32))
+    m["complete"] = False
+    write_manifest(tiny, m)
+    problems = "\n".join(verify_set(tiny))
+    assert f"{m['items'][0]['file']}: L2 norm is 2" in problems
+    assert "images/img.npy: values [0.9, 0.9] leave value_range [0.2, 0.8]" in problems
+    assert f"{m['items'][1]['file']}: alpha_displayable_max is 5 in the manifest" in problems
+    assert "complete = false" in problems
+
+
+def test_verify_catches_max_equal_to_min(tiny):
+    m = StimulusSet.open(tiny).manifest
+    max_vec = StimulusSet.open(tiny).item(m["items"][0]["item_id"])
+    m["items"][1]["sha256"] = save_npy(tiny / m["items"][1]["file"], max_vec)
+    m["items"][1]["alpha_displayable_max"] = m["items"][0]["alpha_displayable_max"]
+    write_manifest(tiny, m)
+    problems = verify_set(tiny)
+    assert len(problems) == 1 and "the min direction is the max direction" in problems[0]
+    assert problems[0].startswith(m["items"][1]["file"])
+
+
+def test_verify_names_nonfinite_and_missing_files(tiny):
+    m = StimulusSet.open(tiny).manifest
+    nan = np.full((1, 4, 4), np.nan, dtype=np.float32)
+    m["items"][2]["sha256"] = save_npy(tiny / m["items"][2]["file"], nan)
+    write_manifest(tiny, m)
+    (tiny / m["items"][0]["file"]).unlink()
+    problems = verify_set(tiny)
+    assert f"{m['items'][0]['file']}: missing" in problems
+    assert f"{m['items'][2]['file']}: 16 NaN or infinite values" in problems
