@@ -82,3 +82,27 @@ def test_analyze_reports_bad_input(lab, tmp_path, capsys):
     assert "alpha_max must be a positive number, got -1.0" in capsys.readouterr().err
     assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--stimuli", str(tmp_path)]) == 2
     assert "no stimulus-set manifest at" in capsys.readouterr().err
+
+
+def test_analyze_reads_what_the_experiment_writes(tmp_path):
+    """Sessions written by the headless experiment engine load, fit and rank as they are."""
+    from trial_fixtures import make_manifest, run_session
+
+    from eigdist_core.io import save_json
+
+    data = tmp_path / "data"
+    for participant in ("P01", "P02"):
+        run_session(data, participant)
+    save_json(tmp_path / "set" / "manifest.json", make_manifest())
+    out = tmp_path / "out"
+    args = ["analyze", str(data), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path / "set")]
+    assert main(args) == 2                                  # the fixture's sessions are uncalibrated
+    assert main([*args, "--include-pilot"]) == 0
+    reasons = pd.read_csv(out / "exclusions.csv").groupby("participant")["reason"].agg(set)
+    assert "easy-catch accuracy 0.83 < 0.9" in reasons["P01"]    # 5 of 6 easy catches right
+    assert main([*args, "--include-pilot", "--min-catch-accuracy", "0.8"]) == 0
+    thresholds = pd.read_csv(out / "thresholds.csv")
+    assert set(thresholds["participant"]) == {"P01", "P02"}
+    assert (thresholds["alpha_max"] == 0.8).all()           # min(set alpha_max, displayable maximum)
+    assert len(pd.read_csv(out / "ranking.csv")) == 2
+    assert "practice trial" in set(pd.read_csv(out / "exclusions.csv")["reason"])
