@@ -10,7 +10,7 @@ import numpy as np
 from .io import atomic_write_bytes
 
 
-def _show(ax, array: np.ndarray, title: str, symmetric: bool = False) -> None:
+def show_array(ax, array: np.ndarray, title: str, symmetric: bool = False) -> None:
     """Draw a (C, H, W) array: grey for C = 1, RGB for C = 3; values outside [0, 1] are clipped for display."""
     img = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
     if symmetric:  # a distortion: zero is mid-grey, scaled to its own max
@@ -55,11 +55,11 @@ def eigendistortion_figure(
     lam = ("", "") if eigenvalues is None else tuple(f"\nλ = {v:.4g}" for v in eigenvalues)
     fig, axes = plt.subplots(2, 3, figsize=(9, 6.6))
     axes[0, 0].set_axis_off()
-    _show(axes[0, 1], maxdist, "max eigendistortion" + lam[0], symmetric=True)
-    _show(axes[0, 2], mindist, "min eigendistortion" + lam[1], symmetric=True)
-    _show(axes[1, 0], image, "image")
-    _show(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·max")
-    _show(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·min")
+    show_array(axes[0, 1], maxdist, "max eigendistortion" + lam[0], symmetric=True)
+    show_array(axes[0, 2], mindist, "min eigendistortion" + lam[1], symmetric=True)
+    show_array(axes[1, 0], image, "image")
+    show_array(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·max")
+    show_array(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·min")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

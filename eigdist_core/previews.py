@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_write_bytes
-from .plots import _show
+from .plots import show_array
 from .stimulus_set import DIRECTIONS, StimulusSet
 
 CONDITION = ("model", "layer", "weights")
@@ -40,7 +40,7 @@ def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
     fig, axes = plt.subplots(len(rows), 1 + 2 * len(dirs), figsize=(1.9 * (1 + 2 * len(dirs)), 2.1 * len(rows)),
                              squeeze=False)
     for r, cond in enumerate(rows):
-        _show(axes[r, 0], image, f"{image_id}")
+        show_array(axes[r, 0], image, f"{image_id}")
         axes[r, 0].text(-0.08, 0.5, f"{cond[0]}:{cond[1]}\n{cond[2]}", transform=axes[r, 0].transAxes,
                         rotation=90, ha="right", va="center", fontsize=8)
         for c, direction in enumerate(dirs):
@@ -51,9 +51,9 @@ def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
                 continue
             e = sset.item(entry["item_id"])
             value = entry["eigenvalue"] if entry["eigenvalue"] is not None else entry["rayleigh"]
-            _show(ax_e, e, f"{direction} (λ={value:.3g})", symmetric=True)
+            show_array(ax_e, e, f"{direction} (λ={value:.3g})", symmetric=True)
             clips = " clipped" if alpha > entry["alpha_displayable_max"] else ""
-            _show(ax_sum, image + alpha * e, f"+ {alpha:g}·{direction}{clips}")
+            show_array(ax_sum, image + alpha * e, f"+ {alpha:g}·{direction}{clips}")
     fig.suptitle(f"{sset.manifest['name']} ({sset.set_id}): {image_id}", fontsize=10)
     fig.tight_layout()
     return fig
