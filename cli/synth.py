@@ -11,11 +11,15 @@ DEFAULT_ALPHA = 3.0
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="max and min eigendistortions of one layer at one image")
-    p.add_argument("--model", required=True, help="model spec <model>:<layer>, e.g. resnet18:layer2")
-    p.add_argument("--weights", default="random:0", help="imagenet | random:<seed> | published | bundled | FILE")
+    p.add_argument("--model", required=True, help="model spec <model>:<layer>, e.g. frontend:onoff, resnet18:layer2")
+    p.add_argument(
+        "--weights", default=None,
+        help="imagenet | random:<seed> | published | bundled | FILE (default: published for frontend, "
+        "bundled for efficientnet_lite0, imagenet for torchvision models)",
+    )
     p.add_argument("--image", required=True, help="image file or built-in name (e.g. camera)")
     p.add_argument("--size", type=int, default=64, help="central square crop resized to N×N (default 64)")
-    p.add_argument("--grey", action="store_true", help="convert the image to one grey channel")
+    p.add_argument("--grey", action="store_true", help="convert the image to one grey channel (needed by frontend)")
     p.add_argument("--method", default="auto", help="auto | exact | lanczos | lobpcg | power")
     p.add_argument("--k", type=int, default=1, help="eigendistortions per end (default 1)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="amplitude shown in the figure")
@@ -27,18 +31,22 @@ def run(args: argparse.Namespace) -> int:
     from eigdist_core import models
     from eigdist_core.eigendistortion import Eigendistortion
     from eigdist_core.images import load_image
-    from eigdist_core.plots import eigendistortion_figure
+    from eigdist_core.plots import eigendistortion_figure, save_figure
 
+    weights = args.weights or models.default_weights(args.model)
     image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
-    model = models.load(args.model, weights=args.weights)
+    model = models.load(args.model, weights=weights)
     eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
     out = Path(args.out)
     eig.save(out)
     dist = eig.eigendistortions.detach().numpy()
+    lam = eig.eigenvalues
     fig = eigendistortion_figure(
-        image.numpy(), dist[0], dist[-1], args.alpha, title=f"{args.model} ({args.weights}), {args.image}"
+        image.numpy(), dist[0], dist[-1], args.alpha,
+        title=f"{args.model} ({weights}), {args.image} {args.size}×{args.size}",
+        eigenvalues=(float(lam[0]), float(lam[-1])),
     )
-    fig.savefig(out / "eigendistortions.png", dpi=100)
+    save_figure(fig, out / "eigendistortions.png")
     print(json.dumps(eig.diagnostics, indent=2))
     print(f"wrote {out}/eigendistortions.png and the arrays in {out}")
     return 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+
 import numpy as np
+
+from .io import atomic_write_bytes
 
 
 def _show(ax, array: np.ndarray, title: str, symmetric: bool = False) -> None:
-    """Draw a (C, H, W) array: grey for C = 1, RGB for C = 3."""
+    """Draw a (C, H, W) array: grey for C = 1, RGB for C = 3; values outside [0, 1] are clipped for display."""
     img = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
     if symmetric:  # a distortion: zero is mid-grey, scaled to its own max
         m = float(np.abs(array).max()) or 1.0
@@ -16,10 +21,20 @@ def _show(ax, array: np.ndarray, title: str, symmetric: bool = False) -> None:
     ax.set_axis_off()
 
 
-def eigendistortion_figure(image: np.ndarray, maxdist: np.ndarray, mindist: np.ndarray, alpha: float, title: str = ""):
-    """The tutorial's display: image, max and min distortions, image + α·distortion.
+def eigendistortion_figure(
+    image: np.ndarray,
+    maxdist: np.ndarray,
+    mindist: np.ndarray,
+    alpha: float,
+    title: str = "",
+    eigenvalues: tuple[float, float] | None = None,
+):
+    """plenoptic's ``display_eigendistortion_all`` layout for the max and min eigendistortions.
 
-    The sums are clipped to [0, 1] for display only; stored distortions are not.
+    Top row: the max and min distortions (zero is mid-grey, each scaled to its
+    own largest magnitude). Bottom row: the image, then image + α·distortion
+    under each distortion. The sums are clipped to [0, 1] for display only;
+    stored distortions are not.
 
     Parameters
     ----------
@@ -27,20 +42,35 @@ def eigendistortion_figure(image: np.ndarray, maxdist: np.ndarray, mindist: np.n
         (C, H, W) arrays; the distortions have unit L2 norm.
     alpha
         Amplitude added to the image in the bottom row.
+    title
+        Figure title.
+    eigenvalues
+        (λ_max, λ_min), shown in the distortions' titles when given.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(9, 6.3))
-    _show(axes[0, 0], image, "image")
-    _show(axes[0, 1], maxdist, "max eigendistortion", symmetric=True)
-    _show(axes[0, 2], mindist, "min eigendistortion", symmetric=True)
-    axes[1, 0].set_axis_off()
+    lam = ("", "") if eigenvalues is None else tuple(f"\nλ = {v:.4g}" for v in eigenvalues)
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.6))
+    axes[0, 0].set_axis_off()
+    _show(axes[0, 1], maxdist, "max eigendistortion" + lam[0], symmetric=True)
+    _show(axes[0, 2], mindist, "min eigendistortion" + lam[1], symmetric=True)
+    _show(axes[1, 0], image, "image")
     _show(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·max")
     _show(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·min")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> str:
+    """Write ``fig`` as a PNG atomically, close it, and return the file's sha256."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

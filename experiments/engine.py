@@ -28,7 +28,7 @@ from eigdist_core.io import sha256_bytes
 
 from .config import ExperimentConfig
 from .datafile import TrialWriter, open_session, participant_trials
-from .design import Condition, SessionPlan, Trial, plan_session, stable_int
+from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
 
@@ -202,6 +202,44 @@ def run_headless(engine: TrialEngine, responder: Responder, *, progress: bool = 
         stim = engine.stimuli(trial)
         rows.append(engine.record(trial, stim, responder.respond(trial, stim, engine.plan.session)))
     return rows
+
+
+def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> StimulusSource:
+    """Open a stimulus set for an experiment after verifying every file of it.
+
+    Parameters
+    ----------
+    path
+        The set's folder.
+    require_grey
+        Refuse colour sets (CONTRACTS.md: grey sets only until per-gun
+        calibration exists); a simulated run may pass ``False``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a stimulus set.
+    ValueError
+        Listing the verification problems (first five), for a colour set,
+        or for a set with more than one item per condition.
+    """
+    from eigdist_core.stimulus_set import StimulusSet, verify_set
+
+    stimuli = StimulusSet.open(path)
+    problems = verify_set(path)
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(
+            f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
+            + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
+        )
+    if require_grey and stimuli.manifest["channels"] != 1:
+        raise ValueError(
+            f"stimulus set {str(path)!r} has {stimuli.manifest['channels']} channels; experiments show grey sets "
+            "(channels = 1) until per-gun calibration exists: build it with color = \"grey\""
+        )
+    conditions(stimuli.manifest)
+    return stimuli
 
 
 def open_engine(

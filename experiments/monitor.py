@@ -195,6 +195,14 @@ def new_profile(
     )
 
 
+def _floats(data: dict, key: str, where: str) -> tuple[float, ...]:
+    value = _require(data, key, where)
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ProfileError(f"{where}: field {key!r} must be a list of numbers, got {value!r:.80}") from None
+
+
 def _require(data: dict, key: str, where: str) -> Any:
     if key not in data or data[key] is None:
         raise ProfileError(f"{where}: field {key!r} is missing")
@@ -210,8 +218,8 @@ def _calibration_from_dict(data: Any, bits: int, where: str) -> Calibration:
         parse_date(date, "calibration.date")
     except ProfileError as exc:
         raise ProfileError(f"{where}: {exc}") from None
-    levels = tuple(float(v) for v in _require(data, "levels", w))
-    luminance = tuple(float(v) for v in _require(data, "luminance", w))
+    levels = _floats(data, "levels", w)
+    luminance = _floats(data, "luminance", w)
     if len(levels) != len(luminance) or len(levels) < MIN_READINGS:
         raise ProfileError(
             f"{w}: fields 'levels' and 'luminance' must be equally long with at least {MIN_READINGS} "
@@ -220,7 +228,7 @@ def _calibration_from_dict(data: Any, bits: int, where: str) -> Calibration:
     gamma = _require(data, "gamma", w)
     for key in ("lum0", "lum1", "gamma"):
         _require(gamma, key, f"{w}.gamma")
-    lut = tuple(float(v) for v in _require(data, "lut", w))
+    lut = _floats(data, "lut", w)
     if len(lut) != 2**bits or np.any(np.diff(lut) < 0) or not np.all(np.isfinite(lut)):
         raise ProfileError(
             f"{w}: field 'lut' must hold {2**bits} non-decreasing finite luminances (bits={bits}), got {len(lut)} values"

@@ -47,6 +47,7 @@ def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
         image = PixelImage(win, profile, dither="trial", rng=rng)
         mapped = image.set_values(values[None])
         seen, frame = _grab(win, image, profile.bits)
+        result["seen_again"] = _grab(win, image, profile.bits)[0]  # trial mode: the same noise
         result.update(seen=seen, intended=mapped.levels, clipped=np.array(mapped.clipped), frame=frame,
                       values=values, size_deg=np.array(image.size_deg))
     elif case == "dither":
@@ -58,6 +59,7 @@ def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
             image.set_values(values)
             frames = [_grab(win, image, profile.bits)[0] for _ in range(int(opts.get("frames", 30)))]
             result[f"mean_{mode}"] = np.mean(frames, axis=0)
+            result[f"distinct_{mode}"] = np.array(len({f.tobytes() for f in frames}))
     elif case == "ramp":
         n = profile.n_levels
         side = int(np.sqrt(n))

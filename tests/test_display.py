@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from experiments.display import WindowReport, check_pattern, window_problems
 from experiments.luminance import (
@@ -40,6 +42,18 @@ def test_undithered_mapping_is_the_rounded_inverse_gamma():
     m = map_values(values, p)
     assert m.bits == 8 and m.clipped == 0 and m.levels.dtype == np.int32
     np.testing.assert_array_equal(m.levels, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(gamma=st.floats(1.0, 3.0), bits=st.sampled_from([8, 10]),
+       values=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=50))
+def test_undithered_level_is_the_nearest_in_luminance(gamma, bits, values):
+    p = make_profile(bits=bits, gamma=gamma)
+    table = level_table(p)
+    target = table[0] + np.asarray(values) * (table[-1] - table[0])
+    got = table[map_values(np.asarray(values)[None], p).levels[0]]
+    best = np.min(np.abs(table[None, :] - target[:, None]), axis=1)
+    np.testing.assert_allclose(np.abs(got - target), best, atol=1e-9 * table[-1])
 
 
 def test_continuous_levels_invert_the_table_linearly_between_levels():
@@ -148,6 +162,7 @@ def test_captured_frame_equals_the_mapped_stimulus(xvfb, tmp_path):
     assert seen.shape == (37, 23)
     assert np.abs(seen - intended).max() <= 1  # the contract; in practice exact:
     np.testing.assert_array_equal(seen, intended)
+    np.testing.assert_array_equal(got["seen_again"], seen)  # dither="trial": noise fixed within the trial
     # the mapping itself: undithered levels of the same values are within one level
     assert np.abs(intended - map_values(got["values"], p).levels).max() <= 1
     assert int(got["clipped"]) == int(((got["values"] < 0) | (got["values"] > 1)).sum()) > 0
@@ -169,6 +184,7 @@ def test_mean_of_dithered_frames_reproduces_a_sub_level_step(xvfb, tmp_path):
     left, right = mean[:, :32].mean(), mean[:, 32:].mean()
     assert abs(left - target[0]) < 0.1 and abs(right - target[1]) < 0.1
     assert abs((right - left) - (target[1] - target[0])) < 0.1
+    assert int(got["distinct_frame"]) == 40 and int(got["distinct_off"]) == 1  # fresh noise every frame
     off = got["mean_off"]
     assert abs((off[:, 32:].mean() - off[:, :32].mean()) - (target[1] - target[0])) > 0.1  # rounding loses it
 

@@ -166,6 +166,7 @@ def test_expired_calibration_names_the_field_and_the_age():
         (("calibration", "gamma", "gamma"), None, "calibration.gamma: field 'gamma' is missing"),
         (("calibration", "lut"), [1.0, 2.0], "field 'lut' must hold 256"),
         (("calibration", "curve"), "spline", "field 'curve' must be one of"),
+        (("calibration", "levels"), ["a", 1], "field 'levels' must be a list of numbers"),
         (("width_cm",), None, "field 'width_cm' is missing"),
         (("width_cm",), -3, "field 'width_cm' must be a positive number, got -3"),
         (("resolution",), [1920], "field 'resolution' must be two positive integers"),

@@ -1,0 +1,88 @@
+"""The headless engine on a real, built stimulus set (eigdist_core.build)."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eigdist_core.io import load_json, save_json
+from experiments.datafile import read_trials, session_paths
+from experiments.engine import open_engine, open_stimuli, run_headless
+from experiments.observers import make_responder
+from trial_fixtures import small_config
+
+SET = """\
+name = "trials"
+images = ["camera"]
+color = "grey"
+size = 16
+value_range = [0.2, 0.8]
+alpha_max = 2.0
+directions = ["max", "min", "random"]
+solver = "exact"
+response_points = 3
+
+[[models]]
+spec = "resnet18:conv1"
+weights = "random:0"
+"""
+
+
+@pytest.fixture(scope="module")
+def stimulus_set(tmp_path_factory) -> Path:
+    from eigdist_core.build import build_set
+
+    base = tmp_path_factory.mktemp("set")
+    (base / "trials.toml").write_text(SET)
+    return build_set(base / "trials.toml", base / "set", progress=False)
+
+
+def test_model_observer_session_on_a_built_set(stimulus_set, tmp_path):
+    stimuli = open_stimuli(stimulus_set)
+    config = small_config(per_condition=24, practice=2, images_per_session=1)
+    spec = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"
+    observer = make_responder(spec)
+    engine = open_engine(stimuli, config, tmp_path, "P01", 1, observer=spec, calibrated=False,
+                         constants={"monitor": "none", "refresh_hz": 60.0})
+    with engine.writer:
+        run_headless(engine, observer)
+    rows = read_trials(session_paths(tmp_path, "P01", 1).trials)
+    items = {it["item_id"]: it for it in stimuli.items}
+    assert Counter(r["direction"] for r in rows if not r["is_catch"] and not r["is_practice"]) == {
+        "max": 24, "min": 24, "random": 24}
+    for r in rows:
+        assert r["observer"] == spec and r["set_id"] == stimuli.set_id and r["monitor"] == "none"
+        assert r["clipped_pixels"] == 0
+        if r["catch_type"] != "blank":
+            assert r["alpha"] <= items[r["item_id"]]["alpha_displayable_max"] + 1e-12
+            assert r["repr_distance"] > 0
+    states = engine.track_states()
+    t = {key.split("|")[-1]: 10 ** s["log10_threshold_mean"] for key, s in states.items()}
+    assert t["max"] < t["min"]
+    sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)
+    assert sidecar["constants"]["refresh_hz"] == 60.0 and sidecar["observer"] == spec
+
+
+def test_open_stimuli_refusals(stimulus_set, tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="is not a stimulus set"):
+        open_stimuli(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(stimulus_set, broken)
+    item = next((broken / "items").glob("*.npy"))
+    np.save(item, np.zeros((1, 16, 16), np.float32))
+    with pytest.raises(ValueError, match=rf"failed verification \(1 problem\(s\)\): items/{item.name}: sha256"):
+        open_stimuli(broken)
+    import eigdist_core.stimulus_set as stimulus_set_module
+
+    colour = tmp_path / "colour"
+    shutil.copytree(stimulus_set, colour)
+    manifest = load_json(colour / "manifest.json")
+    save_json(colour / "manifest.json", {**manifest, "channels": 3})
+    monkeypatch.setattr(stimulus_set_module, "verify_set", lambda path: [])
+    with pytest.raises(ValueError, match="has 3 channels; experiments show grey sets"):
+        open_stimuli(colour)
+    assert open_stimuli(colour, require_grey=False).manifest["channels"] == 3
