@@ -9,8 +9,7 @@ Flow of :func:`run_session`:
 1. :func:`prepare` checks everything without writing: participant ID and session, the
    experiment config, the ``--simulate`` spec, the monitor profile (its calibration unless
    ``pilot``), the stimulus set (every file's sha256), and builds the responder. A model
-   observer imports torch here, before PsychoPy (PsychoPy first breaks torch on some
-   machines).
+   observer imports torch here, before PsychoPy (the platform notes require that order).
 2. The window (:func:`experiments.display.open_window`; ``simulated`` turns ``waitBlanking``
    off), then the engine (:func:`experiments.engine.open_engine`: new or resumed trial file).
 3. Instructions, then per trial: a break screen where the plan says so, the stimulus
