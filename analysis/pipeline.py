@@ -13,7 +13,7 @@ from .load import load_trials
 from .psychometric import FitOptions, fit_thresholds
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
-                     "log10_threshold", "censored", "alpha_max", "n_trials", "converged"]
+                     "log10_threshold", "censored", "below_range", "alpha_max", "n_trials", "converged"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     curves = stimuli.response_curves(manifest) if manifest else stimuli.response_curves({})
     report_settings = {
         "data": ", ".join(map(str, paths)), "trials read": len(trials), "trials analysed (incl. catch)": len(kept),
+        "observers analysed": ", ".join(sorted(kept["observer"].unique())[:5]),
         "participants": kept["participant"].nunique(), "conditions fitted": len(fits),
+        "below-range thresholds": int(fits["below_range"].sum()),
         "censored thresholds": int(fits["censored"].sum()), "unconverged fits": int((~fits["converged"]).sum()),
         "alpha_max source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
         **{f"exclusions.{k}": v for k, v in asdict(settings.exclusions).items()},

@@ -22,7 +22,10 @@ Censoring: a threshold is censored (reported as alpha_max, flagged) when the
 fit puts it at or above alpha_max, or when the data cannot rule that out: the
 best fit with the threshold held at alpha_max or beyond is not worse by a
 likelihood ratio of χ²₁(95 %) = 3.84. The data then never passed threshold
-measurably below alpha_max, and any number there would be invented.
+measurably below alpha_max, and any number there would be invented. At the
+other end, a fitted threshold below the lowest tested α (performance above
+threshold everywhere) is flagged ``below_range`` and reported as that lowest
+α, an upper bound, instead of an extrapolation.
 """
 
 from __future__ import annotations
@@ -256,14 +259,12 @@ def _shared_spread(batch: _Batch, person: np.ndarray, options: FitOptions) -> np
 
 def _ceiling_loglik(batch: _Batch, theta: np.ndarray, ceiling: np.ndarray, options: FitOptions) -> np.ndarray:
     """Best log-likelihood with the threshold held at or above ``ceiling`` (spread as fitted)."""
-    spread = np.exp(theta[:, 1])
-    floor = np.log(ceiling) - (np.log(np.log(2.0)) / spread if options.function == "weibull" else 0.0)
+    shift = np.log(np.log(2.0)) / np.exp(theta[:, 1]) if options.function == "weibull" else 0.0
     lower, upper = batch.lower.copy(), batch.upper.copy()
     lower[:, 1] = upper[:, 1] = theta[:, 1]
-    lower[:, 0] = np.minimum(floor, upper[:, 0])
+    lower[:, 0] = np.minimum(np.log(ceiling) - shift, upper[:, 0])
     bounded = _Batch(batch.x, batch.n, batch.k, batch.guess, lower, upper)
-    start = np.clip(theta, lower, upper)
-    held, _, _, _ = _score(bounded, start, options.function, options.max_iter)
+    held, _, _, _ = _score(bounded, np.clip(theta, lower, upper), options.function, options.max_iter)
     return _loglik(_curve(held, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
 
 
@@ -305,8 +306,9 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     -------
     pandas.DataFrame
         One row per condition: the condition columns, ``n_alternatives``, ``guess``,
-        ``threshold`` (alpha_max where censored), ``threshold_fit`` (the fit's own
-        value), ``log10_threshold``, ``censored``, ``alpha_max``, ``scale``, ``slope``
+        ``threshold`` (alpha_max where censored, the lowest tested α where
+        below_range), ``threshold_fit`` (the fit's own value), ``log10_threshold``,
+        ``censored``, ``below_range``, ``alpha_max``, ``scale``, ``slope``
         (β or σ), ``lapse``, ``log_likelihood``, ``deviance``, ``n_trials``,
         ``n_levels``, ``converged``, ``iterations``, ``function``.
     """
@@ -345,14 +347,17 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     scale, spread = np.exp(theta[:, 0]), np.exp(theta[:, 1])
     fitted = threshold_of(scale, spread, options.function)
     ceiling = conditions["alpha_max"].to_numpy(dtype=float)
+    lowest = np.exp(np.where(n > 0, x, np.inf).min(axis=1))
     censored = (fitted >= ceiling) | (2 * (ll - _ceiling_loglik(batch, theta, ceiling, options)) < CENSOR_LR)
-    threshold = np.where(censored, ceiling, fitted)
+    below = ~censored & (fitted < lowest)
+    threshold = np.where(censored, ceiling, np.where(below, lowest, fitted))
     out = conditions.copy()
     out["guess"] = guess
     out["threshold"] = threshold
     out["threshold_fit"] = fitted
     out["log10_threshold"] = np.log10(threshold)
     out["censored"] = censored
+    out["below_range"] = below
     out["scale"] = scale
     out["slope"] = spread
     out["lapse"] = theta[:, 2]

@@ -17,13 +17,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from eigdist_core.io import atomic_write_bytes  # noqa: E402
 
 from .psychometric import psychometric  # noqa: E402
-from .ranking import LAYER  # noqa: E402
+from .ranking import ALL, LAYER  # noqa: E402
 
 DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
 MAX_CURVES = 40  # fitted curves drawn per panel
@@ -37,16 +38,20 @@ def layer_label(row: Mapping) -> str:
 def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
     """D per layer with its 95 % CI, the control D_random below each, and the zero line."""
     n = len(ranking)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.55 * n))
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.55 * n))
     y = np.arange(n)[::-1]
     ax.errorbar(ranking["D"], y, xerr=[ranking["D"] - ranking["ci_low"], ranking["ci_high"] - ranking["D"]],
                 fmt="o", color="k", capsize=3, label="D = log10 T_min − log10 T_max")
     ctrl = control.set_index(LAYER).loc[pd.MultiIndex.from_frame(ranking[LAYER])]
-    ax.errorbar(ctrl["D_random"], y - 0.25,
-                xerr=[ctrl["D_random"] - ctrl["ci_low"], ctrl["ci_high"] - ctrl["D_random"]],
+    pooled = control[control["model"] == ALL]
+    cy = np.append(y - 0.25, -1.0)
+    cd = np.append(ctrl["D_random"], pooled["D_random"])
+    ax.errorbar(cd, cy, xerr=[cd - np.append(ctrl["ci_low"], pooled["ci_low"]),
+                              np.append(ctrl["ci_high"], pooled["ci_high"]) - cd],
                 fmt="s", color="tab:grey", ms=4, capsize=2, label="control D_random = log10 T_random − log10 T_max")
     ax.axvline(0, color="tab:red", lw=1)
-    ax.set_yticks(y, [f"{r}. {layer_label(row)}" for r, row in zip(ranking["rank"], ranking.to_dict("records"))])
+    labels = [f"{r}. {layer_label(row)}" for r, row in zip(ranking["rank"], ranking.to_dict("records"))]
+    ax.set_yticks([*y, -1.0], [*labels, "control, all layers"])
     ax.set_xlabel("D (log10 units; 95 % cluster-bootstrap CI)")
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
@@ -58,16 +63,18 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
     layers = fits[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
     directions = [d for d in DIRECTION_COLOURS if d in set(fits["direction"])]
     fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.2 * len(directions), 2.4 * len(layers)),
-                             squeeze=False, sharex=True, sharey=True)
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     data = trials[~trials["is_catch"]]
     alpha = np.geomspace(max(data["alpha"][data["alpha"] > 0].min() / 2, 1e-6), data["alpha"].max() * 1.5, 200)
     for i, layer in enumerate(layers):
         for j, direction in enumerate(directions):
             ax = axes[i, j]
             sel = (fits[LAYER] == pd.Series(layer)).all(axis=1) & (fits["direction"] == direction)
-            for row in fits[sel].head(MAX_CURVES).itertuples():
-                ax.plot(alpha, psychometric(alpha, row.scale, row.slope, row.lapse, row.guess, row.function),
-                        color=DIRECTION_COLOURS[direction], lw=0.7, alpha=0.4, ls="--" if row.censored else "-")
+            shown = fits[sel].head(MAX_CURVES)
+            curves = [np.column_stack([alpha, psychometric(alpha, r.scale, r.slope, r.lapse, r.guess, r.function)])
+                      for r in shown.itertuples()]
+            ax.add_collection(LineCollection(curves, colors=DIRECTION_COLOURS[direction], linewidths=0.7, alpha=0.4,
+                                             linestyles=["--" if c else "-" for c in shown["censored"]]))
             mask = (data[LAYER] == pd.Series(layer)).all(axis=1) & (data["direction"] == direction)
             if mask.any():
                 a = data.loc[mask, "alpha"]
@@ -83,9 +90,9 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
                 ax.set_ylabel(f"{layer['model']}:{layer['layer']}\n{layer['weights']}", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("α (amplitude)")
+    axes[0, 0].set_xlim(alpha[0], alpha[-1])
     fig.suptitle("Fitted psychometric functions (lines; dashed: censored) and pooled proportion correct (dots)",
                  fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -218,11 +225,13 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;"
         "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}figure{margin:1em 0}"
         "</style></head><body>",
-        "<h1>eigdist: ranking of model layers by human thresholds</h1>",
+        "<h1>eigdist: ranking of model layers by observers' thresholds</h1>",
+        f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}</p>",
         "<p>D = log10 T_min − log10 T_max per participant × image; higher is better. CIs: two-level "
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
-        "layer has the highest mean D. n_censored: D values that involve a threshold censored at "
-        "alpha_max (a bound; both censored: unknown and left out of the mean).</p>",
+        "layer has the highest mean D. n_censored: D values that involve a threshold reported as a bound "
+        "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
+        "the mean) when its two bounds point opposite ways.</p>",
         "<h2>Ranking</h2>", _html_table(ranking),
     ]
     for name, fig in shown.items():
@@ -240,3 +249,19 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
     path = out / "report.html"
     atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+def power_figure(table: pd.DataFrame) -> plt.Figure:
+    """Power against observers, one line per trial count."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for trials, sel in table.groupby("trials"):
+        ax.plot(sel["observers"], sel["power"], "o-", label=f"{trials} trials per condition")
+    ax.axhline(0.8, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("observers")
+    ax.set_ylabel("power (95 % CI of ΔD above 0)")
+    ax.set_title(f"ΔD = {table['delta_d'].iloc[0]:g}, {table['images'].iloc[0]} images, "
+                 f"{table['labs'].iloc[0]} labs per point", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

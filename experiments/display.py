@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .luminance import (
-    DITHER_MODES, Mapped, background_level, level_to_signed, map_values, pixel_offset, size_deg, texture,
+    DITHER_MODES, Mapped, background_level, background_value, continuous_levels, level_table, level_to_signed,
+    pixel_offset, quantise, size_deg, texture,
 )
 from .monitor import MonitorProfile, parse_date
 
@@ -75,10 +76,17 @@ def psychopy_monitor(profile: MonitorProfile) -> Any:
 
     The gamma grid is left at its default so PsychoPy never loads the curve into the hardware ramp.
     """
-    from psychopy import monitors
+    from psychopy import logging, monitors
 
-    mon = monitors.Monitor(profile.name, width=profile.width_cm, distance=profile.distance_cm,
-                           notes=profile.notes, autoLog=False)
+    level = logging.console.level
+    logging.console.setLevel(logging.ERROR)  # "Monitor specification not found" is expected: ours is JSON
+    try:
+        mon = monitors.Monitor(profile.name, autoLog=False)
+        logging.flush()  # messages are filtered when flushed
+    finally:
+        logging.console.setLevel(level)
+    # a fresh calibration, never one PsychoPy saved under this name (its gamma would reach the ramp)
+    mon.newCalib(width=profile.width_cm, distance=profile.distance_cm, notes=profile.notes, verbose=False)
     mon.setSizePix(list(profile.resolution))
     cal = profile.calibration
     if cal is not None:
@@ -146,7 +154,9 @@ def open_window(
             gamma=1.0 if real else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
             checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
         )
-    except RuntimeError as exc:  # pyglet found no GL config with these bits per gun
+    except RuntimeError as exc:
+        if "configuration is not supported" not in str(exc):  # pyglet: no GL config with these bits per gun
+            raise
         raise DisplayError(
             f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
             f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
@@ -201,18 +211,21 @@ class PixelImage:
             raise ValueError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
         self.win, self.profile, self.dither = win, profile, dither
         self.rng = rng if rng is not None else np.random.default_rng()
-        self._values: np.ndarray | None = None
+        self._level: np.ndarray | None = None  # continuous levels of the current values, float32
+        self._clipped = 0
         self._stim: Any = None
         self.mapped: Mapped | None = None
 
     def _map(self) -> Mapped:
-        return map_values(self._values, self.profile, None if self.dither == "off" else self.rng)
+        levels = quantise(self._level, self.profile.bits, None if self.dither == "off" else self.rng)
+        return Mapped(levels=levels, clipped=self._clipped, bits=self.profile.bits)
 
     def set_values(self, values: np.ndarray) -> Mapped:
         """Show ``values`` (H×W or 1×H×W, linear in [0, 1]) from now on; return the mapping (clipped count)."""
         from psychopy import visual
 
-        self._values = np.asarray(values, dtype=float)
+        level, self._clipped = continuous_levels(values, level_table(self.profile))
+        self._level = level.astype(np.float32)  # inverted once per trial; only the noise is per frame
         self.mapped = self._map()
         h, w = self.mapped.levels.shape
         win_w, win_h = (int(v) for v in self.win.size)
@@ -306,8 +319,6 @@ def run_check(profile: MonitorProfile, *, fullscreen: bool = False, size: tuple[
     read back from the back buffer.
     """
     from psychopy import event, visual
-
-    from .luminance import background_value, continuous_levels, level_table
 
     win, report = open_window(profile, fullscreen=fullscreen, size=size, pilot=pilot,
                               simulated=frames is not None)

@@ -79,6 +79,15 @@ def continuous_levels(values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray
     return k + np.clip(frac, 0.0, 1.0), clipped
 
 
+def quantise(level: np.ndarray, bits: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Continuous levels → integer levels: noisy-bit dithering ``floor(level + u)``, or rounding if ``rng`` is None."""
+    if rng is None:
+        out = np.rint(level)
+    else:
+        out = np.floor(level + rng.random(level.shape, dtype=np.float32))
+    return np.clip(out, 0, 2**bits - 1).astype(np.int32)
+
+
 def map_values(
     values: np.ndarray, profile: MonitorProfile, rng: np.random.Generator | None = None
 ) -> Mapped:
@@ -93,14 +102,8 @@ def map_values(
     rng
         Source of the dithering noise; ``None`` rounds to the nearest level (no dithering).
     """
-    table = level_table(profile)
-    level, clipped = continuous_levels(values, table)
-    if rng is None:
-        out = np.rint(level)
-    else:
-        out = np.floor(level + rng.random(level.shape))
-    out = np.clip(out, 0, table.size - 1).astype(np.int32)
-    return Mapped(levels=out, clipped=clipped, bits=profile.bits)
+    level, clipped = continuous_levels(values, level_table(profile))
+    return Mapped(levels=quantise(level, profile.bits, rng), clipped=clipped, bits=profile.bits)
 
 
 def background_value(profile: MonitorProfile) -> float:

@@ -139,7 +139,7 @@ class ModelObserver:
     Parameters
     ----------
     spec, weights
-        Passed to ``eigdist_core.models.load`` (weights ``None``: its default).
+        Passed to ``eigdist_core.models.load`` (weights ``None``: the family's default).
     noise
         σ, in the model's response units.
     lapse
@@ -161,7 +161,7 @@ class ModelObserver:
         if self.model is None:
             from eigdist_core import models
 
-            self.model = models.load(self.spec, self.weights) if self.weights else models.load(self.spec)
+            self.model = models.load(self.spec, self.weights)
 
     def _response(self, image: np.ndarray) -> np.ndarray:
         import torch

@@ -8,7 +8,8 @@ virtual display (tests/display_fixtures.py). Cases:
 - ``dither``: a sub-level luminance step, many frames with fresh noise, and the same without
   dithering; mean captured levels per half.
 - ``ramp``: every output level once (no dithering), captured.
-- ``open``: only open the window with the flags given (``pilot=1``, ``simulated=1``, ``window=WxH``).
+- ``refusals``: open windows for the profiles ``big`` (wrong resolution), ``big`` with pilot,
+  ``g`` as a real session (needs a gamma ramp) and ``deep`` (10-bit); record each error or problem.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 
 import numpy as np
 
-from experiments.display import PixelImage, capture_levels, open_window
+from experiments.display import DisplayError, PixelImage, capture_levels, open_window
 from experiments.luminance import top_left
 from experiments.monitor import load_profile, parse_resolution
 
@@ -33,7 +34,23 @@ def _grab(win, image: PixelImage, bits: int) -> np.ndarray:
     return frame[r:r + h, c:c + w, 0], frame
 
 
+def refusals(monitors: str, out: str) -> None:
+    """Each attempt's DisplayError text, or the problems a pilot window reported."""
+    attempts = {"big": dict(simulated=True), "big_pilot": dict(pilot=True), "g": {}, "deep": dict(simulated=True)}
+    found = {}
+    for key, flags in attempts.items():
+        try:
+            win, report = open_window(load_profile(key.split("_")[0], monitors), size=(400, 300), **flags)
+            found[key] = "; ".join(report.problems)
+            win.close()
+        except DisplayError as exc:
+            found[key] = f"DisplayError: {exc}"
+    np.savez(out, **{k: np.array(v) for k, v in found.items()})
+
+
 def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
+    if case == "refusals":
+        return refusals(monitors, out)
     opts = dict(o.split("=", 1) for o in options)
     profile = load_profile(name, monitors)
     size = parse_resolution(opts["window"]) if "window" in opts else (400, 300)
@@ -67,6 +84,8 @@ def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
         image.set_values(np.linspace(0.0, 1.0, n).reshape(side, n // side))
         result["seen"], _ = _grab(win, image, profile.bits)
         result["intended"] = image.mapped.levels
+    else:
+        raise SystemExit(f"unknown case {case!r}")
     win.close()
     np.savez(out, **result)
 

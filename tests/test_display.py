@@ -132,6 +132,17 @@ def test_window_problems_name_both_values():
     assert len(window_problems(report, check_refresh=False)) == 3
 
 
+def test_psychopy_monitor_maps_the_profile_and_keeps_the_default_gamma(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from experiments.display import psychopy_monitor
+
+    p = make_profile()
+    mon = psychopy_monitor(p)
+    assert (mon.getWidth(), mon.getDistance(), list(mon.getSizePix())) == (40.0, 57.0, [800, 600])
+    assert list(mon.getLevelsPre()) == list(p.calibration.levels)
+    assert mon.gammaIsDefault()  # PsychoPy must not load the curve into the hardware ramp
+
+
 def test_check_pattern_has_ramp_and_outlined_patches():
     values, patches = check_pattern(400, 300, 0.5)
     assert [v for v, _, _ in patches] == [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -200,37 +211,19 @@ def test_ten_bit_window_reads_back_1024_levels(xvfb_factory, tmp_path):
 
 
 @pytest.mark.display
-def test_mismatched_screen_is_refused_naming_both_values_unless_pilot(xvfb, tmp_path):
-    p = make_profile(resolution=(1920, 1080), name="big")
-    save_profile(p, tmp_path)
-    args = ("tests/display_probe.py", "open", str(tmp_path), "big", str(tmp_path / "o.npz"))
-    res = run_python(xvfb, *args)
-    assert res.returncode != 0
-    assert "screen is 800x600 px but the profile says 1920x1080" in res.stderr
-    res = run_python(xvfb, *args, "pilot=1", "simulated=0")  # pilot: warnings; refresh measured too
-    assert res.returncode == 0, res.stderr[-2000:]
-    problems = str(np.load(tmp_path / "o.npz")["problems"])
-    assert "screen is 800x600" in problems
-    assert "Hz but the profile says 60 Hz" in problems or "refresh rate could not be measured" in problems
-
-
-@pytest.mark.display
-def test_ten_bit_profile_on_an_eight_bit_screen_is_refused(xvfb, tmp_path):
-    save_profile(make_profile(bits=10, name="deep"), tmp_path)
-    res = run_python(xvfb, "tests/display_probe.py", "open", str(tmp_path), "deep", str(tmp_path / "o.npz"))
-    assert res.returncode != 0
-    assert "the screen offers no 10-bit frame buffer" in res.stderr
-
-
-@pytest.mark.display
-def test_real_session_needs_an_identity_gamma_ramp(xvfb, tmp_path):
-    # Xvfb has no gamma-ramp extension: a real (not simulated, not pilot) window must refuse
-    p = make_profile()
-    save_profile(p, tmp_path)
-    res = run_python(xvfb, "tests/display_probe.py", "open", str(tmp_path), "g", str(tmp_path / "o.npz"),
-                     "simulated=0")
-    assert res.returncode != 0
-    assert "could not set the hardware gamma ramp to identity" in res.stderr and "--pilot" in res.stderr
+def test_window_refusals_name_both_values(xvfb, tmp_path):
+    for p in (make_profile(resolution=(1920, 1080), name="big"), make_profile(), make_profile(bits=10, name="deep")):
+        save_profile(p, tmp_path)
+    got = probe(xvfb, tmp_path, "refusals", make_profile())
+    # a profile whose resolution is not the screen's: refused, naming both; a pilot window opens and
+    # reports it, and (not simulated) the measured refresh too
+    assert got["big"].item().startswith("DisplayError: monitor 'big': screen is 800x600 px but the profile says 1920x1080")
+    assert "screen is 800x600" in got["big_pilot"].item()
+    assert "Hz but the profile says 60 Hz" in got["big_pilot"].item() or "could not be measured" in got["big_pilot"].item()
+    # a real session needs the identity gamma ramp; Xvfb has no gamma-ramp extension
+    assert "could not set the hardware gamma ramp to identity" in got["g"].item() and "--pilot" in got["g"].item()
+    # a 10-bit profile on a 24-bit screen
+    assert "the screen offers no 10-bit frame buffer" in got["deep"].item()
 
 
 @pytest.mark.display

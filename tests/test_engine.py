@@ -59,7 +59,9 @@ def test_model_observer_session_on_a_built_set(stimulus_set, tmp_path):
         assert r["clipped_pixels"] == 0
         if r["catch_type"] != "blank":
             assert r["alpha"] <= items[r["item_id"]]["alpha_displayable_max"] + 1e-12
-            assert r["repr_distance"] > 0
+        if r["direction"] in ("max", "min") and r["catch_type"] != "blank":
+            # resnet18:conv1 is linear, so the recorded ‖f(x + α s e) − f(x)‖ is α √λ exactly
+            assert r["repr_distance"] == pytest.approx(r["alpha"] * r["eigenvalue"] ** 0.5, rel=1e-3)
     states = engine.track_states()
     t = {key.split("|")[-1]: 10 ** s["log10_threshold_mean"] for key, s in states.items()}
     assert t["max"] < t["min"]

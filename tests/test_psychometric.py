@@ -117,3 +117,12 @@ def test_fit_errors_name_the_problem():
         ps.FitOptions(slope="fixed")
     with pytest.raises(ValueError, match="max_lapse must lie in \\[0, 0.5\\), got 0.7"):
         ps.FitOptions(max_lapse=0.7)
+
+
+def test_threshold_below_the_tested_range_is_flagged_not_extrapolated():
+    truth = make_truth({("m", "l", "w"): 0.0}, n_participants=2, n_images=1, seed=1)
+    trials = simulate_trials(truth, n_trials=60, levels=tuple(np.geomspace(20, 60, 6)), alpha_max=1000.0, seed=2)
+    fits = ps.fit_thresholds(trials, alpha_max=1000.0)
+    assert fits["below_range"].all() and not fits["censored"].any()
+    lowest = trials.groupby(list(CONDITION))["alpha"].min().reindex(pd.MultiIndex.from_frame(fits[list(CONDITION)]))
+    assert np.allclose(fits["threshold"], lowest.to_numpy())

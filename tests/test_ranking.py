@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.psychometric import fit_thresholds
-from analysis.ranking import RANKING_COLUMNS, compute_d, rank_layers
+from analysis.ranking import ALL, RANKING_COLUMNS, compute_d, rank_layers
 from analysis.simulate import make_truth, simulate_trials
 
 TRUE_D = {("vgg16", f"l{i}", "imagenet"): d for i, d in enumerate([0.9, 0.6, 0.3, 0.0])}
@@ -41,11 +41,17 @@ def test_ranking_recovers_true_order_in_95_of_100_labs(labs):
     # The random control (true D_random = 0): its 95 % CI holds 0 in about 95 % of layer × lab cases.
     covered = np.mean([((r.control["ci_low"] <= 0) & (r.control["ci_high"] >= 0)).mean() for r in results])
     assert covered >= 0.88
+    pooled = [r.control.iloc[-1] for r in results]
+    assert all(row["model"] == ALL for row in pooled)
+    assert np.mean([row["ci_low"] <= 0 <= row["ci_high"] for row in pooled]) >= 0.88
 
 
 def test_random_control_within_its_ci_of_zero(labs):
     result = rank_layers(labs[labs["lab"] == "lab000"], n_boot=500, seed=2)
-    assert ((result.control["ci_low"] <= 0) & (result.control["ci_high"] >= 0)).all()
+    pooled = result.control.iloc[-1]
+    assert pooled["model"] == ALL and pooled["n_participants"] == 6 and pooled["n_images"] == 2
+    assert pooled["ci_low"] <= 0 <= pooled["ci_high"]
+    assert abs(pooled["D_random"]) < 0.05
     assert list(result.ranking.columns) == RANKING_COLUMNS
     assert result.ranking["rank"].tolist() == [1, 2, 3, 4]
     assert result.ranking["p_best"].sum() == pytest.approx(1.0)
@@ -84,3 +90,25 @@ def test_rank_layers_errors():
         rank_layers(pd.DataFrame({"D": [0.1]}), n_boot=0)
     with pytest.raises(ValueError, match="no D values to rank"):
         rank_layers(pd.DataFrame(columns=["participant", "image_id", "model", "layer", "weights", "D"]))
+
+
+def test_bounds_below_the_tested_range():
+    t = _thresholds([("a", "i1", "max", 0.2, False), ("a", "i1", "min", 5.0, False),
+                     ("a", "i2", "max", 1.0, False), ("a", "i2", "min", 0.3, False)])
+    t["below_range"] = [True, False, False, True]
+    d = compute_d(t).set_index("image_id")
+    assert d.loc["i1", "D_bound"] == "lower"          # T_max ≤ 0.2: D ≥ log10(5 / 0.2)
+    assert d.loc["i2", "D_bound"] == "upper"          # T_min ≤ 0.3: D ≤ log10(0.3)
+
+
+def test_power_grows_with_observers_and_checks_input():
+    from analysis.power import power_table
+
+    table = power_table(0.2, [2, 8], [40], n_images=2, n_labs=20, n_boot=100, seed=3, progress=False)
+    assert table["observers"].tolist() == [2, 8] and (table["labs"] == 20).all()
+    assert table["power"].iloc[1] >= 0.8
+    assert table["median_ci_width"].iloc[1] < table["median_ci_width"].iloc[0]
+    with pytest.raises(ValueError, match="delta_d must be a positive number of log10 units, got -0.1"):
+        power_table(-0.1, [4], [40])
+    with pytest.raises(ValueError, match="observers must be integers >= 2, got \\[1\\]"):
+        power_table(0.3, [1], [40])

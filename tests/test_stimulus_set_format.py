@@ -143,12 +143,14 @@ def test_verify_names_every_content_problem(tiny):
     m["items"][1]["alpha_displayable_max"] = 5.0
     m["images"][0]["sha256"] = save_npy(tiny / "images/img.npy", np.full((1, 4, 4), 0.9, dtype=np.float32))
     m["complete"] = False
+    m["config"]["seed"] = 1  # the manifest no longer matches its set_id
     write_manifest(tiny, m)
     problems = "\n".join(verify_set(tiny))
     assert f"{m['items'][0]['file']}: L2 norm is 2" in problems
     assert "images/img.npy: values [0.9, 0.9] leave value_range [0.2, 0.8]" in problems
     assert f"{m['items'][1]['file']}: alpha_displayable_max is 5 in the manifest" in problems
     assert "complete = false" in problems
+    assert f"manifest.json: set_id {m['set_id']} does not match its config and versions" in problems
 
 
 def test_verify_catches_max_equal_to_min(tiny):
