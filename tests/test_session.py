@@ -34,16 +34,18 @@ COMPARED = ("trial", "item_id", "alpha", "correct", "response", "target_interval
             "is_practice")
 
 
-def config_text(per_condition: int = 3, feedback: bool = True, test_ms: int = 30, extra: str = "") -> str:
+def config_text(per_condition: int = 3, feedback: bool = True, task: str = "2afc_ref") -> str:
     """A short session: 1-2 frames per interval at 60 Hz, few trials."""
     return f"""seed = 1
 [task]
+name = "{task}"
+n_alternatives = {3 if task == "3afc_oddity" else 2}
 feedback = {str(feedback).lower()}
 [timing]
 fixation_ms = 16
 reference_ms = 16
 isi_ms = 16
-test_ms = {test_ms}
+test_ms = 30
 feedback_ms = 16
 [trials]
 per_condition = {per_condition}
@@ -52,7 +54,7 @@ break_every = 6
 catch_rate = 0.1
 [schedule]
 images_per_session = 1
-{extra}"""
+"""
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,9 @@ def lab(tmp_path_factory, stimulus_set) -> dict[str, Path]:
     save_profile(replace(make_profile(name="uncal"), calibration=None), monitors)
     (base / "short.toml").write_text(config_text())
     (base / "long.toml").write_text(config_text(per_condition=20, feedback=False))
+    (base / "oddity.toml").write_text(config_text(task="3afc_oddity"))
     return {"base": base, "stimuli": stimuli, "monitors": monitors, "short": base / "short.toml",
-            "long": base / "long.toml"}
+            "long": base / "long.toml", "oddity": base / "oddity.toml"}
 
 
 def listing(folder: Path) -> dict[str, float]:
@@ -200,7 +203,7 @@ def test_bad_arguments_fail_naming_the_problem(lab, tmp_path, monkeypatch, capsy
 
 def test_bad_config_fails_naming_the_key(lab, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text(config_text(extra="").replace("test_ms = 30", "test_ms = -5"))
+    bad.write_text(config_text().replace("test_ms = 30", "test_ms = -5"))
     err = _fail(lab, tmp_path, monkeypatch, capsys, f"--config={bad}")
     assert "eigdist run: error: bad.toml: timing.test_ms must be > 0, got -5" in err
 
@@ -232,13 +235,13 @@ def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, mo
 # ---------------------------------------------------------------- real windows
 
 
-@pytest.mark.parametrize("spec", [WEIBULL, MODEL], ids=["weibull", "model"])
-def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec):
+@pytest.mark.parametrize("spec,config", [(WEIBULL, "short"), (MODEL, "oddity")], ids=["weibull-2afc", "model-3afc"])
+def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec, config):
     from analysis.load import load_trials
 
     before = listing(lab["base"])
     frame = tmp_path / "frame.png"
-    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01", "--simulate",
+    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, config, "--participant", "P01", "--simulate",
                                                                  spec, "--capture-frame", str(frame))))
     assert rc == 0, out
     paths = session_paths(tmp_path / "cwd" / "data", "P01", 1)
@@ -254,6 +257,8 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
     assert all(r["dropped_frames"] is None for r in rows)  # no frame sync: not measured
     assert sidecar["window"]["framebuffer_size"] == [400, 300] and sidecar["window"]["hardware_ramp"] == "os"
     assert f"{len(rows)} trials done" in out
+    assert {r["task"] for r in rows} == {load_config(lab[config]).task}
+    assert {r["target_interval"] for r in rows} == set(range(1, rows[0]["n_alternatives"] + 1))
     if spec == MODEL:
         assert all(r["repr_distance"] > 0 for r in rows if r["catch_type"] != "blank")
     psychopy_csv = list(paths.psychopy.glob("*.csv"))
@@ -269,6 +274,12 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
                                                                      "--simulate", spec)))
         assert rc == 2 and "already exists; continue it with --resume or choose another --session" in out
         assert listing(tmp_path / "cwd" / "data") == data_before
+
+
+def test_real_session_on_a_screen_without_gamma_ramp_is_refused_and_writes_nothing(lab, xvfb, tmp_path):
+    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01")))
+    assert rc == 2 and "eigdist run: error: could not set the hardware gamma ramp to identity" in out, out
+    assert list((tmp_path / "cwd").iterdir()) == []
 
 
 def test_sigkilled_session_resumes_with_every_trial_once(lab, xvfb, tmp_path):
