@@ -163,6 +163,51 @@ def test_summary_reports_main_and_catch_accuracy():
                              "dropped frames: 2 in 1 trials"]
 
 
+class FakeScreen:
+    """Stands in for :class:`experiments.session.Screen` (no window): logs what each frame draws."""
+
+    def __init__(self, late_flip: int) -> None:
+        self.log: list = []
+        self.profile, self.win = make_profile(name="fake"), self
+        self.t, self.n_flips, self.late_flip = 0.0, 0, late_flip
+
+    def prepare(self, stimuli, target_interval):
+        self.log.append(("prepare", target_interval))
+
+    def draw(self, content, frame):
+        self.log.append(content)
+
+    def flip(self) -> float:
+        self.n_flips += 1
+        self.t += (2 if self.n_flips == self.late_flip else 1) / 60  # one flip a refresh late
+        return self.t
+
+    def check_escape(self):
+        pass
+
+    def respond_screen(self, n_alternatives):
+        self.log.append("respond")
+        return self.flip()
+
+
+def test_a_trial_prepares_textures_then_shows_its_counted_frames(tmp_path):
+    from experiments.config import Timing
+    from experiments.observers import WeibullObserver
+    from experiments.session import run_trial
+    from tests.trial_fixtures import ArraySource, small_config
+
+    config = small_config(timing=Timing(fixation_ms=50, reference_ms=100, isi_ms=50, test_ms=200))
+    engine = open_engine(ArraySource(), config, tmp_path, "P01", 1, observer="weibull", calibrated=True)
+    trial = next(engine.pending())
+    screen = FakeScreen(late_flip=5)
+    with engine.writer:
+        row = run_trial(screen, engine, WeibullObserver(), trial, 60.0, simulated=False, capture=None)
+    test1, test2 = ("distorted", "image") if trial.target_interval == 1 else ("image", "distorted")
+    assert screen.log == ([("prepare", trial.target_interval)] + ["fixation"] * 3 + ["image"] * 6 + ["blank"] * 3
+                          + [test1] * 12 + ["blank"] * 3 + [test2] * 12 + ["respond"])
+    assert row["dropped_frames"] == 1 and read_trials(session_paths(tmp_path, "P01", 1).trials)[0]["dropped_frames"] == 1
+
+
 # ---------------------------------------------------------------- refusals before anything opens
 
 
