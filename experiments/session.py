@@ -39,7 +39,7 @@ from .config import ExperimentConfig, load_config
 from .datafile import check_participant, check_session, read_trials, session_paths
 from .design import Trial, frame_sequence, frames
 from .monitor import MonitorProfile, check_calibrated, load_profile
-from .observers import KeyboardResponder, Responder, Stimuli, SimulateSpec, make_responder, parse_simulate
+from .observers import KeyboardResponder, Responder, Stimuli, make_responder, parse_simulate
 
 #: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
 DITHER_POOL = 8
@@ -183,7 +183,6 @@ class Prepared:
     profile: MonitorProfile
     stimuli: Any
     responder: Responder | None  # None: the keyboard (needs the window)
-    spec: SimulateSpec | None
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -213,7 +212,7 @@ def prepare(options: RunOptions) -> Prepared:
         if spec.kind == "model":
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec)
-    return Prepared(options, config, profile, stimuli, responder, spec)
+    return Prepared(options, config, profile, stimuli, responder)
 
 
 # ---------------------------------------------------------------- pure helpers
