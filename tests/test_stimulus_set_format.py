@@ -173,3 +173,13 @@ def test_verify_names_nonfinite_and_missing_files(tiny):
     problems = verify_set(tiny)
     assert f"{m['items'][0]['file']}: missing" in problems
     assert f"{m['items'][2]['file']}: 16 NaN or infinite values" in problems
+
+
+def test_reader_names_a_broken_or_foreign_manifest(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is not valid JSON"):
+        StimulusSet.open(tmp_path)
+    assert verify_set(tmp_path)[0].endswith("manifest.json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+    (tmp_path / "manifest.json").write_text('{"schema_version": 7}')
+    with pytest.raises(ValueError, match="schema_version must be 1, got 7"):
+        StimulusSet.open(tmp_path)
