@@ -8,12 +8,12 @@ happen when the build starts, in :func:`eigdist_core.build.check_inputs`.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .images import BUILTIN_IMAGES
+from .io import read_toml
 from .models import parse_spec
 from .stimulus_set import DIRECTIONS, safe_name
 from .validate import METHODS, validate_positive, validate_value_range
@@ -83,12 +83,7 @@ class SetConfig:
 def load_config(path: str | os.PathLike) -> tuple[SetConfig, Path]:
     """Read and check a TOML config; return it with the folder its relative paths start from."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {str(path)!r} not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "stimulus-set config")
     try:
         return parse_config(raw, path.parent), path.parent
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -8,10 +8,11 @@ what is allowed and what was found, e.g.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eigdist_core.io import read_toml
 
 from .staircase import DEFAULT_OPTIONS, KINDS, make_track
 
@@ -195,10 +196,8 @@ def load_config(path: str | Path | None = None) -> ExperimentConfig:
         If the TOML is malformed or a key is bad; the message names the file and key.
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"experiment config {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path.name}: not valid TOML: {err}") from None
+        data = read_toml(path, "experiment config")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return parse_config(data, path.name)

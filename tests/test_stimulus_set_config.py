@@ -96,7 +96,7 @@ def test_unknown_models_nodes_and_weights_are_named_before_any_work(tmp_path, sp
 
 
 def test_missing_config_and_bad_toml(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config '.*nope.toml' not found"):
+    with pytest.raises(FileNotFoundError, match="stimulus-set config '.*nope.toml' does not exist"):
         load_config(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n")
