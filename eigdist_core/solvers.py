@@ -73,9 +73,14 @@ class EigenResult:
         The bottom is a null space (m < n, or λ_min ≤ 1e-6·λ_max): the min
         eigendistortions are one reproducible choice among many.
     method : str
-        The solver that produced the result.
+        The solver that produced the result (``top+bottom`` when they differ).
     jacobian : torch.Tensor or None
         The m × n Jacobian (``exact`` only).
+    history : list of dict
+        Iterative methods: one entry per iteration, ``phase`` (``top`` or
+        ``bottom``), ``iteration``, ``products`` and ``seconds`` since the
+        start, ``rayleigh`` of the extreme vector (largest at the top,
+        smallest at the bottom) and the largest ``residual`` of the k vectors.
     """
 
     eigenvalues: torch.Tensor
@@ -85,6 +90,7 @@ class EigenResult:
     degenerate: bool
     method: str
     jacobian: torch.Tensor | None = field(default=None, repr=False)
+    history: list[dict] = field(default_factory=list, repr=False)
 
     def diagnostics_dicts(self) -> list[dict]:
         """Diagnostics as plain dicts (for JSON)."""
@@ -206,6 +212,21 @@ class _Phase:
     subspace: tuple[torch.Tensor, torch.Tensor] | None = None  # (S, FS) for a warm start
 
 
+@dataclass
+class _Trace:
+    """Collects :attr:`EigenResult.history` and drives the progress bar of one phase."""
+
+    op: FisherOperator
+    origin: float
+    entries: list[dict] = field(default_factory=list)
+
+    def record(self, phase: str, iteration: int, rayleigh: float, residual: float) -> None:
+        self.entries.append({
+            "phase": phase, "iteration": iteration, "products": self.op.products,
+            "seconds": time.perf_counter() - self.origin, "rayleigh": rayleigh, "residual": residual,
+        })
+
+
 def _apply(op: FisherOperator, X: torch.Tensor) -> torch.Tensor:
     """F·X for float64 rows X: the product in the operator's dtype, the result in float64."""
     return (op @ X.to(op.dtype)).to(_F64)
@@ -257,6 +278,7 @@ def _iterate(
     deadline: float,
     lam_max: float | None,
     max_basis: int,
+    trace: _Trace,
     desc: str,
 ) -> _Phase:
     """The k extreme eigenpairs at one end of the spectrum of F.
@@ -281,7 +303,6 @@ def _iterate(
     if FS is None:
         S = _orthonormalize(S, [])
         FS = _apply(op, S)
-    P = S[:0]
     iterations = 0
     bar = tqdm(total=max_iter, desc=desc, leave=False, disable=None)
     while True:
@@ -294,6 +315,9 @@ def _iterate(
         scale = lam_max if lam_max is not None else float(theta[0])
         res = torch.linalg.vector_norm(FX - theta[:block, None] * X, dim=1) / max(abs(scale), 1e-300)
         done = bool((res[:k] <= tol).all())
+        extreme = int(torch.argmax(theta[:k]) if largest else torch.argmin(theta[:k]))
+        trace.record("top" if largest else "bottom", iterations, float(theta[extreme]),
+                     float(res[:k].max()))
         bar.set_postfix(residual=f"{float(res[:k].max()):.1e}", refresh=False)
         if done or iterations >= max_iter or time.perf_counter() > deadline:
             break
@@ -332,7 +356,8 @@ def _iterate(
 
 
 def _null_projection(
-    op: FisherOperator, k: int, seed: int, tol: float, max_iter: int, deadline: float, lam_max: float
+    op: FisherOperator, k: int, seed: int, tol: float, max_iter: int, deadline: float,
+    lam_max: float, trace: _Trace,
 ) -> _Phase:
     """:func:`null_space_choice` without the n × n matrix: the seeded block projected by CG.
 
@@ -351,7 +376,10 @@ def _null_projection(
     iterations = 0
     bar = tqdm(total=max_iter, desc="bottom (null space)", leave=False, disable=None)
     while True:
-        active = rr.sqrt() > tol * lam_max * torch.linalg.vector_norm(V, dim=1)
+        norms2 = (V * V).sum(1)
+        active = rr > (tol * lam_max) ** 2 * norms2
+        trace.record("bottom", iterations, float(((V * R).sum(1) / norms2).min()),
+                     float((rr / norms2).sqrt().max()) / lam_max)  # ‖Fv‖ bounds ‖Fv − ρv‖
         if not active.any() or iterations >= max_iter or time.perf_counter() > deadline:
             break
         iterations += 1
@@ -417,6 +445,7 @@ def solve_iterative(
         if name not in ITERATIVE:
             raise ValueError(f"iterative method must be one of {', '.join(ITERATIVE)}; got {name!r}")
     start = time.perf_counter()
+    trace = _Trace(op, start)
     budget = float("inf") if time_budget is None else time_budget
 
     def size(method: str) -> int:
@@ -426,29 +455,31 @@ def solve_iterative(
     max_basis = 12 * max(b_top, b_bottom) + 24
     g = seeded_block(op.n, max(b_top, b_bottom), seed, _F64, op.device)
     hi = _iterate(op, (g[:b_top], None), k, b_top, True, top, tol, max_iter,
-                  start + budget / 2, None, max_basis, f"top ({top})")
+                  start + budget / 2, None, max_basis, trace, f"top ({top})")
     lam_max = float((hi.vectors[0] * hi.products_of[0]).sum())
     deadline = start + budget
     degenerate = op.m < op.n
     if bottom == "power":  # shifted power from the seeded block also tends to null_space_choice
         lo = _iterate(op, (g[:k], None), k, k, False, "power", tol, max_iter,
-                      deadline, lam_max, max_basis, "bottom (power)")
+                      deadline, lam_max, max_basis, trace, "bottom (power)")
     elif degenerate:
-        lo = _null_projection(op, k, seed, tol, max_iter, deadline, lam_max)
+        lo = _null_projection(op, k, seed, tol, max_iter, deadline, lam_max, trace)
     else:
         lo = _iterate(op, hi.subspace, k, b_bottom, False, bottom, tol, max_iter,
-                      deadline, lam_max, max_basis, f"bottom ({bottom})")
+                      deadline, lam_max, max_basis, trace, f"bottom ({bottom})")
     rq_min = float((lo.vectors[-1] * lo.products_of[-1]).sum())
     if not degenerate and rq_min <= DEGENERATE_RATIO * lam_max:
         degenerate = True
         if bottom != "power":
             spent = lo
-            lo = _null_projection(op, k, seed, tol, max_iter, deadline, lam_max)
+            lo = _null_projection(op, k, seed, tol, max_iter, deadline, lam_max, trace)
             lo.products += spent.products
             lo.seconds += spent.seconds
             lo.iterations += spent.iterations
-    return _assemble(op, hi, lo, k, tol, lam_max, degenerate,
-                     top if top == bottom else f"{top}+{bottom}")
+    result = _assemble(op, hi, lo, k, tol, lam_max, degenerate,
+                       top if top == bottom else f"{top}+{bottom}")
+    result.history = trace.entries
+    return result
 
 
 def _assemble(

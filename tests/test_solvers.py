@@ -176,3 +176,15 @@ def test_unknown_iterative_method_is_refused():
 def _net_and_image(case: str):
     net, shape = CASES[case]
     return net(channels=shape[1]), torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def test_history_records_every_iteration_of_both_phases():
+    op = operator("conv-1x24x24")  # degenerate: the bottom is the null-space projection
+    result = solve_iterative(op, 1, "lanczos", "lobpcg", tol=1e-3)
+    phases = [h["phase"] for h in result.history]
+    assert phases == sorted(phases, key=["top", "bottom"].index) and {"top", "bottom"} == set(phases)
+    top = [h for h in result.history if h["phase"] == "top"]
+    assert top[-1]["iteration"] == result.diagnostics[0].iterations
+    assert top[-1]["residual"] <= 1e-3 < top[0]["residual"]
+    assert [h["seconds"] for h in result.history] == sorted(h["seconds"] for h in result.history)
+    assert result.history[-1]["products"] <= op.products
