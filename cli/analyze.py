@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import argparse
 
-from .common import not_implemented
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="fit thresholds and rank the layers")
     p.add_argument("data", nargs="+", help="trial CSV files or folders holding them")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=2000)
-    p.set_defaults(func=not_implemented)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    p.add_argument("--stimuli", help="stimulus-set folder: ceilings, eigenvalues and response curves")
+    p.add_argument("--alpha-max", type=float, help="ceiling of every track (overrides --stimuli)")
+    p.add_argument("--function", default="weibull", choices=["weibull", "lognormal"])
+    p.add_argument("--slope", default="shared", choices=["shared", "free"],
+                   help="one slope per participant (default) or per condition")
+    p.add_argument("--max-lapse", type=float, default=0.06, help="upper bound of the lapse rate")
+    p.add_argument("--include-pilot", action="store_true", help="keep uncalibrated (--pilot) sessions")
+    p.add_argument("--observers", default="auto", choices=["auto", "human", "simulated", "all"],
+                   help="auto: humans if any, else simulated observers (never mixed unless 'all')")
+    p.add_argument("--min-catch-accuracy", type=float, default=0.9,
+                   help="exclude participants below this easy-catch accuracy (default 0.9)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.exclusions import ExclusionRules
+    from analysis.pipeline import AnalysisSettings, analyze
+    from analysis.psychometric import FitOptions
+
+    settings = AnalysisSettings(
+        seed=args.seed, n_boot=args.n_boot, stimuli=args.stimuli, alpha_max=args.alpha_max,
+        fit=FitOptions(function=args.function, slope=args.slope, max_lapse=args.max_lapse),
+        exclusions=ExclusionRules(include_pilot=args.include_pilot, observers=args.observers,
+                                  min_catch_accuracy=args.min_catch_accuracy),
+    )
+    report = analyze(args.data, args.out, settings)
+    print(f"wrote {report.parent}/ranking.csv, thresholds.csv, fits.csv, pairwise.csv and {report}")
+    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import CommandError, not_implemented
+from .common import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,13 +18,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--jobs", type=int, default=1, help="parallel worker processes (local)")
     b.add_argument("--force", action="store_true", help="rebuild into a folder of another set")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = b.add_argument_group("slurm (--executor slurm: one job per (image, network) group, via submitit)")
+    g.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    g.add_argument("--time", type=int, default=60, metavar="MIN", help="time limit per job in minutes (60)")
+    g.add_argument("--gpus", type=int, default=0, help="GPUs per job (0); jobs compute on their GPU")
+    g.add_argument("--cpus", type=int, default=1, help="CPUs per job (1)")
+    g.add_argument("--mem-gb", type=int, help="memory per job in GB (default: the cluster's)")
+    g.add_argument("--array-parallelism", type=int, default=64, metavar="N", help="at most N jobs at once (64)")
+    g.add_argument("--log-folder", help="submitit's job files and logs (default: <set folder>.slurm)")
+    g.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm",
+                   help="submitit back end; local/debug try the path on this machine")
     b.set_defaults(func=build)
     v = actions.add_parser("verify", help="check every file and hash of a set")
     v.add_argument("dir", help="the stimulus set folder")
     v.set_defaults(func=verify)
-    s = actions.add_parser("show", help="contact sheets of a set")
+    s = actions.add_parser("show", help="contact sheets of a set, written to DIR/previews/")
     s.add_argument("dir", help="the stimulus set folder")
-    s.set_defaults(func=not_implemented)
+    s.add_argument("--alpha", type=float, help="amplitude of image + α·e (default: the set's alpha_max)")
+    s.set_defaults(func=show)
 
 
 def build(args: argparse.Namespace) -> int:
@@ -33,10 +44,24 @@ def build(args: argparse.Namespace) -> int:
     from eigdist_core.build import build_set
     from eigdist_core.stimulus_set import verify_set
 
-    if args.executor != "local":
-        raise CommandError(f"--executor {args.executor} is not available yet; use --executor local")
+    runner, device = None, "cpu"
+    if args.executor == "slurm":
+        from eigdist_core.config import load_config
+        from eigdist_core.executors import SlurmOptions, run_submitit
+
+        config, base = load_config(args.config)
+        out = args.out or base / config.name
+        options = SlurmOptions(
+            log_folder=args.log_folder or f"{out}.slurm", partition=args.partition, time_min=args.time,
+            gpus=args.gpus, cpus=args.cpus, array_parallelism=args.array_parallelism,
+            mem_gb=args.mem_gb, cluster=args.cluster,
+        )
+        runner, device = (lambda fn, tasks: run_submitit(fn, tasks, options)), ("auto" if args.gpus else "cpu")
+    elif args.jobs < 1:
+        raise CommandError(f"--jobs must be >= 1, got {args.jobs}")
     start = time.perf_counter()
-    folder = build_set(args.config, out=args.out, jobs=args.jobs, force=args.force, progress=not args.quiet)
+    folder = build_set(args.config, out=args.out, jobs=args.jobs, force=args.force, runner=runner,
+                       device=device, progress=not args.quiet)
     problems = verify_set(folder)
     print(f"built {folder} in {time.perf_counter() - start:.1f} s")
     return _report(folder, problems)
@@ -46,6 +71,14 @@ def verify(args: argparse.Namespace) -> int:
     from eigdist_core.stimulus_set import verify_set
 
     return _report(args.dir, verify_set(args.dir))
+
+
+def show(args: argparse.Namespace) -> int:
+    from eigdist_core.previews import write_previews
+
+    for path in write_previews(args.dir, alpha=args.alpha):
+        print(f"wrote {path}")
+    return 0
 
 
 def _report(folder, problems: list[str]) -> int:

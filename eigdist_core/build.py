@@ -42,6 +42,7 @@ from .stimulus_set import (
     item_id_for,
     write_manifest,
 )
+from .validate import freeze
 
 #: torch threads while a group is computed (results must not depend on the machine's core count).
 THREADS = 1
@@ -64,6 +65,7 @@ class Task:
     folder: str
     config: SetConfig
     group: Group
+    device: str = "cpu"  # "auto": the job's GPU when it has one
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -145,9 +147,10 @@ def compute_group(task: Task) -> list[dict]:
     try:
         cfg, group, folder = task.config, task.group, Path(task.folder)
         net = group.network
+        device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
         image_np = load_npy(folder / "images" / f"{group.image_id}.npy")
-        image = torch.from_numpy(image_np)[None]
-        model = models.load(net.spec, net.weights)
+        image = torch.from_numpy(image_np)[None].to(device)
+        model = models.load(net.spec, net.weights).to(device)
         wanted = directions_of(cfg)
         vectors: dict[tuple[str, int], dict] = {}
         if any(d != "random" for d, _ in wanted):
@@ -168,9 +171,9 @@ def compute_group(task: Task) -> list[dict]:
             degenerate = op.m < op.n
         if ("random", 0) in wanted:
             seed = derive_seed(group.seed, "random")
-            gen = torch.Generator().manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)  # on the CPU: the same vector on any device
             v = torch.randn(op.n, generator=gen, dtype=torch.float64)
-            v = (v / v.norm()).to(op.dtype)
+            v = (v / v.norm()).to(dtype=op.dtype, device=device)
             vectors[("random", 0)] = {
                 "vector": v.view(image.shape[1:]), "eigenvalue": None, "rayleigh": float(v @ (op @ v)),
                 "residual": None, "converged": True, "iterations": 0, "seed": seed,
@@ -184,7 +187,7 @@ def compute_group(task: Task) -> list[dict]:
                 "item_id": item_id, "image_id": group.image_id, "model": net.model, "layer": net.layer,
                 "weights": net.weights, "direction": key[0], "index": key[1], **found,
                 "degenerate": degenerate, "alpha_displayable_max": alpha_displayable(image_np, vec),
-                "response_curve": response_curve(model, image, torch.from_numpy(vec), cfg.alpha_max, cfg.response_points),
+                "response_curve": response_curve(model, image, torch.from_numpy(vec).to(device), cfg.alpha_max, cfg.response_points),
                 "file": file, "sha256": save_npy(folder / file, vec),
             })
         return entries
@@ -193,18 +196,23 @@ def compute_group(task: Task) -> list[dict]:
 
 
 def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
-    """‖f(x + αe) − f(x)‖ on ``points`` amplitudes evenly spaced from 0 to ``alpha_max``.
+    """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
 
     Near α = 0 it grows as √λ·α (λ = eᵀFe); where it bends away, the Fisher
-    (local) approximation stops describing the model.
+    (local) approximation stops describing the model. Computed in float64 on a
+    copy of the model, so a direction with a tiny λ is not lost in float32 rounding.
     """
+    import copy
+
     import torch
 
-    alphas = np.linspace(0.0, alpha_max, points)
+    alphas = [0.0] + [float(a) for a in np.geomspace(alpha_max * 1e-3, alpha_max, points - 1)]
+    model64 = freeze(copy.deepcopy(model).double())  # a deep-copied GraphModule comes back in training mode
+    x, e = image.double(), direction.double()[None]
     with torch.no_grad():
-        base = model(image).double()
-        dist = [float((model(image + float(a) * direction[None]).double() - base).norm()) for a in alphas]
-    return {"alpha": [float(a) for a in alphas], "distance": dist}
+        base = model64(x)
+        dist = [float((model64(x + a * e) - base).norm()) for a in alphas]
+    return {"alpha": alphas, "distance": dist}
 
 
 def build_set(
@@ -213,6 +221,7 @@ def build_set(
     jobs: int = 1,
     force: bool = False,
     runner: Callable | None = None,
+    device: str = "cpu",
     progress: bool = True,
 ) -> Path:
     """Build (or finish) the set of ``config_path`` into ``out``; return the set's folder.
@@ -230,6 +239,9 @@ def build_set(
     runner
         ``runner(fn, tasks)`` yielding (task, result) pairs; default the local pool
         with ``jobs`` workers (the SLURM executor plugs in here).
+    device
+        ``cpu``, or ``auto`` for the worker's GPU when it has one (GPU bytes
+        differ from CPU bytes: a set is reproducible on one kind of device).
     progress
         Show a progress bar (items done/total, current item, ETA).
     """
@@ -267,7 +279,7 @@ def build_set(
         write_manifest(folder, manifest)
 
     record(False)
-    pending = [Task(str(folder), config, g) for g in groups if not all(i in done for i in g.item_ids)]
+    pending = [Task(str(folder), config, g, device) for g in groups if not all(i in done for i in g.item_ids)]
     log = _Log(folder / "build.log")
     log.write(f"build {config.name} ({set_id}): {len(order)} items, {len(order) - len(done)} to do, "
               f"{len(pending)} groups, jobs={jobs}")

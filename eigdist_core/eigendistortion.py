@@ -11,7 +11,14 @@ import torch
 from . import __version__
 from .fisher import FisherOperator
 from .io import load_json, load_npy, save_json, save_npy
-from .solvers import EigenResult, VectorDiagnostics, solve_exact, warn_unconverged
+from .solvers import (
+    AUTO_PAIR,
+    EigenResult,
+    VectorDiagnostics,
+    solve_exact,
+    solve_iterative,
+    warn_unconverged,
+)
 from .validate import validate_image, validate_k, validate_method, validate_positive
 
 #: Above this many Jacobian entries (m·n) ``auto`` switches from exact to iterative.
@@ -77,14 +84,16 @@ class Eigendistortion:
         Parameters
         ----------
         method
-            ``auto`` (exact when m·n ≤ :data:`EXACT_LIMIT`, else iterative),
-            ``exact``, ``lanczos``, ``lobpcg`` or ``power``.
+            ``auto`` (exact when m·n ≤ :data:`EXACT_LIMIT`, else Lanczos for the
+            top and LOBPCG for the bottom), ``exact``, ``lanczos``, ``lobpcg`` or
+            ``power`` (plenoptic's algorithm). See ``docs/solvers.md``.
         k
             Eigendistortions per end of the spectrum.
         tol
             Target relative residual ‖Fv − λv‖ / λ_max (iterative methods).
         max_iter
-            Iteration cap per end of the spectrum (iterative methods).
+            Iteration cap per end of the spectrum (iterative methods; one
+            iteration is one block of Fisher products).
         seed
             Seeds the starting block and the choice within a null space.
         time_budget
@@ -105,12 +114,11 @@ class Eigendistortion:
         validate_positive("time_budget", time_budget, allow_none=True)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
-        if method == "auto":
-            method = "exact" if op.m * op.n <= EXACT_LIMIT else "lobpcg"
-        if method == "exact":
+        if method == "exact" or (method == "auto" and op.m * op.n <= EXACT_LIMIT):
             result = solve_exact(op, k, seed)
         else:
-            raise NotImplementedError(f"method {method!r} is not implemented yet")
+            top, bottom = AUTO_PAIR if method == "auto" else (method, method)
+            result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget)
         warn_unconverged(result, tol)
         self._result = result
         return self

@@ -1,0 +1,98 @@
+"""Which trials the fits see, and why the others do not.
+
+Every exclusion is reported with its reason in a plain table, so the report
+says exactly what was left out: practice trials, uncalibrated (``--pilot``)
+sessions, participants who failed the easy catch trials, and simulated
+observers when humans are present (never mixed unless asked for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+EXCLUSION_COLUMNS = ("participant", "session", "observer", "reason", "n_trials")
+
+
+@dataclass(frozen=True)
+class ExclusionRules:
+    """Settings of :func:`apply_exclusions`.
+
+    Attributes
+    ----------
+    include_pilot
+        Keep sessions run without a calibrated display (``calibrated`` false).
+    observers
+        ``"auto"``: humans when any human rows exist, otherwise the simulated
+        observers; ``"human"``, ``"simulated"`` or ``"all"`` (mix them).
+    min_catch_accuracy
+        Participants whose easy-catch accuracy is below this are excluded.
+    """
+
+    include_pilot: bool = False
+    observers: str = "auto"
+    min_catch_accuracy: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.observers not in ("auto", "human", "simulated", "all"):
+            raise ValueError(
+                f"observers must be auto, human, simulated or all, got {self.observers!r}"
+            )
+        if not 0.0 <= self.min_catch_accuracy <= 1.0:
+            raise ValueError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
+
+
+def _report(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
+    grouped = rows.groupby(["participant", "session", "observer"], sort=True).size()
+    table = grouped.rename("n_trials").reset_index()
+    table.insert(3, "reason", reason)
+    return table
+
+
+def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop the trials the fits must not see.
+
+    Parameters
+    ----------
+    trials
+        Rows from :func:`analysis.load.load_trials`.
+    rules
+        What to keep.
+
+    Returns
+    -------
+    kept, excluded
+        The remaining trials (catch trials included; the fits skip them) and a
+        table with columns ``participant, session, observer, reason, n_trials``,
+        one row per excluded session part and reason.
+    """
+    reports = []
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal trials
+        if mask.any():
+            reports.append(_report(trials[mask], reason))
+            trials = trials[~mask]
+
+    drop(trials["is_practice"], "practice trial")
+    if not rules.include_pilot:
+        drop(~trials["calibrated"], "uncalibrated session (--pilot); include with --include-pilot")
+    human = trials["observer"] == "human"
+    wanted = rules.observers
+    if wanted == "auto":
+        wanted = "human" if human.any() else "simulated"
+    if wanted == "human":
+        drop(~human, "simulated observer (kept apart from humans; include with --observers)")
+    elif wanted == "simulated":
+        drop(human, "human observer (analysing simulated observers only)")
+    easy = trials[trials["catch_type"] == "easy"]
+    accuracy = easy.groupby("participant")["correct"].mean()
+    failed = accuracy.index[accuracy < rules.min_catch_accuracy]
+    for participant in failed:
+        drop(trials["participant"] == participant,
+             f"easy-catch accuracy {accuracy[participant]:.2f} < {rules.min_catch_accuracy:g}")
+    excluded = (pd.concat(reports, ignore_index=True) if reports
+                else pd.DataFrame(columns=list(EXCLUSION_COLUMNS)))
+    return trials.reset_index(drop=True), excluded

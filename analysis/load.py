@@ -1,0 +1,222 @@
+"""Trial files → one validated DataFrame.
+
+Reads every ``*_trials.csv`` (CONTRACTS.md, "Trial data") under the given
+paths, checks the required columns row by row and returns one table with the
+typed required columns, every extra column as text, and ``source_file`` /
+``source_line`` so later messages can point back at a row. Every error names
+the file, the row (its line in the file; the header is line 1) and the column.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Required columns, in the contract's order.
+REQUIRED = (
+    "participant", "session", "trial", "image_id", "model", "layer", "weights", "direction",
+    "item_id", "alpha", "correct", "n_alternatives", "task", "is_catch", "catch_type",
+    "is_practice", "observer", "calibrated",
+)
+#: The condition of a track: one psychometric function per value of these.
+CONDITION = ("participant", "image_id", "model", "layer", "weights", "direction")
+DIRECTIONS = ("max", "min", "random")
+TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
+CATCH_TYPES = ("easy", "blank", "")
+
+_PARTICIPANT = re.compile(r"[A-Za-z0-9_-]+")
+_BOOLS = {"true": True, "false": False}
+
+
+class TrialDataError(ValueError):
+    """A trial file breaks the contract; the message names file, row and column."""
+
+
+def find_trial_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Every ``*_trials.csv`` named by ``paths`` (files as given, folders searched recursively).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist or no trial file is found.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(path.rglob("*_trials.csv")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    if not files:
+        raise FileNotFoundError(f"no *_trials.csv files under {', '.join(map(str, paths))}")
+    return sorted(set(files))
+
+
+def _fail(file: Path, line: int, column: str, value: str, allowed: str) -> None:
+    raise TrialDataError(f"{file}, row {line}, column {column!r}: bad value {value!r}; {allowed}")
+
+
+def _check(file: Path, frame: pd.DataFrame, column: str, ok: np.ndarray, allowed: str) -> None:
+    """Raise on the first row of ``frame`` where ``ok`` is false."""
+    bad = np.flatnonzero(~np.asarray(ok, dtype=bool))
+    if bad.size:
+        i = bad[0]
+        _fail(file, int(frame["source_line"].iat[i]), column, frame[column].iat[i], allowed)
+
+
+def _parse_bool(file: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    text = frame[column].str.strip().str.lower()
+    _check(file, frame, column, text.isin(list(_BOOLS)).to_numpy(), "allowed: true or false")
+    return text.map(_BOOLS).astype(bool)
+
+
+def _parse_number(file: Path, frame: pd.DataFrame, column: str, *, integer: bool,
+                  valid: Callable[[np.ndarray], np.ndarray], allowed: str) -> pd.Series:
+    values = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(values)
+    ok[ok] = valid(values[ok])
+    if integer:
+        ok &= np.equal(np.floor(values, where=ok, out=np.zeros_like(values)), values)
+    _check(file, frame, column, ok, allowed)
+    return pd.Series(values.astype(int) if integer else values, index=frame.index)
+
+
+def _read_one(file: Path) -> pd.DataFrame:
+    """Read and type one trial file; raise :class:`TrialDataError` on any breach."""
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise TrialDataError(f"{file}, row 1, column (header): unreadable CSV: {exc}") from exc
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise TrialDataError(
+            f"{file}, row 1, column {missing[0]!r}: required column missing "
+            f"(missing: {', '.join(missing)}; required: {', '.join(REQUIRED)})"
+        )
+    frame["source_file"] = str(file)
+    frame["source_line"] = np.arange(2, len(frame) + 2)
+    _check(file, frame, "participant", frame["participant"].str.fullmatch(_PARTICIPANT).to_numpy(),
+           "allowed: letters, digits, '_' and '-'")
+    for column in ("image_id", "model", "layer", "weights", "observer"):
+        _check(file, frame, column, (frame[column].str.strip() != "").to_numpy(), "must not be empty")
+    _check(file, frame, "direction", frame["direction"].isin(DIRECTIONS).to_numpy(),
+           f"allowed: {', '.join(DIRECTIONS)}")
+    _check(file, frame, "task", frame["task"].isin(list(TASKS)).to_numpy(), f"allowed: {', '.join(TASKS)}")
+    _check(file, frame, "catch_type", frame["catch_type"].isin(CATCH_TYPES).to_numpy(),
+           "allowed: easy, blank or empty")
+    typed = {
+        "session": _parse_number(file, frame, "session", integer=True, valid=lambda v: v >= 1,
+                                 allowed="an integer >= 1"),
+        "trial": _parse_number(file, frame, "trial", integer=True, valid=lambda v: v >= 1,
+                               allowed="an integer >= 1"),
+        "alpha": _parse_number(file, frame, "alpha", integer=False, valid=lambda v: v >= 0,
+                               allowed="a finite number >= 0"),
+        "n_alternatives": _parse_number(file, frame, "n_alternatives", integer=True,
+                                        valid=lambda v: np.isin(v, (2, 3)), allowed="allowed: 2 or 3"),
+    }
+    typed.update({c: _parse_bool(file, frame, c) for c in ("correct", "is_catch", "is_practice", "calibrated")})
+    raw = frame.copy()  # messages quote the text as written
+    for column, values in typed.items():
+        frame[column] = values
+    _check(file, raw, "n_alternatives", (frame["task"].map(TASKS) == frame["n_alternatives"]).to_numpy(),
+           "must match the task (2afc_ref: 2, 3afc_oddity: 3)")
+    _check(file, raw, "catch_type", (frame["is_catch"] == (frame["catch_type"] != "")).to_numpy(),
+           "must be easy or blank exactly when is_catch is true")
+    blank = frame["catch_type"] == "blank"
+    _check(file, raw, "alpha", (~blank | (frame["alpha"] == 0)).to_numpy(), "blank catch trials have alpha 0")
+    _check(file, raw, "item_id", (blank | (frame["item_id"].str.strip() != "")).to_numpy(),
+           "must name a manifest item (empty only on blank catch trials)")
+    _check_trial_numbers(file, frame)
+    return frame
+
+
+def _check_trial_numbers(file: Path, frame: pd.DataFrame) -> None:
+    """Trials of a session run 1, 2, … with no gaps (duplicates are checked across files)."""
+    for _, session in frame.drop_duplicates(["participant", "session", "trial"]).groupby(
+        ["participant", "session"], sort=False
+    ):
+        numbers = np.sort(session["trial"].to_numpy())
+        expected = np.arange(1, len(numbers) + 1)
+        if not np.array_equal(numbers, expected):
+            first = int(numbers[np.flatnonzero(numbers != expected)[0]])
+            row = session.loc[session["trial"] == first, "source_line"].iat[0]
+            _fail(file, int(row), "trial", str(first),
+                  f"trials of a session must run 1, 2, … with no gaps (expected "
+                  f"{expected[np.flatnonzero(numbers != expected)[0]]})")
+
+
+def load_trials(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
+    """Load and validate every trial file under ``paths`` into one DataFrame.
+
+    Parameters
+    ----------
+    paths
+        Trial CSV files and/or folders searched recursively for ``*_trials.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per trial: the required columns typed (ints, floats, bools), extra
+        columns kept as text, plus ``source_file`` and ``source_line``.
+
+    Raises
+    ------
+    TrialDataError
+        On a missing column, a bad value or a (participant, session, trial) that
+        appears twice; the message names file, row and column.
+    FileNotFoundError
+        If a path does not exist or holds no trial files.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    frames = [_read_one(f) for f in find_trial_files(paths)]
+    trials = pd.concat(frames, ignore_index=True)
+    _check_duplicates(trials)
+    return trials
+
+
+def _check_duplicates(trials: pd.DataFrame) -> None:
+    key = ["participant", "session", "trial"]
+    dup = trials.duplicated(key, keep="first")
+    if dup.any():
+        row = trials[dup].iloc[0]
+        first = trials[(trials[key] == row[key]).all(axis=1)].iloc[0]
+        raise TrialDataError(
+            f"{row['source_file']}, row {row['source_line']}, column 'trial': duplicated "
+            f"(participant, session, trial) = ({row['participant']}, {row['session']}, {row['trial']}); "
+            f"first seen in {first['source_file']}, row {first['source_line']}"
+        )
+
+
+def write_trials_csv(trials: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write trial rows in the contract's format (``true``/``false``, empty for missing).
+
+    Used by the simulator and the tests, so synthetic labs are read back through
+    :func:`load_trials` exactly like real ones.
+    """
+    from eigdist_core.io import atomic_write_bytes
+
+    out = trials.drop(columns=["source_file", "source_line"], errors="ignore").copy()
+    for column in out.columns:
+        if out[column].dtype == bool:
+            out[column] = out[column].map({True: "true", False: "false"})
+    atomic_write_bytes(path, out.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+
+def session_path(data: str | os.PathLike, participant: str, session: int) -> Path:
+    """The contract's path of one session's trial file under ``data``."""
+    stem = f"sub-{participant}_ses-{session}"
+    return Path(data) / f"sub-{participant}" / f"ses-{session}" / f"{stem}_trials.csv"
+
+
+def iter_sessions(trials: pd.DataFrame) -> Iterable[tuple[str, int, pd.DataFrame]]:
+    """Yield ``(participant, session, rows)`` for each session in ``trials``."""
+    for (participant, session), rows in trials.groupby(["participant", "session"], sort=True):
+        yield str(participant), int(session), rows

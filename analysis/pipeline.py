@@ -1,0 +1,79 @@
+"""One analysis run: trial files → exclusions → fits → D → ranking → report folder."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .exclusions import ExclusionRules, apply_exclusions
+from .load import load_trials
+from .psychometric import FitOptions, fit_thresholds
+
+THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
+                     "log10_threshold", "censored", "below_range", "alpha_max", "n_trials", "converged"]
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that shapes an analysis; shown in the report."""
+
+    seed: int = 0
+    n_boot: int = 2000
+    stimuli: str | None = None
+    alpha_max: float | None = None
+    fit: FitOptions = field(default_factory=FitOptions)
+    exclusions: ExclusionRules = field(default_factory=ExclusionRules)
+
+
+def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+            settings: AnalysisSettings = AnalysisSettings()) -> Path:
+    """Run the whole analysis and write its folder; return the path of ``report.html``.
+
+    Writes ``ranking.csv``, ``thresholds.csv``, ``fits.csv``, ``pairwise.csv``,
+    ``control.csv``, ``d.csv``, ``exclusions.csv``, the figures and ``report.html``.
+    """
+    from . import manifest as stimuli
+    from .ranking import compute_d, rank_layers
+    from .report import (d_per_image_figure, fits_figure, forest_plot, ratio_figure, response_curves_figure,
+                         write_report)
+
+    start = time.perf_counter()
+    trials = load_trials(paths)
+    kept, excluded = apply_exclusions(trials, settings.exclusions)
+    if kept.empty:
+        raise ValueError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
+                         + "; ".join(sorted(set(excluded["reason"]))))
+    manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
+    table = stimuli.condition_table(manifest) if manifest else None
+    kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
+    fits = fit_thresholds(kept, options=settings.fit)
+    d = compute_d(fits)
+    result = rank_layers(d, n_boot=settings.n_boot, seed=settings.seed)
+    eigen = stimuli.eigenvalues(kept, table)
+    curves = stimuli.response_curves(manifest) if manifest else stimuli.response_curves({})
+    report_settings = {
+        "data": ", ".join(map(str, paths)), "trials read": len(trials), "trials analysed (incl. catch)": len(kept),
+        "observers analysed": ", ".join(sorted(kept["observer"].unique())[:5]),
+        "participants": kept["participant"].nunique(), "conditions fitted": len(fits),
+        "below-range thresholds": int(fits["below_range"].sum()),
+        "censored thresholds": int(fits["censored"].sum()), "unconverged fits": int((~fits["converged"]).sum()),
+        "alpha_max source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
+        **{f"exclusions.{k}": v for k, v in asdict(settings.exclusions).items()},
+        "bootstrap draws": settings.n_boot, "seed": settings.seed, "stimuli": settings.stimuli,
+    }
+    figures = {
+        "forest.png": forest_plot(result.ranking, result.control),
+        "fits.png": fits_figure(fits, kept),
+        "d_per_image.png": d_per_image_figure(d),
+        "ratio.png": ratio_figure(d, eigen) if not eigen.empty else None,
+        "response_curves.png": response_curves_figure(curves),
+    }
+    report_settings["seconds"] = round(time.perf_counter() - start, 2)
+    tables = {
+        "ranking.csv": result.ranking, "control.csv": result.control, "pairwise.csv": result.pairwise,
+        "thresholds.csv": fits[THRESHOLD_COLUMNS], "fits.csv": fits, "d.csv": d, "exclusions.csv": excluded,
+    }
+    return write_report(out, tables=tables, figures=figures, settings=report_settings, exclusions=excluded)

@@ -1,0 +1,208 @@
+"""The statistic D, its bootstrap, and the ranking of the layers (CONTRACTS.md).
+
+D = log10 T_min − log10 T_max per participant × image × (model, layer,
+weights); the control D_random = log10 T_random − log10 T_max.
+
+Censored thresholds are replaced by the end of the tested range and are bounds:
+``censored`` (never passed threshold below alpha_max) means T ≥ alpha_max,
+``below_range`` (above threshold at every tested α) means T ≤ the lowest α.
+A bound on T_a or T_b in D = log T_a − log T_b is a bound on D, in the
+direction its sign gives:
+
+* T_min ≥ (or T_max ≤) → D is a **lower** bound (the layer is at least this good);
+* T_max ≥ (or T_min ≤) → D is an **upper** bound;
+* a lower and an upper bound at once (e.g. both censored at alpha_max) → D is
+  **unknown**: left out of the means, flagged and counted.
+
+Every D derived from a bounded threshold is kept in ``d.csv`` with its
+``bound`` and counted in ``n_censored``. Bounds enter the means at their
+value, so a layer whose min direction stayed invisible at alpha_max is
+understated, never overstated (a conservative ranking).
+
+Uncertainty: a two-level cluster bootstrap, participants resampled with
+replacement, then each drawn participant's images with replacement. All layers
+share every draw, so paired differences and P(rank first) come from the same
+draws. Fully vectorised: ``(draws, layers)`` means from one gather.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+LAYER = ["model", "layer", "weights"]
+#: model/layer/weights of the pooled random-direction control row in ``control``.
+ALL = "(all layers)"
+RANKING_COLUMNS = ["model", "layer", "weights", "D", "ci_low", "ci_high", "rank", "p_best",
+                   "n_participants", "n_images", "n_censored"]
+
+
+def _bound(a_above: np.ndarray, a_below: np.ndarray, b_above: np.ndarray, b_below: np.ndarray) -> np.ndarray:
+    """Kind of bound of log T_a − log T_b given which thresholds are bounds (≥: above, ≤: below)."""
+    lower = a_above | b_below
+    upper = a_below | b_above
+    return np.select([lower & upper, lower, upper], ["unknown", "lower", "upper"], default="exact")
+
+
+def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
+    """D and D_random per participant × image × (model, layer, weights).
+
+    Parameters
+    ----------
+    thresholds
+        From :func:`analysis.psychometric.fit_thresholds` (``log10_threshold``,
+        ``censored`` and, where present, ``below_range`` per condition).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``participant, image_id, model, layer, weights, D, D_bound, D_random,
+        D_random_bound`` with bounds ``exact | lower | upper | unknown``; unknown
+        values are NaN. A missing direction gives NaN with bound ``missing``.
+    """
+    keys = ["participant", "image_id", *LAYER]
+    thresholds = thresholds.copy()
+    if "below_range" not in thresholds:
+        thresholds["below_range"] = False
+    thresholds[["censored", "below_range"]] = thresholds[["censored", "below_range"]].astype(float)
+    wide = thresholds.pivot_table(index=keys, columns="direction",
+                                  values=["log10_threshold", "censored", "below_range"], aggfunc="first")
+    out = wide.index.to_frame(index=False)
+
+    def flag(column: str, direction: str) -> np.ndarray:
+        return wide[(column, direction)].fillna(0).to_numpy() > 0
+
+    for name, other in (("D", "min"), ("D_random", "random")):
+        if ("log10_threshold", other) not in wide or ("log10_threshold", "max") not in wide:
+            out[name], out[f"{name}_bound"] = np.nan, "missing"
+            continue
+        value = (wide[("log10_threshold", other)] - wide[("log10_threshold", "max")]).to_numpy()
+        bound = _bound(flag("censored", other), flag("below_range", other),
+                       flag("censored", "max"), flag("below_range", "max"))
+        bound = np.where(np.isnan(value), "missing", bound)
+        out[name] = np.where(bound == "unknown", np.nan, value)
+        out[f"{name}_bound"] = bound
+    return out
+
+
+@dataclass
+class BootstrapResult:
+    """Outputs of :func:`rank_layers`: the tables, and the draws behind them."""
+
+    ranking: pd.DataFrame
+    pairwise: pd.DataFrame
+    control: pd.DataFrame
+    draws: np.ndarray  # (n_boot, n_layers) bootstrap means of D, rows of ``ranking``
+
+
+def cell_sums(values: np.ndarray, index: tuple[np.ndarray, ...], shape: tuple[int, int, int]):
+    """Sum and count matrices (layers, participants, images) of the finite ``values``.
+
+    ``index`` holds the (layer, participant, image) codes of each value.
+    """
+    finite = np.isfinite(values)
+    where = tuple(i[finite] for i in index)
+    total, count = np.zeros(shape), np.zeros(shape)
+    np.add.at(total, where, values[finite])
+    np.add.at(count, where, 1.0)
+    return total, count
+
+
+def bootstrap_means(total: np.ndarray, count: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, layers) means over participants drawn with replacement, then their images.
+
+    One draw picks participants with replacement and, for each drawn participant,
+    images with replacement (multinomial weights); every layer sees the same draw,
+    so differences between layers are paired.
+    """
+    rng = np.random.default_rng(seed)
+    n_layers, n_p, n_i = total.shape
+    people = rng.integers(0, n_p, size=(n_boot, n_p))
+    weights = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=(n_boot, n_p)).astype(float)
+    num = np.einsum("lbpi,bpi->bl", total[:, people], weights)
+    den = np.einsum("lbpi,bpi->bl", count[:, people], weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def _summary(d: pd.DataFrame, column: str, layers: pd.DataFrame, index: tuple[np.ndarray, ...],
+             shape: tuple[int, int, int], n_boot: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    total, count = cell_sums(d[column].to_numpy(dtype=float), index, shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total.sum(axis=(1, 2)) / count.sum(axis=(1, 2))
+    draws = bootstrap_means(total, count, n_boot, seed)
+    with warnings.catch_warnings():  # a layer without values (no random direction) gives NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+    censored = d[f"{column}_bound"].isin(["lower", "upper", "unknown"]).to_numpy()
+    table = layers.copy()
+    table[column] = mean
+    table["ci_low"], table["ci_high"] = lo, hi
+    table["n_participants"] = (count.sum(axis=2) > 0).sum(axis=1)
+    table["n_images"] = (count.sum(axis=1) > 0).sum(axis=1)
+    table["n_censored"] = np.bincount(index[0][censored], minlength=shape[0])
+    return table, draws
+
+
+def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> BootstrapResult:
+    """Rank the layers by mean D with bootstrap CIs, P(best) and paired differences.
+
+    Parameters
+    ----------
+    d
+        From :func:`compute_d`.
+    n_boot
+        Bootstrap draws (participants, then images within each).
+    seed
+        Seed of the draws (the same draws serve D and D_random).
+
+    Returns
+    -------
+    BootstrapResult
+        ``ranking`` (CONTRACTS.md columns, best first), ``pairwise`` (every pair,
+        ``a`` ranked above ``b``: diff = D_a − D_b, its CI, P(D_a > D_b)),
+        ``control`` (D_random per layer with CI, same order, then a row pooling
+        every layer, named :data:`ALL`), and the draws.
+    """
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if d.empty:
+        raise ValueError("no D values to rank: every layer needs max and min thresholds")
+    grouped = d.groupby(LAYER, sort=True)
+    li = grouped.ngroup().to_numpy()
+    layers = grouped.size().index.to_frame(index=False)
+    pi, participants = pd.factorize(d["participant"], sort=True)
+    ii, images = pd.factorize(d["image_id"], sort=True)
+    index, shape = (li, pi, ii), (len(layers), len(participants), len(images))
+    ranking, draws = _summary(d, "D", layers, index, shape, n_boot, seed)
+    control, _ = _summary(d, "D_random", layers, index, shape, n_boot, seed)
+    best = np.argmax(np.where(np.isnan(draws), -np.inf, draws), axis=1)
+    ranking["p_best"] = np.bincount(best, minlength=len(layers)) / n_boot
+    ranking["rank"] = ranking["D"].rank(ascending=False, method="min").fillna(len(layers)).astype(int)
+    order = np.argsort(ranking["rank"].to_numpy(), kind="stable")
+    ranking = ranking.iloc[order].reset_index(drop=True)[RANKING_COLUMNS]
+    draws = draws[:, order]
+    # The pooled control: every layer's D_random as one sample (layer code 0 for all rows).
+    pooled, _ = _summary(d, "D_random", pd.DataFrame([dict.fromkeys(LAYER, ALL)]),
+                         (np.zeros_like(li), pi, ii), (1, *shape[1:]), n_boot, seed)
+    control = pd.concat([control.iloc[order], pooled], ignore_index=True)
+    return BootstrapResult(ranking, _pairwise(ranking, draws), control, draws)
+
+
+def _pairwise(ranking: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for a in range(len(ranking)):
+        for b in range(a + 1, len(ranking)):
+            diff = draws[:, a] - draws[:, b]
+            lo, hi = np.nanpercentile(diff, [2.5, 97.5])
+            ra, rb = ranking.iloc[a], ranking.iloc[b]
+            rows.append({
+                **{f"{c}_a": ra[c] for c in LAYER}, **{f"{c}_b": rb[c] for c in LAYER},
+                "diff": ra["D"] - rb["D"], "ci_low": lo, "ci_high": hi,
+                "p_greater": float(np.mean(diff > 0)),
+            })
+    columns = [f"{c}_a" for c in LAYER] + [f"{c}_b" for c in LAYER] + ["diff", "ci_low", "ci_high", "p_greater"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,264 @@
+"""Figures and the HTML report of an analysis (matplotlib Agg; files via eigdist_core.io).
+
+Each figure function takes plain tables and returns a matplotlib Figure;
+:func:`write_report` saves them and writes ``report.html``, which refers only
+to the files it has just written.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from eigdist_core.io import atomic_write_bytes  # noqa: E402
+
+from .psychometric import psychometric  # noqa: E402
+from .ranking import ALL, LAYER  # noqa: E402
+
+DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
+MAX_CURVES = 40  # fitted curves drawn per panel
+
+
+def layer_label(row: Mapping) -> str:
+    """``model:layer (weights)``."""
+    return f"{row['model']}:{row['layer']} ({row['weights']})"
+
+
+def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
+    """D per layer with its 95 % CI, the control D_random below each, and the zero line."""
+    n = len(ranking)
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.55 * n))
+    y = np.arange(n)[::-1]
+    ax.errorbar(ranking["D"], y, xerr=[ranking["D"] - ranking["ci_low"], ranking["ci_high"] - ranking["D"]],
+                fmt="o", color="k", capsize=3, label="D = log10 T_min − log10 T_max")
+    ctrl = control.set_index(LAYER).loc[pd.MultiIndex.from_frame(ranking[LAYER])]
+    pooled = control[control["model"] == ALL]
+    cy = np.append(y - 0.25, -1.0)
+    cd = np.append(ctrl["D_random"], pooled["D_random"])
+    ax.errorbar(cd, cy, xerr=[cd - np.append(ctrl["ci_low"], pooled["ci_low"]),
+                              np.append(ctrl["ci_high"], pooled["ci_high"]) - cd],
+                fmt="s", color="tab:grey", ms=4, capsize=2, label="control D_random = log10 T_random − log10 T_max")
+    ax.axvline(0, color="tab:red", lw=1)
+    labels = [f"{r}. {layer_label(row)}" for r, row in zip(ranking["rank"], ranking.to_dict("records"))]
+    ax.set_yticks([*y, -1.0], [*labels, "control, all layers"])
+    ax.set_xlabel("D (log10 units; 95 % cluster-bootstrap CI)")
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
+    """Per layer (rows) and direction (columns): fitted curves and pooled proportions correct."""
+    layers = fits[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
+    directions = [d for d in DIRECTION_COLOURS if d in set(fits["direction"])]
+    fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.2 * len(directions), 2.4 * len(layers)),
+                             squeeze=False, sharex=True, sharey=True)
+    data = trials[~trials["is_catch"]]
+    alpha = np.geomspace(max(data["alpha"][data["alpha"] > 0].min() / 2, 1e-6), data["alpha"].max() * 1.5, 200)
+    for i, layer in enumerate(layers):
+        for j, direction in enumerate(directions):
+            ax = axes[i, j]
+            sel = (fits[LAYER] == pd.Series(layer)).all(axis=1) & (fits["direction"] == direction)
+            for row in fits[sel].head(MAX_CURVES).itertuples():
+                ax.plot(alpha, psychometric(alpha, row.scale, row.slope, row.lapse, row.guess, row.function),
+                        color=DIRECTION_COLOURS[direction], lw=0.7, alpha=0.4, ls="--" if row.censored else "-")
+            mask = (data[LAYER] == pd.Series(layer)).all(axis=1) & (data["direction"] == direction)
+            if mask.any():
+                a = data.loc[mask, "alpha"]
+                bins = np.geomspace(a.min() * 0.999, a.max() * 1.001, 9)
+                groups = data.loc[mask, "correct"].groupby(pd.cut(a, bins), observed=True)
+                centres = np.sqrt(bins[:-1] * bins[1:])[groups.size().index.codes]
+                ax.scatter(centres, groups.mean(), s=8 + groups.size() / groups.size().max() * 30, color="k", zorder=3)
+            ax.set_xscale("log")
+            ax.set_ylim(0.3, 1.02)
+            if i == 0:
+                ax.set_title(direction)
+            if j == 0:
+                ax.set_ylabel(f"{layer['model']}:{layer['layer']}\n{layer['weights']}", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("α (amplitude)")
+    fig.suptitle("Fitted psychometric functions (lines; dashed: censored) and pooled proportion correct (dots)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def d_per_image_figure(d: pd.DataFrame) -> plt.Figure:
+    """Mean D per image and layer (± SEM across participants)."""
+    stats = d.groupby([*LAYER, "image_id"])["D"].agg(["mean", "sem"]).reset_index()
+    images = sorted(stats["image_id"].unique())
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(images) + 3), 4))
+    layers = stats[LAYER].drop_duplicates().to_dict("records")
+    for k, layer in enumerate(layers):
+        sel = stats[(stats[LAYER] == pd.Series(layer)).all(axis=1)]
+        x = np.array([images.index(i) for i in sel["image_id"]]) + (k - (len(layers) - 1) / 2) * 0.08
+        ax.errorbar(x, sel["mean"], yerr=sel["sem"].fillna(0), fmt="o-", ms=4, capsize=2, label=layer_label(layer))
+    ax.axhline(0, color="tab:red", lw=1)
+    ax.set_xticks(range(len(images)), images, rotation=30)
+    ax.set_ylabel("D (mean ± SEM over participants)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def ratio_figure(d: pd.DataFrame, eigen: pd.DataFrame) -> plt.Figure | None:
+    """Measured T_min / T_max against the model's predicted √(λ_max / λ_min), per layer × image."""
+    wide = eigen.pivot_table(index=["image_id", *LAYER], columns="direction", values="eigenvalue")
+    if "max" not in wide or "min" not in wide:
+        return None
+    predicted = (0.5 * np.log10(wide["max"] / wide["min"])).rename("predicted").reset_index()
+    measured = d.groupby(["image_id", *LAYER])["D"].mean().rename("measured").reset_index()
+    both = predicted.merge(measured, on=["image_id", *LAYER]).dropna()
+    if both.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for layer, sel in both.groupby(LAYER):
+        ax.scatter(10 ** sel["predicted"], 10 ** sel["measured"], s=20, label=layer_label(dict(zip(LAYER, layer))))
+    lim = [10 ** min(both["predicted"].min(), both["measured"].min(), 0) / 1.3,
+           10 ** max(both["predicted"].max(), both["measured"].max()) * 1.3]
+    ax.plot(lim, lim, color="k", lw=0.8, label="measured = predicted")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted √(λ_max / λ_min)")
+    ax.set_ylabel("measured T_min / T_max (geometric mean over participants)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def response_curves_figure(curves: pd.DataFrame) -> plt.Figure | None:
+    """The stimulus set's response curves ‖f(x + αe) − f(x)‖ per layer, coloured by direction."""
+    if curves.empty:
+        return None
+    layers = curves[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
+    cols = min(4, len(layers))
+    rows = int(np.ceil(len(layers) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        sel = curves[(curves[LAYER] == pd.Series(layer)).all(axis=1)]
+        for (image, direction), c in sel.groupby(["image_id", "direction"]):
+            ax.plot(c["alpha"], c["distance"], color=DIRECTION_COLOURS[direction], lw=0.8, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(layer_label(layer), fontsize=8)
+        ax.set_xlabel("α")
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("model response distance")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """PNG through the project's atomic writer."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_table(table: pd.DataFrame, path: Path) -> None:
+    """CSV (booleans as true/false) through the project's atomic writer."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == bool:
+            out[column] = out[column].map({True: "true", False: "false"})
+    atomic_write_bytes(path, out.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode("utf-8"))
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "<p><em>none</em></p>"
+    return table.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, classes="t", escape=True)
+
+
+CAPTIONS = {
+    "forest.png": "D per layer with 95 % two-level cluster-bootstrap CIs (black) and the random-direction "
+                  "control (grey); the red line is 0.",
+    "fits.png": "Psychometric fits per condition.",
+    "d_per_image.png": "D per image.",
+    "ratio.png": "Measured threshold ratio against the model's prediction √(λ_max/λ_min).",
+    "response_curves.png": "Response curves of the stimulus set (red max, blue min, grey random).",
+}
+
+
+def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
+                 figures: Mapping[str, plt.Figure | None], settings: Mapping[str, object],
+                 exclusions: pd.DataFrame) -> Path:
+    """Write the tables, the figures and ``report.html`` into ``out``; return the report's path.
+
+    Parameters
+    ----------
+    tables
+        File name → table (``ranking.csv``, ``thresholds.csv``, …), written as CSV.
+    figures
+        File name → figure; ``None`` entries (no data for that figure) are left out.
+    settings
+        Shown as a table (seed, bootstrap draws, fit options, sources).
+    exclusions
+        From :func:`analysis.exclusions.apply_exclusions`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        save_table(table, out / name)
+    shown = {name: fig for name, fig in figures.items() if fig is not None}
+    for name, fig in shown.items():
+        save_figure(fig, out / name)
+    ranking = tables["ranking.csv"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>eigdist analysis</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;"
+        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}figure{margin:1em 0}"
+        "</style></head><body>",
+        "<h1>eigdist: ranking of model layers by observers' thresholds</h1>",
+        f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}</p>",
+        "<p>D = log10 T_min − log10 T_max per participant × image; higher is better. CIs: two-level "
+        "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
+        "layer has the highest mean D. n_censored: D values that involve a threshold reported as a bound "
+        "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
+        "the mean) when its two bounds point opposite ways.</p>",
+        "<h2>Ranking</h2>", _html_table(ranking),
+    ]
+    for name, fig in shown.items():
+        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'>"
+                     f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>")
+        if name == "forest.png":
+            parts += ["<h2>Random-direction control</h2>", _html_table(tables["control.csv"]),
+                      "<h2>Paired differences</h2>", _html_table(tables["pairwise.csv"])]
+    parts += ["<h2>Exclusions</h2>", _html_table(exclusions),
+              "<h2>Settings</h2>", _html_table(pd.DataFrame({"setting": list(settings),
+                                                             "value": [str(v) for v in settings.values()]})),
+              "<h2>Files</h2><ul>"]
+    parts += [f"<li><a href='{html.escape(n)}'>{html.escape(n)}</a></li>" for n in [*tables, *shown]]
+    parts.append("</ul></body></html>")
+    path = out / "report.html"
+    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
+    return path
+
+
+def power_figure(table: pd.DataFrame) -> plt.Figure:
+    """Power against observers, one line per trial count."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for trials, sel in table.groupby("trials"):
+        ax.plot(sel["observers"], sel["power"], "o-", label=f"{trials} trials per condition")
+    ax.axhline(0.8, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("observers")
+    ax.set_ylabel("power (95 % CI of ΔD above 0)")
+    ax.set_title(f"ΔD = {table['delta_d'].iloc[0]:g}, {table['images'].iloc[0]} images, "
+                 f"{table['labs'].iloc[0]} labs per point", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,148 @@
+"""Looking at a stimulus set: one contact sheet per image, and the eigenvalues per layer.
+
+Written under ``<set>/previews/`` as PNG (through :mod:`eigdist_core.io`):
+``<image_id>.png``, ``eigenvalues.png`` and ``response_curves.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_bytes
+from .plots import _show
+from .stimulus_set import DIRECTIONS, StimulusSet
+
+CONDITION = ("model", "layer", "weights")
+
+
+def conditions(sset: StimulusSet) -> list[tuple[str, str, str]]:
+    """The set's (model, layer, weights) triples, in manifest order."""
+    seen: dict[tuple, None] = {}
+    for it in sset.items:
+        seen.setdefault(tuple(it[k] for k in CONDITION), None)
+    return list(seen)
+
+
+def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
+    """One row per layer: the image, then each direction's distortion and image + α·e.
+
+    Distortions are scaled to their own maximum (zero is mid-grey); image + α·e
+    is clipped to [0, 1] for display only, and the title says when it clips.
+    """
+    plt = _pyplot()
+    image = sset.image(image_id)
+    rows = conditions(sset)
+    dirs = [d for d in DIRECTIONS if any(it["direction"] == d for it in sset.items)]
+    fig, axes = plt.subplots(len(rows), 1 + 2 * len(dirs), figsize=(1.9 * (1 + 2 * len(dirs)), 2.1 * len(rows)),
+                             squeeze=False)
+    for r, cond in enumerate(rows):
+        _show(axes[r, 0], image, f"{image_id}")
+        axes[r, 0].text(-0.08, 0.5, f"{cond[0]}:{cond[1]}\n{cond[2]}", transform=axes[r, 0].transAxes,
+                        rotation=90, ha="right", va="center", fontsize=8)
+        for c, direction in enumerate(dirs):
+            entry = _entry(sset, image_id, cond, direction)
+            ax_e, ax_sum = axes[r, 1 + 2 * c], axes[r, 2 + 2 * c]
+            if entry is None:
+                ax_e.set_axis_off(), ax_sum.set_axis_off()
+                continue
+            e = sset.item(entry["item_id"])
+            value = entry["eigenvalue"] if entry["eigenvalue"] is not None else entry["rayleigh"]
+            _show(ax_e, e, f"{direction} (λ={value:.3g})", symmetric=True)
+            clips = " clipped" if alpha > entry["alpha_displayable_max"] else ""
+            _show(ax_sum, image + alpha * e, f"+ {alpha:g}·{direction}{clips}")
+    fig.suptitle(f"{sset.manifest['name']} ({sset.set_id}): {image_id}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def eigenvalue_summary(sset: StimulusSet):
+    """λ_max, λ_min and the random direction's eᵀFe per layer, one point per image (log scale)."""
+    plt = _pyplot()
+    rows = conditions(sset)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    marks = {"max": ("^", "C3"), "min": ("v", "C0"), "random": ("o", "C7")}
+    for direction, (marker, color) in marks.items():
+        xs, ys = [], []
+        for x, cond in enumerate(rows):
+            for it in sset.items:
+                if tuple(it[k] for k in CONDITION) == cond and it["direction"] == direction and it["index"] == 0:
+                    xs.append(x + {"max": -0.15, "min": 0.15, "random": 0.0}[direction])
+                    ys.append(max(it["rayleigh"], 1e-12))  # log axis: a null direction sits at the floor
+        if xs:
+            ax.scatter(xs, ys, marker=marker, color=color, label=direction if direction == "random" else f"λ {direction}")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [f"{m}\n{l}\n{w}" for m, l, w in rows], fontsize=8)
+    ax.set_ylabel("eᵀFe (eigenvalue for max, min)")
+    ax.set_title(f"{sset.manifest['name']}: eigenvalues per layer, one point per image", fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def response_summary(sset: StimulusSet):
+    """Per layer: ‖f(x + αe) − f(x)‖ / (√(eᵀFe)·α) against α; 1 where the Fisher (local) approximation holds."""
+    plt = _pyplot()
+    rows = conditions(sset)
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows) + 0.5, 2.8), squeeze=False, sharey=True)
+    colors = {"max": "C3", "min": "C0", "random": "C7"}
+    for ax, cond in zip(axes[0], rows):
+        for it in sset.items:
+            if tuple(it[k] for k in CONDITION) != cond or it["index"] != 0:
+                continue
+            alpha = np.array(it["response_curve"]["alpha"][1:])
+            dist = np.array(it["response_curve"]["distance"][1:])
+            ratio = dist / (np.sqrt(max(it["rayleigh"], 1e-30)) * alpha)
+            ax.plot(alpha, ratio, color=colors[it["direction"]], alpha=0.7, lw=1)
+        ax.axhline(1.0, color="k", lw=0.5, ls=":")
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_title(f"{cond[0]}:{cond[1]}\n{cond[2]}", fontsize=8)
+        ax.set_xlabel("α", fontsize=8)
+    axes[0, 0].set_ylabel("‖Δf‖ / (√(eᵀFe)·α)", fontsize=8)
+    handles = [plt.Line2D([], [], color=c, label=d) for d, c in colors.items()]
+    axes[0, -1].legend(handles=handles, fontsize=7)
+    fig.suptitle(f"{sset.manifest['name']}: response change relative to the Fisher prediction (1 = local)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: int = 80) -> list[Path]:
+    """Write ``previews/<image_id>.png`` per image, ``eigenvalues.png`` and ``response_curves.png``; return the paths.
+
+    ``alpha`` defaults to the set's ``alpha_max``.
+    """
+    sset = StimulusSet.open(folder)
+    alpha = sset.manifest["alpha_max"] if alpha is None else float(alpha)
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    out = Path(folder) / "previews"
+    figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha)) for im in sset.images]
+    figures.append((out / "eigenvalues.png", eigenvalue_summary(sset)))
+    figures.append((out / "response_curves.png", response_summary(sset)))
+    plt = _pyplot()
+    for path, fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
+    return [path for path, _ in figures]
+
+
+def _entry(sset: StimulusSet, image_id: str, cond: tuple, direction: str) -> dict | None:
+    for it in sset.items:
+        if it["image_id"] == image_id and it["direction"] == direction and it["index"] == 0 \
+                and tuple(it[k] for k in CONDITION) == cond:
+            return it
+    return None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,495 @@
+"""The PsychoPy session: a window, the trial engine and a responder, tied together.
+
+This is the one module (with :mod:`experiments.display`) that imports PsychoPy's display
+parts; it does so inside functions, after every check, so ``import experiments.session``
+needs no X display and a bad input fails before a window opens or a file is written.
+
+Flow of :func:`run_session`:
+
+1. :func:`prepare` checks everything without writing: participant ID and session, the
+   experiment config, the ``--simulate`` spec, the monitor profile (its calibration unless
+   ``pilot``), the stimulus set (every file's sha256), and builds the responder. A model
+   observer imports torch here, before PsychoPy (PsychoPy first breaks torch on some
+   machines).
+2. The window (:func:`experiments.display.open_window`; ``simulated`` turns ``waitBlanking``
+   off), then the engine (:func:`experiments.engine.open_engine`: new or resumed trial file).
+3. Instructions, then per trial: a break screen where the plan says so, the stimulus
+   textures prepared (dithered) *before* the first frame, the frames counted from the
+   profile's refresh rate (:func:`experiments.design.frame_sequence`), the answer from the
+   responder (keys read after the response screen appears, ``waitRelease=True``), the row
+   written and fsynced (:meth:`~experiments.engine.TrialEngine.record`), optional feedback.
+4. An end screen with a summary. Escape at any screen stops the session: every finished
+   trial is already on disk; ``--resume`` continues it.
+
+PsychoPy's ``ExperimentHandler`` writes its own wide CSV of this run into
+``<session>/psychopy/`` when the run ends (also on Escape); it is a courtesy copy, the
+trial file is the record.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import ExperimentConfig, load_config
+from .datafile import check_participant, check_session, read_trials, session_paths
+from .design import Trial, frame_sequence, frames
+from .monitor import MonitorProfile, check_calibrated, load_profile
+from .observers import KeyboardResponder, Responder, Stimuli, SimulateSpec, make_responder, parse_simulate
+
+#: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
+DITHER_POOL = 8
+#: Response keys of intervals 1, 2, 3.
+RESPONSE_KEYS = ("1", "2", "3")
+#: Exit status of a session stopped with Escape (finished trials are saved).
+ABORTED = 3
+#: A flip interval longer than this many frame periods counts as dropped frames.
+DROP_FACTOR = 1.5
+
+_INSTRUCTIONS = {
+    "2afc_ref": "You will see a picture, then two more pictures.\n"
+                "One of the two differs slightly from the first.\n\n"
+                "Press 1 if the first of the two differs, 2 if the second does.",
+    "3afc_oddity": "You will see three pictures; one differs slightly from the other two.\n\n"
+                   "Press 1, 2 or 3 for the odd one.",
+}
+
+
+class SessionAborted(Exception):
+    """Escape was pressed; finished trials are on disk."""
+
+
+# ---------------------------------------------------------------- participant form
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    """Who runs the session; the optional fields go to the session sidecar only."""
+
+    participant: str
+    session: int = 1
+    age: int | None = None
+    sex: str = ""
+    vision: str = ""
+
+    def extra(self) -> dict:
+        """The optional fields that were given."""
+        return {k: v for k, v in (("age", self.age), ("sex", self.sex), ("vision", self.vision)) if v not in (None, "")}
+
+
+SEXES = ("female", "male", "other")
+VISION = ("normal", "corrected")
+
+
+def _session(value: Any) -> int:
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d+", value.strip()):
+            raise ValueError(f"session must be an int >= 1, got {value!r}")
+        value = int(value)
+    return check_session(value)
+
+
+def _age(value: Any) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    if text and (not text.isdigit() or not 1 <= int(text) <= 120):
+        raise ValueError(f"age must be a whole number of years between 1 and 120 (or empty), got {value!r}")
+    return int(text) if text else None
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = (value or "").strip().lower()
+        if text and text not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)} (or empty), got {value!r}")
+        return text
+    return check
+
+
+#: Each form field and its check (raises ValueError naming the field, the value and what is allowed).
+FIELDS: dict[str, Callable[[Any], Any]] = {
+    "participant": check_participant, "session": _session, "age": _age,
+    "sex": _choice("sex", SEXES), "vision": _choice("vision", VISION),
+}
+
+
+def check_info(participant: Any, session: Any = 1, age: Any = None, sex: Any = "", vision: Any = "") -> ParticipantInfo:
+    """Check the participant's details (typed in the form or given as flags) and return them typed.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, the value and what is allowed.
+    """
+    values = dict(participant=participant, session=session, age=age, sex=sex, vision=vision)
+    return ParticipantInfo(**{name: FIELDS[name](value) for name, value in values.items()})
+
+
+def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
+                     write: Callable[[str], Any] = print) -> ParticipantInfo:
+    """Ask for the participant's details in the terminal; a bad answer is explained and asked again.
+
+    Fields: ID (required), session (Enter keeps ``session``), age, sex and corrected vision
+    (optional: Enter skips). Raises :class:`EOFError` when the input ends.
+    """
+    prompts = {
+        "participant": "participant ID (letters, digits, _ -): ",
+        "session": f"session [{session}]: ",
+        "age": "age (Enter to skip): ",
+        "sex": f"sex ({'/'.join(SEXES)}; Enter to skip): ",
+        "vision": f"vision ({'/'.join(VISION)}; Enter to skip): ",
+    }
+    answers: dict[str, Any] = {}
+    for name, prompt in prompts.items():
+        while name not in answers:
+            text = ask(prompt).strip() or (str(session) if name == "session" else "")
+            try:
+                answers[name] = FIELDS[name](text)
+            except ValueError as err:
+                write(f"  {err}")
+    return ParticipantInfo(**answers)
+
+
+# ---------------------------------------------------------------- checks before anything opens
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``eigdist run`` was asked (see ``cli/run.py``)."""
+
+    stimuli: Path
+    monitor: str
+    info: ParticipantInfo
+    config: Path | None = None
+    data: Path = Path("data")
+    monitors: Path | None = None
+    resume: bool = False
+    pilot: bool = False
+    simulate: str | None = None
+    fullscreen: bool = False
+    window: tuple[int, int] | None = None
+    capture: Path | None = None
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before a window opens."""
+
+    options: RunOptions
+    config: ExperimentConfig
+    profile: MonitorProfile
+    stimuli: Any
+    responder: Responder | None  # None: the keyboard (needs the window)
+    spec: SimulateSpec | None
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Check every input and load the stimulus set and responder; writes nothing.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        Naming the bad participant ID, session, config key, ``--simulate`` part, monitor
+        field (``ProfileError``: missing or expired calibration unless ``pilot``) or
+        stimulus-set file.
+    """
+    from .engine import open_stimuli
+
+    info = options.info
+    check_info(info.participant, info.session, info.age, info.sex, info.vision)
+    config = load_config(options.config)
+    spec = parse_simulate(options.simulate) if options.simulate is not None else None
+    profile = load_profile(options.monitor, options.monitors)
+    if not options.pilot:
+        check_calibrated(profile)
+    if options.capture is not None and Path(options.capture).suffix.lower() != ".png":
+        raise ValueError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
+    stimuli = open_stimuli(options.stimuli)
+    responder = None
+    if spec is not None:
+        if spec.kind == "model":
+            import torch  # noqa: F401  (before PsychoPy: see the module docstring)
+        responder = make_responder(spec)
+    return Prepared(options, config, profile, stimuli, responder, spec)
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def dropped_frames(flip_times: list[float], refresh_hz: float) -> int:
+    """Frames lost between consecutive flips: an interval of k periods (k > ``DROP_FACTOR``) lost k − 1."""
+    period = 1.0 / refresh_hz
+    lost = 0
+    for dt in np.diff(np.asarray(flip_times, dtype=float)):
+        if dt > DROP_FACTOR * period:
+            lost += max(1, round(dt / period) - 1)
+    return lost
+
+
+def session_constants(profile: MonitorProfile) -> dict:
+    """The per-session columns of the trial file that describe the display."""
+    import psychopy
+
+    cal = profile.calibration
+    return {
+        "monitor": profile.name, "calibration_date": cal.date if cal else None, "ppd": round(profile.ppd, 6),
+        "distance_cm": profile.distance_cm, "lum_min": cal.lum_min if cal else None,
+        "lum_mean": cal.lum_mean if cal else None, "lum_max": cal.lum_max if cal else None,
+        "bpc": profile.bits, "refresh_hz": profile.refresh_hz, "psychopy_version": psychopy.__version__,
+    }
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """End-of-session lines: trials, accuracy of main and catch trials, dropped frames."""
+    def pct(sel: list[dict]) -> str:
+        return f"{100 * sum(r['correct'] for r in sel) / len(sel):.0f}% correct of {len(sel)}" if sel else "none"
+
+    main = [r for r in rows if not r["is_practice"] and not r["is_catch"]]
+    lines = [f"{len(rows)} trials done", f"main trials: {pct(main)}",
+             f"easy catch trials: {pct([r for r in rows if r['catch_type'] == 'easy'])}",
+             f"blank catch trials (chance expected): {pct([r for r in rows if r['catch_type'] == 'blank'])}"]
+    dropped = [r["dropped_frames"] for r in rows if r.get("dropped_frames") is not None]
+    if dropped:
+        lines.append(f"dropped frames: {sum(dropped)} in {sum(d > 0 for d in dropped)} trials")
+    return lines
+
+
+# ---------------------------------------------------------------- the window side
+
+
+class Screen:
+    """What the session draws: dithered stimulus pools, fixation, text; frame loop and keys.
+
+    Parameters
+    ----------
+    win
+        The window from :func:`experiments.display.open_window`.
+    profile, config
+        The monitor profile (mapping, refresh rate) and the experiment configuration.
+    simulated
+        No waiting for keys on text screens (a simulated observer answers trials).
+    rng
+        Dithering noise.
+    """
+
+    def __init__(self, win: Any, profile: MonitorProfile, config: ExperimentConfig, *, simulated: bool,
+                 rng: np.random.Generator) -> None:
+        from psychopy import visual
+        from psychopy.hardware import keyboard
+
+        from .display import PixelImage
+
+        self.win, self.profile, self.config, self.simulated = win, profile, config, simulated
+        self.kb = keyboard.Keyboard(backend="ptb")
+        size = max(12, int(win.size[1]) // 30)
+        self.text = visual.TextStim(win, text="", height=size, wrapWidth=int(win.size[0]) * 0.8, units="pix",
+                                    color=(-1, -1, -1), autoLog=False)
+        self.prompt = visual.TextStim(win, text="", height=size, units="pix", pos=(0, -int(win.size[1]) // 3),
+                                      color=(-1, -1, -1), autoLog=False)
+        self.fixation = visual.TextStim(win, text="+", height=2 * size, units="pix", color=(-1, -1, -1),
+                                        autoLog=False)
+        n = DITHER_POOL if config.dithering == "frame" else 1
+        mode = "off" if config.dithering == "off" else "trial"
+        self.pool = {content: [PixelImage(win, profile, dither=mode, rng=rng) for _ in range(n)]
+                     for content in ("image", "distorted")}
+
+    def prepare(self, stimuli: Stimuli, target_interval: int) -> None:
+        """Map and upload every texture the trial shows (before its first frame)."""
+        values = {"image": stimuli.reference, "distorted": stimuli.intervals[target_interval - 1]}
+        for content, images in self.pool.items():
+            for image in images:
+                image.set_values(values[content])
+
+    def draw(self, content: str, frame: int) -> None:
+        """Draw one frame's content: ``fixation``, ``blank``, ``image`` or ``distorted``."""
+        if content == "fixation":
+            self.fixation.draw()
+        elif content in self.pool:
+            images = self.pool[content]
+            images[frame % len(images)].draw()
+
+    def check_escape(self) -> None:
+        """Raise :class:`SessionAborted` if Escape was pressed."""
+        if self.kb.getKeys(keyList=["escape"], waitRelease=False):
+            raise SessionAborted
+
+    def wait_key(self, keys: tuple[str, ...]) -> tuple[str, float]:
+        """Wait for one of ``keys`` (on release); keys pressed earlier are dropped. Returns (key, rt)."""
+        from psychopy import core
+
+        self.kb.clearEvents()
+        while True:
+            got = self.kb.getKeys(keyList=[*keys, "escape"], waitRelease=True)
+            if got:
+                if got[0].name == "escape":
+                    raise SessionAborted
+                return got[0].name, float(got[0].rt)
+            core.wait(0.002, hogCPUperiod=0)
+
+    def message(self, text: str, *, key: str = "space") -> None:
+        """Show ``text``; wait for ``key`` unless simulated."""
+        self.text.text = text + ("" if self.simulated else f"\n\n(press {key} to continue)")
+        self.text.draw()
+        self.win.flip()
+        if self.simulated:
+            self.check_escape()
+        else:
+            self.wait_key((key,))
+
+    def respond_screen(self, n_alternatives: int) -> float:
+        """Show the response prompt, start the reaction-time clock at its flip; return the flip time."""
+        self.fixation.draw()
+        self.prompt.text = " or ".join(RESPONSE_KEYS[:n_alternatives]) + "?"
+        self.prompt.draw()
+        self.win.callOnFlip(self.kb.clock.reset)
+        return self.win.flip()
+
+    def feedback(self, correct: bool, n_frames: int) -> None:
+        """The fixation cross in green (correct) or red (wrong) for ``n_frames``."""
+        self.fixation.color = (-1, 0.6, -1) if correct else (0.8, -1, -1)
+        for _ in range(n_frames):
+            self.fixation.draw()
+            self.win.flip()
+        self.fixation.color = (-1, -1, -1)
+
+
+@dataclass
+class SessionResult:
+    """What a run did: the trial file, how many trials it ran, whether Escape stopped it."""
+
+    trials_file: Path
+    n_run: int
+    n_total: int
+    aborted: bool
+    summary: list[str] = field(default_factory=list)
+    psychopy_file: Path | None = None
+
+
+def run_session(options: RunOptions, *, out: Callable[[str], Any] = print) -> SessionResult:
+    """Run one session on a PsychoPy window (checks first: see :func:`prepare`)."""
+    prep = prepare(options)
+    return run_prepared(prep, out=out)
+
+
+def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> SessionResult:
+    """Open the window and the engine and run the pending trials of a prepared session."""
+    from .display import open_window
+
+    opts, profile, config = prep.options, prep.profile, prep.config
+    info = opts.info
+    simulated = prep.responder is not None
+    win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
+                              simulated=simulated)
+    try:
+        for problem in report.problems:
+            out(f"pilot: {problem}")
+        return _run(prep, win, report, out)
+    finally:
+        win.close()
+
+
+def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> SessionResult:
+    from dataclasses import asdict
+
+    from psychopy import data as psydata
+
+    from eigdist_core import __version__
+    from .engine import open_engine
+
+    opts, profile, config, info = prep.options, prep.profile, prep.config, prep.options.info
+    simulated = prep.responder is not None
+    observer = prep.responder.observer if simulated else "human"
+    constants = session_constants(profile)
+    metadata = {"participant_info": info.extra(), "pilot": opts.pilot,
+                "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
+                "stimuli": str(Path(opts.stimuli).resolve()), "eigdist_version": __version__}
+    engine = open_engine(prep.stimuli, config, opts.data, info.participant, info.session, observer=observer,
+                         calibrated=not opts.pilot, resume=opts.resume, constants=constants, metadata=metadata)
+    paths = session_paths(opts.data, info.participant, info.session)
+    rng = np.random.default_rng([config.seed, info.session, engine.done])
+    screen = Screen(win, profile, config, simulated=simulated, rng=rng)
+    responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
+    paths.psychopy.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    exp = psydata.ExperimentHandler(
+        name="eigdist-noticeability", version=__version__, savePickle=False, saveWideText=True,
+        extraInfo={"participant": info.participant, "session": info.session, "observer": observer},
+        dataFileName=str(paths.psychopy / f"sub-{info.participant}_ses-{info.session}_{stamp}"), autoLog=False,
+    )
+    n_total, first = len(engine.plan.trials), engine.done + 1
+    hz = profile.refresh_hz
+    aborted, n_run, prev = False, 0, None
+    captured = opts.capture is None
+    try:
+        with engine.writer:
+            for trial in engine.pending():
+                if prev is None:
+                    resumed = f"Welcome back: the session continues at trial {trial.trial} of {n_total}.\n\n" \
+                        if trial.trial > 1 else ""
+                    practice = "First a few practice trials.\n\n" if trial.is_practice else ""
+                    screen.message(resumed + _INSTRUCTIONS[config.task] + "\n\n" + practice)
+                elif trial.break_before:
+                    head = "Practice done: the experiment starts now." if prev.is_practice else "Break."
+                    screen.message(f"{head}\n\n{trial.trial - 1} of {n_total} trials done.")
+                row = _trial(screen, engine, responder, trial, hz, simulated, capture=None if captured else opts.capture)
+                captured = True
+                for key, value in row.items():
+                    exp.addData(key, value)
+                exp.nextEntry()
+                if config.feedback:
+                    screen.feedback(row["correct"], frames(config.timing.feedback_ms, hz))
+                n_run += 1
+                prev = trial
+    except SessionAborted:
+        aborted = True
+    finally:
+        exp.close()
+    rows = read_trials(paths.trials)
+    lines = summary(rows)
+    if aborted:
+        lines.insert(0, f"stopped with Escape after trial {len(rows)} of {n_total}; every finished trial is saved; "
+                        f"continue with --resume")
+    else:
+        try:
+            screen.message("Done, thank you!\n\n" + "\n".join(lines[1:3]))
+        except SessionAborted:
+            pass
+    for line in lines:
+        out(line)
+    files = sorted(paths.psychopy.glob(f"sub-{info.participant}_ses-{info.session}_{stamp}*.csv"))
+    return SessionResult(paths.trials, n_run, n_total, aborted, lines, files[0] if files else None)
+
+
+def _trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, hz: float, simulated: bool,
+           capture: Path | None) -> dict:
+    """One trial: prepare textures, show the counted frames, get the answer, write the row."""
+    from .display import capture_levels, save_frame_png
+
+    config = engine.config
+    stim = engine.stimuli(trial)
+    screen.prepare(stim, trial.target_interval)
+    segments = frame_sequence(config.task, config.timing, hz, trial.target_interval)
+    flips = []
+    for seg in segments[:-1]:  # the last segment is the (unlimited) response
+        for i in range(seg.n_frames):
+            screen.draw(seg.content, i)
+            if capture is not None and seg.content == "distorted" and i == 0:
+                save_frame_png(capture_levels(screen.win, screen.profile.bits), screen.profile.bits, str(capture))
+                capture = None
+            flips.append(screen.win.flip())
+            screen.check_escape()
+    flips.append(screen.respond_screen(config.n_alternatives))  # ends the last test interval
+    response = responder.respond(trial, stim, engine.plan.session)
+    dropped = None if simulated else dropped_frames(flips, hz)
+    return engine.record(trial, stim, response, dropped_frames=dropped)
+
+
+__all__ = [
+    "ABORTED", "DITHER_POOL", "ParticipantInfo", "Prepared", "RunOptions", "Screen", "SessionAborted",
+    "SessionResult", "check_info", "dropped_frames", "participant_form", "prepare", "run_prepared",
+    "run_session", "session_constants", "summary",
+]

@@ -1,0 +1,114 @@
+"""D, censoring bounds, and the bootstrap ranking on seeded synthetic labs.
+
+Labs: Weibull observers (β 3.5, lapse 0.02, 2AFC), constant stimuli at 0.59–1.68 × the true
+threshold, 60 trials per condition, alpha_max 30; spreads (log10 SD): participant 0.1, image 0.1,
+D scatter 0.1; 6 participants, 2 images, 4 layers with true D 0.9, 0.6, 0.3, 0.0 and D_random 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.psychometric import fit_thresholds
+from analysis.ranking import ALL, RANKING_COLUMNS, compute_d, rank_layers
+from analysis.simulate import make_truth, simulate_trials
+
+TRUE_D = {("vgg16", f"l{i}", "imagenet"): d for i, d in enumerate([0.9, 0.6, 0.3, 0.0])}
+
+
+@pytest.fixture(scope="module")
+def labs() -> pd.DataFrame:
+    """D tables of 100 labs, fitted in one vectorised call."""
+    truths = []
+    for lab in range(100):
+        truth = make_truth(TRUE_D, n_participants=6, n_images=2, seed=lab)
+        truth["participant"] = f"lab{lab:03d}-" + truth["participant"]
+        truths.append(truth)
+    fits = fit_thresholds(simulate_trials(pd.concat(truths, ignore_index=True), n_trials=60, seed=11),
+                          alpha_max=30.0)
+    d = compute_d(fits)
+    d["lab"] = d["participant"].str[:6]
+    return d
+
+
+def test_ranking_recovers_true_order_in_95_of_100_labs(labs):
+    true_order = ["l0", "l1", "l2", "l3"]
+    results = [rank_layers(lab, n_boot=200, seed=1) for _, lab in labs.groupby("lab")]
+    hits = sum(r.ranking["layer"].tolist() == true_order for r in results)
+    assert hits >= 95
+    # The random control (true D_random = 0): its 95 % CI holds 0 in about 95 % of layer × lab cases.
+    covered = np.mean([((r.control["ci_low"] <= 0) & (r.control["ci_high"] >= 0)).mean() for r in results])
+    assert covered >= 0.88
+    pooled = [r.control.iloc[-1] for r in results]
+    assert all(row["model"] == ALL for row in pooled)
+    assert np.mean([row["ci_low"] <= 0 <= row["ci_high"] for row in pooled]) >= 0.88
+
+
+def test_random_control_within_its_ci_of_zero(labs):
+    result = rank_layers(labs[labs["lab"] == "lab000"], n_boot=500, seed=2)
+    pooled = result.control.iloc[-1]
+    assert pooled["model"] == ALL and pooled["n_participants"] == 6 and pooled["n_images"] == 2
+    assert pooled["ci_low"] <= 0 <= pooled["ci_high"]
+    assert abs(pooled["D_random"]) < 0.05
+    assert list(result.ranking.columns) == RANKING_COLUMNS
+    assert result.ranking["rank"].tolist() == [1, 2, 3, 4]
+    assert result.ranking["p_best"].sum() == pytest.approx(1.0)
+    assert result.ranking["p_best"].iloc[0] > 0.9
+    assert (result.ranking["n_participants"] == 6).all() and (result.ranking["n_images"] == 2).all()
+    assert len(result.pairwise) == 6 and (result.pairwise["diff"] > 0).all()
+
+
+def _thresholds(rows):
+    frame = pd.DataFrame(rows, columns=["participant", "image_id", "direction", "threshold", "censored"])
+    frame["model"], frame["layer"], frame["weights"] = "m", "l", "w"
+    frame["log10_threshold"] = np.log10(frame["threshold"])
+    return frame
+
+
+def test_censored_thresholds_give_flagged_bounds():
+    t = _thresholds([
+        ("a", "i1", "max", 1.0, False), ("a", "i1", "min", 30.0, True), ("a", "i1", "random", 2.0, False),
+        ("a", "i2", "max", 30.0, True), ("a", "i2", "min", 10.0, False), ("a", "i2", "random", 30.0, True),
+        ("b", "i1", "max", 30.0, True), ("b", "i1", "min", 30.0, True), ("b", "i1", "random", 1.0, False),
+        ("b", "i2", "max", 1.0, False), ("b", "i2", "min", 10.0, False),
+    ])
+    d = compute_d(t).set_index(["participant", "image_id"])
+    assert d.loc[("a", "i1"), "D"] == pytest.approx(np.log10(30)) and d.loc[("a", "i1"), "D_bound"] == "lower"
+    assert d.loc[("a", "i2"), "D"] == pytest.approx(np.log10(10 / 30)) and d.loc[("a", "i2"), "D_bound"] == "upper"
+    assert np.isnan(d.loc[("b", "i1"), "D"]) and d.loc[("b", "i1"), "D_bound"] == "unknown"
+    assert d.loc[("b", "i2"), "D_bound"] == "exact" and d.loc[("b", "i2"), "D_random_bound"] == "missing"
+    assert d.loc[("a", "i2"), "D_random_bound"] == "unknown"
+    ranking = rank_layers(d.reset_index(), n_boot=50).ranking.iloc[0]
+    assert ranking["n_censored"] == 3                     # lower, upper and unknown all counted
+    assert ranking["D"] == pytest.approx(np.mean([np.log10(30), np.log10(10 / 30), 1.0]))
+
+
+def test_rank_layers_errors():
+    with pytest.raises(ValueError, match="n_boot must be >= 1, got 0"):
+        rank_layers(pd.DataFrame({"D": [0.1]}), n_boot=0)
+    with pytest.raises(ValueError, match="no D values to rank"):
+        rank_layers(pd.DataFrame(columns=["participant", "image_id", "model", "layer", "weights", "D"]))
+
+
+def test_bounds_below_the_tested_range():
+    t = _thresholds([("a", "i1", "max", 0.2, False), ("a", "i1", "min", 5.0, False),
+                     ("a", "i2", "max", 1.0, False), ("a", "i2", "min", 0.3, False)])
+    t["below_range"] = [True, False, False, True]
+    d = compute_d(t).set_index("image_id")
+    assert d.loc["i1", "D_bound"] == "lower"          # T_max ≤ 0.2: D ≥ log10(5 / 0.2)
+    assert d.loc["i2", "D_bound"] == "upper"          # T_min ≤ 0.3: D ≤ log10(0.3)
+
+
+def test_power_grows_with_observers_and_checks_input():
+    from analysis.power import power_table
+
+    table = power_table(0.2, [2, 8], [40], n_images=2, n_labs=20, n_boot=100, seed=3, progress=False)
+    assert table["observers"].tolist() == [2, 8] and (table["labs"] == 20).all()
+    assert table["power"].iloc[1] >= 0.8
+    assert table["median_ci_width"].iloc[1] < table["median_ci_width"].iloc[0]
+    with pytest.raises(ValueError, match="delta_d must be a positive number of log10 units, got -0.1"):
+        power_table(-0.1, [4], [40])
+    with pytest.raises(ValueError, match="observers must be integers >= 2, got \\[1\\]"):
+        power_table(0.3, [1], [40])

@@ -1,0 +1,108 @@
+"""`eigdist analyze` end to end on a small simulated lab: files, report links, errors."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from analysis.load import iter_sessions, session_path, write_trials_csv
+from analysis.ranking import RANKING_COLUMNS
+from analysis.simulate import make_truth, simulate_trials
+from cli.main import main
+
+LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("frontend", "lgg", "published"): 0.3}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    truth = make_truth(LAYERS, n_participants=3, n_images=2, seed=0,
+                       predicted_d={k: 1.0 for k in LAYERS})
+    truth.loc[(truth["participant"] == "p01") & (truth["direction"] == "min"), "threshold"] = 80.0
+    for participant, session, rows in iter_sessions(simulate_trials(truth, n_trials=40, seed=1)):
+        write_trials_csv(rows, session_path(data, participant, session))
+    return data
+
+
+def test_analyze_writes_tables_and_a_report_whose_links_exist(lab, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(lab), "--out", str(out), "--n-boot", "100", "--alpha-max", "30"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    ranking = pd.read_csv(out / "ranking.csv")
+    assert list(ranking.columns) == RANKING_COLUMNS
+    assert ranking["n_censored"].sum() == 4                       # p01's min thresholds: 2 images × 2 layers
+    thresholds = pd.read_csv(out / "thresholds.csv")
+    assert thresholds["censored"].sum() == 4
+    assert thresholds.loc[thresholds["censored"], "threshold"].eq(30.0).all()
+    for name in ("fits.csv", "pairwise.csv", "control.csv", "d.csv", "exclusions.csv"):
+        assert (out / name).is_file()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    links = re.findall(r"(?:src|href)='([^']+)'", page)
+    assert {"forest.png", "fits.png", "d_per_image.png", "ratio.png", "ranking.csv"} <= set(links)
+    for link in links:
+        assert (out / link).is_file() and (out / link).stat().st_size > 0, link
+
+
+def _manifest(folder, alpha_max: float) -> None:
+    from eigdist_core.io import save_json
+
+    images = [{"image_id": f"img{i}", "source": "test", "file": f"images/img{i}.npy", "sha256": ""} for i in (1, 2)]
+    items = []
+    for (model, layer, weights) in LAYERS:
+        for image in images:
+            for direction, eigenvalue in (("max", 4.0), ("min", 0.04), ("random", None)):
+                alpha = [0.1, 1.0, 10.0]
+                gain = {"max": 2.0, "min": 0.2, "random": 1.0}[direction]
+                items.append({
+                    "item_id": f"{image['image_id']}__{model}__{layer}__{direction}", "image_id": image["image_id"],
+                    "model": model, "layer": layer, "weights": weights, "direction": direction,
+                    "eigenvalue": eigenvalue, "alpha_displayable_max": 100.0,
+                    "response_curve": {"alpha": alpha, "distance": [gain * a for a in alpha]},
+                })
+    save_json(folder / "manifest.json", {"alpha_max": alpha_max, "images": images, "items": items})
+
+
+def test_analyze_with_stimulus_set(lab, tmp_path):
+    _manifest(tmp_path, alpha_max=30.0)
+    out = tmp_path / "out"
+    assert main(["analyze", str(lab), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path)]) == 0
+    assert (out / "response_curves.png").stat().st_size > 0 and (out / "ratio.png").stat().st_size > 0
+    assert (pd.read_csv(out / "thresholds.csv")["alpha_max"] == 30.0).all()
+    assert "response_curves.png" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_analyze_reports_bad_input(lab, tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "eigdist analyze: error: no such file or folder" in capsys.readouterr().err
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--observers", "human"]) == 2
+    assert "no trials left after exclusions (1440 read); see the reasons: simulated observer" in capsys.readouterr().err
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--alpha-max", "-1"]) == 2
+    assert "alpha_max must be a positive number, got -1.0" in capsys.readouterr().err
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--stimuli", str(tmp_path)]) == 2
+    assert "no stimulus-set manifest at" in capsys.readouterr().err
+
+
+def test_analyze_reads_what_the_experiment_writes(tmp_path):
+    """Sessions written by the headless experiment engine load, fit and rank as they are."""
+    from trial_fixtures import make_manifest, run_session
+
+    from eigdist_core.io import save_json
+
+    data = tmp_path / "data"
+    for participant in ("P01", "P02"):
+        run_session(data, participant)
+    save_json(tmp_path / "set" / "manifest.json", make_manifest())
+    out = tmp_path / "out"
+    args = ["analyze", str(data), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path / "set")]
+    assert main(args) == 2                                  # the fixture's sessions are uncalibrated
+    assert main([*args, "--include-pilot"]) == 0
+    reasons = pd.read_csv(out / "exclusions.csv").groupby("participant")["reason"].agg(set)
+    assert "easy-catch accuracy 0.83 < 0.9" in reasons["P01"]    # 5 of 6 easy catches right
+    assert main([*args, "--include-pilot", "--min-catch-accuracy", "0.8"]) == 0
+    thresholds = pd.read_csv(out / "thresholds.csv")
+    assert set(thresholds["participant"]) == {"P01", "P02"}
+    assert (thresholds["alpha_max"] == 0.8).all()           # min(set alpha_max, displayable maximum)
+    assert len(pd.read_csv(out / "ranking.csv")) == 2
+    assert "practice trial" in set(pd.read_csv(out / "exclusions.csv")["reason"])

@@ -1,0 +1,398 @@
+"""``eigdist run`` on a real PsychoPy window under Xvfb (experiments/session.py, cli/run.py).
+
+Sessions run as subprocesses (``python -m cli.main run``) in a scratch working folder, so
+``sys.exit`` or a GL crash cannot take pytest down and stray files would show. The keyboard
+path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy window.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eigdist_core.io import load_json
+from experiments.config import load_config
+from experiments.datafile import REQUIRED_COLUMNS, read_trials, session_paths
+from experiments.engine import open_engine, run_headless
+from experiments.observers import make_responder
+from experiments.session import check_info, dropped_frames, participant_form, summary
+from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
+from tests.test_display import make_profile
+from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+
+WEIBULL = "weibull;threshold=0.2;seed=1"
+MODEL = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"
+COMPARED = ("trial", "item_id", "alpha", "correct", "response", "target_interval", "eig_sign", "catch_type",
+            "is_practice")
+
+
+def config_text(per_condition: int = 3, feedback: bool = True, test_ms: int = 30, extra: str = "") -> str:
+    """A short session: 1-2 frames per interval at 60 Hz, few trials."""
+    return f"""seed = 1
+[task]
+feedback = {str(feedback).lower()}
+[timing]
+fixation_ms = 16
+reference_ms = 16
+isi_ms = 16
+test_ms = {test_ms}
+feedback_ms = 16
+[trials]
+per_condition = {per_condition}
+practice = 2
+break_every = 6
+catch_rate = 0.1
+[schedule]
+images_per_session = 1
+{extra}"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, stimulus_set) -> dict[str, Path]:
+    """The built stimulus set, a calibrated and an uncalibrated profile (800×600, 60 Hz), configs."""
+    from dataclasses import replace
+
+    from experiments.monitor import save_profile
+
+    base = tmp_path_factory.mktemp("lab")
+    stimuli = shutil.copytree(stimulus_set, base / "set")
+    monitors = base / "monitors"
+    save_profile(make_profile(name="xvfb"), monitors)
+    save_profile(replace(make_profile(name="uncal"), calibration=None), monitors)
+    (base / "short.toml").write_text(config_text())
+    (base / "long.toml").write_text(config_text(per_condition=20, feedback=False))
+    return {"base": base, "stimuli": stimuli, "monitors": monitors, "short": base / "short.toml",
+            "long": base / "long.toml"}
+
+
+def listing(folder: Path) -> dict[str, float]:
+    """Every file under ``folder`` with its mtime (to show nothing was written there)."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def run_args(lab: dict, config: str = "short", *extra: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", "run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb",
+            "--monitors", str(lab["monitors"]), "--config", str(lab[config]), "--data", "data",
+            "--window", "400x300", *extra]
+
+
+def popen(screen: VirtualDisplay, cwd: Path, args: list[str]) -> subprocess.Popen:
+    cwd.mkdir(exist_ok=True)
+    env = {**screen.env, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
+
+
+def n_rows(path: Path) -> int:
+    """Complete rows in a trial file (a torn last line does not count)."""
+    return max(0, path.read_bytes().count(b"\n") - 1) if path.exists() else 0
+
+
+def headless_rows(lab: dict, config: str, spec: str, data: Path) -> list[dict]:
+    """The same session through the engine alone, with no window and no crash."""
+    from eigdist_core.stimulus_set import StimulusSet
+
+    engine = open_engine(StimulusSet.open(lab["stimuli"]), load_config(lab[config]), data, "P01", 1,
+                         observer=spec, calibrated=True)
+    with engine.writer:
+        run_headless(engine, make_responder(spec))
+    return read_trials(session_paths(data, "P01", 1).trials)
+
+
+# ---------------------------------------------------------------- pure parts (no window)
+
+
+def test_dropped_frames_counts_missed_refreshes():
+    period = 1 / 60
+    assert dropped_frames([0, period, 2 * period, 3 * period], 60) == 0
+    assert dropped_frames([0, period, 3 * period, 4 * period], 60) == 1  # one flip two periods late
+    assert dropped_frames([0, 4 * period], 60) == 3
+    assert dropped_frames([0, 1.4 * period], 60) == 0
+
+
+def test_participant_form_asks_again_until_each_answer_is_valid():
+    answers = iter(["../x", "", "P07", "x", "", "200", "31", "robot", "Female", "corrected"])
+    said = []
+    info = participant_form(lambda prompt: next(answers), session=2, write=said.append)
+    assert (info.participant, info.session, info.age, info.sex, info.vision) == ("P07", 2, 31, "female", "corrected")
+    assert said == [
+        "  participant ID must be letters, digits, '_' or '-' only ([A-Za-z0-9_-]+), got '../x'",
+        "  participant ID must be letters, digits, '_' or '-' only ([A-Za-z0-9_-]+), got ''",
+        "  session must be an int >= 1, got 'x'",
+        "  age must be a whole number of years between 1 and 120 (or empty), got '200'",
+        "  sex must be one of female, male, other (or empty), got 'robot'",
+    ]
+    assert info.extra() == {"age": 31, "sex": "female", "vision": "corrected"}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"participant": "a b"}, "participant ID must be letters, digits"),
+    ({"participant": "P1", "session": 0}, "session must be an int >= 1, got 0"),
+    ({"participant": "P1", "age": "3.5"}, "age must be a whole number of years between 1 and 120"),
+    ({"participant": "P1", "vision": "blurry"}, "vision must be one of normal, corrected (or empty), got 'blurry'"),
+])
+def test_bad_participant_details_are_named(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        check_info(**kwargs)
+    assert message in str(err.value)
+
+
+def test_summary_reports_main_and_catch_accuracy():
+    def row(correct, catch="", practice=False, dropped=0):
+        return {"correct": correct, "catch_type": catch, "is_catch": bool(catch), "is_practice": practice,
+                "dropped_frames": dropped}
+
+    rows = [row(True, practice=True), row(True), row(False, dropped=2), row(True, "easy"), row(False, "blank")]
+    assert summary(rows) == ["5 trials done", "main trials: 50% correct of 2", "easy catch trials: 100% correct of 1",
+                             "blank catch trials (chance expected): 0% correct of 1",
+                             "dropped frames: 2 in 1 trials"]
+
+
+# ---------------------------------------------------------------- refusals before anything opens
+
+
+def _fail(lab, tmp_path, monkeypatch, capsys, *changes: str, stimuli: Path | None = None) -> str:
+    """Run the CLI in-process in an empty folder; it must fail (status 2) and write nothing anywhere."""
+    from cli.main import main
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    stimuli = stimuli or lab["stimuli"]
+    before = listing(lab["base"])
+    args = ["run", "--stimuli", str(stimuli), "--monitor", "xvfb", "--monitors", str(lab["monitors"]),
+            "--config", str(lab["short"]), "--data", "data", "--participant", "P01", "--simulate", WEIBULL]
+    for change in changes:  # "--flag=value" replaces the flag's value or adds it
+        flag, _, value = change.partition("=")
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value] if value else [flag]
+    assert main(args) == 2
+    assert list(cwd.iterdir()) == [] and listing(lab["base"]) == before
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,message", [
+    ("--participant=../x", "eigdist run: error: participant ID must be letters, digits, '_' or '-' only "
+                           "([A-Za-z0-9_-]+), got '../x'"),
+    ("--session=0", "session must be an int >= 1, got 0"),
+    ("--monitor=uncal", "monitor 'uncal': field 'calibration' is missing (uncalibrated profile)"),
+    ("--monitor=nope", "no monitor profile 'nope' in"),
+    ("--simulate=weibull;slope=0", "--simulate weibull: slope must be in (0, 100], got '0'"),
+    ("--window=400by300", "resolution must be WxH in pixels, e.g. 1920x1080, got '400by300'"),
+])
+def test_bad_arguments_fail_naming_the_problem(lab, tmp_path, monkeypatch, capsys, change, message):
+    assert message in _fail(lab, tmp_path, monkeypatch, capsys, change)
+
+
+def test_bad_config_fails_naming_the_key(lab, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config_text(extra="").replace("test_ms = 30", "test_ms = -5"))
+    err = _fail(lab, tmp_path, monkeypatch, capsys, f"--config={bad}")
+    assert "eigdist run: error: bad.toml: timing.test_ms must be > 0, got -5" in err
+
+
+def test_tampered_stimulus_set_fails_naming_the_file(lab, tmp_path, monkeypatch, capsys):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(lab["stimuli"], tampered)
+    item = sorted((tampered / "items").glob("*.npy"))[0]
+    raw = bytearray(item.read_bytes())
+    raw[-1] ^= 1
+    item.write_bytes(bytes(raw))
+    err = _fail(lab, tmp_path, monkeypatch, capsys, stimuli=tampered)
+    assert f"failed verification (1 problem(s)): items/{item.name}: sha256" in err
+
+
+def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, monkeypatch, capsys):
+    from cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    base = ["run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb", "--monitors", str(lab["monitors"])]
+    assert main([*base, "--simulate", WEIBULL]) == 2
+    assert "--participant is required with --simulate" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    assert main(base) == 2
+    assert "the participant form got no answer (input ended); give --participant" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- real windows
+
+
+@pytest.mark.parametrize("spec", [WEIBULL, MODEL], ids=["weibull", "model"])
+def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec):
+    from analysis.load import load_trials
+
+    before = listing(lab["base"])
+    frame = tmp_path / "frame.png"
+    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01", "--simulate",
+                                                                 spec, "--capture-frame", str(frame))))
+    assert rc == 0, out
+    paths = session_paths(tmp_path / "cwd" / "data", "P01", 1)
+    assert sorted(p.name for p in (tmp_path / "cwd").iterdir()) == ["data"] and listing(lab["base"]) == before
+    assert (Path(xvfb.env["HOME"]) / ".psychopy3").is_dir()  # PsychoPy's prefs went to the scratch HOME
+    table = load_trials(tmp_path / "cwd" / "data")  # the analysis contract accepts the file
+    rows = read_trials(paths.trials)
+    sidecar = load_json(paths.sidecar)
+    assert len(table) == len(rows) == sidecar["n_trials"] and [r["trial"] for r in rows] == list(range(1, len(rows) + 1))
+    assert set(REQUIRED_COLUMNS) <= set(table.columns)
+    assert {r["observer"] for r in rows} == {spec} and all(r["calibrated"] for r in rows)
+    assert {r["monitor"] for r in rows} == {"xvfb"} and {r["refresh_hz"] for r in rows} == {60.0}
+    assert all(r["dropped_frames"] is None for r in rows)  # no frame sync: not measured
+    assert sidecar["window"]["framebuffer_size"] == [400, 300] and sidecar["window"]["hardware_ramp"] == "os"
+    assert f"{len(rows)} trials done" in out
+    if spec == MODEL:
+        assert all(r["repr_distance"] > 0 for r in rows if r["catch_type"] != "blank")
+    psychopy_csv = list(paths.psychopy.glob("*.csv"))
+    assert len(psychopy_csv) == 1 and psychopy_csv[0].read_bytes().startswith(b"\xef\xbb\xbf")
+    assert psychopy_csv[0].read_text(encoding="utf-8-sig").count("\n") == len(rows) + 1
+    from PIL import Image
+
+    shown = np.asarray(Image.open(frame))
+    assert shown.shape == (300, 400, 3) and len(np.unique(shown[142:158, 192:208, 0])) > 4  # the 16×16 stimulus
+    if spec == WEIBULL:  # a second run of the same session is refused without --resume, nothing changed
+        data_before = listing(tmp_path / "cwd" / "data")
+        rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01",
+                                                                     "--simulate", spec)))
+        assert rc == 2 and "already exists; continue it with --resume or choose another --session" in out
+        assert listing(tmp_path / "cwd" / "data") == data_before
+
+
+def test_sigkilled_session_resumes_with_every_trial_once(lab, xvfb, tmp_path):
+    cwd = tmp_path / "cwd"
+    trials = session_paths(cwd / "data", "P01", 1).trials
+    proc = popen(xvfb, cwd, run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL))
+    deadline = time.monotonic() + 90
+    while n_rows(trials) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    rc, out = finish(proc)
+    assert rc == -signal.SIGKILL, f"the session ended before it could be killed: {out}"
+    before = read_trials(trials)
+    n_planned = load_json(trials.with_name("sub-P01_ses-1_session.json"))["n_trials"]
+    assert 5 <= len(before) < n_planned
+    rc, out = finish(popen(xvfb, cwd, run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL,
+                                               "--resume")))
+    assert rc == 0, out
+    after = read_trials(trials)
+    assert [r["trial"] for r in after] == list(range(1, n_planned + 1))
+    assert after[:len(before)] == before
+    assert load_json(trials.with_name("sub-P01_ses-1_session.json"))["resumed"] == [len(before) + 1]
+    unbroken = headless_rows(lab, "long", WEIBULL, tmp_path / "headless")
+    assert [[r[c] for c in COMPARED] for r in after] == [[r[c] for c in COMPARED] for r in unbroken]
+
+
+class XKeys:
+    """Real key events through the XTEST extension, sent to the PsychoPy window (no window manager)."""
+
+    def __init__(self, display: str) -> None:
+        from Xlib import display as xdisplay
+
+        self.d = xdisplay.Display(display)
+
+    def focus(self, title: str = "PsychoPy") -> bool:
+        """Give the window named ``title`` the keyboard focus; False while it does not exist."""
+        from Xlib import X
+
+        stack = [self.d.screen().root]
+        while stack:
+            win = stack.pop()
+            if win.get_wm_name() in (title, title.encode()):
+                win.set_input_focus(X.RevertToParent, X.CurrentTime)
+                self.d.sync()
+                return True
+            stack += win.query_tree().children
+        return False
+
+    def press(self, key: str) -> None:
+        from Xlib import X, XK
+        from Xlib.ext import xtest
+
+        code = self.d.keysym_to_keycode(XK.string_to_keysym(key))
+        xtest.fake_input(self.d, X.KeyPress, code)
+        self.d.sync()
+        time.sleep(0.03)
+        xtest.fake_input(self.d, X.KeyRelease, code)
+        self.d.sync()
+
+    def drive(self, proc: subprocess.Popen, trials: Path, key_for, *, escape_after: int | None = None,
+              timeout: float = 120) -> None:
+        """Answer trial t with ``key_for(t)`` until ``proc`` ends; Space for text screens; Escape after n rows.
+
+        A key is sent again only when the trial file has not grown within 0.6 s (a row is written
+        within milliseconds of the key), so no answer can land on the next trial.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.focus():
+            assert proc.poll() is None and time.monotonic() < deadline, "the PsychoPy window never appeared"
+            time.sleep(0.1)
+        while proc.poll() is None and time.monotonic() < deadline:
+            done = n_rows(trials)
+            time.sleep(0.15)  # let the next trial's frames pass: keys pressed before its response screen are dropped
+            if escape_after is not None and done >= escape_after:
+                self.press("Escape")
+                time.sleep(0.5)
+                continue
+            self.press(key_for(done + 1))
+            until = time.monotonic() + 0.6
+            while n_rows(trials) == done and time.monotonic() < until and proc.poll() is None:
+                time.sleep(0.01)
+            if n_rows(trials) == done:
+                self.press("space")  # an instruction, break or end screen
+                time.sleep(0.2)
+
+
+def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb, tmp_path):
+    cwd = tmp_path / "cwd"
+    trials = session_paths(cwd / "data", "P01", 1).trials
+    keys = XKeys(xvfb.display)
+
+    def key_for(trial: int) -> str:
+        return "1" if trial % 3 == 0 else "2"
+
+    human = run_args(lab, "short", "--participant", "P01", "--pilot", "--age", "30", "--vision", "corrected")
+    proc = popen(xvfb, cwd, human)
+    keys.drive(proc, trials, key_for, escape_after=3)
+    rc, out = finish(proc)
+    assert rc == 3 and "stopped with Escape after trial 3" in out, out
+    assert len(read_trials(trials)) == 3 and len(list(trials.parent.glob("psychopy/*.csv"))) == 1
+    proc = popen(xvfb, cwd, human + ["--resume"])
+    keys.drive(proc, trials, key_for)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    rows = read_trials(trials)
+    sidecar = load_json(trials.with_name("sub-P01_ses-1_session.json"))
+    assert [r["trial"] for r in rows] == list(range(1, sidecar["n_trials"] + 1)) and sidecar["resumed"] == [4]
+    assert [r["response"] for r in rows] == [int(key_for(r["trial"])) for r in rows]
+    assert all(r["correct"] == (r["response"] == r["target_interval"]) for r in rows)
+    assert all(r["rt"] > 0 and r["observer"] == "human" and r["calibrated"] is False for r in rows)
+    assert all(isinstance(r["dropped_frames"], int) for r in rows)
+    assert sidecar["participant_info"] == {"age": 30, "vision": "corrected"} and sidecar["pilot"] is True
+    assert any(r["correct"] for r in rows) and not all(r["correct"] for r in rows)
+
+
+def test_model_observer_imports_torch_before_psychopy(lab, tmp_path):
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from experiments.session import RunOptions, check_info, prepare\n"
+        f"prepare(RunOptions(Path({str(lab['stimuli'])!r}), 'xvfb', check_info('P01'), "
+        f"monitors=Path({str(lab['monitors'])!r}), simulate={MODEL!r}))\n"
+        "print(sorted(m for m in ('torch', 'psychopy') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "['torch']", done.stderr  # PsychoPy comes later, with the window

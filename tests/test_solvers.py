@@ -1,0 +1,190 @@
+"""Iterative solvers (lanczos, lobpcg, power, auto) against exact eigendecompositions."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from eigdist_core.eigendistortion import Eigendistortion
+from eigdist_core.fisher import FisherOperator
+from eigdist_core.solvers import EigenResult, solve_exact, solve_iterative
+from tests.conftest import LinearModel, SmallConvNet, SmoothNet
+
+#: (net, image shape): a conv net whose bottom is a null space (fewer outputs
+#: than inputs) and a smooth net with as many outputs as inputs (no null space).
+CASES = {
+    "conv-1x24x24": (SmallConvNet, (1, 1, 24, 24)),
+    "smooth-1x24x24": (SmoothNet, (1, 1, 24, 24)),
+    "conv-3x16x16": (SmallConvNet, (1, 3, 16, 16)),
+    "smooth-3x16x16": (SmoothNet, (1, 3, 16, 16)),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small problems: one thread is faster than two on a shared machine, and results depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Spectrum(torch.nn.Module):
+    """y = diag(√λ)·Qx: F = Qᵀ diag(λ) Q with chosen eigenvalues λ (gaps that power iteration can cross)."""
+
+    def __init__(self, eigenvalues: list[float]) -> None:
+        super().__init__()
+        n = len(eigenvalues)
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+        self.register_buffer("M", torch.tensor(eigenvalues, dtype=torch.float64).sqrt()[:, None] * q.T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.M.to(x.dtype) @ x
+
+
+def operator(case: str, dtype: torch.dtype = torch.float32) -> FisherOperator:
+    net, image = _net_and_image(case)
+    return FisherOperator(net, image, dtype=dtype)
+
+
+@functools.cache
+def exact(case: str, k: int) -> EigenResult:
+    return solve_exact(operator(case), k)
+
+
+def check_against_exact(result: EigenResult, reference: EigenResult, k: int) -> None:
+    """Top |cos| ≥ 0.999; bottom Rayleigh quotients ≤ exact's + 1e-3·λ_max; diagnostics honest."""
+    lam_max = float(reference.eigenvalues[0])
+    cos = (result.eigenvectors[:k] * reference.eigenvectors[:k]).sum(1).abs()
+    assert cos.min() >= 0.999, cos
+    bottom = result.eigenvalues[k:].double()
+    assert (bottom <= reference.eigenvalues[k:].double() + 1e-3 * lam_max).all()
+    assert result.degenerate == reference.degenerate
+    assert all(d.converged for d in result.diagnostics)
+    # the reported Rayleigh quotients are the eigenvalues, and close to the true ones
+    assert torch.allclose(
+        torch.tensor([d.rayleigh for d in result.diagnostics], dtype=torch.float64),
+        result.eigenvalues.double(),
+    )
+    assert abs(float(result.eigenvalues[0]) - lam_max) <= 1e-4 * lam_max
+
+
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg"])
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("case", list(CASES))
+def test_iterative_matches_exact(case, k, method):
+    result = solve_iterative(operator(case), k, method, method, tol=1e-3, max_iter=2000)
+    check_against_exact(result, exact(case, k), k)
+    assert result.method == method
+
+
+@pytest.mark.parametrize("case", ["conv-1x24x24", "smooth-3x16x16"])
+def test_auto_pair_and_float64_products_match_exact(case):
+    """The optimised paths (Lanczos top + LOBPCG bottom, float32 or float64 products) agree with exact."""
+    reference = exact(case, 1)
+    for dtype in (torch.float32, torch.float64):
+        result = solve_iterative(operator(case, dtype), 1, "lanczos", "lobpcg", tol=1e-3)
+        check_against_exact(result, reference, 1)
+        assert result.method == "lanczos+lobpcg"
+
+
+def test_degenerate_bottom_is_exacts_null_space_choice():
+    """A null space: the min eigendistortions are the seeded block projected onto it, as in exact."""
+    op = operator("conv-3x16x16")
+    for seed in (0, 7):
+        reference = solve_exact(op, 2, seed)
+        result = solve_iterative(op, 2, "lanczos", "lobpcg", tol=1e-6, seed=seed)
+        assert result.degenerate and reference.degenerate
+        cos = (result.eigenvectors[2:].double() * reference.eigenvectors[2:].double()).sum(1)
+        assert cos.min() > 0.9999, cos  # same vectors, same signs, same order
+
+
+def test_power_is_plenoptics_algorithm_and_reaches_exact():
+    eigenvalues = [6.0, 5.0, 3.0, 2.0, 1.0, 0.2]
+    op = FisherOperator(Spectrum(eigenvalues), torch.ones(6, dtype=torch.float64), dtype=torch.float64)
+    result = solve_iterative(op, 2, "power", "power", tol=1e-9, max_iter=500)
+    assert torch.allclose(result.eigenvalues, torch.tensor([6.0, 5.0, 1.0, 0.2], dtype=torch.float64))
+    reference = solve_exact(op, 2)
+    cos = (result.eigenvectors * reference.eigenvectors).sum(1).abs()
+    assert cos.min() > 1 - 1e-9
+    assert result.method == "power" and not result.degenerate
+    assert result.diagnostics[0].products == 2 * result.diagnostics[0].iterations + 2
+
+
+def test_power_degenerate_bottom_tends_to_the_same_choice():
+    op = FisherOperator(LinearModel(25, 10), torch.ones(25), dtype=torch.float64)
+    reference = solve_exact(op, 1, seed=3)
+    result = solve_iterative(op, 1, "power", "power", tol=1e-10, max_iter=5000, seed=3)
+    assert result.degenerate
+    assert float((result.eigenvectors[1] * reference.eigenvectors[1]).sum()) > 1 - 1e-8
+
+
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg", "power"])
+def test_same_seed_same_vectors(method):
+    op = operator("smooth-1x24x24")
+    a = solve_iterative(op, 2, method, method, max_iter=30, seed=5)
+    b = solve_iterative(op, 2, method, method, max_iter=30, seed=5)
+    assert torch.equal(a.eigenvectors, b.eigenvectors)
+    assert [d.products for d in a.diagnostics] == [d.products for d in b.diagnostics]
+
+
+def test_stopping_short_says_so_in_result_and_warning():
+    eig = Eigendistortion(*reversed(_net_and_image("smooth-1x24x24")))
+    with pytest.warns(RuntimeWarning, match=r"lobpcg did not reach tol=1e-08 for eigenindex 0 \(residual"):
+        eig.synthesize(method="lobpcg", tol=1e-8, max_iter=3)
+    vectors = eig.diagnostics["vectors"]
+    assert not any(v["converged"] for v in vectors)
+    assert all(v["iterations"] == 3 for v in vectors)
+
+
+def test_time_budget_stops_the_solver_and_warns():
+    eig = Eigendistortion(*reversed(_net_and_image("smooth-1x24x24")))
+    with pytest.warns(RuntimeWarning, match="did not reach tol"):
+        eig.synthesize(method="lanczos", tol=1e-12, time_budget=1e-9)
+    assert all(v["iterations"] == 0 for v in eig.diagnostics["vectors"])
+
+
+def test_diagnostics_count_products_and_time():
+    op = operator("smooth-1x24x24")
+    result = solve_iterative(op, 1, "lanczos", "lobpcg", block=4)
+    top, bottom = result.diagnostics
+    assert top.products > 0 and bottom.products > 0
+    assert top.products + bottom.products == op.products
+    assert top.products % 4 == 0  # whole blocks of 4
+    assert top.seconds > 0 and bottom.seconds > 0
+
+
+def test_synthesize_auto_uses_exact_when_small_and_the_pair_otherwise(monkeypatch):
+    import eigdist_core.eigendistortion as module
+
+    net, image = _net_and_image("smooth-1x24x24")
+    assert Eigendistortion(image, net).synthesize().diagnostics["method"] == "exact"
+    monkeypatch.setattr(module, "EXACT_LIMIT", 0)
+    eig = Eigendistortion(image, net).synthesize(k=2)
+    assert eig.diagnostics["method"] == "lanczos+lobpcg"
+    assert eig.eigendistortions.shape == (4, 1, 24, 24)
+    assert eig.eigenindex.tolist() == [0, 1, 574, 575]
+
+
+def test_unknown_iterative_method_is_refused():
+    with pytest.raises(ValueError, match="iterative method must be one of lanczos, lobpcg, power; got 'arnoldi'"):
+        solve_iterative(operator("smooth-1x24x24"), 1, "lanczos", "arnoldi")
+
+
+def _net_and_image(case: str):
+    net, shape = CASES[case]
+    return net(channels=shape[1]), torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def test_history_records_every_iteration_of_both_phases():
+    op = operator("conv-1x24x24")  # degenerate: the bottom is the null-space projection
+    result = solve_iterative(op, 1, "lanczos", "lobpcg", tol=1e-3)
+    phases = [h["phase"] for h in result.history]
+    assert phases == sorted(phases, key=["top", "bottom"].index) and {"top", "bottom"} == set(phases)
+    top = [h for h in result.history if h["phase"] == "top"]
+    assert top[-1]["iteration"] == result.diagnostics[0].iterations
+    assert top[-1]["residual"] <= 1e-3 < top[0]["residual"]
+    assert [h["seconds"] for h in result.history] == sorted(h["seconds"] for h in result.history)
+    assert result.history[-1]["products"] <= op.products
