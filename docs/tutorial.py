@@ -189,7 +189,7 @@ from experiments.engine import open_engine, run_headless
 from experiments.observers import make_responder
 from eigdist_core.stimulus_set import StimulusSet
 
-per_condition = 12 if args.quick else 40
+per_condition = 8 if args.quick else 40
 experiment = OUT / "experiment.toml"
 experiment.write_text(f"seed = 0\n[trials]\nper_condition = {per_condition}\npractice = 0\n"
                       f"[schedule]\nimages_per_session = {len(IMAGES)}\n", encoding="utf-8")
@@ -217,5 +217,5 @@ report = analyze([OUT / "data"], OUT / "analysis",
                  AnalysisSettings(n_boot=200 if args.quick else 2000, stimuli=str(stimuli),
                                   exclusions=ExclusionRules(min_catch_accuracy=0.0)))
 ranking = pd.read_csv(report.parent / "ranking.csv").sort_values("rank")
-print(ranking[["model", "layer", "D", "ci_low", "ci_high", "rank", "p_best"]].to_string(index=False))
+print("ranking:\n" + ranking[["model", "layer", "D", "ci_low", "ci_high", "rank", "p_best"]].to_string(index=False))
 print(f"report: {report}")
