@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -62,16 +63,18 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
     layers = fits[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
     directions = [d for d in DIRECTION_COLOURS if d in set(fits["direction"])]
     fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.2 * len(directions), 2.4 * len(layers)),
-                             squeeze=False, sharex=True, sharey=True)
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     data = trials[~trials["is_catch"]]
     alpha = np.geomspace(max(data["alpha"][data["alpha"] > 0].min() / 2, 1e-6), data["alpha"].max() * 1.5, 200)
     for i, layer in enumerate(layers):
         for j, direction in enumerate(directions):
             ax = axes[i, j]
             sel = (fits[LAYER] == pd.Series(layer)).all(axis=1) & (fits["direction"] == direction)
-            for row in fits[sel].head(MAX_CURVES).itertuples():
-                ax.plot(alpha, psychometric(alpha, row.scale, row.slope, row.lapse, row.guess, row.function),
-                        color=DIRECTION_COLOURS[direction], lw=0.7, alpha=0.4, ls="--" if row.censored else "-")
+            shown = fits[sel].head(MAX_CURVES)
+            curves = [np.column_stack([alpha, psychometric(alpha, r.scale, r.slope, r.lapse, r.guess, r.function)])
+                      for r in shown.itertuples()]
+            ax.add_collection(LineCollection(curves, colors=DIRECTION_COLOURS[direction], linewidths=0.7, alpha=0.4,
+                                             linestyles=["--" if c else "-" for c in shown["censored"]]))
             mask = (data[LAYER] == pd.Series(layer)).all(axis=1) & (data["direction"] == direction)
             if mask.any():
                 a = data.loc[mask, "alpha"]
@@ -87,9 +90,9 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
                 ax.set_ylabel(f"{layer['model']}:{layer['layer']}\n{layer['weights']}", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("α (amplitude)")
+    axes[0, 0].set_xlim(alpha[0], alpha[-1])
     fig.suptitle("Fitted psychometric functions (lines; dashed: censored) and pooled proportion correct (dots)",
                  fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import CommandError
 
@@ -50,9 +51,9 @@ def build(args: argparse.Namespace) -> int:
         from eigdist_core.executors import SlurmOptions, run_submitit
 
         config, base = load_config(args.config)
-        out = args.out or base / config.name
+        out = Path(args.out) if args.out else base / config.name
         options = SlurmOptions(
-            log_folder=args.log_folder or f"{out}.slurm", partition=args.partition, time_min=args.time,
+            log_folder=args.log_folder or str(out.parent / f"{out.name}.slurm"), partition=args.partition, time_min=args.time,
             gpus=args.gpus, cpus=args.cpus, array_parallelism=args.array_parallelism,
             mem_gb=args.mem_gb, cluster=args.cluster,
         )
@@ -94,6 +95,5 @@ def _report(folder, problems: list[str]) -> int:
     a_max = s.manifest["alpha_max"]
     short = sum(1 for it in s.items if it["alpha_displayable_max"] < a_max)
     print(f"{folder}: OK, set {s.set_id}: {len(s.images)} images, {len(s.items)} items; "
-          f"{short} items leave [0, 1] before alpha_max = {a_max} (the experiment caps them at "
-          "their alpha_displayable_max)")
+          f"{short} of them leave [0, 1] below alpha_max = {a_max} (see each item's alpha_displayable_max)")
     return 0

@@ -289,18 +289,26 @@ def build_set(
     with tqdm(total=len(order), initial=len(done), unit="item", disable=not progress,
               desc=config.name, file=sys.stderr) as bar:
         start = time.perf_counter()
+        running = [t.group for t in pending]  # in plan order: the first is being computed (jobs=1)
+        if running:
+            bar.set_postfix_str(_label(running[0]))
         for task, entries in runner(compute_group, pending):
             for e in entries:
                 done[e["item_id"]] = e
             record(False)
             g = task.group
-            bar.set_postfix_str(f"{g.image_id} {g.network.spec}", refresh=False)
+            running.remove(g)
+            bar.set_postfix_str(_label(running[0]) if running else "", refresh=False)
             bar.update(len(entries))
             log.write(f"done {g.image_id} {g.network.spec} {g.network.weights}: {len(entries)} items "
                       f"({time.perf_counter() - start:.1f} s since start)")
     record(True)
     log.write(f"complete: {len(order)} items in {folder}")
     return folder
+
+
+def _label(group: Group) -> str:
+    return f"{group.image_id} {group.network.spec}"
 
 
 def _claim_folder(folder: Path, set_id: str, force: bool) -> dict | None:

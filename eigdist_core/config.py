@@ -127,8 +127,8 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
     response_points = _number(raw, "response_points", defaults.response_points, integer=True)
-    if response_points < 2:
-        raise ValueError(f"response_points: must be >= 2, got {response_points}")
+    if response_points < 3:
+        raise ValueError(f"response_points: must be >= 3 (0, alpha_max/1000 and alpha_max at least), got {response_points}")
     return SetConfig(
         name=name,
         images=_images(raw["images"], base),

@@ -15,8 +15,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-EXECUTORS = ("local", "slurm")
-
 
 def run_tasks(
     fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int = 1

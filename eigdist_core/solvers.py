@@ -214,7 +214,7 @@ class _Phase:
 
 @dataclass
 class _Trace:
-    """Collects :attr:`EigenResult.history` and drives the progress bar of one phase."""
+    """Collects :attr:`EigenResult.history`: one entry per iteration of either end."""
 
     op: FisherOperator
     origin: float

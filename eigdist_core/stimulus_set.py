@@ -248,6 +248,9 @@ def verify_set(path: str | os.PathLike) -> list[str]:
 
 def _id_problems(m: dict) -> list[str]:
     problems = []
+    set_id = compute_set_id(m["config"], m["versions"])
+    if m["set_id"] != set_id:
+        problems.append(f"{MANIFEST}: set_id {m['set_id']} does not match its config and versions ({set_id})")
     image_ids = {im["image_id"] for im in m["images"]}
     for im in m["images"]:
         if im["file"] != f"images/{im['image_id']}.npy":

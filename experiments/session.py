@@ -9,8 +9,7 @@ Flow of :func:`run_session`:
 1. :func:`prepare` checks everything without writing: participant ID and session, the
    experiment config, the ``--simulate`` spec, the monitor profile (its calibration unless
    ``pilot``), the stimulus set (every file's sha256), and builds the responder. A model
-   observer imports torch here, before PsychoPy (PsychoPy first breaks torch on some
-   machines).
+   observer imports torch here, before PsychoPy (the platform notes require that order).
 2. The window (:func:`experiments.display.open_window`; ``simulated`` turns ``waitBlanking``
    off), then the engine (:func:`experiments.engine.open_engine`: new or resumed trial file).
 3. Instructions, then per trial: a break screen where the plan says so, the stimulus
@@ -40,7 +39,7 @@ from .config import ExperimentConfig, load_config
 from .datafile import check_participant, check_session, read_trials, session_paths
 from .design import Trial, frame_sequence, frames
 from .monitor import MonitorProfile, check_calibrated, load_profile
-from .observers import KeyboardResponder, Responder, Stimuli, SimulateSpec, make_responder, parse_simulate
+from .observers import KeyboardResponder, Responder, Stimuli, make_responder, parse_simulate
 
 #: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
 DITHER_POOL = 8
@@ -184,7 +183,6 @@ class Prepared:
     profile: MonitorProfile
     stimuli: Any
     responder: Responder | None  # None: the keyboard (needs the window)
-    spec: SimulateSpec | None
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -214,7 +212,7 @@ def prepare(options: RunOptions) -> Prepared:
         if spec.kind == "model":
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec)
-    return Prepared(options, config, profile, stimuli, responder, spec)
+    return Prepared(options, config, profile, stimuli, responder)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -407,47 +405,26 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
     metadata = {"participant_info": info.extra(), "pilot": opts.pilot,
                 "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
                 "stimuli": str(Path(opts.stimuli).resolve()), "eigdist_version": __version__}
+    screen = Screen(win, profile, config, simulated=simulated, rng=np.random.default_rng([config.seed, info.session]))
+    responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
     engine = open_engine(prep.stimuli, config, opts.data, info.participant, info.session, observer=observer,
                          calibrated=not opts.pilot, resume=opts.resume, constants=constants, metadata=metadata)
     paths = session_paths(opts.data, info.participant, info.session)
-    rng = np.random.default_rng([config.seed, info.session, engine.done])
-    screen = Screen(win, profile, config, simulated=simulated, rng=rng)
-    responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
-    paths.psychopy.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    exp = psydata.ExperimentHandler(
-        name="eigdist-noticeability", version=__version__, savePickle=False, saveWideText=True,
-        extraInfo={"participant": info.participant, "session": info.session, "observer": observer},
-        dataFileName=str(paths.psychopy / f"sub-{info.participant}_ses-{info.session}_{stamp}"), autoLog=False,
-    )
-    n_total, first = len(engine.plan.trials), engine.done + 1
-    hz = profile.refresh_hz
-    aborted, n_run, prev = False, 0, None
-    captured = opts.capture is None
-    try:
-        with engine.writer:
-            for trial in engine.pending():
-                if prev is None:
-                    resumed = f"Welcome back: the session continues at trial {trial.trial} of {n_total}.\n\n" \
-                        if trial.trial > 1 else ""
-                    practice = "First a few practice trials.\n\n" if trial.is_practice else ""
-                    screen.message(resumed + _INSTRUCTIONS[config.task] + "\n\n" + practice)
-                elif trial.break_before:
-                    head = "Practice done: the experiment starts now." if prev.is_practice else "Break."
-                    screen.message(f"{head}\n\n{trial.trial - 1} of {n_total} trials done.")
-                row = _trial(screen, engine, responder, trial, hz, simulated, capture=None if captured else opts.capture)
-                captured = True
-                for key, value in row.items():
-                    exp.addData(key, value)
-                exp.nextEntry()
-                if config.feedback:
-                    screen.feedback(row["correct"], frames(config.timing.feedback_ms, hz))
-                n_run += 1
-                prev = trial
-    except SessionAborted:
-        aborted = True
-    finally:
-        exp.close()
+    n_total, done_before, aborted = len(engine.plan.trials), engine.done, False
+    with engine.writer:
+        paths.psychopy.mkdir(parents=True, exist_ok=True)
+        exp = psydata.ExperimentHandler(
+            name="eigdist-noticeability", version=__version__, savePickle=False, saveWideText=True,
+            extraInfo={"participant": info.participant, "session": info.session, "observer": observer},
+            dataFileName=str(paths.psychopy / f"sub-{info.participant}_ses-{info.session}_{stamp}"), autoLog=False,
+        )
+        try:
+            _trials(screen, engine, responder, exp, simulated, opts.capture)
+        except SessionAborted:
+            aborted = True
+        finally:
+            exp.close()
     rows = read_trials(paths.trials)
     lines = summary(rows)
     if aborted:
@@ -461,10 +438,33 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
     for line in lines:
         out(line)
     files = sorted(paths.psychopy.glob(f"sub-{info.participant}_ses-{info.session}_{stamp}*.csv"))
-    return SessionResult(paths.trials, n_run, n_total, aborted, lines, files[0] if files else None)
+    return SessionResult(paths.trials, len(rows) - done_before, n_total, aborted, lines, files[0] if files else None)
 
 
-def _trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, hz: float, simulated: bool,
+def _trials(screen: Screen, engine: Any, responder: Responder, exp: Any, simulated: bool,
+            capture: Path | None) -> None:
+    """Every pending trial, with its instruction or break screen before it; rows also go to ``exp``."""
+    config, hz = engine.config, screen.profile.refresh_hz
+    n_total, prev = len(engine.plan.trials), None
+    for trial in engine.pending():
+        if prev is None:
+            resumed = (f"Welcome back: the session continues at trial {trial.trial} of {n_total}.\n\n"
+                       if trial.trial > 1 else "")
+            practice = "First a few practice trials.\n\n" if trial.is_practice else ""
+            screen.message(resumed + _INSTRUCTIONS[config.task] + "\n\n" + practice)
+        elif trial.break_before:
+            head = "Practice done: the experiment starts now." if prev.is_practice else "Break."
+            screen.message(f"{head}\n\n{trial.trial - 1} of {n_total} trials done.")
+        row = run_trial(screen, engine, responder, trial, hz, simulated, capture=capture if prev is None else None)
+        for key, value in row.items():
+            exp.addData(key, value)
+        exp.nextEntry()
+        if config.feedback:
+            screen.feedback(row["correct"], frames(config.timing.feedback_ms, hz))
+        prev = trial
+
+
+def run_trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, hz: float, simulated: bool,
            capture: Path | None) -> dict:
     """One trial: prepare textures, show the counted frames, get the answer, write the row."""
     from .display import capture_levels, save_frame_png
@@ -490,6 +490,6 @@ def _trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, hz: 
 
 __all__ = [
     "ABORTED", "DITHER_POOL", "ParticipantInfo", "Prepared", "RunOptions", "Screen", "SessionAborted",
-    "SessionResult", "check_info", "dropped_frames", "participant_form", "prepare", "run_prepared",
+    "SessionResult", "check_info", "dropped_frames", "participant_form", "prepare", "run_prepared", "run_trial",
     "run_session", "session_constants", "summary",
 ]

@@ -106,3 +106,17 @@ def test_analyze_reads_what_the_experiment_writes(tmp_path):
     assert (thresholds["alpha_max"] == 0.8).all()           # min(set alpha_max, displayable maximum)
     assert len(pd.read_csv(out / "ranking.csv")) == 2
     assert "practice trial" in set(pd.read_csv(out / "exclusions.csv")["reason"])
+
+
+def test_power_command(tmp_path, capsys):
+    out = tmp_path / "power"
+    args = ["power", "--delta-d", "0.3", "--observers", "2,3", "--trials", "20", "--images", "1", "--labs", "4",
+            "--n-boot", "50", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "observers" in printed and "median_ci_width" in printed
+    table = pd.read_csv(out / "power.csv")
+    assert table["observers"].tolist() == [2, 3] and table["power"].between(0, 1).all()
+    assert (out / "power.png").stat().st_size > 0
+    assert main(["power", "--delta-d", "0"]) == 2
+    assert "delta_d must be a positive number of log10 units, got 0.0" in capsys.readouterr().err

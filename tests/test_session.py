@@ -34,16 +34,18 @@ COMPARED = ("trial", "item_id", "alpha", "correct", "response", "target_interval
             "is_practice")
 
 
-def config_text(per_condition: int = 3, feedback: bool = True, test_ms: int = 30, extra: str = "") -> str:
+def config_text(per_condition: int = 3, feedback: bool = True, task: str = "2afc_ref") -> str:
     """A short session: 1-2 frames per interval at 60 Hz, few trials."""
     return f"""seed = 1
 [task]
+name = "{task}"
+n_alternatives = {3 if task == "3afc_oddity" else 2}
 feedback = {str(feedback).lower()}
 [timing]
 fixation_ms = 16
 reference_ms = 16
 isi_ms = 16
-test_ms = {test_ms}
+test_ms = 30
 feedback_ms = 16
 [trials]
 per_condition = {per_condition}
@@ -52,7 +54,7 @@ break_every = 6
 catch_rate = 0.1
 [schedule]
 images_per_session = 1
-{extra}"""
+"""
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,9 @@ def lab(tmp_path_factory, stimulus_set) -> dict[str, Path]:
     save_profile(replace(make_profile(name="uncal"), calibration=None), monitors)
     (base / "short.toml").write_text(config_text())
     (base / "long.toml").write_text(config_text(per_condition=20, feedback=False))
+    (base / "oddity.toml").write_text(config_text(task="3afc_oddity"))
     return {"base": base, "stimuli": stimuli, "monitors": monitors, "short": base / "short.toml",
-            "long": base / "long.toml"}
+            "long": base / "long.toml", "oddity": base / "oddity.toml"}
 
 
 def listing(folder: Path) -> dict[str, float]:
@@ -160,6 +163,51 @@ def test_summary_reports_main_and_catch_accuracy():
                              "dropped frames: 2 in 1 trials"]
 
 
+class FakeScreen:
+    """Stands in for :class:`experiments.session.Screen` (no window): logs what each frame draws."""
+
+    def __init__(self, late_flip: int) -> None:
+        self.log: list = []
+        self.profile, self.win = make_profile(name="fake"), self
+        self.t, self.n_flips, self.late_flip = 0.0, 0, late_flip
+
+    def prepare(self, stimuli, target_interval):
+        self.log.append(("prepare", target_interval))
+
+    def draw(self, content, frame):
+        self.log.append(content)
+
+    def flip(self) -> float:
+        self.n_flips += 1
+        self.t += (2 if self.n_flips == self.late_flip else 1) / 60  # one flip a refresh late
+        return self.t
+
+    def check_escape(self):
+        pass
+
+    def respond_screen(self, n_alternatives):
+        self.log.append("respond")
+        return self.flip()
+
+
+def test_a_trial_prepares_textures_then_shows_its_counted_frames(tmp_path):
+    from experiments.config import Timing
+    from experiments.observers import WeibullObserver
+    from experiments.session import run_trial
+    from tests.trial_fixtures import ArraySource, small_config
+
+    config = small_config(timing=Timing(fixation_ms=50, reference_ms=100, isi_ms=50, test_ms=200))
+    engine = open_engine(ArraySource(), config, tmp_path, "P01", 1, observer="weibull", calibrated=True)
+    trial = next(engine.pending())
+    screen = FakeScreen(late_flip=5)
+    with engine.writer:
+        row = run_trial(screen, engine, WeibullObserver(), trial, 60.0, simulated=False, capture=None)
+    test1, test2 = ("distorted", "image") if trial.target_interval == 1 else ("image", "distorted")
+    assert screen.log == ([("prepare", trial.target_interval)] + ["fixation"] * 3 + ["image"] * 6 + ["blank"] * 3
+                          + [test1] * 12 + ["blank"] * 3 + [test2] * 12 + ["respond"])
+    assert row["dropped_frames"] == 1 and read_trials(session_paths(tmp_path, "P01", 1).trials)[0]["dropped_frames"] == 1
+
+
 # ---------------------------------------------------------------- refusals before anything opens
 
 
@@ -200,7 +248,7 @@ def test_bad_arguments_fail_naming_the_problem(lab, tmp_path, monkeypatch, capsy
 
 def test_bad_config_fails_naming_the_key(lab, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text(config_text(extra="").replace("test_ms = 30", "test_ms = -5"))
+    bad.write_text(config_text().replace("test_ms = 30", "test_ms = -5"))
     err = _fail(lab, tmp_path, monkeypatch, capsys, f"--config={bad}")
     assert "eigdist run: error: bad.toml: timing.test_ms must be > 0, got -5" in err
 
@@ -232,13 +280,13 @@ def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, mo
 # ---------------------------------------------------------------- real windows
 
 
-@pytest.mark.parametrize("spec", [WEIBULL, MODEL], ids=["weibull", "model"])
-def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec):
+@pytest.mark.parametrize("spec,config", [(WEIBULL, "short"), (MODEL, "oddity")], ids=["weibull-2afc", "model-3afc"])
+def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec, config):
     from analysis.load import load_trials
 
     before = listing(lab["base"])
     frame = tmp_path / "frame.png"
-    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01", "--simulate",
+    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, config, "--participant", "P01", "--simulate",
                                                                  spec, "--capture-frame", str(frame))))
     assert rc == 0, out
     paths = session_paths(tmp_path / "cwd" / "data", "P01", 1)
@@ -254,6 +302,8 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
     assert all(r["dropped_frames"] is None for r in rows)  # no frame sync: not measured
     assert sidecar["window"]["framebuffer_size"] == [400, 300] and sidecar["window"]["hardware_ramp"] == "os"
     assert f"{len(rows)} trials done" in out
+    assert {r["task"] for r in rows} == {load_config(lab[config]).task}
+    assert {r["target_interval"] for r in rows} == set(range(1, rows[0]["n_alternatives"] + 1))
     if spec == MODEL:
         assert all(r["repr_distance"] > 0 for r in rows if r["catch_type"] != "blank")
     psychopy_csv = list(paths.psychopy.glob("*.csv"))
@@ -269,6 +319,12 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
                                                                      "--simulate", spec)))
         assert rc == 2 and "already exists; continue it with --resume or choose another --session" in out
         assert listing(tmp_path / "cwd" / "data") == data_before
+
+
+def test_real_session_on_a_screen_without_gamma_ramp_is_refused_and_writes_nothing(lab, xvfb, tmp_path):
+    rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01")))
+    assert rc == 2 and "eigdist run: error: could not set the hardware gamma ramp to identity" in out, out
+    assert list((tmp_path / "cwd").iterdir()) == []
 
 
 def test_sigkilled_session_resumes_with_every_trial_once(lab, xvfb, tmp_path):

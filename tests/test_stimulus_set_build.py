@@ -107,7 +107,7 @@ def test_kill_mid_build_then_rerun_gives_the_uninterrupted_bytes(built, tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "cli.main", "stimuli", "build", str(config), "--out", str(folder), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not any((folder / "items").glob("*.npy")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
@@ -223,3 +223,31 @@ def test_cli_verify_exits_1_listing_every_bad_file_and_show_writes_previews(buil
     for path in bad:
         assert f"{folder}/{path.relative_to(folder).as_posix()}: sha256" in err
     assert "3 problem(s)" in err
+
+
+def test_cli_slurm_executor_through_submitit_debug(tmp_path, capsys):
+    from cli.main import main
+
+    config = tmp_path / "small.toml"
+    config.write_text(TINY.format(seed=0).replace(', "coffee", "chelsea", "astronaut"', "").split("[[models]]")[0]
+                      + '[[models]]\nspec = "resnet18:conv1"\nweights = "random:0"\n')
+    out = tmp_path / "set"
+    assert main(["stimuli", "build", str(config), "--out", str(out), "--executor", "slurm",
+                 "--cluster", "debug", "--quiet"]) == 0
+    assert "OK, set" in capsys.readouterr().out
+    assert len(StimulusSet.open(out).items) == 3 and (tmp_path / "set.slurm").is_dir()
+
+
+def test_bad_executor_and_preview_arguments_are_named(built, tmp_path, capsys):
+    from cli.main import main
+    from eigdist_core.executors import SlurmOptions, run_submitit, run_tasks
+    from eigdist_core.previews import write_previews
+
+    assert main(["stimuli", "build", str(built / "config.toml"), "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="jobs must be an int >= 1, got 0"):
+        list(run_tasks(print, [1], jobs=0))
+    with pytest.raises(ValueError, match="cluster must be slurm, local or debug, got 'pbs'"):
+        list(run_submitit(print, [1], SlurmOptions(log_folder=str(tmp_path), cluster="pbs")))
+    with pytest.raises(ValueError, match="alpha must be >= 0, got -1.0"):
+        write_previews(built, alpha=-1)

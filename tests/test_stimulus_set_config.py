@@ -65,6 +65,7 @@ def test_image_folder_is_expanded_relative_to_the_config(tmp_path):
     ({"images": '["camera", "no_such_photo.png"]'}, r"images\[1\]: 'no_such_photo.png' is neither a file, a folder nor a built-in name"),
     ({"images": '["camera", "camera"]'}, "images: two images have the id 'camera'"),
     ({"name": '"my set"'}, "name: must be a non-empty string of letters"),
+    ({"response_points": "2"}, r"response_points: must be >= 3 \(0, alpha_max/1000 and alpha_max at least\), got 2"),
 ])
 def test_bad_config_keys_are_named(tmp_path, keys, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):

@@ -143,12 +143,14 @@ def test_verify_names_every_content_problem(tiny):
     m["items"][1]["alpha_displayable_max"] = 5.0
     m["images"][0]["sha256"] = save_npy(tiny / "images/img.npy", np.full((1, 4, 4), 0.9, dtype=np.float32))
     m["complete"] = False
+    m["config"]["seed"] = 1  # the manifest no longer matches its set_id
     write_manifest(tiny, m)
     problems = "\n".join(verify_set(tiny))
     assert f"{m['items'][0]['file']}: L2 norm is 2" in problems
     assert "images/img.npy: values [0.9, 0.9] leave value_range [0.2, 0.8]" in problems
     assert f"{m['items'][1]['file']}: alpha_displayable_max is 5 in the manifest" in problems
     assert "complete = false" in problems
+    assert f"manifest.json: set_id {m['set_id']} does not match its config and versions" in problems
 
 
 def test_verify_catches_max_equal_to_min(tiny):
@@ -171,3 +173,13 @@ def test_verify_names_nonfinite_and_missing_files(tiny):
     problems = verify_set(tiny)
     assert f"{m['items'][0]['file']}: missing" in problems
     assert f"{m['items'][2]['file']}: 16 NaN or infinite values" in problems
+
+
+def test_reader_names_a_broken_or_foreign_manifest(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is not valid JSON"):
+        StimulusSet.open(tmp_path)
+    assert verify_set(tmp_path)[0].endswith("manifest.json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+    (tmp_path / "manifest.json").write_text('{"schema_version": 7}')
+    with pytest.raises(ValueError, match="schema_version must be 1, got 7"):
+        StimulusSet.open(tmp_path)
