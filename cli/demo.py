@@ -57,7 +57,7 @@ def demo_plan(quick: bool, observers: int | None) -> DemoPlan:
     if quick:
         return DemoPlan(ROOT / "stimuli" / "demo_quick.toml", observers or 2, per_condition=16, noise=0.0003,
                         n_boot=200, jobs=1)
-    return DemoPlan(ROOT / "stimuli" / "demo.toml", observers or 4, per_condition=30, noise=0.0003, n_boot=1000)
+    return DemoPlan(ROOT / "stimuli" / "demo.toml", observers or 4, per_condition=24, noise=0.0003, n_boot=1000)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
