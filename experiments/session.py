@@ -377,8 +377,7 @@ def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> Sessio
     """Open the window and the engine and run the pending trials of a prepared session."""
     from .display import open_window
 
-    opts, profile, config = prep.options, prep.profile, prep.config
-    info = opts.info
+    opts, profile = prep.options, prep.profile
     simulated = prep.responder is not None
     win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
                               simulated=simulated)

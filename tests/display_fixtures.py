@@ -10,7 +10,6 @@ themselves (``-displayfd``) and are stopped at the end. Run PsychoPy in a subpro
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+
+from experiments.xvfb import launch_xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,30 +34,6 @@ class VirtualDisplay:
     height: int
     depth: int
     env: dict[str, str]
-
-
-def _start_xvfb(width: int, height: int, depth: int, timeout: float = 20.0) -> tuple[subprocess.Popen, str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}", "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    os.close(write_fd)
-    data = b""
-    try:  # read up to the newline: closing the pipe earlier kills Xvfb ("Cannot write display number")
-        while not data.endswith(b"\n") and select.select([read_fd], [], [], timeout)[0]:
-            chunk = os.read(read_fd, 64)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(read_fd)
-    number = data.decode().strip()
-    if not number or proc.poll() is not None:
-        proc.kill()
-        err = proc.communicate()[1].decode(errors="replace")[-500:]
-        raise RuntimeError(f"Xvfb {width}x{height}x{depth} did not start: {err}")
-    return proc, f":{number}"
 
 
 def _env(display: str, home: Path) -> dict[str, str]:
@@ -80,7 +57,7 @@ def xvfb_factory() -> Iterator[Callable[..., VirtualDisplay]]:
         if key not in servers:
             for attempt in range(3):  # another Xvfb may grab the same display number at the same moment
                 try:
-                    proc, display = _start_xvfb(width, height, depth)
+                    proc, display = launch_xvfb(width, height, depth)
                     break
                 except RuntimeError:
                     if attempt == 2:

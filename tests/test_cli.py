@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from cli.main import build_parser, main
 

@@ -13,7 +13,7 @@ import pytest
 from eigdist_core.io import load_json
 
 from experiments.datafile import (
-    COLUMNS, REQUIRED_COLUMNS, check_participant, open_session, read_trials, session_paths,
+    COLUMNS, REQUIRED_COLUMNS, open_session, read_trials, session_paths,
 )
 from trial_fixtures import SET_ID, run_session
 
