@@ -61,22 +61,34 @@ def start_xvfb(width: int = 800, height: int = 600, depth: int = 24, *, timeout:
     if shutil.which("Xvfb") is None:
         raise FileNotFoundError("Xvfb is not installed and there is no DISPLAY: install it "
                                 "(Debian/Ubuntu: apt-get install xvfb) or run on a desktop")
-    for attempt in range(attempts):  # another server may take the same display number at the same moment
-        try:
-            proc, display = launch_xvfb(width, height, depth, timeout)
-            break
-        except RuntimeError:
-            if attempt == attempts - 1:
-                raise
+    proc, display = launch_xvfb_retrying(width, height, depth, timeout=timeout, attempts=attempts)
     try:
         yield display
     finally:
-        proc.terminate()
+        stop_xvfb(proc)
+
+
+def launch_xvfb_retrying(width: int, height: int, depth: int, *, timeout: float = 20.0,
+                         attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """:func:`launch_xvfb`, tried up to ``attempts`` times: another server may take the same
+    display number at the same moment."""
+    for attempt in range(attempts):
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            return launch_xvfb(width, height, depth, timeout)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+    raise ValueError(f"attempts must be >= 1, got {attempts}")
 
 
-__all__ = ["launch_xvfb", "start_xvfb"]
+def stop_xvfb(proc: subprocess.Popen) -> None:
+    """Stop a server started by :func:`launch_xvfb` (terminate, then kill after 10 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+__all__ = ["launch_xvfb", "launch_xvfb_retrying", "start_xvfb", "stop_xvfb"]

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from experiments.xvfb import launch_xvfb
+from experiments.xvfb import launch_xvfb_retrying, stop_xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,24 +55,13 @@ def xvfb_factory() -> Iterator[Callable[..., VirtualDisplay]]:
     def factory(width: int = 800, height: int = 600, depth: int = 24) -> VirtualDisplay:
         key = (width, height, depth)
         if key not in servers:
-            for attempt in range(3):  # another Xvfb may grab the same display number at the same moment
-                try:
-                    proc, display = launch_xvfb(width, height, depth)
-                    break
-                except RuntimeError:
-                    if attempt == 2:
-                        raise
+            proc, display = launch_xvfb_retrying(width, height, depth)
             servers[key] = (proc, VirtualDisplay(display, width, height, depth, _env(display, home)))
         return servers[key][1]
 
     yield factory
     for proc, _ in servers.values():
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_xvfb(proc)
     shutil.rmtree(home, ignore_errors=True)
 
 
