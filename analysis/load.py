@@ -1,6 +1,6 @@
 """Trial files → one validated DataFrame.
 
-Reads every ``*_trials.csv`` (CONTRACTS.md, "Trial data") under the given
+Reads every ``*_trials.csv`` (docs/formats.md, "Trial data") under the given
 paths, checks the required columns row by row and returns one table with the
 typed required columns, every extra column as text, and ``source_file`` /
 ``source_line`` so later messages can point back at a row. Every error names
@@ -17,23 +17,14 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-#: Required columns, in the contract's order.
-REQUIRED = (
-    "participant", "session", "trial", "image_id", "model", "layer", "weights", "direction",
-    "item_id", "alpha", "correct", "n_alternatives", "task", "is_catch", "catch_type",
-    "is_practice", "observer", "calibrated",
-)
-#: The condition of a track: one psychometric function per value of these.
-CONDITION = ("participant", "image_id", "model", "layer", "weights", "direction")
-DIRECTIONS = ("max", "min", "random")
-TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
-CATCH_TYPES = ("easy", "blank", "")
+from eigdist_core.contract import CATCH_TYPES, DIRECTIONS, REQUIRED_COLUMNS, TASKS
+from eigdist_core.errors import EigdistError
 
 _PARTICIPANT = re.compile(r"[A-Za-z0-9_-]+")
 _BOOLS = {"true": True, "false": False}
 
 
-class TrialDataError(ValueError):
+class TrialDataError(EigdistError):
     """A trial file breaks the contract; the message names file, row and column."""
 
 
@@ -94,11 +85,11 @@ def _read_one(file: Path) -> pd.DataFrame:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise TrialDataError(f"{file}, row 1, column (header): unreadable CSV: {exc}") from exc
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise TrialDataError(
             f"{file}, row 1, column {missing[0]!r}: required column missing "
-            f"(missing: {', '.join(missing)}; required: {', '.join(REQUIRED)})"
+            f"(missing: {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)})"
         )
     frame["source_file"] = str(file)
     frame["source_line"] = np.arange(2, len(frame) + 2)

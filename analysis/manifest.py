@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eigdist_core.contract import CONDITION_KEY
 from eigdist_core.io import load_json
 from experiments.design import conditions
 
-KEY = ["image_id", "model", "layer", "weights", "direction"]
+KEY = list(CONDITION_KEY)
 
 
 def load_manifest(folder: str | os.PathLike) -> dict:

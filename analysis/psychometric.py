@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from .load import CONDITION
+from eigdist_core.contract import TRACK_KEY
 
 FUNCTIONS = ("weibull", "lognormal")
 SLOPES = ("shared", "free")
@@ -271,7 +271,7 @@ def _ceiling_loglik(batch: _Batch, theta: np.ndarray, ceiling: np.ndarray, optio
 def _pool(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-condition summary and per-(condition, α) counts of the analysable trials."""
     data = trials[~trials["is_catch"]]
-    keys = list(CONDITION)
+    keys = list(TRACK_KEY)
     alts = data.groupby(keys, sort=True)["n_alternatives"].nunique()
     if (alts > 1).any():
         bad = alts[alts > 1].index[0]

@@ -1,4 +1,4 @@
-"""The statistic D, its bootstrap, and the ranking of the layers (CONTRACTS.md).
+"""The statistic D, its bootstrap, and the ranking of the layers (docs/formats.md).
 
 D = log10 T_min − log10 T_max per participant × image × (model, layer,
 weights); the control D_random = log10 T_random − log10 T_max.
@@ -162,7 +162,7 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     Returns
     -------
     BootstrapResult
-        ``ranking`` (CONTRACTS.md columns, best first), ``pairwise`` (every pair,
+        ``ranking`` (docs/formats.md columns, best first), ``pairwise`` (every pair,
         ``a`` ranked above ``b``: diff = D_a − D_b, its CI, P(D_a > D_b)),
         ``control`` (D_random per layer with CI, same order, then a row pooling
         every layer, named :data:`ALL`), and the draws.

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .load import CONDITION
+from eigdist_core.contract import TRACK_KEY
 
 Layer = tuple[str, str, str]  # (model, layer, weights)
 #: Constant-stimulus levels as multiples of the true threshold (a pilot-informed design).
@@ -97,7 +97,7 @@ def make_truth(layers: Mapping[Layer, float], *, n_participants: int = 6, n_imag
                 for direction, log_t in logs.items():
                     rows.append((participant, image, model, layer, weights, direction, 10.0 ** log_t,
                                  eig[direction] if pred is not None else np.nan))
-    return pd.DataFrame(rows, columns=[*CONDITION, "threshold", "eigenvalue"])
+    return pd.DataFrame(rows, columns=[*TRACK_KEY, "threshold", "eigenvalue"])
 
 
 def weibull_p(alpha: np.ndarray, threshold: np.ndarray, slope: float, lapse: float,
@@ -190,11 +190,11 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
     cond, alpha, correct = cond[order], alpha[order], correct[order]
     item = (truth["image_id"] + "__" + truth["model"] + "__" + truth["layer"] + "__"
             + truth["weights"].str.replace(":", "-") + "__" + truth["direction"])
-    columns = {c: truth[c].to_numpy(dtype=object)[cond] for c in CONDITION}
+    columns = {c: truth[c].to_numpy(dtype=object)[cond] for c in TRACK_KEY}
     trial = np.arange(len(cond)) - np.searchsorted(person[order], person[order]) + 1
     rows = pd.DataFrame({
         "participant": columns["participant"], "session": 1, "trial": trial,
-        **{c: columns[c] for c in CONDITION[1:]},
+        **{c: columns[c] for c in TRACK_KEY[1:]},
         "item_id": item.to_numpy(dtype=object)[cond], "alpha": alpha, "correct": correct,
         "n_alternatives": n_alternatives, "task": TASK[n_alternatives], "is_catch": False,
         "catch_type": "", "is_practice": False,

@@ -33,6 +33,7 @@ import numpy as np
 from . import __version__
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .executors import run_tasks
+from .errors import in_context
 from .io import atomic_write_bytes, load_json, load_npy, save_npy, sha256_file
 from .stimulus_set import (
     MANIFEST,
@@ -123,7 +124,7 @@ def check_inputs(config: SetConfig, base: Path) -> dict[str, np.ndarray]:
         try:
             images[image_id_of(source)] = prepare_image(source, base, config)
         except (ValueError, OSError) as exc:
-            raise type(exc)(f"images[{i}] ({source!r}): {exc}") from None
+            raise in_context(exc, f"images[{i}] ({source!r})") from exc
     for i, net in enumerate(config.models):
         try:
             models.load(net.spec, net.weights)

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .images import BUILTIN_IMAGES
+from .errors import in_context
 from .io import read_toml
 from .models import parse_spec
-from .stimulus_set import DIRECTIONS, safe_name
+from .contract import DIRECTIONS
+from .stimulus_set import safe_name
 from .validate import METHODS, validate_positive, validate_value_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".npy")
@@ -87,7 +89,7 @@ def load_config(path: str | os.PathLike) -> tuple[SetConfig, Path]:
     try:
         return parse_config(raw, path.parent), path.parent
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        raise in_context(exc, str(path)) from exc
 
 
 def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:

@@ -14,16 +14,16 @@ import numpy as np
 
 from .io import atomic_write_bytes
 from .plots import show_array
-from .stimulus_set import DIRECTIONS, StimulusSet
+from .contract import DIRECTIONS, LAYER_KEY
+from .stimulus_set import StimulusSet
 
-CONDITION = ("model", "layer", "weights")
 
 
 def conditions(sset: StimulusSet) -> list[tuple[str, str, str]]:
     """The set's (model, layer, weights) triples, in manifest order."""
     seen: dict[tuple, None] = {}
     for it in sset.items:
-        seen.setdefault(tuple(it[k] for k in CONDITION), None)
+        seen.setdefault(tuple(it[k] for k in LAYER_KEY), None)
     return list(seen)
 
 
@@ -69,7 +69,7 @@ def eigenvalue_summary(sset: StimulusSet):
         xs, ys = [], []
         for x, cond in enumerate(rows):
             for it in sset.items:
-                if tuple(it[k] for k in CONDITION) == cond and it["direction"] == direction and it["index"] == 0:
+                if tuple(it[k] for k in LAYER_KEY) == cond and it["direction"] == direction and it["index"] == 0:
                     xs.append(x + {"max": -0.15, "min": 0.15, "random": 0.0}[direction])
                     ys.append(max(it["rayleigh"], 1e-12))  # log axis: a null direction sits at the floor
         if xs:
@@ -91,7 +91,7 @@ def response_summary(sset: StimulusSet):
     colors = {"max": "C3", "min": "C0", "random": "C7"}
     for ax, cond in zip(axes[0], rows):
         for it in sset.items:
-            if tuple(it[k] for k in CONDITION) != cond or it["index"] != 0:
+            if tuple(it[k] for k in LAYER_KEY) != cond or it["index"] != 0:
                 continue
             alpha = np.array(it["response_curve"]["alpha"][1:])
             dist = np.array(it["response_curve"]["distance"][1:])
@@ -134,7 +134,7 @@ def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: i
 def _entry(sset: StimulusSet, image_id: str, cond: tuple, direction: str) -> dict | None:
     for it in sset.items:
         if it["image_id"] == image_id and it["direction"] == direction and it["index"] == 0 \
-                and tuple(it[k] for k in CONDITION) == cond:
+                and tuple(it[k] for k in LAYER_KEY) == cond:
             return it
     return None
 

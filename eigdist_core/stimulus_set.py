@@ -1,6 +1,6 @@
 """The stimulus-set folder format: names, reading, the manifest and its checks.
 
-A set is a folder (CONTRACTS.md, "Stimulus set")::
+A set is a folder (docs/formats.md, "Stimulus set")::
 
     <set>/manifest.json          what is in the set, with a sha256 per file
     <set>/images/<image_id>.npy  float32 C × H × W, in value_range
@@ -25,13 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from .contract import DIRECTIONS, DISPLAY_RANGE
 from .io import json_bytes, load_json, load_npy, save_json, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-DIRECTIONS = ("max", "min", "random")
-#: The values a display can show (0 → Lmin, 1 → Lmax); ``alpha_displayable_max`` keeps image ± α·e inside it.
-DISPLAY_RANGE = (0.0, 1.0)
 #: Tolerances of :func:`verify_set`: unit norm, max/min overlap, recorded α.
 NORM_TOL = 1e-4
 OVERLAP_TOL = 0.1

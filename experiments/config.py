@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eigdist_core.contract import TASKS
+from eigdist_core.errors import EigdistError
 from eigdist_core.io import read_toml
 
 from .staircase import DEFAULT_OPTIONS, KINDS, make_track
@@ -20,7 +22,6 @@ from .staircase import DEFAULT_OPTIONS, KINDS, make_track
 DEFAULT_CONFIG = Path(__file__).with_name("noticeability.toml")
 
 #: Tasks and their number of alternatives.
-TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
 
 DITHERING = ("frame", "trial", "off")
 
@@ -85,7 +86,7 @@ _TIMING = tuple(Timing.__dataclass_fields__)
 _SECTIONS = ("task", "timing", "trials", "schedule", "track", "display")
 
 
-class ConfigError(ValueError):
+class ConfigError(EigdistError):
     """A bad experiment configuration; the message names the file and the key."""
 
 

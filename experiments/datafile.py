@@ -1,6 +1,6 @@
 """The session's trial file: one CSV row per trial, appended and fsynced as the trial ends.
 
-Path and columns follow CONTRACTS.md:
+Path and columns follow docs/formats.md:
 ``<data>/sub-<p>/ses-<s>/sub-<p>_ses-<s>_trials.csv`` (UTF-8, no BOM, header row,
 booleans ``true``/``false``, missing values empty) plus the JSON sidecar
 ``sub-<p>_ses-<s>_session.json``. A crash loses at most the trial being
@@ -20,28 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from eigdist_core.contract import (
+    BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, MAY_BE_EMPTY, REQUIRED_COLUMNS, TRIAL_COLUMNS,
+)
 from eigdist_core.io import load_json, save_json
 
-#: Columns the analysis reads (CONTRACTS.md), in order.
-REQUIRED_COLUMNS = (
-    "participant", "session", "trial", "image_id", "model", "layer", "weights", "direction",
-    "item_id", "alpha", "correct", "n_alternatives", "task", "is_catch", "catch_type",
-    "is_practice", "observer", "calibrated",
-)
-#: Recommended columns this package fills (the session fills the display ones).
-RECOMMENDED_COLUMNS = (
-    "block", "eig_sign", "eigenvalue", "log10_alpha", "rms", "mse", "target_interval", "response",
-    "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "set_id", "monitor",
-    "calibration_date", "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "bpc", "refresh_hz",
-    "psychopy_version", "seed", "timestamp",
-)
-COLUMNS = REQUIRED_COLUMNS + RECOMMENDED_COLUMNS
-
-_INT = {"session", "trial", "n_alternatives", "block", "eig_sign", "target_interval", "response",
-        "dropped_frames", "clipped_pixels", "bpc", "seed"}
-_FLOAT = {"alpha", "eigenvalue", "log10_alpha", "rms", "mse", "rt", "repr_distance", "ppd",
-          "distance_cm", "lum_min", "lum_mean", "lum_max", "refresh_hz"}
-_BOOL = {"correct", "is_catch", "is_practice", "calibrated"}
+#: Every column of the file, in order (docs/formats.md).
+COLUMNS = TRIAL_COLUMNS
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -73,7 +58,7 @@ class SessionPaths:
 
 
 def session_paths(data: str | os.PathLike, participant: str, session: int) -> SessionPaths:
-    """The CONTRACTS.md paths of a session, checked to lie inside ``data``."""
+    """The docs/formats.md paths of a session, checked to lie inside ``data``."""
     check_participant(participant)
     check_session(session)
     root = Path(data).resolve()
@@ -100,13 +85,13 @@ def parse_value(column: str, text: str) -> Any:
     """Inverse of :func:`format_value` for the known columns (others stay text)."""
     if text == "":
         return None if column != "catch_type" else ""
-    if column in _BOOL:
+    if column in BOOL_COLUMNS:
         if text not in ("true", "false"):
             raise ValueError(f"column {column} must be true or false, got {text!r}")
         return text == "true"
-    if column in _INT:
+    if column in INT_COLUMNS:
         return int(text)
-    if column in _FLOAT:
+    if column in FLOAT_COLUMNS:
         return float(text)
     return text
 
@@ -150,7 +135,7 @@ class TrialWriter:
         unknown = sorted(set(row) - set(self.columns))
         if unknown:
             raise ValueError(f"unknown trial column(s) {', '.join(unknown)}; allowed: {', '.join(self.columns)}")
-        missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c not in ("item_id", "catch_type")]
+        missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c not in MAY_BE_EMPTY]
         if missing:
             raise ValueError(f"trial row lacks required column(s) {', '.join(missing)}")
         if row["trial"] != self.next_trial:

@@ -6,7 +6,7 @@ session number, so the same inputs always give the same trials (which is
 what lets an interrupted session resume at the next trial).
 
 - Conditions: one per manifest item, keyed by ``image_id, model, layer,
-  weights, direction`` (CONTRACTS.md); each has its own ``alpha_max`` =
+  weights, direction`` (docs/formats.md); each has its own ``alpha_max`` =
   min(the set's ``alpha_max``, the item's ``alpha_displayable_max``).
 - Blocks: one per image and visit; the image order is a row of a balanced
   (Williams) Latin square chosen by the participant's number, blocks are cut
@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from eigdist_core.contract import CONDITION_KEY, DIRECTIONS
+
 from .config import ExperimentConfig, Timing
 
-DIRECTIONS = ("max", "min", "random")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Condition:
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
-        """The CONTRACTS.md condition key ``(image_id, model, layer, weights, direction)``."""
-        return (self.image_id, self.model, self.layer, self.weights, self.direction)
+        """The condition key (:data:`eigdist_core.contract.CONDITION_KEY`)."""
+        return tuple(getattr(self, name) for name in CONDITION_KEY)
 
 
 @dataclass(frozen=True)

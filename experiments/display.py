@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from eigdist_core.errors import EigdistError
+
 from .luminance import (
     DITHER_MODES, Mapped, background_level, background_value, continuous_levels, level_table, level_to_signed,
     pixel_offset, quantise, size_deg, texture,
@@ -26,7 +28,7 @@ from .monitor import MonitorProfile, parse_date
 REFRESH_TOLERANCE = 0.02
 
 
-class DisplayError(RuntimeError):
+class DisplayError(EigdistError):
     """The screen does not match the profile (size, refresh, bit depth, gamma ramp); names both values."""
 
 

@@ -27,14 +27,12 @@ import numpy as np
 from eigdist_core.io import sha256_bytes
 
 from .config import ExperimentConfig
+from eigdist_core.contract import CONDITION_KEY, DISPLAY_RANGE
+
 from .datafile import TrialWriter, open_session, participant_trials
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
-
-#: The display range images are checked against (clipped_pixels).
-DISPLAY_RANGE = (0.0, 1.0)
-
 
 class StimulusSource(Protocol):
     """A stimulus set as the engine needs it; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
@@ -53,8 +51,8 @@ def tracked(row: dict) -> bool:
 
 
 def condition_key(row: dict) -> tuple:
-    """The CONTRACTS.md condition key of a row."""
-    return (row["image_id"], row["model"], row["layer"], row["weights"], row["direction"])
+    """The condition key of a row (:data:`eigdist_core.contract.CONDITION_KEY`)."""
+    return tuple(row[name] for name in CONDITION_KEY)
 
 
 class TrialEngine:
@@ -212,7 +210,7 @@ def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> Stimu
     path
         The set's folder.
     require_grey
-        Refuse colour sets (CONTRACTS.md: grey sets only until per-gun
+        Refuse colour sets (docs/formats.md: grey sets only until per-gun
         calibration exists); a simulated run may pass ``False``.
 
     Raises

@@ -1,6 +1,6 @@
 """Stimulus values → output levels: inverse of the measured curve, noisy-bit dithering, clipping (pure).
 
-Values are linear luminance: 0 → Lmin, 1 → Lmax of the profile (CONTRACTS.md, "Values on
+Values are linear luminance: 0 → Lmin, 1 → Lmax of the profile (docs/formats.md, "Values on
 screen"). The measured curve gives the luminance of every output level; a value becomes a
 *continuous* level by inverting that table piecewise-linearly, and noisy-bit dithering
 (Allard & Faubert 2008) turns it into an integer level: ``floor(level + u)``, u ~ U[0, 1).

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from eigdist_core.errors import EigdistError
 from eigdist_core.io import load_json, save_json
 
 #: Tag stored in every profile file, so a PsychoPy monitor file in the same folder is not misread.
@@ -35,7 +36,7 @@ MIN_READINGS = 5
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class ProfileError(ValueError):
+class ProfileError(EigdistError):
     """A monitor profile that is missing, malformed, incomplete or expired (the message names the field)."""
 
 

@@ -6,7 +6,7 @@ interval, 1-based). The session (PsychoPy) and the headless engine call
 every responder the same way, so a simulated run exercises the whole trial
 path except the window.
 
-Simulated observers (``--simulate SPEC``, grammar in CONTRACTS.md; parsed by
+Simulated observers (``--simulate SPEC``, grammar in docs/formats.md; parsed by
 :func:`parse_simulate`, built by :func:`make_responder`):
 
 ``weibull[;threshold=α][;slope=β][;lapse=p][;seed=n]``
@@ -213,7 +213,7 @@ class SimulateSpec:
 
 
 def parse_simulate(spec: str) -> SimulateSpec:
-    """Parse a ``--simulate`` spec (CONTRACTS.md grammar).
+    """Parse a ``--simulate`` spec (docs/formats.md grammar).
 
     ``model=<model spec>[;weights=<w>][;noise=<σ>][;lapse=<p>][;seed=<n>]`` or
     ``weibull[;threshold=<α>][;slope=<β>][;lapse=<p>][;seed=<n>]``.

@@ -158,7 +158,7 @@ def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What ``eigdist run`` was asked (see ``cli/run.py``)."""
+    """What ``eigdist run`` was asked (see ``eigdist/cli/run.py``)."""
 
     stimuli: Path
     monitor: str

@@ -1,10 +1,10 @@
-"""The command line: every CONTRACTS.md command group is registered."""
+"""The command line: every docs/formats.md command group is registered."""
 
 import subprocess
 import sys
 
 
-from cli.main import build_parser, main
+from eigdist.cli.main import build_parser, main
 
 GROUPS = ["synth", "stimuli", "calibrate", "run", "analyze", "power", "demo"]
 
@@ -15,7 +15,7 @@ def test_every_command_group_is_registered():
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from eigdist.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo import OBSERVER_MODEL, demo_plan, observer_spec
-from cli.main import main
+from eigdist.cli.demo import OBSERVER_MODEL, demo_plan, observer_spec
+from eigdist.cli.main import main
 from experiments.observers import parse_simulate
 from experiments.xvfb import start_xvfb
 
@@ -23,7 +23,7 @@ needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is no
 def demo(out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(out.parent / "home")}
     env.pop("DISPLAY", None)  # the demo starts its own screen
-    return subprocess.run([sys.executable, "-m", "cli.main", "demo", "--quick", "--out", str(out), *extra],
+    return subprocess.run([sys.executable, "-m", "eigdist", "demo", "--quick", "--out", str(out), *extra],
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 

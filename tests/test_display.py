@@ -231,7 +231,7 @@ def test_cli_check_draws_ramp_and_patches(xvfb, tmp_path):
     p = make_profile()
     save_profile(p, tmp_path)
     png = tmp_path / "check.png"
-    res = run_python(xvfb, "-m", "cli.main", "calibrate", "--monitors", str(tmp_path), "check", "g",
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "g",
                      "--window", "400x300", "--frames", "2", "--save", str(png))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "patch value 0.50: 50.25 cd/m2" in res.stdout

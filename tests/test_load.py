@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
-from analysis.load import REQUIRED, TrialDataError, load_trials, session_path, write_trials_csv
+from eigdist_core.contract import REQUIRED_COLUMNS
+from analysis.load import TrialDataError, load_trials, session_path, write_trials_csv
 from analysis.simulate import make_truth, simulate_trials
 
 
@@ -116,7 +117,7 @@ def test_required_columns_match_contract():
         "participant session trial image_id model layer weights direction item_id alpha correct "
         "n_alternatives task is_catch catch_type is_practice observer calibrated"
     ).split()
-    assert list(REQUIRED) == contract
+    assert list(REQUIRED_COLUMNS) == contract
 
 
 def test_exclusions_each_with_reason():

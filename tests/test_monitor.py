@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from cli.main import main as eigdist
+from eigdist.cli.main import main as eigdist
 from experiments.monitor import (
     ProfileError, calibrated, check_calibrated, fit_calibration, gamma_curve, load_profile, monitors_dir,
     new_profile, parse_resolution, pixels_per_degree, profile_from_dict, profile_to_dict, read_readings,

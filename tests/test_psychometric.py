@@ -13,14 +13,14 @@ import pytest
 from scipy import optimize
 
 from analysis import psychometric as ps
-from analysis.load import CONDITION
+from eigdist_core.contract import TRACK_KEY
 from analysis.simulate import make_truth, simulate_trials
 
 LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("vgg16", "conv5", "imagenet"): 0.2}
 
 
 def _relative_errors(fits: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    merged = fits.merge(truth, on=list(CONDITION), suffixes=("", "_true"))
+    merged = fits.merge(truth, on=list(TRACK_KEY), suffixes=("", "_true"))
     assert len(merged) == len(truth)
     return np.abs(merged["threshold"] / merged["threshold_true"] - 1)
 
@@ -41,7 +41,7 @@ def test_quest_tracks_recover_thresholds_and_d():
     truth = make_truth(LAYERS, n_participants=4, n_images=2, seed=5)
     fits = ps.fit_thresholds(simulate_trials(truth, n_trials=60, method="quest", seed=3), alpha_max=30.0)
     assert np.median(_relative_errors(fits, truth)) < 0.15
-    merged = fits.merge(truth, on=list(CONDITION), suffixes=("", "_true"))
+    merged = fits.merge(truth, on=list(TRACK_KEY), suffixes=("", "_true"))
     log_ratio = np.log10(merged["threshold"] / merged["threshold_true"])
     shift = log_ratio.groupby(merged["direction"]).median()
     assert abs(shift["min"] - shift["max"]) < 0.03
@@ -87,9 +87,9 @@ def test_vectorised_fit_matches_scipy_per_condition():
     truth = make_truth(LAYERS, n_participants=1, n_images=2, seed=9)
     trials = simulate_trials(truth, n_trials=50, seed=4)
     fits = ps.fit_thresholds(trials, alpha_max=30.0, options=ps.FitOptions(slope="free"))
-    groups = dict(iter(trials.groupby(list(CONDITION))))
+    groups = dict(iter(trials.groupby(list(TRACK_KEY))))
     for row in fits.itertuples():
-        data = groups[tuple(getattr(row, c) for c in CONDITION)]
+        data = groups[tuple(getattr(row, c) for c in TRACK_KEY)]
         a, y = data["alpha"].to_numpy(), data["correct"].to_numpy()
 
         def nll(t):
@@ -124,5 +124,5 @@ def test_threshold_below_the_tested_range_is_flagged_not_extrapolated():
     trials = simulate_trials(truth, n_trials=60, levels=tuple(np.geomspace(20, 60, 6)), alpha_max=1000.0, seed=2)
     fits = ps.fit_thresholds(trials, alpha_max=1000.0)
     assert fits["below_range"].all() and not fits["censored"].any()
-    lowest = trials.groupby(list(CONDITION))["alpha"].min().reindex(pd.MultiIndex.from_frame(fits[list(CONDITION)]))
+    lowest = trials.groupby(list(TRACK_KEY))["alpha"].min().reindex(pd.MultiIndex.from_frame(fits[list(TRACK_KEY)]))
     assert np.allclose(fits["threshold"], lowest.to_numpy())

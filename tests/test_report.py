@@ -10,7 +10,7 @@ import pytest
 from analysis.load import iter_sessions, session_path, write_trials_csv
 from analysis.ranking import RANKING_COLUMNS
 from analysis.simulate import make_truth, simulate_trials
-from cli.main import main
+from eigdist.cli.main import main
 
 LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("frontend", "lgg", "published"): 0.3}
 

@@ -1,6 +1,6 @@
-"""``eigdist run`` on a real PsychoPy window under Xvfb (experiments/session.py, cli/run.py).
+"""``eigdist run`` on a real PsychoPy window under Xvfb (experiments/session.py, eigdist/cli/run.py).
 
-Sessions run as subprocesses (``python -m cli.main run``) in a scratch working folder, so
+Sessions run as subprocesses (``python -m eigdist run``) in a scratch working folder, so
 ``sys.exit`` or a GL crash cannot take pytest down and stray files would show. The keyboard
 path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy window.
 """
@@ -82,7 +82,7 @@ def listing(folder: Path) -> dict[str, float]:
 
 
 def run_args(lab: dict, config: str = "short", *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb",
+    return [sys.executable, "-m", "eigdist", "run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb",
             "--monitors", str(lab["monitors"]), "--config", str(lab[config]), "--data", "data",
             "--window", "400x300", *extra]
 
@@ -213,7 +213,7 @@ def test_a_trial_prepares_textures_then_shows_its_counted_frames(tmp_path):
 
 def _fail(lab, tmp_path, monkeypatch, capsys, *changes: str, stimuli: Path | None = None) -> str:
     """Run the CLI in-process in an empty folder; it must fail (status 2) and write nothing anywhere."""
-    from cli.main import main
+    from eigdist.cli.main import main
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -265,7 +265,7 @@ def test_tampered_stimulus_set_fails_naming_the_file(lab, tmp_path, monkeypatch,
 
 
 def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, monkeypatch, capsys):
-    from cli.main import main
+    from eigdist.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     base = ["run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb", "--monitors", str(lab["monitors"])]

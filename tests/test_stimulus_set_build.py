@@ -105,7 +105,7 @@ def test_jobs_1_and_jobs_2_give_identical_bytes(tmp_path):
 def test_kill_mid_build_then_rerun_gives_the_uninterrupted_bytes(built, tmp_path):
     config, folder = write_config(tmp_path), tmp_path / "set"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cli.main", "stimuli", "build", str(config), "--out", str(folder), "--quiet"]
+    cmd = [sys.executable, "-m", "eigdist", "stimuli", "build", str(config), "--out", str(folder), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not any((folder / "items").glob("*.npy")) and proc.poll() is None and time.monotonic() < deadline:
@@ -202,7 +202,7 @@ def test_slurm_path_through_submitit_gives_the_local_pool_bytes(tmp_path):
 def test_cli_verify_exits_1_listing_every_bad_file_and_show_writes_previews(built, tmp_path, capsys):
     import shutil
 
-    from cli.main import main
+    from eigdist.cli.main import main
 
     folder = Path(shutil.copytree(built, tmp_path / "copy"))
     assert main(["stimuli", "verify", str(folder)]) == 0
@@ -226,7 +226,7 @@ def test_cli_verify_exits_1_listing_every_bad_file_and_show_writes_previews(buil
 
 
 def test_cli_slurm_executor_through_submitit_debug(tmp_path, capsys):
-    from cli.main import main
+    from eigdist.cli.main import main
 
     config = tmp_path / "small.toml"
     config.write_text(TINY.format(seed=0).replace(', "coffee", "chelsea", "astronaut"', "").split("[[models]]")[0]
@@ -239,7 +239,7 @@ def test_cli_slurm_executor_through_submitit_debug(tmp_path, capsys):
 
 
 def test_bad_executor_and_preview_arguments_are_named(built, tmp_path, capsys):
-    from cli.main import main
+    from eigdist.cli.main import main
     from eigdist_core.executors import SlurmOptions, run_submitit, run_tasks
     from eigdist_core.previews import write_previews
 

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from cli.main import main
+from eigdist.cli.main import main
 from eigdist_core.io import load_json
 
 

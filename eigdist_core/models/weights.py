@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-#: Named weights values and what they mean (CONTRACTS.md, "Model specs").
+#: Named weights values and what they mean (docs/formats.md, "Model specs").
 NAMED = ("imagenet", "published", "bundled")
 RANDOM_PREFIX = "random:"
 

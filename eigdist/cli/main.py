@@ -12,8 +12,12 @@ import os
 import sys
 from typing import Sequence
 
+from eigdist_core.errors import EigdistError
+
 from . import analyze, calibrate, demo, power, run, stimuli, synth
-from .common import CommandError
+
+#: Exit statuses: a user error, and an interrupt (128 + SIGINT, as a shell reports it).
+USER_ERROR, INTERRUPTED = 2, 130
 
 GROUPS = (synth, stimuli, calibrate, run, analyze, power, demo)
 
@@ -24,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Eigendistortions of vision models, a calibrated noticeability experiment, "
         "and a ranking of model layers against human data.",
     )
-    from eigdist_core import __version__
+    from eigdist import __version__
 
     parser.add_argument("--version", action="version", version=f"eigdist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -34,15 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``eigdist`` command; user errors print one line (exit 2), Ctrl-C exits 130.
+
+    Anything that is not a user error (:class:`EigdistError` or a missing, existing or
+    forbidden file) is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except KeyboardInterrupt:
+        print(f"eigdist {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return INTERRUPTED
+    except (EigdistError, ValueError, FileNotFoundError, FileExistsError, PermissionError,
+            IsADirectoryError, NotADirectoryError) as exc:
         if os.environ.get("EIGDIST_DEBUG"):
             raise
         print(f"eigdist {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return USER_ERROR
 
 
 if __name__ == "__main__":

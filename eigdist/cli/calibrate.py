@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import CommandError
+from eigdist_core.errors import EigdistError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def new(args: argparse.Namespace) -> int:
 
     path = profile_path(args.name, args.monitors)
     if path.exists() and not args.force:
-        raise CommandError(f"{path} exists; use --force to replace it (its calibration is dropped)")
+        raise EigdistError(f"{path} exists; use --force to replace it (its calibration is dropped)")
     profile = new_profile(
         args.name, width_cm=args.width_cm, distance_cm=args.distance_cm,
         resolution=parse_resolution(args.resolution), refresh_hz=args.refresh, bits=args.bits,
@@ -85,7 +85,7 @@ def show(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.name, args.monitors)
     if profile.calibration is None:
-        raise CommandError(f"monitor {args.name!r} has no calibration yet: run eigdist calibrate fit first")
+        raise EigdistError(f"monitor {args.name!r} has no calibration yet: run eigdist calibrate fit first")
     out = args.out or str(profile_path(args.name, args.monitors).with_name(f"{args.name}_calibration.png"))
     calibration_figure(profile, out)
     cal = profile.calibration
@@ -105,7 +105,7 @@ def check(args: argparse.Namespace) -> int:
     if not args.pilot:
         check_calibrated(profile)
     if args.frames is not None and args.frames < 1:
-        raise CommandError(f"--frames must be >= 1, got {args.frames}")
+        raise EigdistError(f"--frames must be >= 1, got {args.frames}")
     size = parse_resolution(args.window) if args.window else None
     for line in run_check(profile, fullscreen=args.fullscreen, size=size, pilot=args.pilot,
                           frames=args.frames, save=args.save):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import CommandError
+from eigdist_core.errors import EigdistError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.participant is None:
         if args.simulate:
-            raise CommandError("--participant is required with --simulate (the form is for people)")
+            raise EigdistError("--participant is required with --simulate (the form is for people)")
         try:
             info = participant_form(session=args.session)
         except EOFError:
-            raise CommandError("the participant form got no answer (input ended); give --participant") from None
+            raise EigdistError("the participant form got no answer (input ended); give --participant") from None
     else:
         info = check_info(args.participant, args.session, args.age, args.sex, args.vision)
     options = RunOptions(
@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_prepared(prepared)
     except DisplayError as err:
-        raise CommandError(str(err)) from None
+        raise EigdistError(str(err)) from None
     print(f"trials: {result.trials_file}")
     return ABORTED if result.aborted else 0

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import CommandError
+from eigdist_core.errors import EigdistError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: The model every demo observer sees through (one of the demo sets' models).
 OBSERVER_MODEL, OBSERVER_WEIGHTS = "frontend:ln", "published"
 MONITOR = "simulated"
@@ -53,7 +53,7 @@ class DemoPlan:
 def demo_plan(quick: bool, observers: int | None) -> DemoPlan:
     """The full demo, or the ``--quick`` one (smaller set, fewer trials and observers)."""
     if observers is not None and observers < 1:
-        raise CommandError(f"--observers must be >= 1, got {observers}")
+        raise EigdistError(f"--observers must be >= 1, got {observers}")
     if quick:
         return DemoPlan(ROOT / "stimuli" / "demo_quick.toml", observers or 2, per_condition=16, noise=0.0003,
                         n_boot=200, jobs=1)
@@ -157,7 +157,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
             while queue or running:
                 while queue and len(running) < SESSIONS_AT_ONCE:
                     participant, trials, _, spec = queue.pop(0)
-                    args = [sys.executable, "-m", "cli.main", "run", "--stimuli", str(folder), "--monitor", MONITOR,
+                    args = [sys.executable, "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
                             "--monitors", str(monitors), "--config", str(config), "--data", str(data),
                             "--participant", participant, "--simulate", spec, "--window", "x".join(map(str, WINDOW))]
                     log = (data / f"{participant}.log").open("w")
@@ -172,7 +172,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
                         running.remove((proc, participant))
                         if proc.returncode != 0:
                             tail = (data / f"{participant}.log").read_text(errors="replace")[-1500:]
-                            raise CommandError(f"session of {participant} failed (exit {proc.returncode}); rerun "
+                            raise EigdistError(f"session of {participant} failed (exit {proc.returncode}); rerun "
                                                f"the demo to resume. Its log ends:\n{tail}")
         finally:
             for proc, _ in running:  # on Ctrl-C or a failure: stop the others (their trials are saved)

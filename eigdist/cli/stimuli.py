@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import CommandError
+from eigdist_core.errors import EigdistError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def build(args: argparse.Namespace) -> int:
         )
         runner, device = (lambda fn, tasks: run_submitit(fn, tasks, options)), ("auto" if args.gpus else "cpu")
     elif args.jobs < 1:
-        raise CommandError(f"--jobs must be >= 1, got {args.jobs}")
+        raise EigdistError(f"--jobs must be >= 1, got {args.jobs}")
     start = time.perf_counter()
     folder = build_set(args.config, out=args.out, jobs=args.jobs, force=args.force, runner=runner,
                        device=device, progress=not args.quiet)
