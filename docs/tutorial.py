@@ -31,12 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]) if "__file__" in globals() else ".")
@@ -97,7 +94,8 @@ v_max, v_min = lanczos.eigendistortions[0], lanczos.eigendistortions[-1]
 print("same max eigendistortion:", torch.allclose(v_max, exact.eigendistortions[0], atol=1e-3))
 print(f"‖F v_min‖ = {torch.linalg.norm(M.T @ (M @ v_min)):.2e} (0: v_min is invisible to the model)")
 
-fig, ax = plt.subplots(1, 3, figsize=(11, 3))
+fig = Figure(figsize=(11, 3))
+ax = fig.subplots(1, 3)
 ax[0].imshow(exact.jacobian, cmap="coolwarm")
 ax[0].set(title="Jacobian (exact)", xticks=[], yticks=[])
 ax[1].plot(lam.flip(0), ".-", label="closed form")
@@ -109,6 +107,7 @@ ax[2].stem(v_max.numpy() - exact.eigendistortions[0].numpy())
 ax[2].set(title="lanczos − exact, max eigendistortion")
 fig.tight_layout()
 save_figure(fig, OUT / "linear.png")
+fig  # a notebook shows it inline
 
 # %% [markdown]
 # The model is linear, so its Fisher matrix does not depend on the input: the Jacobian at another

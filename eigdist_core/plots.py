@@ -1,4 +1,9 @@
-"""Eigendistortion figures (matplotlib, Agg backend)."""
+"""Eigendistortion figures and the one PNG writer for figures.
+
+Figures are plain ``matplotlib.figure.Figure`` objects, never pyplot state: library code
+leaves the user's backend alone (inline figures in Jupyter keep working), and
+:func:`save_figure` writes a PNG without any backend.
+"""
 
 from __future__ import annotations
 
@@ -47,13 +52,11 @@ def eigendistortion_figure(
     eigenvalues
         (λ_max, λ_min), shown in the distortions' titles when given.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     lam = ("", "") if eigenvalues is None else tuple(f"\nλ = {v:.4g}" for v in eigenvalues)
-    fig, axes = plt.subplots(2, 3, figsize=(9, 6.6))
+    fig = Figure(figsize=(9, 6.6))
+    axes = fig.subplots(2, 3)
     axes[0, 0].set_axis_off()
     show_array(axes[0, 1], maxdist, "max eigendistortion" + lam[0], symmetric=True)
     show_array(axes[0, 2], mindist, "min eigendistortion" + lam[1], symmetric=True)
@@ -67,10 +70,7 @@ def eigendistortion_figure(
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> str:
-    """Write ``fig`` as a PNG atomically, close it, and return the file's sha256."""
-    import matplotlib.pyplot as plt
-
+    """Write ``fig`` as a PNG atomically and return the file's sha256."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -6,15 +6,15 @@ Written under ``<set>/previews/`` as PNG (through :mod:`eigdist_core.io`):
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from .io import atomic_write_bytes
-from .plots import show_array
 from .contract import DIRECTIONS, LAYER_KEY
+from .plots import save_figure, show_array
 from .stimulus_set import StimulusSet
 
 
@@ -33,12 +33,11 @@ def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
     Distortions are scaled to their own maximum (zero is mid-grey); image + α·e
     is clipped to [0, 1] for display only, and the title says when it clips.
     """
-    plt = _pyplot()
     image = sset.image(image_id)
     rows = conditions(sset)
     dirs = [d for d in DIRECTIONS if any(it["direction"] == d for it in sset.items)]
-    fig, axes = plt.subplots(len(rows), 1 + 2 * len(dirs), figsize=(1.9 * (1 + 2 * len(dirs)), 2.1 * len(rows)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.9 * (1 + 2 * len(dirs)), 2.1 * len(rows)))
+    axes = fig.subplots(len(rows), 1 + 2 * len(dirs), squeeze=False)
     for r, cond in enumerate(rows):
         show_array(axes[r, 0], image, f"{image_id}")
         axes[r, 0].text(-0.08, 0.5, f"{cond[0]}:{cond[1]}\n{cond[2]}", transform=axes[r, 0].transAxes,
@@ -61,9 +60,9 @@ def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
 
 def eigenvalue_summary(sset: StimulusSet):
     """λ_max, λ_min and the random direction's eᵀFe per layer, one point per image (log scale)."""
-    plt = _pyplot()
     rows = conditions(sset)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    ax = fig.subplots()
     marks = {"max": ("^", "C3"), "min": ("v", "C0"), "random": ("o", "C7")}
     for direction, (marker, color) in marks.items():
         xs, ys = [], []
@@ -85,9 +84,9 @@ def eigenvalue_summary(sset: StimulusSet):
 
 def response_summary(sset: StimulusSet):
     """Per layer: ‖f(x + αe) − f(x)‖ / (√(eᵀFe)·α) against α; 1 where the Fisher (local) approximation holds."""
-    plt = _pyplot()
     rows = conditions(sset)
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows) + 0.5, 2.8), squeeze=False, sharey=True)
+    fig = Figure(figsize=(2.6 * len(rows) + 0.5, 2.8))
+    axes = fig.subplots(1, len(rows), squeeze=False, sharey=True)
     colors = {"max": "C3", "min": "C0", "random": "C7"}
     for ax, cond in zip(axes[0], rows):
         for it in sset.items:
@@ -102,7 +101,7 @@ def response_summary(sset: StimulusSet):
         ax.set_title(f"{cond[0]}:{cond[1]}\n{cond[2]}", fontsize=8)
         ax.set_xlabel("α", fontsize=8)
     axes[0, 0].set_ylabel("‖Δf‖ / (√(eᵀFe)·α)", fontsize=8)
-    handles = [plt.Line2D([], [], color=c, label=d) for d, c in colors.items()]
+    handles = [Line2D([], [], color=c, label=d) for d, c in colors.items()]
     axes[0, -1].legend(handles=handles, fontsize=7)
     fig.suptitle(f"{sset.manifest['name']}: response change relative to the Fisher prediction (1 = local)", fontsize=9)
     fig.tight_layout()
@@ -122,12 +121,8 @@ def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: i
     figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha)) for im in sset.images]
     figures.append((out / "eigenvalues.png", eigenvalue_summary(sset)))
     figures.append((out / "response_curves.png", response_summary(sset)))
-    plt = _pyplot()
     for path, fig in figures:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        save_figure(fig, path, dpi=dpi)
     return [path for path, _ in figures]
 
 
@@ -137,12 +132,3 @@ def _entry(sset: StimulusSet, image_id: str, cond: tuple, direction: str) -> dic
                 and tuple(it[k] for k in LAYER_KEY) == cond:
             return it
     return None
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
