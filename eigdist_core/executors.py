@@ -159,8 +159,7 @@ def run_submitit(
             try:
                 result = job.result()
             except submitit.core.utils.UncompletedJobError as exc:  # raised in the job, or killed (local)
-                last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                failures.append(f"{job.job_id} failed: {last} (log: {job.paths.stderr})")
+                failures.append(f"{job.job_id} failed: {_error_line(str(exc))} (log: {job.paths.stderr})")
                 continue
             yield task, result
         if queue is not None:
@@ -174,6 +173,15 @@ def run_submitit(
             f"{len(failures)} of {len(jobs)} jobs failed: " + "; ".join(failures)
             + ". The other jobs' results are recorded: run the same command again to compute only the missing ones."
         )
+
+
+def _error_line(message: str) -> str:
+    """The line that says what went wrong in a submitit error: the exception of its traceback, or its first line."""
+    parts = message.split("-" * 22)  # submitit puts the job's traceback between two dashed lines
+    lines = [line.strip() for line in (parts[1] if len(parts) > 2 else message).splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    return lines[-1] if len(parts) > 2 else lines[0]
 
 
 def _refusal(sbatch_error: str, partition: str | None) -> str:
