@@ -16,6 +16,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
@@ -149,10 +150,11 @@ def run_submitit(
     except submitit.core.utils.FailedJobError as exc:  # sbatch said no: its message names the reason
         raise ClusterError(_refusal(str(exc), options.partition)) from None
     sys.stderr.write(said.getvalue())
-    queue = _SlurmQueue(grace_s) if options.cluster == "slurm" else None
+    queue = _SlurmQueue(grace_s, every_s=5 * poll_s) if options.cluster == "slurm" else None
     pending = dict(zip(jobs, tasks))
     failures: list[str] = []
     while pending:
+        _refresh({job.paths.folder for job in pending})
         finished = [job for job in pending if job.paths.result_pickle.exists() or (queue is None and job.done())]
         for job in finished:
             task = pending.pop(job)
@@ -173,6 +175,15 @@ def run_submitit(
             f"{len(failures)} of {len(jobs)} jobs failed: " + "; ".join(failures)
             + ". The other jobs' results are recorded: run the same command again to compute only the missing ones."
         )
+
+
+def _refresh(folders: Iterable[Path]) -> None:
+    """Make a shared file system show the folders' new files (a metadata change drops NFS's cached listing)."""
+    for folder in folders:
+        try:
+            folder.chmod(folder.stat().st_mode)
+        except OSError:
+            pass
 
 
 def _error_line(message: str) -> str:
@@ -205,19 +216,28 @@ def _partitions() -> list[str]:
 
 
 class _SlurmQueue:
-    """Which jobs of an array have ended without a result, from ``squeue`` (needs no accounting storage)."""
+    """Which jobs of an array have ended without a result, from ``squeue`` (needs no accounting storage).
 
-    def __init__(self, grace_s: float) -> None:
-        self.grace_s = grace_s
+    squeue is asked at most every ``every_s`` seconds (it loads the controller); the result
+    files, which cost nothing to look for, are checked at every poll.
+    """
+
+    def __init__(self, grace_s: float, every_s: float) -> None:
+        self.grace_s, self.every_s = grace_s, every_s
+        self.asked = -float("inf")
         self.ended_since: dict[str, float] = {}
 
     def lost(self, jobs: Iterable[Any]) -> list[tuple[Any, str]]:
         """(job, last state) of each job that left the active states over ``grace_s`` ago without a result."""
+        now = time.monotonic()
+        if now - self.asked < self.every_s:
+            return []
+        self.asked = now
         jobs = list(jobs)
         states = self.states(sorted({job.job_id.split("_")[0] for job in jobs}))
-        if states is None:  # squeue did not answer: ask again at the next poll
+        if states is None:  # squeue did not answer: ask again later
             return []
-        now, lost = time.monotonic(), []
+        lost = []
         for job in jobs:
             state = states.get(job.job_id, "(gone from the queue)")
             if state in _ACTIVE:

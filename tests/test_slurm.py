@@ -1,7 +1,8 @@
 """Stimulus-set builds by SLURM job arrays on a real single-node cluster (tests/slurm_cluster.py).
 
-One tiny set (2 grey 16×16 images × frontend:ln, frontend:onoff; max and min: 4 jobs, 8 items) is
+One tiny set (a grey 16×16 image × frontend:ln, frontend:onoff; max and min: 2 jobs, 4 items) is
 built by ``eigdist stimuli build --executor slurm`` and compared with the local build byte for byte.
+Each job starts Python and imports torch (seconds), so the tests keep the number of jobs small.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +27,7 @@ from tests.test_stimulus_set_build import fingerprint
 
 CONFIG = """\
 name = "tiny"
-images = ["camera", "coffee"]
+images = ["camera"]
 color = "grey"
 size = 16
 value_range = [0.2, 0.8]
@@ -41,7 +43,7 @@ weights = "published"
 spec = "frontend:onoff"
 weights = "published"
 """
-JOBS, ITEMS = 4, 8
+JOBS, ITEMS = 2, 4
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ class SlurmBuild:
 
 @pytest.fixture(scope="module")
 def slurm_build(slurm_cluster: SlurmCluster, config, tmp_path_factory) -> SlurmBuild:
-    """One build of the set by a job array of 4 jobs, at most one running at a time."""
+    """One build of the set through the command line by a job array, at most one job running at a time."""
     base = tmp_path_factory.mktemp("slurm")
     folder, logs = base / "set", base / "logs"
     cmd = build_command(config, folder, "--partition", slurm_cluster.partition, "--array-parallelism", "1",
@@ -130,36 +132,56 @@ def test_array_parallelism_1_runs_the_jobs_one_at_a_time(slurm_build):
         assert start >= end, slurm_build.spans  # each job starts after the one before it ended
 
 
+@pytest.fixture
+def in_cluster(slurm_cluster: SlurmCluster, monkeypatch) -> SlurmCluster:
+    """This process submits to the cluster, and its jobs import this checkout."""
+    for name in ("SLURM_CONF", "PYTHONPATH"):
+        monkeypatch.setenv(name, slurm_cluster.env[name])
+    return slurm_cluster
+
+
 def test_scancel_mid_build_fails_naming_the_job_and_the_rerun_finishes_with_nothing_lost(
-    slurm_cluster, config, local_set, tmp_path
+    in_cluster, config, local_set, tmp_path
 ):
+    # In this process (a thread builds, the test cancels), with fast polling, to keep the test short.
     folder, logs = tmp_path / "set", tmp_path / "logs"
-    cmd = build_command(config, folder, "--partition", slurm_cluster.partition, "--array-parallelism", "1",
-                        "--log-folder", str(logs))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    options = SlurmOptions(log_folder=str(logs), partition=in_cluster.partition, time_min=5, array_parallelism=1)
+
+    def runner(fn, tasks):
+        return run_submitit(fn, tasks, options, poll_s=0.2, grace_s=1.0)
+
+    raised: list[Exception] = []
+
+    def build() -> None:
+        try:
+            build_set(config, folder, runner=runner, progress=False)
+        except Exception as exc:  # noqa: BLE001 (checked below)
+            raised.append(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
     try:
-        victim = first_running_task(slurm_cluster, logs, proc)
-        slurm_cluster.run("scancel", victim)
-        out, err = proc.communicate(timeout=300)
+        victim = first_running_task(in_cluster, logs, thread.is_alive)
+        in_cluster.run("scancel", victim)
     finally:
-        proc.kill()
-    assert proc.returncode == 2, err
-    assert f"1 of {JOBS} jobs failed: {victim} ended CANCELLED without a result" in err
-    assert "run the same command again" in err and "Traceback" not in err
+        thread.join(timeout=300)
+    assert not thread.is_alive() and len(raised) == 1, raised
+    assert isinstance(raised[0], ClusterError), raised[0]
+    message = str(raised[0])
+    assert message.startswith(f"1 of {JOBS} jobs failed: {victim} ended CANCELLED without a result (log: {logs}/")
+    assert message.endswith("run the same command again to compute only the missing ones.")
     manifest = load_json(folder / "manifest.json")
-    assert manifest["complete"] is False and len(manifest["items"]) == ITEMS - 2  # the other 3 jobs are recorded
-    rerun = subprocess.run(cmd, cwd=ROOT, env=slurm_cluster.env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
+    assert manifest["complete"] is False and len(manifest["items"]) == ITEMS - 2  # the other job is recorded
+    build_set(config, folder, runner=runner, progress=False)
     starts = [line for line in (folder / "build.log").read_text().splitlines() if " to do, " in line]
     assert f"{ITEMS} items, 2 to do, 1 groups" in starts[-1]  # only the cancelled job's group again
     assert fingerprint(folder) == fingerprint(local_set)
 
 
-def first_running_task(cluster: SlurmCluster, logs: Path, proc: subprocess.Popen, timeout_s: float = 120) -> str:
+def first_running_task(cluster: SlurmCluster, logs: Path, building, timeout_s: float = 120) -> str:
     """The id (``<array>_<task>``) of the first task of the build's array that squeue shows running."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and building():
         scripts = list(logs.glob("*_submission.sh"))
         if scripts:
             running = cluster.run("squeue", "--noheader", "--array", "--states=running", "--format=%i",
@@ -167,16 +189,19 @@ def first_running_task(cluster: SlurmCluster, logs: Path, proc: subprocess.Popen
             if running:
                 return running[0]
         time.sleep(0.1)
-    raise AssertionError(f"no job of the build ran within {timeout_s} s (build exit status {proc.poll()})")
+    raise AssertionError(f"no job of the build ran within {timeout_s} s (build still going: {building()})")
 
 
-def test_bad_partition_is_named_with_the_clusters_partitions(slurm_cluster, config, tmp_path):
-    cmd = build_command(config, tmp_path / "set", "--partition", "nope", "--log-folder", str(tmp_path / "logs"))
-    run = subprocess.run(cmd, cwd=ROOT, env=slurm_cluster.env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr
-    assert "eigdist stimuli: error: SLURM refused the job array (sbatch: error: invalid partition specified: nope" in run.stderr
-    assert f"partition 'nope' was not accepted; this cluster's partitions are {slurm_cluster.partition}" in run.stderr
+def test_bad_partition_is_named_with_the_clusters_partitions(in_cluster, config, tmp_path, capsys):
+    from cli.main import main
+
+    args = ["stimuli", "build", str(config), "--out", str(tmp_path / "set"), "--quiet", "--executor", "slurm",
+            "--partition", "nope", "--log-folder", str(tmp_path / "logs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eigdist stimuli: error: SLURM refused the job array (sbatch: error: invalid partition "
+                          "specified: nope; "), err
+    assert f"partition 'nope' was not accepted; this cluster's partitions are {in_cluster.partition}" in err
 
 
 def test_a_job_that_raises_is_reported_after_the_others_results(tmp_path):
