@@ -3,7 +3,9 @@
 One small interface: :func:`run_tasks` (local) and :func:`run_submitit`
 (SLURM job arrays through submitit) call ``fn(task)`` for every task and
 yield ``(task, result)`` pairs as they finish (in any order). The caller
-records each result at once, so whatever finished survives a crash.
+records each result at once, so whatever finished survives a crash. In a job
+array a failed job does not stop the others: :class:`ClusterError` names it after
+every other result has been yielded.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ def slurm_build(slurm_cluster: SlurmCluster, config, tmp_path_factory) -> SlurmB
     run = subprocess.run(cmd, cwd=ROOT, env=slurm_cluster.env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     array_id = array_id_in(logs)
+    assert array_id, sorted(logs.iterdir())
     # Finished jobs stay in squeue for MinJobAge (300 s): read their spans now.
     out = slurm_cluster.run("squeue", "--noheader", "--array", "--states=all", f"--jobs={array_id}", "--format=%i|%T|%S|%e")
     spans = {}
@@ -92,11 +93,11 @@ def slurm_build(slurm_cluster: SlurmCluster, config, tmp_path_factory) -> SlurmB
     return SlurmBuild(folder, logs, array_id, run, spans)
 
 
-def array_id_in(logs: Path) -> str:
-    """The job array's id, from submitit's submission script ``<id>_submission.sh``."""
+def array_id_in(logs: Path) -> str | None:
+    """The job array's id, from submitit's submission script ``<id>_submission.sh`` (``None``: not submitted yet)."""
     scripts = sorted(logs.glob("*_submission.sh"))
-    assert len(scripts) == 1, scripts
-    return scripts[0].name.split("_")[0]
+    assert len(scripts) <= 1, scripts
+    return scripts[0].name.split("_")[0] if scripts else None
 
 
 def test_job_array_build_equals_the_local_build_byte_for_byte(slurm_build, local_set):
@@ -182,10 +183,10 @@ def first_running_task(cluster: SlurmCluster, logs: Path, building, timeout_s: f
     """The id (``<array>_<task>``) of the first task of the build's array that squeue shows running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and building():
-        scripts = list(logs.glob("*_submission.sh"))
-        if scripts:
+        array_id = array_id_in(logs) if logs.is_dir() else None
+        if array_id:
             running = cluster.run("squeue", "--noheader", "--array", "--states=running", "--format=%i",
-                                  f"--jobs={scripts[0].name.split('_')[0]}").split()
+                                  f"--jobs={array_id}").split()
             if running:
                 return running[0]
         time.sleep(0.1)
