@@ -3,17 +3,23 @@
 One small interface: :func:`run_tasks` (local) and :func:`run_submitit`
 (SLURM job arrays through submitit) call ``fn(task)`` for every task and
 yield ``(task, result)`` pairs as they finish (in any order). The caller
-records each result at once, so whatever finished survives a crash.
+records each result at once, so whatever finished survives a crash. In a job
+array a failed job does not stop the others: :class:`ClusterError` names it after
+every other result has been yielded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import multiprocessing
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
 def run_tasks(
@@ -43,7 +49,6 @@ def run_tasks(
             for future in futures:
                 future.cancel()
             raise
-
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,35 @@ class _Requeued:
         return submitit.helpers.DelayedSubmission(self, task)
 
 
+class ClusterError(ValueError):
+    """SLURM refused a job array, or some of its jobs ended without a result.
+
+    A ValueError, so the command line reports it in one line.
+    """
+
+
+#: squeue states of a job that may still write its result (any other state: it has ended).
+_ACTIVE = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+    "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD",
+})
+
+
 def run_submitit(
-    fn: Callable[[Any], Any], tasks: Sequence[Any], options: SlurmOptions, poll_s: float = 2.0
+    fn: Callable[[Any], Any], tasks: Sequence[Any], options: SlurmOptions, poll_s: float = 2.0,
+    grace_s: float = 10.0,
 ) -> Iterator[tuple[Any, Any]]:
-    """Run ``fn`` on each task as one job of a submitit job array; yield (task, result) as jobs end."""
+    """Run ``fn`` on each task as one job of a submitit job array; yield (task, result) as jobs end.
+
+    On SLURM the jobs are watched with ``squeue`` and their result files, never
+    with ``sacct`` (submitit's way), which fails on clusters without accounting
+    storage: submitit would print a warning at every poll and wait for ever on
+    a job that was cancelled. A job that has left the active states for
+    ``grace_s`` seconds (time for a shared file system to show its result)
+    without a result counts as failed. Failed jobs do not stop the others: every
+    result is yielded first, then :class:`ClusterError` names each failed job
+    and its log, and a rerun of the build computes only what is missing.
+    """
     import submitit
 
     if options.cluster not in ("slurm", "local", "debug"):
@@ -115,11 +145,118 @@ def run_submitit(
     if options.mem_gb:
         params["mem_gb"] = options.mem_gb
     executor.update_parameters(**params)
-    jobs = executor.map_array(_Requeued(fn), tasks)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # submitit prints sbatch's refusal, which our error repeats
+            jobs = executor.map_array(_Requeued(fn), tasks)
+    except submitit.core.utils.FailedJobError as exc:  # sbatch said no: its message names the reason
+        raise ClusterError(_refusal(str(exc), options.partition)) from None
+    sys.stderr.write(said.getvalue())
+    queue = _SlurmQueue(grace_s, every_s=5 * poll_s) if options.cluster == "slurm" else None
     pending = dict(zip(jobs, tasks))
+    failures: list[str] = []
     while pending:
-        finished = [job for job in pending if job.done()]
+        _refresh({job.paths.folder for job in pending})
+        finished = [job for job in pending if job.paths.result_pickle.exists() or (queue is None and job.done())]
         for job in finished:
-            yield pending.pop(job), job.result()
+            task = pending.pop(job)
+            try:
+                result = job.result()
+            except submitit.core.utils.UncompletedJobError as exc:  # raised in the job, or killed (local)
+                failures.append(f"{job.job_id} failed: {_error_line(str(exc))} (log: {job.paths.stderr})")
+                continue
+            yield task, result
+        if queue is not None:
+            for job, state in queue.lost(pending):
+                pending.pop(job)
+                failures.append(f"{job.job_id} ended {state} without a result (log: {job.paths.stderr})")
         if pending and not finished:
             time.sleep(poll_s)
+    if failures:
+        raise ClusterError(
+            f"{len(failures)} of {len(jobs)} jobs failed: " + "; ".join(failures)
+            + ". The other jobs' results are recorded: run the same command again to compute only the missing ones."
+        )
+
+
+def _refresh(folders: Iterable[Path]) -> None:
+    """Make a shared file system show the folders' new files (a metadata change drops NFS's cached listing)."""
+    for folder in folders:
+        try:
+            folder.chmod(folder.stat().st_mode)
+        except OSError:
+            pass
+
+
+def _error_line(message: str) -> str:
+    """The line that says what went wrong in a submitit error: the exception of its traceback, or its first line."""
+    parts = message.split("-" * 22)  # submitit puts the job's traceback between two dashed lines
+    lines = [line.strip() for line in (parts[1] if len(parts) > 2 else message).splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    return lines[-1] if len(parts) > 2 else lines[0]
+
+
+def _refusal(sbatch_error: str, partition: str | None) -> str:
+    """The message for a refused job array: sbatch's own words, and the partitions when one was wrong."""
+    said = "; ".join(line.strip() for line in sbatch_error.strip().splitlines() if line.strip())
+    message = f"SLURM refused the job array ({said})"
+    if partition and "partition" in said.lower():
+        known = _partitions()
+        listed = f"this cluster's partitions are {', '.join(known)}" if known else "sinfo lists the cluster's partitions"
+        message += f": partition {partition!r} was not accepted; {listed} (--partition)"
+    return message
+
+
+def _partitions() -> list[str]:
+    """The partition names ``sinfo`` reports (empty when it cannot be asked)."""
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--format=%R"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(set(out.stdout.split()))
+
+
+class _SlurmQueue:
+    """Which jobs of an array have ended without a result, from ``squeue`` (needs no accounting storage).
+
+    squeue is asked at most every ``every_s`` seconds (it loads the controller); the result
+    files, which cost nothing to look for, are checked at every poll.
+    """
+
+    def __init__(self, grace_s: float, every_s: float) -> None:
+        self.grace_s, self.every_s = grace_s, every_s
+        self.asked = -float("inf")
+        self.ended_since: dict[str, float] = {}
+
+    def lost(self, jobs: Iterable[Any]) -> list[tuple[Any, str]]:
+        """(job, last state) of each job that left the active states over ``grace_s`` ago without a result."""
+        now = time.monotonic()
+        if now - self.asked < self.every_s:
+            return []
+        self.asked = now
+        jobs = list(jobs)
+        states = self.states(sorted({job.job_id.split("_")[0] for job in jobs}))
+        if states is None:  # squeue did not answer: ask again later
+            return []
+        lost = []
+        for job in jobs:
+            state = states.get(job.job_id, "(gone from the queue)")
+            if state in _ACTIVE:
+                self.ended_since.pop(job.job_id, None)
+            elif now - self.ended_since.setdefault(job.job_id, now) >= self.grace_s and not job.paths.result_pickle.exists():
+                lost.append((job, state))
+        return lost
+
+    @staticmethod
+    def states(array_ids: Sequence[str]) -> dict[str, str] | None:
+        """``{"<array>_<task>": state}`` of the jobs squeue still knows; ``None`` when squeue failed."""
+        cmd = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T", f"--jobs={','.join(array_ids)}"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if out.returncode != 0:
+            # Every id is past squeue's memory (MinJobAge): all have ended.
+            return {} if "invalid job id" in out.stderr.lower() else None
+        return dict(line.strip().split("|", 1) for line in out.stdout.splitlines() if "|" in line)
