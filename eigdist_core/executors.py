@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .errors import EigdistError
+
 
 def run_tasks(
     fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int = 1
@@ -100,10 +102,10 @@ class _Requeued:
         return submitit.helpers.DelayedSubmission(self, task)
 
 
-class ClusterError(ValueError):
+class ClusterError(EigdistError):
     """SLURM refused a job array, or some of its jobs ended without a result.
 
-    A ValueError, so the command line reports it in one line.
+    A user error, so the command line reports it in one line.
     """
 
 

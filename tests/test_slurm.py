@@ -59,7 +59,7 @@ def local_set(config, tmp_path_factory) -> Path:
 
 
 def build_command(config: Path, out: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "stimuli", "build", str(config), "--out", str(out), "--quiet",
+    return [sys.executable, "-m", "eigdist", "stimuli", "build", str(config), "--out", str(out), "--quiet",
             "--executor", "slurm", "--time", "5", "--cpus", "1", *options]
 
 
@@ -194,7 +194,7 @@ def first_running_task(cluster: SlurmCluster, logs: Path, building, timeout_s: f
 
 
 def test_bad_partition_is_named_with_the_clusters_partitions(in_cluster, config, tmp_path, capsys):
-    from cli.main import main
+    from eigdist.cli.main import main
 
     args = ["stimuli", "build", str(config), "--out", str(tmp_path / "set"), "--quiet", "--executor", "slurm",
             "--partition", "nope", "--log-folder", str(tmp_path / "logs")]
