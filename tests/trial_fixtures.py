@@ -84,3 +84,18 @@ if __name__ == "__main__":
     observer = KillAt(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
     observer.kill_at = kill_at
     run_session(data, responder=observer)
+
+
+def write_lab(data, trials) -> list:
+    """Write a DataFrame of trial rows (e.g. ``analysis.simulate``) as BIDS sessions with the experiment's writer.
+
+    Returns the trial files, one per (participant, session).
+    """
+    from experiments.datafile import session_paths, write_trial_file
+
+    files = []
+    for (participant, session), rows in trials.groupby(["participant", "session"], sort=True):
+        path = session_paths(data, str(participant), int(session)).trials
+        write_trial_file(path, rows.drop(columns=["source_file", "source_line"], errors="ignore").to_dict("records"))
+        files.append(path)
+    return files
