@@ -1,7 +1,7 @@
 """The one exclusive lock of eigdist: a folder or file that one process works on at a time.
 
 A stimulus-set build holds its set folder, a session holds its participant/session, for
-as long as they write. A second process is refused at once (no waiting), and the error
+as long as they write. A second process is refused at once (or after a short wait), and the error
 names what is held and the process that holds it. The lock is an OS lock (``filelock``:
 ``fcntl`` on POSIX, ``msvcrt`` on Windows), so it is released when the holder exits,
 even by SIGKILL; the lock file and its ``.holder`` note may stay behind and are harmless.
@@ -9,8 +9,11 @@ even by SIGKILL; the lock file and its ``.holder`` note may stay behind and are 
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import os
 import socket
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +36,7 @@ def _holder(lock_path: Path) -> str:
 
 
 @contextmanager
-def hold(path: str | os.PathLike, what: str) -> Iterator[Path]:
+def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0) -> Iterator[Path]:
     """Hold the exclusive lock file ``path`` while the ``with`` block runs.
 
     Parameters
@@ -44,6 +47,9 @@ def hold(path: str | os.PathLike, what: str) -> Iterator[Path]:
         process gets.
     what
         What the lock protects, for the message (e.g. ``"stimulus set out/demo"``).
+    wait
+        Seconds to wait for a holder to finish (0: refuse at once; for short updates
+        such as a line added to a shared file).
 
     Raises
     ------
@@ -52,7 +58,7 @@ def hold(path: str | os.PathLike, what: str) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=0)
+    lock = FileLock(str(path), timeout=wait)
     try:
         lock.acquire()
     except Timeout:
@@ -67,3 +73,13 @@ def hold(path: str | os.PathLike, what: str) -> Iterator[Path]:
     finally:
         note.unlink(missing_ok=True)
         lock.release()
+
+
+def lock_file_for(target: str | os.PathLike) -> Path:
+    """A lock file for ``target`` outside it, in the user's temporary folder.
+
+    For things that must stay untouched until the work starts (a session's data folder is
+    not created when the run fails its checks or cannot open its window).
+    """
+    key = hashlib.sha256(str(Path(target).resolve()).encode("utf-8")).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"eigdist-locks-{getpass.getuser()}" / f"{key}.lock"

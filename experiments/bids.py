@@ -59,7 +59,7 @@ def add_participant(root: Path, participant: str, info: dict) -> None:
     Also creates the dataset's other files (:func:`ensure_dataset`). ``info`` holds the
     optional ``age``, ``sex`` and ``vision``.
     """
-    with hold(root / "sourcedata" / "participants.lock", f"{root / 'participants.tsv'}"):
+    with hold(root / "sourcedata" / "participants.lock", f"{root / 'participants.tsv'}", wait=30):
         ensure_dataset(root)
         path = root / "participants.tsv"
         text = path.read_text(encoding="utf-8") if path.exists() else "\t".join(PARTICIPANT_COLUMNS) + "\n"

@@ -31,6 +31,7 @@ from eigdist_core.contract import (
 )
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import atomic_write_bytes, save_json
+from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
 COLUMNS = TRIAL_COLUMNS
@@ -81,7 +82,7 @@ class SessionPaths:
     trials: Path
     sidecar: Path
     psychopy: Path
-    lock: Path
+    lock: Path  # outside DATA: a run that fails its checks leaves DATA untouched
 
 
 def session_paths(data: str | os.PathLike, participant: str, session: int) -> SessionPaths:
@@ -94,7 +95,7 @@ def session_paths(data: str | os.PathLike, participant: str, session: int) -> Se
     stem = f"{sub}_{ses}_task-{BIDS_TASK}_beh"
     source = root / "sourcedata" / sub / ses
     return SessionPaths(root, folder, folder / f"{stem}.tsv", folder / f"{stem}.json", source / "psychopy",
-                        source / "session.lock")
+                        lock_file_for(folder / f"{stem}.tsv"))
 
 
 def format_value(value: Any) -> str:

@@ -16,7 +16,7 @@ from eigdist_core.io import load_json
 from experiments.datafile import (
     COLUMNS, REQUIRED_COLUMNS, open_session, read_trials, session_paths,
 )
-from trial_fixtures import SET_ID, run_session
+from trial_fixtures import SET_ID, run_session, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,3 +178,130 @@ def test_tracks_carry_across_sessions(tmp_path):
     path.write_text(path.read_text().replace(SET_ID, "ffffffffffffffff"))  # as if recorded with another set
     fresh = run_session(other, session=2, config=config)
     assert all(s["n_trials"] == 8 for s in fresh.track_states().values())
+
+
+# ---------------------------------------------------------------- BIDS dataset, resume rules (issues 16, 19)
+
+
+def _listing(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dataset_files_created_once_and_participants_added_never_overwritten(tmp_path):
+    from experiments.bids import add_participant
+
+    run_session(tmp_path, "P01")
+    description = (tmp_path / "dataset_description.json").read_bytes()
+    assert load_json(tmp_path / "dataset_description.json")["BIDSVersion"]
+    assert (tmp_path / "README").read_text().startswith("Noticeability of eigendistortions")
+    assert set(load_json(tmp_path / "participants.json")) == {"participant_id", "age", "sex", "vision"}
+    (tmp_path / "README").write_text("our own words\n")  # a lab edits its README: later sessions keep it
+    run_session(tmp_path, "P02")
+    add_participant(tmp_path.resolve(), "P03", {"age": 41, "sex": "female"})
+    add_participant(tmp_path.resolve(), "P01", {"age": 99})  # already there: unchanged
+    assert (tmp_path / "participants.tsv").read_text().splitlines() == [
+        "participant_id\tage\tsex\tvision", "sub-P01\tn/a\tn/a\tn/a", "sub-P02\tn/a\tn/a\tn/a",
+        "sub-P03\t41\tfemale\tn/a"]
+    assert (tmp_path / "dataset_description.json").read_bytes() == description
+    assert (tmp_path / "README").read_text() == "our own words\n"
+
+
+def test_participants_added_by_parallel_sessions_are_all_kept(tmp_path):
+    """Eight processes add a participant each at once: the lock and the atomic write keep every row."""
+    code = ("import sys; from pathlib import Path; from experiments.bids import add_participant; "
+            "add_participant(Path(sys.argv[1]), sys.argv[2], {})")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), f"P{i}"], env=env) for i in range(8)]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 8
+    rows = (tmp_path / "participants.tsv").read_text().splitlines()[1:]
+    assert sorted(r.split("\t")[0] for r in rows) == sorted(f"sub-P{i}" for i in range(8))
+
+
+def test_sidecar_describes_every_column(tmp_path):
+    run_session(tmp_path)
+    sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)
+    assert set(sidecar) == set(COLUMNS) | {"eigdist"}
+    assert all(sidecar[c]["LongName"] and sidecar[c]["Description"] for c in COLUMNS)
+    assert sidecar["direction"]["Levels"].keys() == {"max", "min", "random"} and sidecar["rt"]["Units"] == "s"
+    assert sidecar["correct"]["Levels"].keys() == {"true", "false"}
+
+
+def test_rows_record_set_and_the_ceiling_their_track_used(tmp_path):
+    engine = run_session(tmp_path)
+    rows = read_trials(session_paths(tmp_path, "P01", 1).trials)
+    ceilings = {t.condition.key: t.condition.alpha_max for t in engine.plan.trials}
+    assert all(r["set_id"] == SET_ID for r in rows)
+    assert all(r["alpha_ceiling"] == ceilings[tuple(r[k] for k in
+               ("image_id", "model", "layer", "weights", "direction"))] == 0.8 for r in rows)
+    assert all(r["color"] is None and r["magnification"] is None and r["stimulus_deg"] is None for r in rows)
+
+
+def _partial(tmp_path, n=10):
+    """A session cut after ``n`` trials (as if the process had died)."""
+    run_session(tmp_path)
+    path = session_paths(tmp_path, "P01", 1).trials
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:n + 1]))
+    return path
+
+
+def test_resume_keeps_the_record_and_appends_a_run(tmp_path):
+    path = _partial(tmp_path)
+    sidecar = session_paths(tmp_path, "P01", 1).sidecar
+    first = load_json(sidecar)
+    first["eigdist"]["participant_info"] = {"age": 30}  # as the first run's form recorded it
+    from eigdist_core.io import save_json
+
+    save_json(sidecar, first)
+    run_session(tmp_path, resume=True)
+    after = load_json(sidecar)
+    assert after["eigdist"]["participant_info"] == {"age": 30}
+    assert [r["first_trial"] for r in after["eigdist"]["runs"]] == [1, 11]
+    assert {k: v for k, v in after["eigdist"].items() if k != "runs"} == {
+        k: v for k, v in first["eigdist"].items() if k != "runs"}
+    assert len(read_trials(path)) == after["eigdist"]["n_trials"]
+
+
+def test_resume_of_a_finished_session_changes_nothing(tmp_path):
+    from experiments.datafile import SessionFinished
+
+    engine = run_session(tmp_path)
+    before = _listing(tmp_path)
+    with pytest.raises(SessionFinished, match=rf"session sub-P01_ses-1_task-noticeability_beh.tsv is finished "
+                       rf"\({engine.done} of {engine.done} trials\); nothing to resume, nothing changed"):
+        run_session(tmp_path, resume=True)
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"observer": "weibull;threshold=0.3"}, "observer was 'weibull;threshold=0.1;seed=5' when the session started, "
+                                            "now 'weibull;threshold=0.3' (the observer (--simulate) differs)"),
+    ({"calibrated": True}, "pilot was True when the session started, now False (--pilot differs)"),
+    ({"constants": {"monitor": "lab2"}}, "monitor was None when the session started, now 'lab2' (--monitor differs)"),
+])
+def test_resume_with_other_settings_is_refused_naming_both(tmp_path, change, message):
+    from experiments.engine import open_engine
+    from trial_fixtures import ArraySource
+
+    _partial(tmp_path)
+    before = _listing(tmp_path)
+    kwargs = {"observer": "weibull;threshold=0.1;seed=5", "calibrated": False, **change}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        open_engine(ArraySource(), small_config(), tmp_path, "P01", 1, resume=True, **kwargs)
+    assert _listing(tmp_path) == before
+
+
+def test_resume_of_a_spreadsheet_resave_is_refused(tmp_path):
+    path = _partial(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.raises(ValueError, match=re.escape(f"{path} was re-saved with Windows line endings or a byte-order "
+                                                   "mark (as a spreadsheet saves it)")):
+        run_session(tmp_path, resume=True)
+
+
+def test_resume_with_a_truncated_sidecar_names_it(tmp_path):
+    _partial(tmp_path)
+    sidecar = session_paths(tmp_path, "P01", 1).sidecar
+    sidecar.write_bytes(sidecar.read_bytes()[:200])
+    with pytest.raises(ValueError, match=re.escape(f"{sidecar}: not a session sidecar of eigdist (") +
+                       ".*cut by a crash or edited: restore it, or start another --session"):
+        run_session(tmp_path, resume=True)
