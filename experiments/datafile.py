@@ -46,6 +46,14 @@ RESUME_FIELDS = {
 }
 
 
+#: The task's BIDS description, at the top of each sidecar.
+TASK_INFO = {
+    "TaskName": BIDS_TASK,
+    "TaskDescription": "Forced-choice detection of a model's eigendistortion added to an image; the amplitude "
+                       "of each condition follows its own adaptive track (docs/experiment.md of eigdist).",
+}
+
+
 class SessionFileError(EigdistError):
     """A session's files cannot be (re)opened as asked; the message names the file and the fix."""
 
@@ -349,13 +357,14 @@ def open_session(
     run = {**run, "first_trial": len(rows) + 1}
     if rows or paths.trials.exists():
         _drop_torn_line(paths.trials)
-        recorded = load_sidecar(paths.sidecar)
-        sidecar = {**column_descriptions(), "eigdist": {**recorded, "runs": recorded["runs"] + [run]}}
+        sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))  # read by load_sidecar above
+        sidecar["eigdist"]["runs"].append(run)
         save_json(paths.sidecar, sidecar)
     else:
         add_participant(paths.root, participant, participant_info or {})
         info = {"participant_info": participant_info or {}}
-        save_json(paths.sidecar, {**column_descriptions(), "eigdist": {**record, **info, "runs": [run]}})
+        save_json(paths.sidecar, {**TASK_INFO, **column_descriptions(),
+                                  "eigdist": {**record, **info, "runs": [run]}})
         atomic_write_bytes(paths.trials, _header().encode("utf-8"))
     return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
 

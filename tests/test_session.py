@@ -27,6 +27,7 @@ from experiments.session import check_info, dropped_frames, participant_form, su
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.test_display import make_profile
 from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+from trial_fixtures import validate_bids
 
 WEIBULL = "weibull;threshold=0.2;seed=1"
 MODEL = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"
@@ -321,6 +322,8 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
 
     shown = np.asarray(Image.open(frame))
     assert shown.shape == (300, 400, 3) and len(np.unique(shown[142:158, 192:208, 0])) > 4  # the 16×16 stimulus
+    errors, _ = validate_bids(tmp_path / "cwd" / "data")  # with PsychoPy's files under sourcedata/
+    assert errors == [], errors
     if spec == WEIBULL:  # a second run of the same session is refused without --resume, nothing changed
         data_before = listing(tmp_path / "cwd" / "data")
         rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01",

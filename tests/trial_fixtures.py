@@ -99,3 +99,31 @@ def write_lab(data, trials) -> list:
         write_trial_file(path, rows.drop(columns=["source_file", "source_line"], errors="ignore").to_dict("records"))
         files.append(path)
     return files
+
+
+def bids_validator():
+    """The official BIDS validator (``bids-validator-deno``, the ``test`` extra), or skip the test."""
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    found = shutil.which("bids-validator-deno") or shutil.which("bids-validator-deno",
+                                                                 path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("bids-validator-deno is not installed (pip install -e '.[test]')")
+    return found
+
+
+def validate_bids(folder) -> tuple[list[dict], list[dict]]:
+    """Run the official BIDS validator on ``folder``; return its errors and warnings (printed)."""
+    import json
+    import subprocess
+
+    done = subprocess.run([bids_validator(), "--json", str(folder)], capture_output=True, text=True, timeout=300)
+    issues = json.loads(done.stdout)["issues"]["issues"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    warnings = [i for i in issues if i["severity"] != "error"]
+    for issue in issues:
+        print(issue["severity"], issue["code"], issue.get("location", ""), issue.get("subCode", "") or "")
+    return errors, warnings
