@@ -223,10 +223,19 @@ def prepare(options: RunOptions) -> Prepared:
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec)
     prep = Prepared(options, config, profile, stimuli, responder)
+    with _session_lock(options):  # a running session is named before its files are judged
+        pass
     check_session(stimuli, config, options.data, info.participant, info.session, observer=prep.observer,
                   calibrated=not options.pilot, resume=options.resume, constants={"monitor": profile.name},
                   metadata=_record(options))
     return prep
+
+
+def _session_lock(options: RunOptions) -> Any:
+    """The lock a running session holds (refuses a second run of it, naming the holder)."""
+    info = options.info
+    paths = session_paths(options.data, info.participant, info.session)
+    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}")
 
 
 def _record(options: RunOptions) -> dict:
@@ -399,10 +408,9 @@ def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> Sessio
     """Open the window and the engine and run the pending trials of a prepared session."""
     from .display import open_window
 
-    opts, profile, info = prep.options, prep.profile, prep.options.info
+    opts, profile = prep.options, prep.profile
     simulated = prep.responder is not None
-    paths = session_paths(opts.data, info.participant, info.session)
-    with hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}"):
+    with _session_lock(opts):
         win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
                                   simulated=simulated)
         try:

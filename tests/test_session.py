@@ -552,10 +552,11 @@ def test_a_second_run_of_a_running_session_is_refused_naming_the_holder(lab, xvf
     try:
         _wait_rows(proc, paths.trials, 2)
         monkeypatch.chdir(cwd)
-        assert main([*args[3:], "--resume"]) == 2
-        err = capsys.readouterr().err
-        assert (f"eigdist run: error: session sub-P01 ses-1 in {paths.root} is in use by another process "
-                f"(pid {proc.pid} on ") in err, err
+        for extra in ([], ["--resume"]):
+            assert main([*args[3:], *extra]) == 2
+            err = capsys.readouterr().err
+            assert (f"eigdist run: error: session sub-P01 ses-1 in {paths.root} is in use by another process "
+                    f"(pid {proc.pid} on ") in err, err
     finally:
         proc.kill()
         finish(proc)
