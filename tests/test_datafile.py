@@ -220,7 +220,7 @@ def test_participants_added_by_parallel_sessions_are_all_kept(tmp_path):
 def test_sidecar_describes_every_column(tmp_path):
     run_session(tmp_path)
     sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)
-    assert set(sidecar) == set(COLUMNS) | {"eigdist"}
+    assert set(sidecar) == set(COLUMNS) | {"eigdist", "TaskName", "TaskDescription"}
     assert all(sidecar[c]["LongName"] and sidecar[c]["Description"] for c in COLUMNS)
     assert sidecar["direction"]["Levels"].keys() == {"max", "min", "random"} and sidecar["rt"]["Units"] == "s"
     assert sidecar["correct"]["Levels"].keys() == {"true", "false"}
