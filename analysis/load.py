@@ -1,27 +1,52 @@
 """Trial files → one validated DataFrame.
 
-Reads every ``*_trials.csv`` (docs/formats.md, "Trial data") under the given
-paths, checks the required columns row by row and returns one table with the
-typed required columns, every extra column as text, and ``source_file`` /
-``source_line`` so later messages can point back at a row. Every error names
-the file, the row (its line in the file; the header is line 1) and the column.
+Reads every BIDS trial file ``*_beh.tsv`` (docs/formats.md, "Trial data") under the
+given paths, and the first format's ``*_trials.csv`` (comma-separated, empty for missing,
+no ``alpha_ceiling`` column: give ``--stimuli`` for those), checks the required columns
+row by row and returns one table with the typed required columns, every extra column as
+text (missing values ``""``), and ``source_file`` / ``source_line`` so later messages can
+point back at a row. Every error names the file, the row (its line in the file; the header
+is line 1) and the column. Files re-saved by a spreadsheet (a BOM, CRLF) are read as well.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from eigdist_core.contract import CATCH_TYPES, DIRECTIONS, REQUIRED_COLUMNS, TASKS
+from eigdist_core.contract import CATCH_TYPES, DIRECTIONS, MISSING, REQUIRED_COLUMNS, TASKS
 from eigdist_core.errors import EigdistError
 
-_PARTICIPANT = re.compile(r"[A-Za-z0-9_-]+")
 _BOOLS = {"true": True, "false": False}
+
+
+@dataclass(frozen=True)
+class _Format:
+    """How one kind of trial file is written."""
+
+    pattern: str
+    sep: str
+    missing: str
+    participant: re.Pattern
+    required: tuple[str, ...]
+
+
+#: The BIDS trial files, then the first format (read so a lab's existing data still count).
+FORMATS = (
+    _Format("*_beh.tsv", "\t", MISSING, re.compile(r"[A-Za-z0-9]+"), REQUIRED_COLUMNS),
+    _Format("*_trials.csv", ",", "", re.compile(r"[A-Za-z0-9_-]+"),
+            tuple(c for c in REQUIRED_COLUMNS if c != "alpha_ceiling")),
+)
+
+
+def _format(file: Path) -> _Format:
+    return FORMATS[1] if file.suffix.lower() == ".csv" else FORMATS[0]
 
 
 class TrialDataError(EigdistError):
@@ -29,7 +54,7 @@ class TrialDataError(EigdistError):
 
 
 def find_trial_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Every ``*_trials.csv`` named by ``paths`` (files as given, folders searched recursively).
+    """Every ``*_beh.tsv`` (and ``*_trials.csv``) named by ``paths`` (files as given, folders searched recursively).
 
     Raises
     ------
@@ -40,13 +65,13 @@ def find_trial_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(path.rglob("*_trials.csv")))
+            files.extend(f for fmt in FORMATS for f in path.rglob(fmt.pattern) if "sourcedata" not in f.parts)
         elif path.is_file():
             files.append(path)
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     if not files:
-        raise FileNotFoundError(f"no *_trials.csv files under {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no trial files (*_beh.tsv, *_trials.csv) under {', '.join(map(str, paths))}")
     return sorted(set(files))
 
 
@@ -81,27 +106,30 @@ def _parse_number(file: Path, frame: pd.DataFrame, column: str, *, integer: bool
 
 def _read_one(file: Path) -> pd.DataFrame:
     """Read and type one trial file; raise :class:`TrialDataError` on any breach."""
+    fmt = _format(file)
     try:
-        frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8")
+        frame = pd.read_csv(file, sep=fmt.sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise TrialDataError(f"{file}, row 1, column (header): unreadable CSV: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        raise TrialDataError(f"{file}, row 1, column (header): unreadable trial file: {exc}") from exc
+    missing = [c for c in fmt.required if c not in frame.columns]
     if missing:
         raise TrialDataError(
             f"{file}, row 1, column {missing[0]!r}: required column missing "
-            f"(missing: {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)})"
+            f"(missing: {', '.join(missing)}; required: {', '.join(fmt.required)})"
         )
+    if "alpha_ceiling" not in frame:  # first format: the ceiling comes from --stimuli
+        frame["alpha_ceiling"] = fmt.missing
     frame["source_file"] = str(file)
     frame["source_line"] = np.arange(2, len(frame) + 2)
-    _check(file, frame, "participant", frame["participant"].str.fullmatch(_PARTICIPANT).to_numpy(),
-           "allowed: letters, digits, '_' and '-'")
-    for column in ("image_id", "model", "layer", "weights", "observer"):
-        _check(file, frame, column, (frame[column].str.strip() != "").to_numpy(), "must not be empty")
+    na = fmt.missing
+    allowed = "letters and digits" if fmt is FORMATS[0] else "letters, digits, '_' and '-'"
+    _check(file, frame, "participant", frame["participant"].str.fullmatch(fmt.participant).to_numpy(),
+           f"allowed: {allowed}")
+    for column in ("image_id", "model", "layer", "weights", "observer", "set_id"):
+        _check(file, frame, column, ~frame[column].str.strip().isin(["", na]).to_numpy(), "must not be empty")
     _check(file, frame, "direction", frame["direction"].isin(DIRECTIONS).to_numpy(),
            f"allowed: {', '.join(DIRECTIONS)}")
     _check(file, frame, "task", frame["task"].isin(list(TASKS)).to_numpy(), f"allowed: {', '.join(TASKS)}")
-    _check(file, frame, "catch_type", frame["catch_type"].isin(CATCH_TYPES).to_numpy(),
-           "allowed: easy, blank or empty")
     typed = {
         "session": _parse_number(file, frame, "session", integer=True, valid=lambda v: v >= 1,
                                  allowed="an integer >= 1"),
@@ -112,10 +140,17 @@ def _read_one(file: Path) -> pd.DataFrame:
         "n_alternatives": _parse_number(file, frame, "n_alternatives", integer=True,
                                         valid=lambda v: np.isin(v, (2, 3)), allowed="allowed: 2 or 3"),
     }
+    if fmt is FORMATS[0]:
+        typed["alpha_ceiling"] = _parse_number(file, frame, "alpha_ceiling", integer=False, valid=lambda v: v > 0,
+                                               allowed="a finite number > 0")
+    else:
+        typed["alpha_ceiling"] = pd.Series(np.nan, index=frame.index)
     typed.update({c: _parse_bool(file, frame, c) for c in ("correct", "is_catch", "is_practice", "calibrated")})
     raw = frame.copy()  # messages quote the text as written
-    for column, values in typed.items():
-        frame[column] = values
+    for column in frame.columns.drop(["source_file", "source_line"]):
+        frame[column] = typed[column] if column in typed else frame[column].mask(frame[column] == na, "")
+    _check(file, raw, "catch_type", frame["catch_type"].isin(CATCH_TYPES).to_numpy(),
+           f"allowed: easy, blank or {na or 'empty'}")
     _check(file, raw, "n_alternatives", (frame["task"].map(TASKS) == frame["n_alternatives"]).to_numpy(),
            "must match the task (2afc_ref: 2, 3afc_oddity: 3)")
     _check(file, raw, "catch_type", (frame["is_catch"] == (frame["catch_type"] != "")).to_numpy(),
@@ -149,7 +184,7 @@ def load_trials(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> pd.Da
     Parameters
     ----------
     paths
-        Trial CSV files and/or folders searched recursively for ``*_trials.csv``.
+        Trial files and/or folders searched recursively for ``*_beh.tsv`` (and ``*_trials.csv``).
 
     Returns
     -------
@@ -184,30 +219,3 @@ def _check_duplicates(trials: pd.DataFrame) -> None:
             f"(participant, session, trial) = ({row['participant']}, {row['session']}, {row['trial']}); "
             f"first seen in {first['source_file']}, row {first['source_line']}"
         )
-
-
-def write_trials_csv(trials: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write trial rows in the contract's format (``true``/``false``, empty for missing).
-
-    Used by the simulator and the tests, so synthetic labs are read back through
-    :func:`load_trials` exactly like real ones.
-    """
-    from eigdist_core.io import atomic_write_bytes
-
-    out = trials.drop(columns=["source_file", "source_line"], errors="ignore").copy()
-    for column in out.columns:
-        if out[column].dtype == bool:
-            out[column] = out[column].map({True: "true", False: "false"})
-    atomic_write_bytes(path, out.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-
-
-def session_path(data: str | os.PathLike, participant: str, session: int) -> Path:
-    """The contract's path of one session's trial file under ``data``."""
-    stem = f"sub-{participant}_ses-{session}"
-    return Path(data) / f"sub-{participant}" / f"ses-{session}" / f"{stem}_trials.csv"
-
-
-def iter_sessions(trials: pd.DataFrame) -> Iterable[tuple[str, int, pd.DataFrame]]:
-    """Yield ``(participant, session, rows)`` for each session in ``trials``."""
-    for (participant, session), rows in trials.groupby(["participant", "session"], sort=True):
-        yield str(participant), int(session), rows

@@ -1,8 +1,10 @@
-"""What the analysis takes from a stimulus set: ceilings, eigenvalues, response curves.
+"""What the analysis takes from a stimulus set: its identity, eigenvalues, response curves.
 
-The set is optional: without it the ceiling of each track comes from the
-trials (an ``alpha_max`` column, else the largest α shown in the session) and
-the eigenvalues from the trials' ``eigenvalue`` column.
+Every trial row records its set (``set_id``) and its track's α ceiling (``alpha_ceiling``),
+so the set is optional: given with ``--stimuli``, rows of another set are refused
+(:func:`check_sets`), and its eigenvalues and response curves are used; rows of the first
+trial format, which lack ``alpha_ceiling``, take the set's ceilings (the rule of
+:func:`eigdist_core.contract.alpha_ceiling`). Nothing here imports :mod:`experiments`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eigdist_core.contract import CONDITION_KEY
+from eigdist_core.contract import CONDITION_KEY, alpha_ceiling
 from eigdist_core.io import load_json
-from experiments.design import conditions
+
+from .load import TrialDataError
 
 KEY = list(CONDITION_KEY)
 
@@ -30,12 +33,43 @@ def load_manifest(folder: str | os.PathLike) -> dict:
 
 
 def condition_table(manifest: dict) -> pd.DataFrame:
-    """One row per condition: key, ``item_id``, ``eigenvalue``, ``alpha_max`` (as the experiment used)."""
-    rows = [{**dict(zip(KEY, c.key)), "item_id": c.item_id, "eigenvalue": c.eigenvalue,
-             "alpha_max": c.alpha_max} for c in conditions(manifest)]
+    """One row per item: condition key, ``item_id``, ``eigenvalue``, ``alpha_max`` (the α ceiling)."""
+    set_alpha_max = float(manifest["alpha_max"])
+    rows = [{**{k: item[k] for k in KEY}, "item_id": item["item_id"], "eigenvalue": item.get("eigenvalue"),
+             "alpha_max": alpha_ceiling(set_alpha_max, item.get("alpha_displayable_max"))}
+            for item in manifest.get("items", [])]
     table = pd.DataFrame(rows, columns=[*KEY, "item_id", "eigenvalue", "alpha_max"])
     table["eigenvalue"] = pd.to_numeric(table["eigenvalue"], errors="coerce")
     return table
+
+
+def _files(rows: pd.DataFrame) -> str:
+    files = sorted(set(rows["source_file"]))
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def check_sets(trials: pd.DataFrame, manifest: dict | None = None, stimuli: str | os.PathLike | None = None) -> None:
+    """Refuse rows of another set than ``manifest``'s, or (without one) rows of several sets.
+
+    Raises
+    ------
+    TrialDataError
+        Naming the files, their ``set_id`` and the set given (or the sets found).
+    """
+    if manifest is not None:
+        other = trials[trials["set_id"] != manifest["set_id"]]
+        if not other.empty:
+            ids = ", ".join(sorted(set(other["set_id"])))
+            raise TrialDataError(
+                f"{_files(other)}: recorded with stimulus set {ids}, not the set given with --stimuli "
+                f"{stimuli} (set_id {manifest['set_id']}); analyse them with their own set"
+            )
+        return
+    sets = sorted(set(trials["set_id"]))
+    if len(sets) > 1:
+        found = "; ".join(f"{s} in {_files(trials[trials['set_id'] == s])}" for s in sets)
+        raise TrialDataError(f"sessions of different stimulus sets cannot be pooled: {found}; "
+                             "analyse each set on its own")
 
 
 def response_curves(manifest: dict) -> pd.DataFrame:
@@ -53,11 +87,12 @@ def response_curves(manifest: dict) -> pd.DataFrame:
 
 def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
                      table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
-    """Give every trial the ceiling of its track, from the best source at hand.
+    """Give every trial the ceiling of its track (an ``alpha_max`` column), from the best source at hand.
 
-    Order: ``alpha_max`` given; the stimulus set's ``table`` (:func:`condition_table`);
-    an ``alpha_max`` column in the trials; the largest α shown in the session
-    (catch trials included), a fallback that the returned text says.
+    Order: ``alpha_max`` given; the ``alpha_ceiling`` each row recorded; for rows of the
+    first format (no ``alpha_ceiling``), the stimulus set's ``table`` (:func:`condition_table`),
+    else the largest α shown in the session (catch trials included), a fallback that the
+    returned text says.
 
     Returns
     -------
@@ -70,21 +105,23 @@ def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
             raise ValueError(f"alpha_max must be a positive number, got {alpha_max}")
         trials["alpha_max"] = float(alpha_max)
         return trials, f"given: {alpha_max:g}"
+    recorded = pd.to_numeric(trials["alpha_ceiling"], errors="coerce")
+    trials["alpha_max"] = recorded.astype(float)
+    if recorded.notna().all():
+        return trials, "alpha_ceiling recorded on each trial row"
     if table is not None:
-        merged = trials.drop(columns=["alpha_max"], errors="ignore").merge(
-            table[[*KEY, "alpha_max"]], on=KEY, how="left")
-        if merged["alpha_max"].isna().any():
-            row = merged[merged["alpha_max"].isna()].iloc[0]
+        merged = trials.merge(table[[*KEY, "alpha_max"]].rename(columns={"alpha_max": "_set"}), on=KEY, how="left")
+        lacking = merged["alpha_max"].isna()
+        if merged.loc[lacking, "_set"].isna().any():
+            row = merged[lacking & merged["_set"].isna()].iloc[0]
             raise ValueError(f"{row['source_file']}, row {row['source_line']}: condition "
                              f"{tuple(row[KEY])} is not an item of the stimulus set")
-        return merged, "stimulus-set manifest (min of the set's alpha_max and the item's displayable maximum)"
-    if "alpha_max" in trials:
-        values = pd.to_numeric(trials["alpha_max"], errors="coerce")
-        if values.notna().all():
-            trials["alpha_max"] = values.astype(float)
-            return trials, "alpha_max column of the trial files"
-    trials["alpha_max"] = trials.groupby(["participant", "session"])["alpha"].transform("max")
-    return trials, "fallback: largest alpha shown in each session (give --stimuli or --alpha-max)"
+        merged["alpha_max"] = merged["alpha_max"].fillna(merged["_set"])
+        return merged.drop(columns="_set"), ("alpha_ceiling of each row; the stimulus set's ceilings for rows "
+                                             "of the first format")
+    fallback = trials.groupby(["participant", "session"])["alpha"].transform("max")
+    trials["alpha_max"] = trials["alpha_max"].fillna(fallback)
+    return trials, "fallback for rows without alpha_ceiling: largest alpha shown in each session (give --stimuli)"
 
 
 def eigenvalues(trials: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from eigdist_core.io import check_output_folder
+
 from .exclusions import ExclusionRules, apply_exclusions
 from .load import load_trials
 from .psychometric import FitOptions, fit_thresholds
@@ -41,12 +43,14 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                          write_report)
 
     start = time.perf_counter()
+    check_output_folder(out, "--out")  # before the fitting, not after it
+    manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
     trials = load_trials(paths)
+    stimuli.check_sets(trials, manifest, settings.stimuli)
     kept, excluded = apply_exclusions(trials, settings.exclusions)
     if kept.empty:
         raise ValueError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
                          + "; ".join(sorted(set(excluded["reason"]))))
-    manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
     table = stimuli.condition_table(manifest) if manifest else None
     kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
     fits = fit_thresholds(kept, options=settings.fit)

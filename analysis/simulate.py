@@ -20,6 +20,8 @@ from eigdist_core.contract import TRACK_KEY
 Layer = tuple[str, str, str]  # (model, layer, weights)
 #: Constant-stimulus levels as multiples of the true threshold (a pilot-informed design).
 DEFAULT_LEVELS = tuple(2.0 ** np.linspace(-0.75, 0.75, 6))
+#: The ``set_id`` of simulated rows that belong to no stimulus set.
+SIMULATED_SET = "0" * 16
 METHODS = ("constant", "quest", "updown")
 TASK = {2: "2afc_ref", 3: "3afc_oddity"}
 
@@ -139,7 +141,7 @@ def _adaptive(truth: pd.DataFrame, n_trials: int, method: str, alpha_max: float,
 def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "constant",
                     alpha_max: float = 30.0, slope: float = 3.5, lapse: float = 0.02,
                     n_alternatives: int = 2, levels: Sequence[float] = DEFAULT_LEVELS,
-                    seed: int = 0, **track_options) -> pd.DataFrame:
+                    seed: int = 0, set_id: str = SIMULATED_SET, **track_options) -> pd.DataFrame:
     """Contract trial rows (one session per participant) answered by a Weibull observer.
 
     Parameters
@@ -159,6 +161,8 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         Constant-stimulus levels relative to the true threshold.
     seed
         Seed of the responses (and of the tracks).
+    set_id
+        The ``set_id`` column (the rows' ``alpha_ceiling`` is ``alpha_max``).
     **track_options
         Passed to ``make_track``.
 
@@ -199,6 +203,7 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         "n_alternatives": n_alternatives, "task": TASK[n_alternatives], "is_catch": False,
         "catch_type": "", "is_practice": False,
         "observer": f"weibull;slope={slope:g};lapse={lapse:g};seed={seed}", "calibrated": True,
+        "set_id": set_id, "alpha_ceiling": float(alpha_max),
     })
     if "eigenvalue" in truth:
         rows["eigenvalue"] = truth["eigenvalue"].to_numpy()[cond]

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.load import iter_sessions, session_path, write_trials_csv
+from experiments.datafile import session_paths, write_trial_file
 from analysis.pipeline import AnalysisSettings, analyze
 from analysis.psychometric import FitOptions, fit_thresholds
 from analysis.ranking import compute_d, rank_layers
@@ -40,13 +40,14 @@ def main() -> None:
     print(f"D+rank    {t3 - t2:6.2f} s  ({args.n_boot} two-level bootstrap draws, {len(result.ranking)} layers)")
     print(f"analysis  {t3 - t1:6.2f} s  (goal < 60 s)")
     with tempfile.TemporaryDirectory() as tmp:
-        for participant, session, rows in iter_sessions(trials):
-            write_trials_csv(rows, session_path(Path(tmp) / "data", participant, session))
+        for (participant, session), rows in trials.groupby(["participant", "session"]):
+            write_trial_file(session_paths(Path(tmp) / "data", participant, int(session)).trials,
+                             rows.to_dict("records"))
         t4 = time.perf_counter()
         analyze([Path(tmp) / "data"], Path(tmp) / "out",
                 AnalysisSettings(n_boot=args.n_boot, alpha_max=30.0, fit=FitOptions(slope=args.slope)))
         t5 = time.perf_counter()
-    print(f"eigdist analyze end to end (load 20 CSVs, fits, ranking, figures, report.html): {t5 - t4:6.2f} s")
+    print(f"eigdist analyze end to end (load 20 trial files, fits, ranking, figures, report.html): {t5 - t4:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ DIRECTIONS = ("max", "min", "random")
 #: Forced-choice tasks and their number of alternatives (the guess rate is 1 / n).
 TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
 
-#: ``catch_type`` values: easy and blank catch trials, empty on ordinary trials.
+#: ``catch_type`` values in memory: easy and blank catch trials, "" on ordinary trials (``n/a`` in a file).
 CATCH_TYPES = ("easy", "blank", "")
 
 #: The values a display can show: 0 → Lmin, 1 → Lmax of the monitor (per gun for colour).
@@ -29,19 +29,28 @@ LAYER_KEY = ("model", "layer", "weights")
 #: One psychometric function is fitted per value of these.
 TRACK_KEY = ("participant", *CONDITION_KEY)
 
+#: How a trial file writes a missing value (BIDS); in memory it is ``None`` ("" for text columns).
+MISSING = "n/a"
+
+#: The BIDS task label of the trial files (``..._task-noticeability_beh.tsv``).
+BIDS_TASK = "noticeability"
+
+#: Longest participant label accepted (a BIDS label: letters and digits only).
+MAX_LABEL_LENGTH = 64
+
 #: Columns every trial row has (the analysis reads these), in file order.
 REQUIRED_COLUMNS = (
     "participant", "session", "trial", "image_id", "model", "layer", "weights", "direction",
     "item_id", "alpha", "correct", "n_alternatives", "task", "is_catch", "catch_type",
-    "is_practice", "observer", "calibrated",
+    "is_practice", "observer", "calibrated", "set_id", "alpha_ceiling",
 )
 
 #: Further columns the experiment fills (display columns by the session), in file order.
 RECOMMENDED_COLUMNS = (
     "block", "eig_sign", "eigenvalue", "log10_alpha", "rms", "mse", "target_interval", "response",
-    "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "set_id", "monitor",
-    "calibration_date", "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "bpc", "refresh_hz",
-    "psychopy_version", "seed", "timestamp",
+    "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "monitor",
+    "calibration_date", "color", "magnification", "stimulus_deg", "ppd", "distance_cm", "lum_min",
+    "lum_mean", "lum_max", "bpc", "refresh_hz", "psychopy_version", "seed", "timestamp",
 )
 
 #: Every column of a trial file, in file order.
@@ -49,10 +58,89 @@ TRIAL_COLUMNS = REQUIRED_COLUMNS + RECOMMENDED_COLUMNS
 
 #: Typed columns of a trial file (the others are text).
 INT_COLUMNS = frozenset({"session", "trial", "n_alternatives", "block", "eig_sign", "target_interval",
-                         "response", "dropped_frames", "clipped_pixels", "bpc", "seed"})
-FLOAT_COLUMNS = frozenset({"alpha", "eigenvalue", "log10_alpha", "rms", "mse", "rt", "repr_distance",
-                           "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "refresh_hz"})
+                         "response", "dropped_frames", "clipped_pixels", "magnification", "bpc", "seed"})
+FLOAT_COLUMNS = frozenset({"alpha", "alpha_ceiling", "eigenvalue", "log10_alpha", "rms", "mse", "rt",
+                           "repr_distance", "stimulus_deg", "ppd", "distance_cm", "lum_min", "lum_mean",
+                           "lum_max", "refresh_hz"})
 BOOL_COLUMNS = frozenset({"correct", "is_catch", "is_practice", "calibrated"})
 
-#: Required columns that may be empty: blank catch trials show no item.
+#: Required columns that may be missing: blank catch trials show no item, ordinary trials are no catch.
 MAY_BE_EMPTY = frozenset({"item_id", "catch_type"})
+
+#: What each trial column means: (long name, description, units or None). The BIDS sidecar
+#: (``_beh.json``) is written from this table; levels come from the enumerations above.
+COLUMN_INFO = {
+    "participant": ("Participant", "BIDS participant label (letters and digits)", None),
+    "session": ("Session", "session number, 1, 2, ... per participant", None),
+    "trial": ("Trial", "trial number within the session, 1, 2, ... without gaps", None),
+    "image_id": ("Image", "image of the stimulus set (manifest images[].image_id)", None),
+    "model": ("Model", "model family whose eigendistortion is shown", None),
+    "layer": ("Layer", "layer of the model", None),
+    "weights": ("Weights", "weights of the model", None),
+    "direction": ("Direction", "which eigendistortion of the layer", None),
+    "item_id": ("Item", "stimulus-set item shown (n/a on blank catch trials)", None),
+    "alpha": ("Amplitude", "amplitude alpha of the distortion: image + alpha * sign * e, e of unit L2 norm",
+              "arbitrary"),
+    "correct": ("Correct", "whether the answer named the target interval", None),
+    "n_alternatives": ("Alternatives", "number of answer alternatives (guess rate 1/n)", None),
+    "task": ("Task", "forced-choice task", None),
+    "is_catch": ("Catch trial", "a catch trial (not part of any adaptive track)", None),
+    "catch_type": ("Catch type", "kind of catch trial (n/a on ordinary trials)", None),
+    "is_practice": ("Practice trial", "a practice trial (not analysed)", None),
+    "observer": ("Observer", "human, or the --simulate spec of a simulated observer", None),
+    "calibrated": ("Calibrated", "shown on a calibrated display (false under --pilot)", None),
+    "set_id": ("Stimulus set", "set_id of the stimulus set (16 hex characters)", None),
+    "alpha_ceiling": ("Amplitude ceiling", "the condition's ceiling min(alpha_max, alpha_displayable_max) "
+                      "that its track used", "arbitrary"),
+    "block": ("Block", "0 for the practice block, then 1, 2, ... within the session", None),
+    "eig_sign": ("Sign", "sign of e on this trial (+1 or -1)", None),
+    "eigenvalue": ("Eigenvalue", "eigenvalue of the item (manifest)", None),
+    "log10_alpha": ("log10 amplitude", "log10 of alpha (n/a when alpha is 0)", None),
+    "rms": ("RMS", "root-mean-square pixel change alpha / sqrt(pixels)", "arbitrary"),
+    "mse": ("MSE", "mean squared pixel change alpha^2 / pixels", "arbitrary"),
+    "target_interval": ("Target interval", "1-based test interval that held the distortion", None),
+    "response": ("Response", "1-based interval the observer chose", None),
+    "rt": ("Reaction time", "time from the response screen to the answer", "s"),
+    "dropped_frames": ("Dropped frames", "frames lost during the trial (n/a for simulated observers)", None),
+    "clipped_pixels": ("Clipped pixels", "pixels of the target outside the displayable range", None),
+    "repr_distance": ("Representation distance", "model observers: ||f(x + alpha e) - f(x)||", "arbitrary"),
+    "stim_sha256": ("Stimulus hash", "sha256 of the target image's float32 bytes", None),
+    "monitor": ("Monitor", "monitor profile name", None),
+    "calibration_date": ("Calibration date", "date of the profile's calibration", None),
+    "color": ("Colour", "grey or rgb stimuli", None),
+    "magnification": ("Magnification", "integer pixel replication of the stimulus on screen", None),
+    "stimulus_deg": ("Stimulus size", "achieved stimulus size in degrees of visual angle", "deg"),
+    "ppd": ("Pixels per degree", "screen pixels per degree of visual angle", None),
+    "distance_cm": ("Viewing distance", "viewing distance", "cm"),
+    "lum_min": ("Minimum luminance", "luminance of value 0", "cd/m^2"),
+    "lum_mean": ("Mean luminance", "background luminance", "cd/m^2"),
+    "lum_max": ("Maximum luminance", "luminance of value 1", "cd/m^2"),
+    "bpc": ("Bits per channel", "bits per colour channel of the display", None),
+    "refresh_hz": ("Refresh rate", "display refresh rate", "Hz"),
+    "psychopy_version": ("PsychoPy version", "PsychoPy version that ran the session", None),
+    "seed": ("Seed", "seed of the experiment config", None),
+    "timestamp": ("Timestamp", "end of the trial (ISO 8601, UTC)", None),
+}
+
+#: Levels of the categorical trial columns, for the BIDS sidecar.
+COLUMN_LEVELS = {
+    "direction": {"max": "largest-eigenvalue eigendistortion (most noticeable to the model)",
+                  "min": "smallest-eigenvalue eigendistortion (least noticeable to the model)",
+                  "random": "a random direction (control)"},
+    "task": {"2afc_ref": "reference, then two test intervals; which one differs",
+             "3afc_oddity": "three intervals; which one is the odd one"},
+    "catch_type": {"easy": "far above the track's threshold estimate", "blank": "alpha = 0 (chance expected)"},
+    **{c: {"true": "yes", "false": "no"} for c in sorted(BOOL_COLUMNS)},
+    "color": {"grey": "one channel", "rgb": "three channels"},
+}
+
+
+def alpha_ceiling(set_alpha_max: float, alpha_displayable_max: float | None) -> float:
+    """The α ceiling of a condition: min(the set's ``alpha_max``, the item's ``alpha_displayable_max``).
+
+    An item without ``alpha_displayable_max`` has the set's ``alpha_max``. A recorded 0.0 is a
+    ceiling of 0 (the item cannot be shown), never "missing".
+    """
+    if alpha_displayable_max is None:
+        return float(set_alpha_max)
+    return min(float(set_alpha_max), float(alpha_displayable_max))

@@ -113,3 +113,29 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path.name}: not valid TOML: {exc}") from None
+
+
+def check_output_folder(path: str | os.PathLike, option: str) -> Path:
+    """Check, before any work, that ``path`` is a folder this process can write into (or create).
+
+    Raises
+    ------
+    EigdistError
+        If ``path`` is a file, lies under a file, or the folder (or the existing folder
+        it would be created in) is not writable; the message names ``option`` and the path.
+    """
+    from .errors import EigdistError
+
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under the file {existing}"
+        raise EigdistError(f"{option} {str(path)!r} {what}; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (it would be created in {existing})"
+        raise EigdistError(f"{option} {str(path)!r} is read-only for this user{where}; give a writable folder")
+    return path

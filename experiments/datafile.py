@@ -1,18 +1,23 @@
-"""The session's trial file: one CSV row per trial, appended and fsynced as the trial ends.
+"""The session's trial file, a BIDS behavioural file: one row per trial, appended and fsynced as it ends.
 
-Path and columns follow docs/formats.md:
-``<data>/sub-<p>/ses-<s>/sub-<p>_ses-<s>_trials.csv`` (UTF-8, no BOM, header row,
-booleans ``true``/``false``, missing values empty) plus the JSON sidecar
-``sub-<p>_ses-<s>_session.json``. A crash loses at most the trial being
-shown: every finished row is on disk before the next trial starts. Resuming
-reads the rows back, refuses a file made with another stimulus set, drops a
-torn final line (a row cut by the crash) and continues the numbering.
+Layout and format follow docs/formats.md ("Trial data: a BIDS dataset")::
+
+    DATA/sub-<p>/ses-<s>/beh/sub-<p>_ses-<s>_task-noticeability_beh.tsv   the trials
+    DATA/sub-<p>/ses-<s>/beh/sub-<p>_ses-<s>_task-noticeability_beh.json  columns + session record
+    DATA/sourcedata/sub-<p>/ses-<s>/psychopy/                               PsychoPy's files
+
+The trial file is UTF-8 without BOM, tab-separated, booleans ``true``/``false``, missing
+values ``n/a``. A crash loses at most the trial being shown: every finished row is on disk
+before the next trial starts. The sidecar's ``"eigdist"`` record is written when the session
+starts; a resume appends a run to ``runs`` and changes nothing else, after
+:func:`check_session_files` has compared what it was asked with what was recorded
+(the one place that does). The dataset's own files (:mod:`experiments.bids`) are created by
+the first session.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import math
 import os
 import re
@@ -21,22 +26,51 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from eigdist_core.contract import (
-    BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, MAY_BE_EMPTY, REQUIRED_COLUMNS, TRIAL_COLUMNS,
+    BIDS_TASK, BOOL_COLUMNS, COLUMN_INFO, COLUMN_LEVELS, FLOAT_COLUMNS, INT_COLUMNS, MAX_LABEL_LENGTH,
+    MAY_BE_EMPTY, MISSING, REQUIRED_COLUMNS, TRIAL_COLUMNS,
 )
-from eigdist_core.io import load_json, save_json
+from eigdist_core.errors import EigdistError
+from eigdist_core.io import atomic_write_bytes, save_json
+from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
 COLUMNS = TRIAL_COLUMNS
 
-_ID = re.compile(r"[A-Za-z0-9_-]+")
+_LABEL = re.compile(r"[A-Za-z0-9]+")
+
+#: What a resume must share with the recorded session, and the option that sets each.
+RESUME_FIELDS = {
+    "participant": "--participant", "session": "--session", "set_id": "the stimulus set (--stimuli)",
+    "config": "--config", "monitor": "--monitor", "observer": "the observer (--simulate)", "pilot": "--pilot",
+    "calibrated": "calibrated (--pilot)",
+}
+
+
+#: The task's BIDS description, at the top of each sidecar.
+TASK_INFO = {
+    "TaskName": BIDS_TASK,
+    "TaskDescription": "Forced-choice detection of a model's eigendistortion added to an image; the amplitude "
+                       "of each condition follows its own adaptive track (docs/experiment.md of eigdist).",
+}
+
+
+class SessionFileError(EigdistError):
+    """A session's files cannot be (re)opened as asked; the message names the file and the fix."""
+
+
+class SessionFinished(EigdistError):
+    """``--resume`` of a session whose every trial is done: nothing to do, nothing changed."""
 
 
 def check_participant(participant: Any) -> str:
-    """Check a participant ID against ``[A-Za-z0-9_-]+`` (so it cannot leave the data folder)."""
-    if not isinstance(participant, str) or not _ID.fullmatch(participant):
+    """Check a participant label: a BIDS label, letters and digits only, at most 64 characters."""
+    if not isinstance(participant, str) or not _LABEL.fullmatch(participant):
         raise ValueError(
-            f"participant ID must be letters, digits, '_' or '-' only ([A-Za-z0-9_-]+), got {participant!r}"
+            f"participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got {participant!r}"
         )
+    if len(participant) > MAX_LABEL_LENGTH:
+        raise ValueError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
+                         f"{len(participant)} ({participant[:20]}…)")
     return participant
 
 
@@ -49,12 +83,14 @@ def check_session(session: Any) -> int:
 
 @dataclass(frozen=True)
 class SessionPaths:
-    """Where one session's files live."""
+    """Where one session's files live (docs/formats.md)."""
 
+    root: Path
     folder: Path
     trials: Path
     sidecar: Path
     psychopy: Path
+    lock: Path  # outside DATA: a run that fails its checks leaves DATA untouched
 
 
 def session_paths(data: str | os.PathLike, participant: str, session: int) -> SessionPaths:
@@ -62,29 +98,32 @@ def session_paths(data: str | os.PathLike, participant: str, session: int) -> Se
     check_participant(participant)
     check_session(session)
     root = Path(data).resolve()
-    folder = root / f"sub-{participant}" / f"ses-{session}"
-    if root not in folder.resolve().parents:  # belt and braces: the ID check already forbids this
-        raise ValueError(f"session folder {folder} would lie outside the data folder {root}")
-    stem = f"sub-{participant}_ses-{session}"
-    return SessionPaths(folder, folder / f"{stem}_trials.csv", folder / f"{stem}_session.json",
-                        folder / "psychopy")
+    sub, ses = f"sub-{participant}", f"ses-{session}"
+    folder = root / sub / ses / "beh"
+    stem = f"{sub}_{ses}_task-{BIDS_TASK}_beh"
+    source = root / "sourcedata" / sub / ses
+    return SessionPaths(root, folder, folder / f"{stem}.tsv", folder / f"{stem}.json", source / "psychopy",
+                        lock_file_for(folder / f"{stem}.tsv"))
 
 
 def format_value(value: Any) -> str:
-    """A CSV cell: ``true``/``false``, empty for missing, ``repr`` for floats (exact round trip)."""
-    if value is None:
-        return ""
+    """A TSV cell: ``true``/``false``, ``n/a`` for missing (``None``, ``""``, NaN), ``repr`` for floats."""
+    if value is None or value == "":
+        return MISSING
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return str(value)
+        return MISSING if math.isnan(value) else repr(value)
+    text = str(value)
+    if any(c in text for c in "\t\r\n"):
+        raise ValueError(f"a trial value may not hold a tab or line break, got {text!r}")
+    return text
 
 
 def parse_value(column: str, text: str) -> Any:
-    """Inverse of :func:`format_value` for the known columns (others stay text)."""
-    if text == "":
-        return None if column != "catch_type" else ""
+    """Inverse of :func:`format_value` for the known columns (others stay text); ``n/a`` → ``None``."""
+    if text == MISSING:
+        return "" if column == "catch_type" else None
     if column in BOOL_COLUMNS:
         if text not in ("true", "false"):
             raise ValueError(f"column {column} must be true or false, got {text!r}")
@@ -96,19 +135,55 @@ def parse_value(column: str, text: str) -> Any:
     return text
 
 
+def format_row(row: dict, columns: tuple[str, ...] = COLUMNS) -> str:
+    """One line of a trial file (with its newline); refuses unknown keys and missing required values."""
+    unknown = sorted(set(row) - set(columns))
+    if unknown:
+        raise ValueError(f"unknown trial column(s) {', '.join(unknown)}; allowed: {', '.join(columns)}")
+    missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c not in MAY_BE_EMPTY]
+    if missing:
+        raise ValueError(f"trial row lacks required column(s) {', '.join(missing)}")
+    return "\t".join(format_value(row.get(c)) for c in columns) + "\n"
+
+
+def _header(columns: tuple[str, ...] = COLUMNS) -> str:
+    return "\t".join(columns) + "\n"
+
+
+def _text(path: Path) -> str:
+    """A trial file's text as this module wrote it; a spreadsheet's re-save is refused, named."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf") or b"\r" in raw:
+        raise SessionFileError(
+            f"{path} was re-saved with Windows line endings or a byte-order mark (as a spreadsheet saves it); "
+            "a session appends only to the file it wrote: restore that file, or start another --session "
+            "(the analysis reads the re-saved file as it is)"
+        )
+    return raw.decode("utf-8")
+
+
 def read_trials(path: str | os.PathLike) -> list[dict]:
-    """The rows of a trial file, typed (ints, floats, bools, ``None`` for empty).
+    """The rows of a trial file, typed (ints, floats, bools, ``None`` for ``n/a``).
 
     A final line without a newline is a row torn by a crash and is ignored.
     """
-    raw = Path(path).read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raise ValueError(f"{path}: starts with a byte-order mark; trial files are UTF-8 without BOM")
-    text = raw.decode("utf-8")
+    text = _text(Path(path))
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    return [{k: parse_value(k, v) for k, v in row.items()} for row in rows]
+    lines = text.splitlines()
+    if not lines:
+        return []
+    header = lines[0].split("\t")
+    return [{k: parse_value(k, v) for k, v in zip(header, line.split("\t"))} for line in lines[1:]]
+
+
+def write_trial_file(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write a whole trial file at once (atomically) in the session's format, e.g. simulated data.
+
+    The rows go through :func:`format_row`, the same formatting as a session's
+    :class:`TrialWriter`.
+    """
+    atomic_write_bytes(path, (_header() + "".join(format_row(r) for r in rows)).encode("utf-8"))
 
 
 class TrialWriter:
@@ -121,10 +196,9 @@ class TrialWriter:
     def __init__(self, path: Path, columns: tuple[str, ...], next_trial: int) -> None:
         self.path, self.columns, self.next_trial = path, columns, next_trial
         self._fh = open(path, "a", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._fh, lineterminator="\n")
 
     def write(self, row: dict) -> None:
-        """Append ``row`` (keys from the columns; missing ones empty) and fsync it.
+        """Append ``row`` (keys from the columns; missing ones ``n/a``) and fsync it.
 
         Raises
         ------
@@ -132,15 +206,10 @@ class TrialWriter:
             If a required column is missing, a key is not a column, or the
             trial number is not the next one.
         """
-        unknown = sorted(set(row) - set(self.columns))
-        if unknown:
-            raise ValueError(f"unknown trial column(s) {', '.join(unknown)}; allowed: {', '.join(self.columns)}")
-        missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c not in MAY_BE_EMPTY]
-        if missing:
-            raise ValueError(f"trial row lacks required column(s) {', '.join(missing)}")
+        line = format_row(row, self.columns)
         if row["trial"] != self.next_trial:
             raise ValueError(f"trial number must be {self.next_trial} (no gaps), got {row['trial']!r}")
-        self._csv.writerow([format_value(row.get(c)) for c in self.columns])
+        self._fh.write(line)
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.next_trial += 1
@@ -155,23 +224,55 @@ class TrialWriter:
         self.close()
 
 
-def open_session(
-    data: str | os.PathLike, participant: str, session: int, metadata: dict, *, resume: bool = False,
-) -> tuple[TrialWriter, list[dict]]:
-    """Open a session's trial file for appending; return the writer and the rows already there.
+def column_descriptions(columns: tuple[str, ...] = COLUMNS) -> dict[str, dict]:
+    """The BIDS description of every column (``LongName``, ``Description``, ``Units``, ``Levels``)."""
+    out = {}
+    for column in columns:
+        long_name, description, units = COLUMN_INFO[column]
+        entry: dict[str, Any] = {"LongName": long_name, "Description": description}
+        if units:
+            entry["Units"] = units
+        if column in COLUMN_LEVELS:
+            entry["Levels"] = COLUMN_LEVELS[column]
+        out[column] = entry
+    return out
 
-    Parameters
-    ----------
-    data
-        The data folder.
-    participant, session
-        Checked by :func:`check_participant` and :func:`check_session`.
-    metadata
-        The sidecar's content; must hold ``set_id`` (the stimulus set's id).
-        On resume the sidecar gains a ``resumed`` list of the trial numbers
-        at which the session was continued.
-    resume
-        Continue an existing file. Without it an existing file is refused.
+
+def load_sidecar(path: Path) -> dict:
+    """A session sidecar's ``"eigdist"`` record; a truncated or foreign file is an error naming it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))["eigdist"]
+    except FileNotFoundError:
+        raise SessionFileError(f"{path} is missing: cannot check what the session recorded; "
+                               "start another --session") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise SessionFileError(f"{path}: not a session sidecar of eigdist ({exc}); it may have been cut by a "
+                               "crash or edited: restore it, or start another --session") from None
+    if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
+        raise SessionFileError(f"{path}: its \"eigdist\" record lacks runs[]; restore it, or start another --session")
+    return record
+
+
+def _difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any] | None:
+    """The first place where two JSON-like values differ: (path, old, new)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _difference(old.get(key), new.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if old == new else (where, old, new)
+
+
+def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> list[dict]:
+    """Check a session's files against what a run is asked to do; write nothing.
+
+    The one place that compares a resume with the recorded session (:data:`RESUME_FIELDS`).
+
+    Returns
+    -------
+    list of dict
+        The rows already in the file (empty for a new session).
 
     Raises
     ------
@@ -179,55 +280,93 @@ def open_session(
         If the session has a trial file and ``resume`` is false.
     FileNotFoundError
         If ``resume`` is true and there is nothing to resume.
-    ValueError
-        If the existing file was made with another stimulus set, its header
-        differs, or its trial numbers have gaps.
+    SessionFileError
+        If the sidecar is missing or unreadable, a recorded parameter differs (naming both
+        values), the file was re-saved by a spreadsheet, its header differs or its trials
+        are not one continuous run.
+    SessionFinished
+        If every planned trial is done already.
     """
-    paths = session_paths(data, participant, session)
-    if "set_id" not in metadata:
-        raise ValueError("session metadata must hold the stimulus set's set_id")
     exists = paths.trials.exists()
     if exists and not resume:
         raise FileExistsError(
             f"{paths.trials} already exists; continue it with --resume or choose another --session"
         )
-    if resume and not exists:
-        raise FileNotFoundError(f"nothing to resume: {paths.trials} does not exist")
-    rows: list[dict] = []
-    if exists:
-        rows = _check_existing(paths, metadata)
-        _drop_torn_line(paths.trials)
-        old = load_json(paths.sidecar)
-        metadata = {**metadata, "resumed": old.get("resumed", []) + [len(rows) + 1]}
-    else:
-        paths.folder.mkdir(parents=True, exist_ok=True)
-        with open(paths.trials, "w", encoding="utf-8", newline="") as fh:
-            fh.write(",".join(COLUMNS) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    save_json(paths.sidecar, metadata)
-    return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
-
-
-def _check_existing(paths: SessionPaths, metadata: dict) -> list[dict]:
-    if not paths.sidecar.exists():
-        raise ValueError(f"{paths.sidecar} is missing: cannot check which stimulus set {paths.trials} used")
-    old_set = load_json(paths.sidecar).get("set_id")
-    if old_set != metadata["set_id"]:
-        raise ValueError(
-            f"{paths.trials} was recorded with stimulus set {old_set!r}, not {metadata['set_id']!r}; "
-            "resume with the same --stimuli or start another session"
-        )
-    with open(paths.trials, encoding="utf-8", newline="") as fh:
-        header = fh.readline().rstrip("\n").split(",")
-    if tuple(header) != COLUMNS:
-        raise ValueError(f"{paths.trials} has other columns than this version writes; start another session")
+    if not exists:
+        if resume:
+            raise FileNotFoundError(f"nothing to resume: {paths.trials} does not exist")
+        return []
+    old = load_sidecar(paths.sidecar)
+    for name, option in RESUME_FIELDS.items():
+        found = _difference(old.get(name), record.get(name), name)
+        if found:
+            where, was, now = found
+            raise SessionFileError(
+                f"cannot resume {paths.trials}: {where} was {was!r} when the session started, now {now!r} "
+                f"({option} differs); resume with the same settings or start another --session"
+            )
+    text = _text(paths.trials)
+    if text.split("\n", 1)[0] + "\n" != _header():
+        raise SessionFileError(f"{paths.trials} has other columns than this version writes; start another session")
     rows = read_trials(paths.trials)
     for i, row in enumerate(rows, start=1):
-        if row["trial"] != i or row["set_id"] not in (None, metadata["set_id"]):
-            raise ValueError(f"{paths.trials}: row {i} has trial {row['trial']} or set_id {row['set_id']!r}; "
-                             "the file is not one continuous session of this set")
+        if row["trial"] != i or row["set_id"] != record["set_id"]:
+            raise SessionFileError(f"{paths.trials}: row {i} has trial {row['trial']} or set_id "
+                                   f"{row['set_id']!r}; the file is not one continuous session of this set")
+    planned = old.get("n_trials")
+    if planned is not None and len(rows) >= planned:
+        raise SessionFinished(f"session {paths.trials.name} is finished ({len(rows)} of {planned} trials); "
+                              "nothing to resume, nothing changed")
     return rows
+
+
+def open_session(
+    data: str | os.PathLike, participant: str, session: int, record: dict, run: dict, *,
+    resume: bool = False, participant_info: dict | None = None,
+) -> tuple[TrialWriter, list[dict]]:
+    """Open a session's trial file for appending; return the writer and the rows already there.
+
+    Parameters
+    ----------
+    data
+        The data folder (a BIDS dataset; its own files are created by the first session).
+    participant, session
+        Checked by :func:`check_participant` and :func:`check_session`.
+    record
+        The session record (the sidecar's ``"eigdist"``); must hold ``set_id``.
+        A new session writes it, with ``participant_info`` and ``runs = [run]``;
+        a resume keeps the recorded one and appends ``run`` to its ``runs``.
+    run
+        What this start or resume records (time, window, versions); ``first_trial`` is added.
+    resume
+        Continue an existing file. Without it an existing file is refused.
+    participant_info
+        Optional details (age, sex, vision) for the sidecar and ``participants.tsv``.
+
+    Raises
+    ------
+    FileExistsError, FileNotFoundError, SessionFileError, SessionFinished
+        From :func:`check_session_files`.
+    """
+    from .bids import add_participant
+
+    paths = session_paths(data, participant, session)
+    if "set_id" not in record:
+        raise ValueError("session record must hold the stimulus set's set_id")
+    rows = check_session_files(paths, record, resume=resume)
+    run = {**run, "first_trial": len(rows) + 1}
+    if rows or paths.trials.exists():
+        _drop_torn_line(paths.trials)
+        sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))  # read by load_sidecar above
+        sidecar["eigdist"]["runs"].append(run)
+        save_json(paths.sidecar, sidecar)
+    else:
+        add_participant(paths.root, participant, participant_info or {})
+        info = {"participant_info": participant_info or {}}
+        save_json(paths.sidecar, {**TASK_INFO, **column_descriptions(),
+                                  "eigdist": {**record, **info, "runs": [run]}})
+        atomic_write_bytes(paths.trials, _header().encode("utf-8"))
+    return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
 
 
 def _drop_torn_line(path: Path) -> None:

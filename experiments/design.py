@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from eigdist_core.contract import CONDITION_KEY, DIRECTIONS
+from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
 
@@ -119,11 +119,15 @@ def conditions(manifest: dict) -> list[Condition]:
             )
         if item["image_id"] not in images:
             raise ValueError(f"item {item['item_id']!r}: image_id {item['image_id']!r} is not among the set's images")
-        shown = item.get("alpha_displayable_max")
+        ceiling = alpha_ceiling(set_alpha_max, item.get("alpha_displayable_max"))
+        if not ceiling > 0:
+            raise ValueError(f"item {item['item_id']!r} has an alpha ceiling of {ceiling:g} (alpha_max "
+                             f"{set_alpha_max:g}, alpha_displayable_max {item.get('alpha_displayable_max')!r}): "
+                             "it cannot be shown without clipping; rebuild the set")
         cond = Condition(
             image_id=item["image_id"], model=item["model"], layer=item["layer"], weights=item["weights"],
             direction=item["direction"], item_id=item["item_id"], eigenvalue=item.get("eigenvalue"),
-            alpha_max=min(set_alpha_max, float(shown)) if shown else set_alpha_max,
+            alpha_max=ceiling,
         )
         if cond.key in seen:
             raise ValueError(

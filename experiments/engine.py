@@ -26,10 +26,10 @@ import numpy as np
 
 from eigdist_core.io import sha256_bytes
 
-from .config import ExperimentConfig
 from eigdist_core.contract import CONDITION_KEY, DISPLAY_RANGE
 
-from .datafile import TrialWriter, open_session, participant_trials
+from .config import ExperimentConfig
+from .datafile import TrialWriter, check_session_files, open_session, participant_trials, session_paths
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
@@ -174,7 +174,7 @@ class TrialEngine:
             "target_interval": trial.target_interval, "response": response.interval, "rt": response.rt,
             "clipped_pixels": int(((target < lo) | (target > hi)).sum()),
             "repr_distance": response.repr_distance, "stim_sha256": sha256_bytes(target.tobytes()),
-            "set_id": self.set_id, "seed": self.config.seed,
+            "set_id": self.set_id, "alpha_ceiling": cond.alpha_max, "seed": self.config.seed,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             **self.constants, **extra,
         }
@@ -240,32 +240,64 @@ def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> Stimu
     return stimuli
 
 
-def open_engine(
+def session_record(
+    stimuli: StimulusSource, config: ExperimentConfig, plan: SessionPlan, *, observer: str, calibrated: bool,
+    constants: dict | None = None, metadata: dict | None = None,
+) -> dict:
+    """The session record of the sidecar (its ``"eigdist"`` key): what a resume must match, and the plan."""
+    constants = constants or {}
+    return {
+        "monitor": constants.get("monitor"), "pilot": not calibrated, **(metadata or {}),
+        "participant": plan.participant, "session": plan.session, "set_id": stimuli.set_id,
+        "observer": observer, "calibrated": calibrated, "config": config.as_dict(),
+        "n_sessions": plan.n_sessions, "image_order": list(plan.image_order),
+        "blocks": [list(b) for b in plan.blocks], "n_trials": len(plan.trials), "constants": constants,
+    }
+
+
+def check_session(
     stimuli: StimulusSource, config: ExperimentConfig, data: str | os.PathLike, participant: str, session: int,
     *, observer: str, calibrated: bool, resume: bool = False, constants: dict | None = None,
     metadata: dict | None = None,
+) -> int:
+    """Check, writing nothing, that the session can be opened as :func:`open_engine` would; return trials done.
+
+    Raises
+    ------
+    ValueError, FileExistsError, FileNotFoundError
+        As :func:`open_engine` (:class:`~experiments.datafile.SessionFinished` for a finished session).
+    """
+    plan = plan_session(stimuli.manifest, config, participant, session)
+    record = session_record(stimuli, config, plan, observer=observer, calibrated=calibrated,
+                            constants=constants, metadata=metadata)
+    return len(check_session_files(session_paths(data, participant, session), record, resume=resume))
+
+
+def open_engine(
+    stimuli: StimulusSource, config: ExperimentConfig, data: str | os.PathLike, participant: str, session: int,
+    *, observer: str, calibrated: bool, resume: bool = False, constants: dict | None = None,
+    metadata: dict | None = None, run: dict | None = None, participant_info: dict | None = None,
 ) -> TrialEngine:
     """Plan the session, open its trial file (new or resumed) and rebuild the tracks.
 
-    The sidecar holds ``metadata`` plus participant, session, set_id, observer,
-    calibrated, the parsed config, the schedule and ``constants``. Close the
-    engine's ``writer`` when done (or use ``with engine.writer:``).
+    The sidecar's record (:func:`session_record`) holds ``metadata`` plus participant,
+    session, set_id, observer, calibrated, the parsed config, the schedule and
+    ``constants``; a resume keeps the recorded one and appends ``run`` to its runs.
+    Close the engine's ``writer`` when done (or use ``with engine.writer:``).
 
     Raises
     ------
     ValueError, FileExistsError, FileNotFoundError
         From :func:`~experiments.design.plan_session` and
         :func:`~experiments.datafile.open_session` (bad participant or
-        session, an existing file without ``resume``, another set, …).
+        session, an existing file without ``resume``, another set or config, …).
     """
     plan = plan_session(stimuli.manifest, config, participant, session)
-    sidecar = {
-        **(metadata or {}), "participant": participant, "session": session, "set_id": stimuli.set_id,
-        "observer": observer, "calibrated": calibrated, "config": config.as_dict(),
-        "n_sessions": plan.n_sessions, "image_order": list(plan.image_order),
-        "blocks": [list(b) for b in plan.blocks], "n_trials": len(plan.trials), "constants": constants or {},
-    }
-    writer, done = open_session(data, participant, session, sidecar, resume=resume)
+    record = session_record(stimuli, config, plan, observer=observer, calibrated=calibrated,
+                            constants=constants, metadata=metadata)
+    run = run or {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    writer, done = open_session(data, participant, session, record, run, resume=resume,
+                                participant_info=participant_info)
     earlier = participant_trials(data, participant, range(1, session))
     try:
         return TrialEngine(plan, config, stimuli, writer, set_id=stimuli.set_id, observer=observer,

@@ -17,16 +17,17 @@ Flow of :func:`run_session`:
    profile's refresh rate (:func:`experiments.design.frame_sequence`), the answer from the
    responder (keys read after the response screen appears, ``waitRelease=True``), the row
    written and fsynced (:meth:`~experiments.engine.TrialEngine.record`), optional feedback.
-4. An end screen with a summary. Escape at any screen stops the session: every finished
-   trial is already on disk; ``--resume`` continues it.
+4. An end screen with a summary. Escape at any screen (or Ctrl-C) stops the session: every
+   finished trial is already on disk; ``--resume`` continues it.
 
 PsychoPy's ``ExperimentHandler`` writes its own wide CSV of this run into
-``<session>/psychopy/`` when the run ends (also on Escape); it is a courtesy copy, the
+``DATA/sourcedata/sub-<p>/ses-<s>/psychopy/`` when the run ends (also on Escape); it is a courtesy copy, the
 trial file is the record.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +35,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from eigdist_core.io import check_output_folder
+from eigdist_core.locks import hold
 
 from .config import ExperimentConfig, load_config
 from .datafile import check_participant, check_session, read_trials, session_paths
@@ -136,7 +140,7 @@ def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
     (optional: Enter skips). Raises :class:`EOFError` when the input ends.
     """
     prompts = {
-        "participant": "participant ID (letters, digits, _ -): ",
+        "participant": "participant ID (letters and digits): ",
         "session": f"session [{session}]: ",
         "age": "age (Enter to skip): ",
         "sex": f"sex ({'/'.join(SEXES)}; Enter to skip): ",
@@ -184,6 +188,11 @@ class Prepared:
     stimuli: Any
     responder: Responder | None  # None: the keyboard (needs the window)
 
+    @property
+    def observer(self) -> str:
+        """``human``, or the simulated observer's spec (the ``observer`` column)."""
+        return self.responder.observer if self.responder is not None else "human"
+
 
 def prepare(options: RunOptions) -> Prepared:
     """Check every input and load the stimulus set and responder; writes nothing.
@@ -195,7 +204,7 @@ def prepare(options: RunOptions) -> Prepared:
         field (``ProfileError``: missing or expired calibration unless ``pilot``) or
         stimulus-set file.
     """
-    from .engine import open_stimuli
+    from .engine import check_session, open_stimuli
 
     info = options.info
     check_info(info.participant, info.session, info.age, info.sex, info.vision)
@@ -206,13 +215,35 @@ def prepare(options: RunOptions) -> Prepared:
         check_calibrated(profile)
     if options.capture is not None and Path(options.capture).suffix.lower() != ".png":
         raise ValueError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
+    check_output_folder(options.data, "--data")
     stimuli = open_stimuli(options.stimuli)
     responder = None
     if spec is not None:
         if spec.kind == "model":
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec)
-    return Prepared(options, config, profile, stimuli, responder)
+    prep = Prepared(options, config, profile, stimuli, responder)
+    with _session_lock(options):  # a running session is named before its files are judged
+        pass
+    check_session(stimuli, config, options.data, info.participant, info.session, observer=prep.observer,
+                  calibrated=not options.pilot, resume=options.resume, constants={"monitor": profile.name},
+                  metadata=_record(options))
+    return prep
+
+
+def _session_lock(options: RunOptions) -> Any:
+    """The lock a running session holds (refuses a second run of it, naming the holder)."""
+    info = options.info
+    paths = session_paths(options.data, info.participant, info.session)
+    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}")
+
+
+def _record(options: RunOptions) -> dict:
+    """What the session record holds from the options (besides the engine's plan and config)."""
+    from eigdist_core import __version__
+
+    return {"pilot": options.pilot, "simulate": options.simulate, "stimuli": str(Path(options.stimuli).resolve()),
+            "eigdist_version": __version__}
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -379,14 +410,15 @@ def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> Sessio
 
     opts, profile = prep.options, prep.profile
     simulated = prep.responder is not None
-    win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
-                              simulated=simulated)
-    try:
-        for problem in report.problems:
-            out(f"pilot: {problem}")
-        return _run(prep, win, report, out)
-    finally:
-        win.close()
+    with _session_lock(opts):
+        win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
+                                  simulated=simulated)
+        try:
+            for problem in report.problems:
+                out(f"pilot: {problem}")
+            return _run(prep, win, report, out)
+        finally:
+            win.close()
 
 
 def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> SessionResult:
@@ -399,15 +431,17 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
 
     opts, profile, config, info = prep.options, prep.profile, prep.config, prep.options.info
     simulated = prep.responder is not None
-    observer = prep.responder.observer if simulated else "human"
+    observer = prep.observer
     constants = session_constants(profile)
-    metadata = {"participant_info": info.extra(), "pilot": opts.pilot,
-                "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
-                "stimuli": str(Path(opts.stimuli).resolve()), "eigdist_version": __version__}
+    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
+           "versions": {"eigdist": __version__, "psychopy": constants["psychopy_version"],
+                        "python": platform.python_version(), "numpy": np.__version__}}
     screen = Screen(win, profile, config, simulated=simulated, rng=np.random.default_rng([config.seed, info.session]))
     responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
     engine = open_engine(prep.stimuli, config, opts.data, info.participant, info.session, observer=observer,
-                         calibrated=not opts.pilot, resume=opts.resume, constants=constants, metadata=metadata)
+                         calibrated=not opts.pilot, resume=opts.resume, constants=constants,
+                         metadata=_record(opts), run=run, participant_info=info.extra())
     paths = session_paths(opts.data, info.participant, info.session)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     n_total, done_before, aborted = len(engine.plan.trials), engine.done, False

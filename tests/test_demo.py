@@ -15,6 +15,7 @@ from eigdist.cli.demo import OBSERVER_MODEL, demo_plan, observer_spec
 from eigdist.cli.main import main
 from experiments.observers import parse_simulate
 from experiments.xvfb import start_xvfb
+from trial_fixtures import validate_bids
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
@@ -43,8 +44,10 @@ def test_quick_demo_ranks_the_observers_own_model_first(quick_demo):
     report = out / "analysis" / "report.html"
     assert report.is_file() and f"report: {report.resolve()}" in proc.stdout
     assert "<- the observers' own model" in proc.stdout and "SIMULATED monitor profile" in proc.stdout
-    trials = sorted((out / "data").rglob("*_trials.csv"))
+    trials = sorted((out / "data").rglob("*_beh.tsv"))
     assert len(trials) == demo_plan(True, None).observers
+    errors, _ = validate_bids(out / "data")  # the demo's data folder is a valid BIDS dataset
+    assert errors == [], errors
     monitor = (out / "monitors" / "simulated.json").read_text()
     assert "SIMULATED" in monitor
 
@@ -53,7 +56,7 @@ def test_quick_demo_ranks_the_observers_own_model_first(quick_demo):
 def test_a_rerun_resumes_and_redoes_no_finished_work(quick_demo):
     out, first = quick_demo
     assert first.returncode == 0
-    trials = sorted((out / "data").rglob("*_trials.csv"))
+    trials = sorted((out / "data").rglob("*_beh.tsv"))
     stamps = [p.stat().st_mtime_ns for p in trials]
     proc = demo(out, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

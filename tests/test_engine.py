@@ -65,7 +65,7 @@ def test_model_observer_session_on_a_built_set(stimulus_set, tmp_path):
     states = engine.track_states()
     t = {key.split("|")[-1]: 10 ** s["log10_threshold_mean"] for key, s in states.items()}
     assert t["max"] < t["min"]
-    sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)
+    sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)["eigdist"]
     assert sidecar["constants"]["refresh_hz"] == 60.0 and sidecar["observer"] == spec
 
 

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
-from eigdist_core.contract import REQUIRED_COLUMNS
-from analysis.load import TrialDataError, load_trials, session_path, write_trials_csv
+from analysis.load import TrialDataError, load_trials
 from analysis.simulate import make_truth, simulate_trials
+from experiments.datafile import write_trial_file
+from trial_fixtures import write_lab
 
 
 def _session(participant: str = "p01", n_participants: int = 1) -> pd.DataFrame:
@@ -21,8 +22,7 @@ def _session(participant: str = "p01", n_participants: int = 1) -> pd.DataFrame:
 
 
 def _write(tmp_path, trials: pd.DataFrame, participant: str = "p01", session: int = 1):
-    path = session_path(tmp_path, participant, session)
-    write_trials_csv(trials, path)
+    (path,) = write_lab(tmp_path, trials.assign(participant=participant, session=session))
     return path
 
 
@@ -40,15 +40,20 @@ def test_round_trip_types_and_extra_columns(tmp_path):
 
 
 def _corrupt(tmp_path, row: int, column: str, value: str):
-    trials = _session().astype({column: object})
-    trials.loc[row, column] = value
-    return _write(tmp_path, trials)
+    path = _write(tmp_path, _session())
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[row + 1].split("\t")
+    cells[lines[0].rstrip("\n").split("\t").index(column)] = value
+    lines[row + 1] = "\t".join(cells)
+    path.write_text("".join(lines))
+    return path
 
 
 @pytest.mark.parametrize(
     "column, value, allowed",
     [
-        ("participant", "p 1", "letters, digits"),
+        ("participant", "p 1", "allowed: letters and digits"),
+        ("participant", "p_1", "allowed: letters and digits"),
         ("session", "0", "an integer >= 1"),
         ("session", "1.5", "an integer >= 1"),
         ("alpha", "-0.1", "a finite number >= 0"),
@@ -59,9 +64,12 @@ def _corrupt(tmp_path, row: int, column: str, value: str):
         ("n_alternatives", "3", "must match the task"),
         ("task", "yesno", "allowed: 2afc_ref, 3afc_oddity"),
         ("catch_type", "easy", "exactly when is_catch is true"),
-        ("is_practice", "", "true or false"),
-        ("model", "", "must not be empty"),
-        ("item_id", "", "must name a manifest item"),
+        ("is_practice", "n/a", "true or false"),
+        ("model", "n/a", "must not be empty"),
+        ("item_id", "n/a", "must name a manifest item"),
+        ("set_id", "n/a", "must not be empty"),
+        ("alpha_ceiling", "0", "a finite number > 0"),
+        ("alpha_ceiling", "n/a", "a finite number > 0"),
     ],
 )
 def test_bad_value_names_file_row_and_column(tmp_path, column, value, allowed):
@@ -72,15 +80,17 @@ def test_bad_value_names_file_row_and_column(tmp_path, column, value, allowed):
 
 
 def test_missing_column_names_file_row_and_column(tmp_path):
-    path = _write(tmp_path, _session().drop(columns=["calibrated"]))
+    path = _write(tmp_path, _session())
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).drop(columns=["calibrated"])
+    path.write_text(table.to_csv(sep="\t", index=False))
     with pytest.raises(TrialDataError, match=re.escape(f"{path}, row 1, column 'calibrated': required column missing")):
         load_trials([path])
 
 
 def test_duplicate_trial_across_files_names_both(tmp_path):
     first = _write(tmp_path, _session(), session=1)
-    second = tmp_path / "copy" / "sub-p01_ses-1_trials.csv"
-    write_trials_csv(_session(), second)
+    second = tmp_path / "copy" / "sub-p01_ses-1_task-noticeability_beh.tsv"
+    write_trial_file(second, _session().to_dict("records"))
     # Files are read in sorted path order: copy/… comes first, so the session file is the duplicate.
     with pytest.raises(TrialDataError, match=re.escape(f"{first}, row 2, column 'trial': duplicated "
                                                        "(participant, session, trial) = (p01, 1, 1); first seen in "
@@ -108,16 +118,49 @@ def test_blank_catch_alpha_must_be_zero(tmp_path):
 def test_missing_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         load_trials([tmp_path / "nope"])
-    with pytest.raises(FileNotFoundError, match="no \\*_trials.csv files under"):
+    with pytest.raises(FileNotFoundError, match=r"no trial files \(\*_beh.tsv, \*_trials.csv\) under"):
         load_trials([tmp_path])
 
 
-def test_required_columns_match_contract():
-    contract = (
-        "participant session trial image_id model layer weights direction item_id alpha correct "
-        "n_alternatives task is_catch catch_type is_practice observer calibrated"
-    ).split()
-    assert list(REQUIRED_COLUMNS) == contract
+def test_a_row_of_the_experiments_writer_is_read_by_the_loader(tmp_path):
+    """The experiment's session writer and the analysis' loader agree on every required column."""
+    from experiments.datafile import open_session
+
+    row = {"participant": "P01", "session": 1, "trial": 1, "image_id": "parrot", "model": "resnet18",
+           "layer": "conv1", "weights": "random:0", "direction": "min", "item_id": "x", "alpha": 0.25,
+           "correct": False, "n_alternatives": 3, "task": "3afc_oddity", "is_catch": True, "catch_type": "easy",
+           "is_practice": False, "observer": "human", "calibrated": True, "set_id": "0123456789abcdef",
+           "alpha_ceiling": 0.5, "rt": 0.75}
+    blank = {**row, "trial": 2, "item_id": "", "alpha": 0.0, "catch_type": "blank", "rt": None}
+    writer, _ = open_session(tmp_path, "P01", 1, {"set_id": row["set_id"]}, {})
+    with writer:
+        writer.write(row)
+        writer.write(blank)
+    loaded = load_trials([tmp_path])
+    for i, written in enumerate((row, blank)):
+        got = loaded.iloc[i]
+        for column, value in written.items():
+            want = "" if value is None else str(value) if column == "rt" else value
+            assert got[column] == want, column
+    assert loaded["alpha_ceiling"].dtype == float and loaded["correct"].dtype == bool
+
+
+def test_first_format_csv_is_still_read(tmp_path):
+    """A lab's existing ``*_trials.csv`` (comma-separated, empty for missing, no alpha_ceiling)."""
+    table = _session().drop(columns=["alpha_ceiling"])
+    for column in ("correct", "is_catch", "is_practice", "calibrated"):
+        table[column] = table[column].map({True: "true", False: "false"})
+    path = tmp_path / "sub-p01" / "ses-1" / "sub-p01_ses-1_trials.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(table.to_csv(index=False))
+    loaded = load_trials([tmp_path])
+    assert len(loaded) == 12 and loaded["alpha_ceiling"].isna().all() and set(loaded["catch_type"]) == {""}
+
+
+def test_spreadsheet_resave_is_read(tmp_path):
+    path = _write(tmp_path, _session())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert len(load_trials([path])) == 12
 
 
 def test_exclusions_each_with_reason():

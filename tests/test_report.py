@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from analysis.load import iter_sessions, session_path, write_trials_csv
 from analysis.ranking import RANKING_COLUMNS
-from analysis.simulate import make_truth, simulate_trials
+from analysis.simulate import SIMULATED_SET, make_truth, simulate_trials
 from eigdist.cli.main import main
+from trial_fixtures import write_lab
 
 LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("frontend", "lgg", "published"): 0.3}
 
@@ -21,8 +23,7 @@ def lab(tmp_path_factory):
     truth = make_truth(LAYERS, n_participants=3, n_images=2, seed=0,
                        predicted_d={k: 1.0 for k in LAYERS})
     truth.loc[(truth["participant"] == "p01") & (truth["direction"] == "min"), "threshold"] = 80.0
-    for participant, session, rows in iter_sessions(simulate_trials(truth, n_trials=40, seed=1)):
-        write_trials_csv(rows, session_path(data, participant, session))
+    write_lab(data, simulate_trials(truth, n_trials=40, seed=1))
     return data
 
 
@@ -45,7 +46,7 @@ def test_analyze_writes_tables_and_a_report_whose_links_exist(lab, tmp_path, cap
         assert (out / link).is_file() and (out / link).stat().st_size > 0, link
 
 
-def _manifest(folder, alpha_max: float) -> None:
+def _manifest(folder, alpha_max: float, set_id: str = SIMULATED_SET) -> None:
     from eigdist_core.io import save_json
 
     images = [{"image_id": f"img{i}", "source": "test", "file": f"images/img{i}.npy", "sha256": ""} for i in (1, 2)]
@@ -61,7 +62,7 @@ def _manifest(folder, alpha_max: float) -> None:
                     "eigenvalue": eigenvalue, "alpha_displayable_max": 100.0,
                     "response_curve": {"alpha": alpha, "distance": [gain * a for a in alpha]},
                 })
-    save_json(folder / "manifest.json", {"alpha_max": alpha_max, "images": images, "items": items})
+    save_json(folder / "manifest.json", {"set_id": set_id, "alpha_max": alpha_max, "images": images, "items": items})
 
 
 def test_analyze_with_stimulus_set(lab, tmp_path):
@@ -71,6 +72,44 @@ def test_analyze_with_stimulus_set(lab, tmp_path):
     assert (out / "response_curves.png").stat().st_size > 0 and (out / "ratio.png").stat().st_size > 0
     assert (pd.read_csv(out / "thresholds.csv")["alpha_max"] == 30.0).all()
     assert "response_curves.png" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_analyze_refuses_trials_of_another_set(lab, tmp_path, capsys):
+    """Issue 16 item 7: rows of another set than --stimuli, or of two sets, are refused, naming the files."""
+    _manifest(tmp_path, alpha_max=30.0, set_id="ffffffffffffffff")
+    out = tmp_path / "out"
+    assert main(["analyze", str(lab), "--out", str(out), "--stimuli", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"sub-p01_ses-1_task-noticeability_beh.tsv, .*: recorded with stimulus set 0{16}, not the set "
+                     rf"given with --stimuli {re.escape(str(tmp_path))} \(set_id f{{16}}\)", err), err
+    other = tmp_path / "other"
+    truth = make_truth(LAYERS, n_participants=1, n_images=2, seed=0)
+    (path,) = write_lab(other, simulate_trials(truth, n_trials=5, seed=1, set_id="ffffffffffffffff")
+                        .assign(participant="p09"))
+    assert main(["analyze", str(lab), str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sessions of different stimulus sets cannot be pooled: 0000000000000000 in " in err
+    assert f"; ffffffffffffffff in {path}; analyse each set on its own" in err
+    assert not out.exists()
+
+
+def test_analyze_out_checked_before_fitting(lab, tmp_path, capsys, monkeypatch):
+    """Issue 16 item 12: --out that is a file or read-only fails before any fitting."""
+    import analysis.pipeline
+
+    monkeypatch.setattr(analysis.pipeline, "fit_thresholds", lambda *a, **k: pytest.fail("fitting started"))
+    (tmp_path / "file").write_text("x")
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "file")]) == 2
+    assert f"--out '{tmp_path / 'file'}' is a file; give a folder" in capsys.readouterr().err
+    assert main(["analyze", str(lab), "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert f"lies under the file {tmp_path / 'file'}" in capsys.readouterr().err
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == readonly else real_access(p, m))
+    assert main(["analyze", str(lab), "--out", str(readonly / "out")]) == 2
+    assert (f"--out '{readonly / 'out'}' is read-only for this user (it would be created in {readonly})"
+            in capsys.readouterr().err)
 
 
 def test_analyze_reports_bad_input(lab, tmp_path, capsys):

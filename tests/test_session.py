@@ -27,6 +27,7 @@ from experiments.session import check_info, dropped_frames, participant_form, su
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.test_display import make_profile
 from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+from trial_fixtures import validate_bids
 
 WEIBULL = "weibull;threshold=0.2;seed=1"
 MODEL = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"
@@ -131,8 +132,8 @@ def test_participant_form_asks_again_until_each_answer_is_valid():
     info = participant_form(lambda prompt: next(answers), session=2, write=said.append)
     assert (info.participant, info.session, info.age, info.sex, info.vision) == ("P07", 2, 31, "female", "corrected")
     assert said == [
-        "  participant ID must be letters, digits, '_' or '-' only ([A-Za-z0-9_-]+), got '../x'",
-        "  participant ID must be letters, digits, '_' or '-' only ([A-Za-z0-9_-]+), got ''",
+        "  participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got '../x'",
+        "  participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got ''",
         "  session must be an int >= 1, got 'x'",
         "  age must be a whole number of years between 1 and 120 (or empty), got '200'",
         "  sex must be one of female, male, other (or empty), got 'robot'",
@@ -141,7 +142,7 @@ def test_participant_form_asks_again_until_each_answer_is_valid():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"participant": "a b"}, "participant ID must be letters, digits"),
+    ({"participant": "a b"}, "participant ID must be letters and digits"),
     ({"participant": "P1", "session": 0}, "session must be an int >= 1, got 0"),
     ({"participant": "P1", "age": "3.5"}, "age must be a whole number of years between 1 and 120"),
     ({"participant": "P1", "vision": "blurry"}, "vision must be one of normal, corrected (or empty), got 'blurry'"),
@@ -234,8 +235,11 @@ def _fail(lab, tmp_path, monkeypatch, capsys, *changes: str, stimuli: Path | Non
 
 
 @pytest.mark.parametrize("change,message", [
-    ("--participant=../x", "eigdist run: error: participant ID must be letters, digits, '_' or '-' only "
-                           "([A-Za-z0-9_-]+), got '../x'"),
+    ("--participant=../x", "eigdist run: error: participant ID must be letters and digits only (a BIDS label, "
+                           "[A-Za-z0-9]+), got '../x'"),
+    ("--participant=" + "a" * 300, "eigdist run: error: participant ID must be at most 64 characters, got 300"),
+    ("--data=" + str(ROOT / "pyproject.toml"), f"eigdist run: error: --data '{ROOT / 'pyproject.toml'}' is a file; "
+                                               "give a folder"),
     ("--session=0", "session must be an int >= 1, got 0"),
     ("--monitor=uncal", "monitor 'uncal': field 'calibration' is missing (uncalibrated profile)"),
     ("--monitor=nope", "no monitor profile 'nope' in"),
@@ -294,13 +298,18 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
     assert (Path(xvfb.env["HOME"]) / ".psychopy3").is_dir()  # PsychoPy's prefs went to the scratch HOME
     table = load_trials(tmp_path / "cwd" / "data")  # the analysis contract accepts the file
     rows = read_trials(paths.trials)
-    sidecar = load_json(paths.sidecar)
+    sidecar = load_json(paths.sidecar)["eigdist"]
     assert len(table) == len(rows) == sidecar["n_trials"] and [r["trial"] for r in rows] == list(range(1, len(rows) + 1))
     assert set(REQUIRED_COLUMNS) <= set(table.columns)
     assert {r["observer"] for r in rows} == {spec} and all(r["calibrated"] for r in rows)
     assert {r["monitor"] for r in rows} == {"xvfb"} and {r["refresh_hz"] for r in rows} == {60.0}
     assert all(r["dropped_frames"] is None for r in rows)  # no frame sync: not measured
-    assert sidecar["window"]["framebuffer_size"] == [400, 300] and sidecar["window"]["hardware_ramp"] == "os"
+    (run,) = sidecar["runs"]
+    assert run["window"]["framebuffer_size"] == [400, 300] and run["window"]["hardware_ramp"] == "os"
+    assert run["first_trial"] == 1 and run["versions"]["eigdist"] == sidecar["eigdist_version"]
+    assert (sidecar["monitor"], sidecar["pilot"], sidecar["simulate"]) == ("xvfb", False, spec)
+    assert (tmp_path / "cwd" / "data" / "dataset_description.json").is_file()
+    assert (tmp_path / "cwd" / "data" / "participants.tsv").read_text().splitlines()[1] == "sub-P01\tn/a\tn/a\tn/a"
     assert f"{len(rows)} trials done" in out
     assert {r["task"] for r in rows} == {load_config(lab[config]).task}
     assert {r["target_interval"] for r in rows} == set(range(1, rows[0]["n_alternatives"] + 1))
@@ -313,6 +322,8 @@ def test_simulated_session_runs_end_to_end_on_a_window(lab, xvfb, tmp_path, spec
 
     shown = np.asarray(Image.open(frame))
     assert shown.shape == (300, 400, 3) and len(np.unique(shown[142:158, 192:208, 0])) > 4  # the 16×16 stimulus
+    errors, _ = validate_bids(tmp_path / "cwd" / "data")  # with PsychoPy's files under sourcedata/
+    assert errors == [], errors
     if spec == WEIBULL:  # a second run of the same session is refused without --resume, nothing changed
         data_before = listing(tmp_path / "cwd" / "data")
         rc, out = finish(popen(xvfb, tmp_path / "cwd", run_args(lab, "short", "--participant", "P01",
@@ -338,7 +349,8 @@ def test_sigkilled_session_resumes_with_every_trial_once(lab, xvfb, tmp_path):
     rc, out = finish(proc)
     assert rc == -signal.SIGKILL, f"the session ended before it could be killed: {out}"
     before = read_trials(trials)
-    n_planned = load_json(trials.with_name("sub-P01_ses-1_session.json"))["n_trials"]
+    sidecar = session_paths(cwd / "data", "P01", 1).sidecar
+    n_planned = load_json(sidecar)["eigdist"]["n_trials"]
     assert 5 <= len(before) < n_planned
     rc, out = finish(popen(xvfb, cwd, run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL,
                                                "--resume")))
@@ -346,7 +358,7 @@ def test_sigkilled_session_resumes_with_every_trial_once(lab, xvfb, tmp_path):
     after = read_trials(trials)
     assert [r["trial"] for r in after] == list(range(1, n_planned + 1))
     assert after[:len(before)] == before
-    assert load_json(trials.with_name("sub-P01_ses-1_session.json"))["resumed"] == [len(before) + 1]
+    assert [r["first_trial"] for r in load_json(sidecar)["eigdist"]["runs"]] == [1, len(before) + 1]
     unbroken = headless_rows(lab, "long", WEIBULL, tmp_path / "headless")
     assert [[r[c] for c in COMPARED] for r in after] == [[r[c] for c in COMPARED] for r in unbroken]
 
@@ -424,14 +436,16 @@ def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb,
     keys.drive(proc, trials, key_for, escape_after=3)
     rc, out = finish(proc)
     assert rc == 3 and "stopped with Escape after trial 3" in out, out
-    assert len(read_trials(trials)) == 3 and len(list(trials.parent.glob("psychopy/*.csv"))) == 1
+    psychopy = session_paths(cwd / "data", "P01", 1).psychopy
+    assert len(read_trials(trials)) == 3 and len(list(psychopy.glob("*.csv"))) == 1
     proc = popen(xvfb, cwd, human + ["--resume"])
     keys.drive(proc, trials, key_for)
     rc, out = finish(proc)
     assert rc == 0, out
     rows = read_trials(trials)
-    sidecar = load_json(trials.with_name("sub-P01_ses-1_session.json"))
-    assert [r["trial"] for r in rows] == list(range(1, sidecar["n_trials"] + 1)) and sidecar["resumed"] == [4]
+    sidecar = load_json(session_paths(cwd / "data", "P01", 1).sidecar)["eigdist"]
+    assert [r["trial"] for r in rows] == list(range(1, sidecar["n_trials"] + 1))
+    assert [r["first_trial"] for r in sidecar["runs"]] == [1, 4]
     assert [r["response"] for r in rows] == [int(key_for(r["trial"])) for r in rows]
     assert all(r["correct"] == (r["response"] == r["target_interval"]) for r in rows)
     assert all(r["rt"] > 0 and r["observer"] == "human" and r["calibrated"] is False for r in rows)
@@ -452,3 +466,97 @@ def test_model_observer_imports_torch_before_psychopy(lab, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.strip() == "['torch']", done.stderr  # PsychoPy comes later, with the window
+
+
+# ---------------------------------------------------------------- resume rules, lock, Ctrl-C (issue 16)
+
+
+def _wait_rows(proc: subprocess.Popen, trials: Path, n: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while n_rows(trials) < n and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the session ended before trial {n}: {finish(proc)[1]}"
+
+
+def test_interrupted_resume_keeps_the_record_and_refuses_other_settings(lab, xvfb, tmp_path, monkeypatch, capsys):
+    """Ctrl-C exits 130 with the --resume hint; a resume must match what was recorded (naming both values),
+    appends a run and keeps participant_info; a finished session is left unchanged."""
+    from eigdist.cli.main import main
+    from experiments.monitor import save_profile
+
+    cwd = tmp_path / "cwd"
+    data = cwd / "data"
+    paths = session_paths(data, "P01", 1)
+    first = run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL, "--age", "30")
+    proc = popen(xvfb, cwd, first)
+    _wait_rows(proc, paths.trials, 3)
+    proc.send_signal(signal.SIGINT)
+    rc, out = finish(proc)
+    assert rc == 130 and "eigdist run: interrupted; every finished trial is saved; rerun with --resume" in out, out
+    done = read_trials(paths.trials)
+    record = load_json(paths.sidecar)["eigdist"]
+    assert 3 <= len(done) < record["n_trials"] and record["participant_info"] == {"age": 30}
+
+    monitors = tmp_path / "monitors"
+    for name in ("xvfb", "other"):
+        save_profile(make_profile(name=name), monitors)
+    monkeypatch.chdir(cwd)
+    resume = [*first[3:], "--resume", "--monitors", str(monitors)]
+    resume = resume[:resume.index("--age")] + resume[resume.index("--age") + 2:]  # a resume asks no details
+    before = listing(data)
+
+    def refused(flag: str, value: str | None, message: str) -> None:
+        args = list(resume)
+        if value is None:
+            args.append(flag)
+        else:
+            args[args.index(flag) + 1] = value
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"eigdist run: error: cannot resume {paths.trials}: " in err and message in err, err
+        assert listing(data) == before
+
+    refused("--simulate", "weibull;threshold=0.3;seed=1",
+            "observer was 'weibull;threshold=0.2;seed=1' when the session started, now 'weibull;threshold=0.3;seed=1' "
+            "(the observer (--simulate) differs)")
+    refused("--pilot", None, "pilot was False when the session started, now True (--pilot differs)")
+    refused("--monitor", "other", "monitor was 'xvfb' when the session started, now 'other' (--monitor differs)")
+    slower = tmp_path / "slower.toml"
+    slower.write_text(config_text(per_condition=20, feedback=False).replace("test_ms = 30", "test_ms = 50"))
+    refused("--config", str(slower), "config.timing.test_ms was 30.0 when the session started, now 50.0 "
+                                     "(--config differs)")
+
+    rc, out = finish(popen(xvfb, cwd, run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL,
+                                               "--resume")))
+    assert rc == 0, out
+    after = load_json(paths.sidecar)["eigdist"]
+    assert [r["first_trial"] for r in after["runs"]] == [1, len(done) + 1]
+    assert {k: v for k, v in after.items() if k != "runs"} == {k: v for k, v in record.items() if k != "runs"}
+    assert after["runs"][0] == record["runs"][0]
+    assert read_trials(paths.trials)[:len(done)] == done
+
+    finished = listing(data)
+    assert main(resume[:-2]) == 0  # the profile folder the session used
+    assert (f"eigdist run: session {paths.trials.name} is finished ({record['n_trials']} of {record['n_trials']} "
+            "trials); nothing to resume, nothing changed") in capsys.readouterr().out
+    assert listing(data) == finished
+
+
+def test_a_second_run_of_a_running_session_is_refused_naming_the_holder(lab, xvfb, tmp_path, monkeypatch, capsys):
+    from eigdist.cli.main import main
+
+    cwd = tmp_path / "cwd"
+    paths = session_paths(cwd / "data", "P01", 1)
+    args = run_args(lab, "long", "--participant", "P01", "--simulate", WEIBULL)
+    proc = popen(xvfb, cwd, args)
+    try:
+        _wait_rows(proc, paths.trials, 2)
+        monkeypatch.chdir(cwd)
+        for extra in ([], ["--resume"]):
+            assert main([*args[3:], *extra]) == 2
+            err = capsys.readouterr().err
+            assert (f"eigdist run: error: session sub-P01 ses-1 in {paths.root} is in use by another process "
+                    f"(pid {proc.pid} on ") in err, err
+    finally:
+        proc.kill()
+        finish(proc)

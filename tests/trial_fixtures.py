@@ -84,3 +84,46 @@ if __name__ == "__main__":
     observer = KillAt(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
     observer.kill_at = kill_at
     run_session(data, responder=observer)
+
+
+def write_lab(data, trials) -> list:
+    """Write a DataFrame of trial rows (e.g. ``analysis.simulate``) as BIDS sessions with the experiment's writer.
+
+    Returns the trial files, one per (participant, session).
+    """
+    from experiments.datafile import session_paths, write_trial_file
+
+    files = []
+    for (participant, session), rows in trials.groupby(["participant", "session"], sort=True):
+        path = session_paths(data, str(participant), int(session)).trials
+        write_trial_file(path, rows.drop(columns=["source_file", "source_line"], errors="ignore").to_dict("records"))
+        files.append(path)
+    return files
+
+
+def bids_validator():
+    """The official BIDS validator (``bids-validator-deno``, the ``test`` extra), or skip the test."""
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    found = shutil.which("bids-validator-deno") or shutil.which("bids-validator-deno",
+                                                                 path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("bids-validator-deno is not installed (pip install -e '.[test]')")
+    return found
+
+
+def validate_bids(folder) -> tuple[list[dict], list[dict]]:
+    """Run the official BIDS validator on ``folder``; return its errors and warnings (printed)."""
+    import json
+    import subprocess
+
+    done = subprocess.run([bids_validator(), "--json", str(folder)], capture_output=True, text=True, timeout=300)
+    issues = json.loads(done.stdout)["issues"]["issues"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    warnings = [i for i in issues if i["severity"] != "error"]
+    for issue in issues:
+        print(issue["severity"], issue["code"], issue.get("location", ""), issue.get("subCode", "") or "")
+    return errors, warnings

@@ -148,6 +148,8 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
 
     # Always a private screen of the profile's size: the window checks (screen size = profile) pass, and
     # the demo never opens windows on a desktop. Without Xvfb, start_xvfb says how to install it.
+    logs = data.parent / "logs"  # beside the BIDS dataset, not inside it
+    logs.mkdir(exist_ok=True)
     with start_xvfb(*SCREEN) as display, tqdm(total=sum(t[2] for t in todo), unit="trial", desc="sessions") as bar:
         env = {**os.environ, "DISPLAY": display,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -160,7 +162,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
                     args = [sys.executable, "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
                             "--monitors", str(monitors), "--config", str(config), "--data", str(data),
                             "--participant", participant, "--simulate", spec, "--window", "x".join(map(str, WINDOW))]
-                    log = (data / f"{participant}.log").open("w")
+                    log = (logs / f"{participant}.log").open("w")
                     running.append((subprocess.Popen(args + (["--resume"] if trials.exists() else []), env=env,
                                                      stdout=log, stderr=subprocess.STDOUT), participant))
                     log.close()
@@ -171,7 +173,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
                     if proc.poll() is not None:
                         running.remove((proc, participant))
                         if proc.returncode != 0:
-                            tail = (data / f"{participant}.log").read_text(errors="replace")[-1500:]
+                            tail = (logs / f"{participant}.log").read_text(errors="replace")[-1500:]
                             raise EigdistError(f"session of {participant} failed (exit {proc.returncode}); rerun "
                                                f"the demo to resume. Its log ends:\n{tail}")
         finally:

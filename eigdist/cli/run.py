@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from eigdist_core.errors import EigdistError
 
@@ -32,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from experiments.datafile import SessionFinished
     from experiments.display import DisplayError
     from experiments.monitor import parse_resolution
+    from .main import INTERRUPTED
     from experiments.session import ABORTED, RunOptions, check_info, participant_form, prepare, run_prepared
 
     if args.participant is None:
@@ -53,10 +56,18 @@ def run(args: argparse.Namespace) -> int:
         window=parse_resolution(args.window) if args.window else None,
         capture=Path(args.capture_frame) if args.capture_frame else None,
     )
-    prepared = prepare(options)
+    try:
+        prepared = prepare(options)
+    except SessionFinished as done:
+        print(f"eigdist run: {done}")
+        return 0
     try:
         result = run_prepared(prepared)
     except DisplayError as err:
         raise EigdistError(str(err)) from None
+    except KeyboardInterrupt:
+        print("eigdist run: interrupted; every finished trial is saved; rerun with --resume to continue",
+              file=sys.stderr)
+        return INTERRUPTED
     print(f"trials: {result.trials_file}")
     return ABORTED if result.aborted else 0
