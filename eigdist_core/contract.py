@@ -40,8 +40,8 @@ REQUIRED_COLUMNS = (
 RECOMMENDED_COLUMNS = (
     "block", "eig_sign", "eigenvalue", "log10_alpha", "rms", "mse", "target_interval", "response",
     "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "set_id", "monitor",
-    "calibration_date", "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "bpc", "refresh_hz",
-    "psychopy_version", "seed", "timestamp",
+    "calibration_date", "color", "magnification", "stimulus_deg", "ppd", "distance_cm", "lum_min",
+    "lum_mean", "lum_max", "bpc", "refresh_hz", "psychopy_version", "seed", "timestamp",
 )
 
 #: Every column of a trial file, in file order.
@@ -49,9 +49,10 @@ TRIAL_COLUMNS = REQUIRED_COLUMNS + RECOMMENDED_COLUMNS
 
 #: Typed columns of a trial file (the others are text).
 INT_COLUMNS = frozenset({"session", "trial", "n_alternatives", "block", "eig_sign", "target_interval",
-                         "response", "dropped_frames", "clipped_pixels", "bpc", "seed"})
+                         "response", "dropped_frames", "clipped_pixels", "bpc", "magnification",
+                         "seed"})
 FLOAT_COLUMNS = frozenset({"alpha", "eigenvalue", "log10_alpha", "rms", "mse", "rt", "repr_distance",
-                           "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "refresh_hz"})
+                           "stimulus_deg", "ppd", "distance_cm", "lum_min", "lum_mean", "lum_max", "refresh_hz"})
 BOOL_COLUMNS = frozenset({"correct", "is_catch", "is_practice", "calibrated"})
 
 #: Required columns that may be empty: blank catch trials show no item.

@@ -11,6 +11,7 @@ black after a flip.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -76,6 +77,55 @@ def window_problems(report: WindowReport, *, check_refresh: bool) -> list[str]:
         elif abs(measured - report.refresh_hz_profile) > REFRESH_TOLERANCE * report.refresh_hz_profile:
             out.append(f"measured refresh is {measured:.2f} Hz but the profile says {report.refresh_hz_profile:g} Hz")
     return out
+
+
+def choose_magnification(image_size: tuple[int, int], profile: MonitorProfile, window: tuple[int, int], *,
+                         magnification: int | None = None, stimulus_deg: float | None = None,
+                         tolerance: float = 0.05) -> tuple[int, float]:
+    """The integer pixel-replication factor for an image, and the width it then subtends in degrees (pure).
+
+    Parameters
+    ----------
+    image_size
+        ``(width, height)`` of the stimulus in image pixels.
+    profile
+        Its pixels per degree.
+    window
+        ``(width, height)`` of the window: the magnified image must fit.
+    magnification, stimulus_deg
+        Either an integer factor, or the wanted width in degrees (the nearest integer factor is
+        used); neither: 1.
+    tolerance
+        Largest relative difference between ``stimulus_deg`` and the achieved width.
+
+    Raises
+    ------
+    DisplayError
+        A size no integer factor reaches within ``tolerance`` (naming the nearest reachable sizes),
+        or a magnified image larger than the window.
+    """
+    w, h = image_size
+    ppd = profile.ppd
+    if stimulus_deg is not None:
+        exact = stimulus_deg * ppd / w
+        k = max(1, int(round(exact)))
+        achieved = k * w / ppd
+        if abs(achieved - stimulus_deg) > tolerance * stimulus_deg:
+            near = sorted({max(1, int(math.floor(exact))), max(1, int(math.ceil(exact)))})
+            options = ", ".join(f"{n * w / ppd:.3f}° (x{n})" for n in near)
+            raise DisplayError(
+                f"display.stimulus_deg = {stimulus_deg:g}° needs a magnification of {exact:.2f} for a {w}-px image at "
+                f"{ppd:.2f} px/deg (monitor {profile.name!r}); integer pixel replication reaches {options}, not "
+                f"within display.size_tolerance = {tolerance:g}: choose one of those sizes, or change the distance"
+            )
+    else:
+        k = magnification or 1
+    if k * w > window[0] or k * h > window[1]:
+        raise DisplayError(
+            f"a {w}x{h}-px image magnified x{k} is {k * w}x{k * h} px, larger than the {window[0]}x{window[1]} window "
+            f"(monitor {profile.name!r}, {ppd:.2f} px/deg): choose a smaller display.stimulus_deg or magnification"
+        )
+    return k, k * w / ppd
 
 
 def require_display() -> None:

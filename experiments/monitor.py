@@ -43,7 +43,7 @@ MAX_LUMINANCE = 1e5
 MAX_RESOLUTION = 16384
 #: A reading may fall below the one at the previous level by this fraction of the curve's range
 #: (photometer noise near black); a larger fall is a measuring mistake and is refused.
-FALL_TOLERANCE = 0.02
+FALL_TOLERANCE = 0.05
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -209,7 +209,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
     if not m or not all(1 <= int(v) <= MAX_RESOLUTION for v in m.groups()):
         raise EigdistError(
-            f"resolution must be WxH in pixels, each 1..{MAX_RESOLUTION}, e.g. 1920x1080, got {text!r}"
+            f"resolution must be WxH in pixels, e.g. 1920x1080, got {text!r} (each side 1..{MAX_RESOLUTION})"
         )
     return int(m.group(1)), int(m.group(2))
 

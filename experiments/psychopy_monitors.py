@@ -111,7 +111,7 @@ def _readings(calib: dict[str, Any], bits: int, where: str) -> tuple[dict[str, t
     levels = calib.get("levelsPre")
     if lums is not None and levels is not None and np.size(lums) > 0:
         lums = np.atleast_2d(np.asarray(lums, dtype=float))
-        lv = np.rint(np.asarray(levels, dtype=float).ravel() * top / PSYCHOPY_TOP)
+        lv = np.asarray(levels, dtype=float).ravel() * top / PSYCHOPY_TOP
         if lums.shape[0] not in (1, 4) or lums.shape[1] != lv.size:
             raise ProfileError(f"{where}: lumsPre must be 1 or 4 rows of {lv.size} readings, got shape {lums.shape}")
         return {g: (lv, lums[i]) for i, g in enumerate(GUNS[: lums.shape[0]])}, "lumsPre"

@@ -15,20 +15,35 @@ from hypothesis import strategies as st
 
 from experiments.display import WindowReport, check_pattern, window_problems
 from experiments.luminance import (
-    background_level, background_value, continuous_levels, level_table, map_values, pixel_offset, size_deg,
-    texture, top_left,
+    background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
+    replicate, size_deg, texture, top_left,
 )
-from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile, save_profile
+from experiments.monitor import ProfileError, calibrated, fit_calibration, gamma_curve, new_profile, save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 
 
-def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g"):
-    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form)."""
+#: Known per-gun gammas and peak luminances of the colour profile.
+GUN_GAMMAS = {"r": 1.9, "g": 2.2, "b": 2.5}
+GUN_PEAKS = {"r": 30.0, "g": 60.0, "b": 10.0}
+
+
+def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g",
+                 guns: bool = False):
+    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form);
+    ``guns``: also R, G, B curves with gammas 1.9, 2.2, 2.5."""
     top = 2**bits - 1
     levels = np.rint(np.linspace(0, top, 33))
     lum = gamma_curve(levels / top, 0.5, 100.0, gamma)
+    per_gun = {g: (levels, gamma_curve(levels / top, 0.2, GUN_PEAKS[g], GUN_GAMMAS[g])) for g in GUN_GAMMAS}
     base = new_profile(name, width_cm=40.0, distance_cm=57.0, resolution=resolution, refresh_hz=60.0, bits=bits)
-    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma"))
+    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma", guns=per_gun if guns else None))
+
+
+def gun_levels(values: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Closed form: the rounded level of each gun's value under its known gamma (``3 × …`` → ``… × 3``)."""
+    top = 2**bits - 1
+    return np.stack([np.rint(top * np.clip(values[i], 0, 1) ** (1 / GUN_GAMMAS[g])) for i, g in enumerate("rgb")],
+                    axis=-1)
 
 
 # ---------------------------------------------------------------- pure mapping
@@ -81,12 +96,48 @@ def test_clipped_pixels_are_counted_and_shown_at_the_ends():
     assert m.levels[0, 0] == 0 and m.levels[0, -1] == 255
 
 
-def test_colour_and_bad_shapes_are_refused():
+def test_bad_shapes_are_refused():
     p = make_profile()
-    with pytest.raises(ValueError, match=r"H×W or 1×H×W .* got shape \(3, 4, 4\)"):
-        map_values(np.zeros((3, 4, 4)), p)
+    with pytest.raises(ValueError, match=r"H×W, 1×H×W \(grey\) or 3×H×W \(RGB\), got shape \(2, 4, 4\)"):
+        map_values(np.zeros((2, 4, 4)), p)
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         map_values(np.array([[0.1, np.nan]]), p)
+
+
+def test_colour_without_per_gun_calibration_is_refused_naming_it():
+    with pytest.raises(ProfileError, match="field 'guns' is missing \\(no per-gun calibration\\)"):
+        map_values(np.zeros((3, 4, 4)), make_profile())
+
+
+def test_colour_mapping_inverts_each_gun_through_its_own_gamma():
+    p = make_profile(guns=True)
+    values = np.random.default_rng(1).uniform(-0.1, 1.1, (3, 9, 7))
+    m = map_values(values, p)
+    assert m.levels.shape == (9, 7, 3)
+    np.testing.assert_array_equal(m.levels, gun_levels(values))
+    assert m.clipped == int(((values < 0) | (values > 1)).any(axis=0).sum())
+    grey = map_values(values[0], p).levels  # a grey image goes through the grey curve
+    np.testing.assert_array_equal(grey, map_values(values[0], make_profile()).levels)
+
+
+def test_colour_dither_is_independent_per_gun_and_unbiased():
+    p = make_profile(guns=True)
+    values = np.full((3, 64, 64), 0.37)
+    level, _ = continuous_levels(values, channel_tables(p, 3))
+    mapped = [map_values(values, p, rng=np.random.default_rng(s)).levels for s in range(40)]
+    mean = np.mean(mapped, axis=(0, 1, 2))
+    np.testing.assert_allclose(mean, level[0, 0], atol=0.02)
+    one = mapped[0].reshape(-1, 3).astype(float)
+    assert abs(np.corrcoef(one.T)[0, 1]) < 0.1  # the guns' noise is not shared
+
+
+def test_pixel_replication_makes_exact_blocks():
+    m = map_values(np.random.default_rng(2).uniform(0, 1, (3, 5, 4)), make_profile(guns=True))
+    tex = texture(m, 3)[::-1]  # back to row 0 at the top
+    assert tex.shape == (15, 12, 3)
+    blocks = tex.reshape(5, 3, 4, 3, 3)
+    assert np.all(blocks == blocks[:, :1, :, :1])
+    np.testing.assert_array_equal(replicate(m.levels, 3)[::3, ::3], m.levels)
 
 
 def test_texture_is_signed_and_flipped():
