@@ -159,13 +159,17 @@ def replicate(levels: np.ndarray, magnification: int) -> np.ndarray:
 
 
 def texture(mapped: Mapped, magnification: int = 1) -> np.ndarray:
-    """The float32 array an ``ImageStim`` draws pixel for pixel: signed values, replicated, rows flipped.
+    """The float32 array an ``ImageStim`` draws pixel for pixel: replicated, rows flipped.
 
-    PsychoPy draws array row 0 at the bottom; the stimulus' row 0 is its top. Colour levels
-    (``H × W × 3``) give an RGB texture.
+    PsychoPy draws array row 0 at the bottom; the stimulus' row 0 is its top. A grey (``H × W``)
+    array is a luminance texture in PsychoPy's signed units, level k → ``2k/(2**bits − 1) − 1``; an
+    RGB (``H × W × 3``) array goes through PsychoPy's RGB shader, which takes values in [0, 1]:
+    level k → ``k/(2**bits − 1)``. Both give level k exactly on screen.
     """
-    signed = level_to_signed(replicate(mapped.levels, magnification), mapped.bits)
-    return np.ascontiguousarray(signed[::-1], dtype=np.float32)
+    levels = replicate(mapped.levels, magnification)[::-1]
+    if levels.ndim == 3:
+        return np.ascontiguousarray(levels, dtype=np.float32) / np.float32(2**mapped.bits - 1)
+    return np.ascontiguousarray(level_to_signed(levels, mapped.bits), dtype=np.float32)
 
 
 def pixel_offset(window_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, float]:

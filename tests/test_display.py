@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.display import WindowReport, check_pattern, window_problems
+from experiments.display import DisplayError, WindowReport, check_pattern, choose_magnification, window_problems
 from experiments.luminance import (
     background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
     replicate, size_deg, texture, top_left,
@@ -134,7 +134,8 @@ def test_colour_dither_is_independent_per_gun_and_unbiased():
 def test_pixel_replication_makes_exact_blocks():
     m = map_values(np.random.default_rng(2).uniform(0, 1, (3, 5, 4)), make_profile(guns=True))
     tex = texture(m, 3)[::-1]  # back to row 0 at the top
-    assert tex.shape == (15, 12, 3)
+    assert tex.shape == (15, 12, 3) and tex.min() >= 0  # RGB textures: PsychoPy's [0, 1] units
+    np.testing.assert_array_equal(np.rint(tex[::3, ::3] * 255), m.levels)
     blocks = tex.reshape(5, 3, 4, 3, 3)
     assert np.all(blocks == blocks[:, :1, :, :1])
     np.testing.assert_array_equal(replicate(m.levels, 3)[::3, ::3], m.levels)
@@ -270,6 +271,8 @@ def test_window_refusals_name_both_values(xvfb, tmp_path):
     # reports it, and (not simulated) the measured refresh too
     assert got["big"].item().startswith("DisplayError: monitor 'big': screen is 800x600 px but the profile says 1920x1080")
     assert "screen is 800x600" in got["big_pilot"].item()
+    # a simulated observer sees the arrays, not the screen: the mismatch is recorded, not refused (issue 24.1)
+    assert got["big_simulated"].item().startswith("screen is 800x600 px but the profile says 1920x1080")
     assert "Hz but the profile says 60 Hz" in got["big_pilot"].item() or "could not be measured" in got["big_pilot"].item()
     # a real session needs the identity gamma ramp; Xvfb has no gamma-ramp extension
     assert "could not set the hardware gamma ramp to identity" in got["g"].item() and "--pilot" in got["g"].item()
@@ -292,3 +295,97 @@ def test_cli_check_draws_ramp_and_patches(xvfb, tmp_path):
     expected = continuous_levels(np.linspace(0, 1, 320)[None], level_table(p))[0][0]
     assert np.all(np.abs(frame[300 // 8 + 5, 40:360] - expected) < 1)  # dithered ramp: within one level
     assert frame[0, 0] == background_level(p)
+
+
+# ---------------------------------------------------------------- colour and size on a virtual screen
+
+
+@pytest.mark.display
+def test_colour_frame_reads_back_each_guns_intended_level(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    got = probe(xvfb, tmp_path, "colour", p)
+    seen, intended = got["seen"], got["intended"]
+    assert seen.shape == intended.shape == (24, 31, 3)
+    np.testing.assert_array_equal(seen, intended)  # every gun, every pixel, exactly
+    # closed form (gammas 1.9, 2.2, 2.5): the rounded inverse, except where the piecewise-linear table and the
+    # power function round to neighbouring levels (a value within 0.01 level of a half level)
+    closed = gun_levels(got["values"])
+    assert np.abs(intended - closed).max() <= 1 and np.mean(intended == closed) > 0.999
+    assert [seen[0, :, g].min() for g in range(3)] == [0, 0, 0] and [seen[0, :, g].max() for g in range(3)] == [255] * 3
+
+
+@pytest.mark.display
+def test_mean_of_dithered_colour_frames_reproduces_a_sub_level_step_per_gun(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    start = (100.2, 140.6, 60.4)
+    got = probe(xvfb, tmp_path, "colour_dither", p, "levels=" + ",".join(map(str, start)), "step=0.3", "frames=40")
+    mean = got["mean"]
+    for g in range(3):
+        left, right = mean[:, :32, g].mean(), mean[:, 32:, g].mean()
+        assert abs(left - start[g]) < 0.1 and abs(right - (start[g] + 0.3)) < 0.1, (g, left, right)
+        assert abs((right - left) - 0.3) < 0.1
+    assert int(got["distinct"]) == 40
+
+
+@pytest.mark.display
+def test_magnified_stimulus_is_pixel_replicated_at_the_size_asked_in_degrees(xvfb, tmp_path):
+    p = make_profile(guns=True)  # 800 px over 40 cm at 57 cm: 19.90 px/deg
+    got = probe(xvfb, tmp_path, "magnify", p, "stimulus_deg=3.2")
+    k, seen = int(got["k"]), got["seen"]
+    assert k == 4 and seen.shape == (64, 64, 3)
+    blocks = seen.reshape(16, k, 16, k, 3)
+    assert np.all(blocks == blocks[:, :1, :, :1])  # every k×k block equal
+    np.testing.assert_array_equal(blocks[:, 0, :, 0], got["intended"])  # and equal to the dithered stimulus pixel
+    # its measured size on the frame: the columns and rows that are not background
+    frame = got["frame"]
+    differs = np.any(frame != frame[0, 0], axis=2)
+    cols, rows = np.flatnonzero(differs.any(axis=0)), np.flatnonzero(differs.any(axis=1))
+    width_px, height_px = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+    assert (width_px, height_px) == (64, 64)
+    measured = width_px / p.ppd
+    assert abs(measured - 3.2) <= 0.05 * 3.2 and measured == pytest.approx(float(got["achieved"]))
+    np.testing.assert_allclose(got["size_deg"], (measured, measured))
+
+
+def test_unreachable_sizes_are_refused_with_the_nearest_reachable_ones():
+    p = make_profile()
+    assert choose_magnification((16, 16), p, (800, 600), stimulus_deg=3.2) == (4, pytest.approx(64 / p.ppd))
+    assert choose_magnification((16, 16), p, (800, 600), magnification=3)[0] == 3
+    assert choose_magnification((16, 16), p, (800, 600))[0] == 1
+    with pytest.raises(DisplayError, match=r"display.stimulus_deg = 1.2° needs a magnification of 1.49 for a 16-px "
+                                           r"image at 19.90 px/deg .* reaches 0.804° \(x1\), 1.608° \(x2\), not "
+                                           r"within display.size_tolerance = 0.05"):
+        choose_magnification((16, 16), p, (800, 600), stimulus_deg=1.2)
+    with pytest.raises(DisplayError, match=r"magnified x40 is 640x640 px, larger than the 800x600 window"):
+        choose_magnification((16, 16), p, (800, 600), magnification=40)
+
+
+@pytest.mark.display
+def test_cli_check_on_a_mismatching_screen_is_a_clean_exit_2(xvfb, tmp_path):
+    """Issue 24.3: the same DisplayError path as ``eigdist run`` (one line, exit 2, no traceback)."""
+    save_profile(make_profile(resolution=(1920, 1080), name="big"), tmp_path)
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "big",
+                     "--window", "400x300", "--frames", "1")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "eigdist calibrate: error: monitor 'big': screen is 800x600 px but the profile says 1920x1080")
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.display
+def test_cli_check_shows_one_guns_patches(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    save_profile(p, tmp_path)
+    png = tmp_path / "check_g.png"
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "g", "--gun", "g",
+                     "--window", "400x300", "--frames", "1", "--save", str(png))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "g patch value 1.00: 60.00 cd/m2" in res.stdout  # the green gun's peak
+    from PIL import Image
+
+    frame = np.asarray(Image.open(png)).astype(int)
+    assert frame[..., 0].max() == 0 and frame[..., 2].max() == 0 and frame[..., 1].max() == 255
+    save_profile(make_profile(name="grey"), tmp_path)
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "grey", "--gun", "r",
+                     "--window", "400x300", "--frames", "1")
+    assert res.returncode == 2 and "field 'guns' is missing (no per-gun calibration)" in res.stderr
