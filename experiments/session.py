@@ -415,7 +415,7 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
     opts, profile, config, info = prep.options, prep.profile, prep.config, prep.options.info
     simulated = prep.responder is not None
     observer = prep.responder.observer if simulated else "human"
-    constants = session_constants(profile, color=prep.stimuli.manifest.get("color", "grey"),
+    constants = session_constants(profile, color="rgb" if prep.stimuli.manifest["channels"] == 3 else "grey",
                                   magnification=prep.magnification, stimulus_deg=prep.stimulus_deg)
     metadata = {"participant_info": info.extra(), "pilot": opts.pilot,
                 "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
