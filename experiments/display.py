@@ -142,15 +142,9 @@ def psychopy_monitor(profile: MonitorProfile) -> Any:
 
     The gamma grid is left at its default so PsychoPy never loads the curve into the hardware ramp.
     """
-    from psychopy import logging, monitors
+    from .psychopy_monitors import quiet_monitor
 
-    level = logging.console.level
-    logging.console.setLevel(logging.ERROR)  # "Monitor specification not found" is expected: ours is JSON
-    try:
-        mon = monitors.Monitor(profile.name, autoLog=False)
-        logging.flush()  # messages are filtered when flushed
-    finally:
-        logging.console.setLevel(level)
+    mon = quiet_monitor(profile.name)
     # a fresh calibration, never one PsychoPy saved under this name (its gamma would reach the ramp)
     mon.newCalib(width=profile.width_cm, distance=profile.distance_cm, notes=profile.notes, verbose=False)
     mon.setSizePix(list(profile.resolution))

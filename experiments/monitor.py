@@ -323,7 +323,7 @@ def _chromaticity(data: Any, where: str) -> dict[str, tuple[float, float]]:
         if not ok or xy[0] + xy[1] > 1:
             raise ProfileError(f"{where}.{key}: must be CIE xy [x, y], each in (0, 1), x + y <= 1, got {xy!r}")
         out[key] = (float(xy[0]), float(xy[1]))
-    return out
+    return {k: out[k] for k in CHROMATICITIES if k in out}  # one order, whatever the file's
 
 
 def profile_from_dict(data: Any, where: str = "profile") -> MonitorProfile:

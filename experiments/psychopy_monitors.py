@@ -32,13 +32,6 @@ PSYCHOPY_TOP = 255
 GRID_SAMPLES = 17
 
 
-def psychopy_folder() -> Path:
-    """PsychoPy's own monitor folder (``~/.psychopy3/monitors`` on Linux and macOS)."""
-    from psychopy.monitors import calibTools
-
-    return Path(calibTools.monitorFolder)
-
-
 @contextlib.contextmanager
 def _folder(folder: str | os.PathLike | None) -> Iterator[Path]:
     """PsychoPy reads and writes monitors in one module-level folder; point it at ``folder`` for a while."""
@@ -51,6 +44,20 @@ def _folder(folder: str | os.PathLike | None) -> Iterator[Path]:
         yield path
     finally:
         calibTools.monitorFolder = old
+
+
+def quiet_monitor(name: str) -> Any:
+    """``psychopy.monitors.Monitor(name)`` without its "Monitor specification not found" warning (expected here)."""
+    from psychopy import logging, monitors
+
+    level = logging.console.level
+    logging.console.setLevel(logging.ERROR)
+    try:
+        mon = monitors.Monitor(name, autoLog=False, verbose=False)
+        logging.flush()  # messages are filtered when flushed
+    finally:
+        logging.console.setLevel(level)
+    return mon
 
 
 def _calib_name(cal: Calibration) -> str:
@@ -86,11 +93,9 @@ def write_psychopy_monitor(profile: MonitorProfile, folder: str | os.PathLike | 
     Note: PsychoPy loads a monitor's ``gammaGrid`` into the hardware ramp when a PsychoPy window
     uses it; eigdist never does (its windows get a fresh monitor with the default grid).
     """
-    from psychopy import monitors
-
     with _folder(folder) as path:
         path.mkdir(parents=True, exist_ok=True)
-        mon = monitors.Monitor(profile.name, autoLog=False, verbose=False)
+        mon = quiet_monitor(profile.name)
         mon.calibs, mon.calibNames = {}, []
         cals = [*profile.history, *([profile.calibration] if profile.calibration else [])]
         if not cals:
@@ -140,8 +145,6 @@ def read_psychopy_monitor(name: str, folder: str | os.PathLike | None = None, *,
     profile_name
         The eigdist profile's name (default ``name``).
     """
-    from psychopy import monitors
-
     with _folder(folder) as path:
         file = path / f"{name}.json"
         if not file.is_file():
@@ -149,7 +152,7 @@ def read_psychopy_monitor(name: str, folder: str | os.PathLike | None = None, *,
             raise FileNotFoundError(f"no PsychoPy monitor {name!r} in {path} (monitors there: "
                                     f"{', '.join(have) or 'none'}); give the folder with --psychopy-folder")
         try:
-            mon = monitors.Monitor(name, autoLog=False, verbose=False)
+            mon = quiet_monitor(name)
         except ValueError as exc:
             raise ProfileError(f"{file}: not a readable PsychoPy monitor ({exc})") from None
     newest = mon.calibs[mon.calibNames[-1]]
@@ -170,4 +173,4 @@ def read_psychopy_monitor(name: str, folder: str | os.PathLike | None = None, *,
     return profile
 
 
-__all__ = ["psychopy_folder", "read_psychopy_monitor", "write_psychopy_monitor"]
+__all__ = ["quiet_monitor", "read_psychopy_monitor", "write_psychopy_monitor"]

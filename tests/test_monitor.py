@@ -281,7 +281,8 @@ def test_per_gun_fits_recover_known_gammas_from_noisy_readings(tmp_path):
 
 def test_per_gun_profile_and_chromaticity_round_trip_through_json(tmp_path):
     cal = fit_file(readings_csv(tmp_path / "r.csv", chroma=True))
-    assert cal.chromaticity == {"white": (0.3127, 0.329), "r": (0.64, 0.33), "g": (0.3, 0.6), "b": (0.15, 0.06)}
+    assert cal.chromaticity == {"r": (0.64, 0.33), "g": (0.3, 0.6), "b": (0.15, 0.06), "white": (0.3127, 0.329)}
+    assert list(cal.chromaticity) == ["r", "g", "b", "white"]
     p = calibrated(profile(), cal)
     save_profile(p, tmp_path)
     again = load_profile("test", tmp_path)
@@ -296,7 +297,7 @@ def test_cli_fit_reads_a_gun_column_and_show_plots_four_curves(tmp_path, capsys)
     assert eigdist(["calibrate", "--monitors", mon, "fit", csv, "--monitor", "lab1"]) == 0
     out = capsys.readouterr().out
     assert "   r gamma fit: L = 0.400 + (30.000 - 0.400) x^1.900" in out and "x^2.500" in out
-    assert "CIE xy: white (0.3127, 0.3290), r (0.6400, 0.3300)" in out
+    assert "CIE xy: r (0.6400, 0.3300), g (0.3000, 0.6000), b (0.1500, 0.0600), white (0.3127, 0.3290)" in out
     png = tmp_path / "four.png"
     assert eigdist(["calibrate", "--monitors", mon, "show", "lab1", "--out", str(png)]) == 0
     assert "gamma grey 2.400, r 1.900, g 2.200, b 2.500" in capsys.readouterr().out
