@@ -389,3 +389,14 @@ def test_cli_check_shows_one_guns_patches(xvfb, tmp_path):
     res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "grey", "--gun", "r",
                      "--window", "400x300", "--frames", "1")
     assert res.returncode == 2 and "field 'guns' is missing (no per-gun calibration)" in res.stderr
+
+
+@pytest.mark.display
+def test_ten_bit_colour_frame_reads_back_each_guns_level(xvfb_factory, tmp_path):
+    screen = xvfb_factory(800, 600, 30)
+    p = make_profile(bits=10, guns=True)
+    got = probe(screen, tmp_path, "colour", p)
+    assert int(got["red_bits"]) == 10
+    np.testing.assert_array_equal(got["seen"], got["intended"])
+    closed = gun_levels(got["values"], bits=10)
+    assert np.abs(got["intended"] - closed).max() <= 1 and got["seen"].max() == 1023
