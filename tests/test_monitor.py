@@ -267,13 +267,15 @@ def fit_file(path) -> "object":
                            chromaticity=r.chromaticity or None)
 
 
-def test_per_gun_fits_recover_known_gammas_from_noisy_readings(tmp_path):
-    # photometer noise 0.05 cd/m² (SD) on every reading; gammas 1.9 / 2.2 / 2.5 recovered within 0.03
-    cal = fit_file(readings_csv(tmp_path / "r.csv", noise=0.05, seed=3))
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_per_gun_fits_recover_known_gammas_from_noisy_readings(tmp_path, seed):
+    # photometer noise 0.05 cd/m² (SD) on 24 readings per curve: the bright guns (30, 80 cd/m²) within 0.01,
+    # the dim blue gun (10 cd/m²: noise 0.5 % of its peak) within 0.07
+    cal = fit_file(readings_csv(tmp_path / "r.csv", noise=0.05, seed=seed))
     got = {g: cal.guns[g].gamma["gamma"] for g in "rgb"}
     for gun, gamma in GUN_GAMMAS.items():
-        assert got[gun] == pytest.approx(gamma, abs=0.03), got
-    assert cal.gamma["gamma"] == pytest.approx(2.4, abs=0.03)
+        assert got[gun] == pytest.approx(gamma, abs=0.07 if gun == "b" else 0.01), got
+    assert cal.gamma["gamma"] == pytest.approx(2.4, abs=0.01)
     tables = cal.gun_tables()
     assert tables.shape == (3, 256) and np.all(np.diff(tables, axis=1) >= 0)
     assert tables[2, -1] == pytest.approx(10.0, abs=0.2)
