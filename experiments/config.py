@@ -57,6 +57,9 @@ class ExperimentConfig:
     track_kind: str = "quest"
     track_options: dict = field(default_factory=dict)
     dithering: str = "frame"
+    magnification: int | None = None
+    stimulus_deg: float | None = None
+    size_tolerance: float = 0.05
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -81,6 +84,9 @@ _SCHEMA: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("schedule", "visits_per_image"): ("visits_per_image", "int", (1, None)),
     ("track", "kind"): ("track_kind", "str", KINDS),
     ("display", "dithering"): ("dithering", "str", DITHERING),
+    ("display", "magnification"): ("magnification", "int", (1, 64)),
+    ("display", "stimulus_deg"): ("stimulus_deg", "float", (0.01, 180.0)),
+    ("display", "size_tolerance"): ("size_tolerance", "float", (0.0, 0.5)),
 }
 _TIMING = tuple(Timing.__dataclass_fields__)
 _SECTIONS = ("task", "timing", "trials", "schedule", "track", "display")
@@ -156,6 +162,11 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
     kind = fields.get("track_kind", "quest")
     fields["track_options"] = _track_options(name, kind, tables.get(kind, {}))
     config = ExperimentConfig(**fields)
+    if config.magnification is not None and config.stimulus_deg is not None:
+        raise ConfigError(
+            f"{name}: set display.stimulus_deg or display.magnification, not both (got {config.stimulus_deg:g} "
+            f"degrees and magnification {config.magnification})"
+        )
     if TASKS[config.task] != config.n_alternatives:
         raise ConfigError(
             f"{name}: task.n_alternatives must be {TASKS[config.task]} for task {config.task!r}, "

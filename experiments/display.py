@@ -11,6 +11,9 @@ black after a flip.
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +22,10 @@ import numpy as np
 from eigdist_core.errors import EigdistError
 
 from .luminance import (
-    DITHER_MODES, Mapped, background_level, background_value, continuous_levels, level_table, level_to_signed,
-    pixel_offset, quantise, size_deg, texture,
+    DITHER_MODES, Mapped, as_channels, background_level, background_value, channel_tables, continuous_levels,
+    level_table, level_to_signed, pixel_offset, quantise, size_deg, texture,
 )
-from .monitor import MonitorProfile, parse_date
+from .monitor import GUNS, MonitorProfile, parse_date
 
 #: Relative difference between measured and profile refresh rate that counts as a mismatch.
 REFRESH_TOLERANCE = 0.02
@@ -46,6 +49,9 @@ class WindowReport:
     bits_profile: int
     hardware_ramp: str
     problems: list[str] = field(default_factory=list)
+    #: Whether a mismatch stops the run: not under ``--pilot``, nor for a simulated observer
+    #: (it sees the arrays, not the physical screen); the problems are recorded either way.
+    enforced: bool = True
 
 
 def window_problems(report: WindowReport, *, check_refresh: bool) -> list[str]:
@@ -73,20 +79,72 @@ def window_problems(report: WindowReport, *, check_refresh: bool) -> list[str]:
     return out
 
 
+def choose_magnification(image_size: tuple[int, int], profile: MonitorProfile, window: tuple[int, int], *,
+                         magnification: int | None = None, stimulus_deg: float | None = None,
+                         tolerance: float = 0.05) -> tuple[int, float]:
+    """The integer pixel-replication factor for an image, and the width it then subtends in degrees (pure).
+
+    Parameters
+    ----------
+    image_size
+        ``(width, height)`` of the stimulus in image pixels.
+    profile
+        Its pixels per degree.
+    window
+        ``(width, height)`` of the window: the magnified image must fit.
+    magnification, stimulus_deg
+        Either an integer factor, or the wanted width in degrees (the nearest integer factor is
+        used); neither: 1.
+    tolerance
+        Largest relative difference between ``stimulus_deg`` and the achieved width.
+
+    Raises
+    ------
+    DisplayError
+        A size no integer factor reaches within ``tolerance`` (naming the nearest reachable sizes),
+        or a magnified image larger than the window.
+    """
+    w, h = image_size
+    ppd = profile.ppd
+    if stimulus_deg is not None:
+        exact = stimulus_deg * ppd / w
+        k = max(1, int(round(exact)))
+        achieved = k * w / ppd
+        if abs(achieved - stimulus_deg) > tolerance * stimulus_deg:
+            near = sorted({max(1, int(math.floor(exact))), max(1, int(math.ceil(exact)))})
+            options = ", ".join(f"{n * w / ppd:.3f}° (x{n})" for n in near)
+            raise DisplayError(
+                f"display.stimulus_deg = {stimulus_deg:g}° needs a magnification of {exact:.2f} for a {w}-px image at "
+                f"{ppd:.2f} px/deg (monitor {profile.name!r}); integer pixel replication reaches {options}, not "
+                f"within display.size_tolerance = {tolerance:g}: choose one of those sizes, or change the distance"
+            )
+    else:
+        k = magnification or 1
+    if k * w > window[0] or k * h > window[1]:
+        raise DisplayError(
+            f"a {w}x{h}-px image magnified x{k} is {k * w}x{k * h} px, larger than the {window[0]}x{window[1]} window "
+            f"(monitor {profile.name!r}, {ppd:.2f} px/deg): choose a smaller display.stimulus_deg or magnification"
+        )
+    return k, k * w / ppd
+
+
+def require_display() -> None:
+    """Raise :class:`DisplayError` when no X display can be reached (before PsychoPy tries and crashes)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise DisplayError(
+            "no display to open a window on (DISPLAY is not set): run this on the machine's desktop, or for a "
+            "simulated run under a virtual screen, e.g. xvfb-run -s '-screen 0 1920x1080x24' eigdist ..."
+        )
+
+
 def psychopy_monitor(profile: MonitorProfile) -> Any:
     """A PsychoPy ``Monitor`` with the profile's geometry and readings (not saved to disk).
 
     The gamma grid is left at its default so PsychoPy never loads the curve into the hardware ramp.
     """
-    from psychopy import logging, monitors
+    from .psychopy_monitors import quiet_monitor
 
-    level = logging.console.level
-    logging.console.setLevel(logging.ERROR)  # "Monitor specification not found" is expected: ours is JSON
-    try:
-        mon = monitors.Monitor(profile.name, autoLog=False)
-        logging.flush()  # messages are filtered when flushed
-    finally:
-        logging.console.setLevel(level)
+    mon = quiet_monitor(profile.name)
     # a fresh calibration, never one PsychoPy saved under this name (its gamma would reach the ramp)
     mon.newCalib(width=profile.width_cm, distance=profile.distance_cm, notes=profile.notes, verbose=False)
     mon.setSizePix(list(profile.resolution))
@@ -114,6 +172,7 @@ def open_window(
     pilot: bool = False,
     simulated: bool = False,
     screen: int = 0,
+    enforce: bool | None = None,
 ) -> tuple[Any, WindowReport]:
     """Open a PsychoPy window for ``profile`` and check it against the profile.
 
@@ -129,9 +188,13 @@ def open_window(
         Mismatches become warnings and the OS gamma ramp is left as it is.
     simulated
         A simulated observer: ``waitBlanking`` off, refresh not measured (timing is counted in
-        frames), OS gamma ramp left as it is.
+        frames), OS gamma ramp left as it is, and the screen need not match the profile (the
+        observer sees the arrays; mismatches are recorded in the report, not refused).
     screen
         Screen number.
+    enforce
+        Refuse mismatches; default ``not (pilot or simulated)``. ``calibrate check --frames``
+        counts frames like a simulated run but enforces, as a real session does.
 
     Returns
     -------
@@ -141,9 +204,11 @@ def open_window(
     Raises
     ------
     DisplayError
-        On any mismatch (screen size, drawable size, bit depth, refresh) unless ``pilot``; when the
-        identity gamma ramp cannot be set or the screen offers no frame buffer of the profile's depth.
+        On any mismatch (screen size, drawable size, bit depth, refresh) when enforced; when there is
+        no display, the identity gamma ramp cannot be set or the screen offers no frame buffer of the
+        profile's depth.
     """
+    require_display()
     from psychopy import logging, visual
 
     requested = tuple(profile.resolution) if fullscreen or size is None else (int(size[0]), int(size[1]))
@@ -181,18 +246,23 @@ def open_window(
         red_bits=_gl_int(gl.GL_RED_BITS),
         bits_profile=profile.bits,
         hardware_ramp="identity" if real else "os",
+        enforced=not (pilot or simulated) if enforce is None else enforce,
     )
     report.problems = window_problems(report, check_refresh=not simulated)
-    if report.problems and not pilot:
+    if report.problems and report.enforced:
         win.close()
         raise DisplayError(f"monitor {profile.name!r}: " + "; ".join(report.problems) + " (use --pilot to go on)")
     for problem in report.problems:
-        logging.warning(f"pilot: {problem}")
+        logging.warning(f"{'pilot' if pilot else 'not enforced'}: {problem}")
     return win, report
 
 
 class PixelImage:
-    """An image drawn pixel for pixel (units pix, ``size`` = array size, no interpolation), dithered.
+    """An image drawn pixel for pixel (units pix, no interpolation), dithered, optionally magnified.
+
+    Grey images (``H × W`` or ``1 × H × W``) go through the grey curve; colour images (``3 × H × W``)
+    through each gun's curve, with independent dithering noise per gun. Dithering is per image
+    pixel; magnification then replicates every pixel into a ``k × k`` block of screen pixels.
 
     Parameters
     ----------
@@ -205,13 +275,17 @@ class PixelImage:
         :meth:`set_values`) or ``off`` (nearest level).
     rng
         Noise source (default: a fresh ``numpy`` generator).
+    magnification
+        Integer pixel replication factor (≥ 1).
     """
 
     def __init__(self, win: Any, profile: MonitorProfile, dither: str = "frame",
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, magnification: int = 1) -> None:
         if dither not in DITHER_MODES:
             raise ValueError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
-        self.win, self.profile, self.dither = win, profile, dither
+        if isinstance(magnification, bool) or not isinstance(magnification, int) or magnification < 1:
+            raise ValueError(f"magnification must be an integer >= 1, got {magnification!r}")
+        self.win, self.profile, self.dither, self.magnification = win, profile, dither, magnification
         self.rng = rng if rng is not None else np.random.default_rng()
         self._level: np.ndarray | None = None  # continuous levels of the current values, float32
         self._clipped = 0
@@ -223,30 +297,38 @@ class PixelImage:
         return Mapped(levels=levels, clipped=self._clipped, bits=self.profile.bits)
 
     def set_values(self, values: np.ndarray) -> Mapped:
-        """Show ``values`` (H×W or 1×H×W, linear in [0, 1]) from now on; return the mapping (clipped count)."""
+        """Show ``values`` (H×W, 1×H×W or 3×H×W, linear in [0, 1]) from now on; return the mapping."""
         from psychopy import visual
 
-        level, self._clipped = continuous_levels(values, level_table(self.profile))
+        arr = as_channels(values)
+        level, self._clipped = continuous_levels(arr, channel_tables(self.profile, arr.shape[0]))
         self._level = level.astype(np.float32)  # inverted once per trial; only the noise is per frame
         self.mapped = self._map()
-        h, w = self.mapped.levels.shape
+        w, h = self.screen_size
         win_w, win_h = (int(v) for v in self.win.size)
         if w > win_w or h > win_h:
-            raise ValueError(f"stimulus is {w}x{h} px but the window is only {win_w}x{win_h}: it would be cropped")
+            raise ValueError(f"stimulus is {w}x{h} px on screen but the window is only {win_w}x{win_h}: "
+                             "it would be cropped")
         pos = pixel_offset((win_w, win_h), (w, h))
-        if self._stim is None or tuple(self._stim.size) != (w, h):
-            self._stim = visual.ImageStim(self.win, image=texture(self.mapped), units="pix", size=(w, h),
+        tex = texture(self.mapped, self.magnification)
+        if self._stim is None or tuple(self._stim.size) != (w, h) or np.shape(self._stim.image) != tex.shape:
+            self._stim = visual.ImageStim(self.win, image=tex, units="pix", size=(w, h),
                                           pos=pos, interpolate=False, autoLog=False)
         else:
-            self._stim.image = texture(self.mapped)
+            self._stim.image = tex
             self._stim.pos = pos
         return self.mapped
 
     @property
+    def screen_size(self) -> tuple[int, int]:
+        """Width and height of the current image on screen, in pixels (after magnification)."""
+        h, w = self.mapped.levels.shape[:2]
+        return w * self.magnification, h * self.magnification
+
+    @property
     def size_deg(self) -> tuple[float, float]:
-        """Width and height of the current image in degrees."""
-        h, w = self.mapped.levels.shape
-        return size_deg((w, h), self.profile)
+        """Width and height of the current image on screen, in degrees."""
+        return size_deg(self.screen_size, self.profile)
 
     def draw(self) -> None:
         """Draw the image (with fresh dithering noise in ``frame`` mode)."""
@@ -254,7 +336,7 @@ class PixelImage:
             raise RuntimeError("PixelImage.draw() before set_values()")
         if self.dither == "frame":
             self.mapped = self._map()
-            self._stim.image = texture(self.mapped)
+            self._stim.image = texture(self.mapped, self.magnification)
         self._stim.draw()
 
 
@@ -313,29 +395,44 @@ def check_pattern(width: int, height: int, background: float) -> tuple[np.ndarra
     return values, patches
 
 
+def gun_values(values: np.ndarray, gun: str) -> np.ndarray:
+    """The check screen for one gun: ``values`` on that gun (``3 × H × W``, the others at 0), or grey as is."""
+    if gun == "grey":
+        return values
+    out = np.zeros((3, *values.shape))
+    out[GUNS.index(gun) - 1] = values
+    return out
+
+
 def run_check(profile: MonitorProfile, *, fullscreen: bool = False, size: tuple[int, int] | None = None,
-              pilot: bool = False, frames: int | None = None, save: str | None = None) -> list[str]:
+              pilot: bool = False, frames: int | None = None, save: str | None = None,
+              gun: str = "grey") -> list[str]:
     """Show the check screen (dithered every frame) until Escape or ``frames``; return a summary.
 
-    Each patch is labelled with the luminance it should measure; ``save`` writes the first frame as
-    read back from the back buffer.
+    Each patch is labelled with the luminance it should measure; ``gun`` (``grey``, ``r``, ``g``,
+    ``b``) shows the patches of that gun alone (the others at level 0), as it was calibrated;
+    ``save`` writes the first frame as read back from the back buffer.
     """
+    if gun not in GUNS:
+        raise DisplayError(f"gun must be one of {', '.join(GUNS)}, got {gun!r}")
+    table = level_table(profile) if gun == "grey" else channel_tables(profile, 3)[GUNS.index(gun) - 1]
+    require_display()
     from psychopy import event, visual
 
     win, report = open_window(profile, fullscreen=fullscreen, size=size, pilot=pilot,
-                              simulated=frames is not None)
+                              simulated=frames is not None, enforce=not pilot)
     w, h = (int(v) for v in win.size)
     values, patches = check_pattern(w, h, background_value(profile))
     image = PixelImage(win, profile, dither="frame")
-    image.set_values(values)
-    table = level_table(profile)
-    lines = [f"window {w}x{h}, {profile.bits}-bit, ramp {report.hardware_ramp}"] + [f"pilot: {p}" for p in report.problems]
+    image.set_values(gun_values(values, gun))
+    lines = [f"window {w}x{h}, {profile.bits}-bit, ramp {report.hardware_ramp}, gun {gun}"] + [
+        f"pilot: {p}" for p in report.problems]
     labels = []
     for v, cx, cy in patches:
         lum = table[0] + v * (table[-1] - table[0])
         level = float(continuous_levels(np.array([[v]]), table)[0][0, 0])
         text = f"{lum:.2f} cd/m²" if profile.calibration else f"value {v:.2f} (uncalibrated)"
-        lines.append(f"patch value {v:.2f}: {text.replace('²', '2')} (level {level:.2f})")
+        lines.append(f"{gun} patch value {v:.2f}: {text.replace('²', '2')} (level {level:.2f})")
         labels.append(visual.TextStim(win, text=text, pos=(cx - w / 2, h / 2 - cy - h / 8),
                                       height=max(10, h // 40), units="pix", color=(-1, -1, -1), autoLog=False))
     n = 0

@@ -31,6 +31,7 @@ from eigdist_core.contract import CONDITION_KEY, DISPLAY_RANGE
 from .config import ExperimentConfig
 from .datafile import TrialWriter, check_session_files, open_session, participant_trials, session_paths
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
+from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
 
@@ -202,24 +203,26 @@ def run_headless(engine: TrialEngine, responder: Responder, *, progress: bool = 
     return rows
 
 
-def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> StimulusSource:
+def open_stimuli(path: str | os.PathLike, *, profile: MonitorProfile | None = None) -> StimulusSource:
     """Open a stimulus set for an experiment after verifying every file of it.
 
     Parameters
     ----------
     path
         The set's folder.
-    require_grey
-        Refuse colour sets (docs/formats.md: grey sets only until per-gun
-        calibration exists); a simulated run may pass ``False``.
+    profile
+        The monitor the set will be shown on: a colour set needs its per-gun calibration
+        (an uncalibrated ``--pilot`` profile shows every gun linearly). ``None``: no screen.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` is not a stimulus set.
     ValueError
-        Listing the verification problems (first five), for a colour set,
-        or for a set with more than one item per condition.
+        Listing the verification problems (first five), or for a set with more than one
+        item per condition.
+    ProfileError
+        For a colour set on a profile calibrated without per-gun curves, naming the missing calibration.
     """
     from eigdist_core.stimulus_set import StimulusSet, verify_set
 
@@ -231,10 +234,13 @@ def open_stimuli(path: str | os.PathLike, *, require_grey: bool = True) -> Stimu
             f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
             + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
         )
-    if require_grey and stimuli.manifest["channels"] != 1:
-        raise ValueError(
-            f"stimulus set {str(path)!r} has {stimuli.manifest['channels']} channels; experiments show grey sets "
-            "(channels = 1) until per-gun calibration exists: build it with color = \"grey\""
+    cal = profile.calibration if profile is not None else None
+    if stimuli.manifest["channels"] != 1 and cal is not None and cal.guns is None:
+        raise ProfileError(
+            f"stimulus set {str(path)!r} is colour ({stimuli.manifest['channels']} channels) but monitor "
+            f"{profile.name!r} has no per-gun calibration (field 'calibration.guns' is missing, calibrated "
+            f"{cal.date}): measure the r, g and b guns and run 'eigdist calibrate fit' with a 'gun' column, "
+            "or build the set with color = \"grey\""
         )
     conditions(stimuli.manifest)
     return stimuli

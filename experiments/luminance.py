@@ -27,9 +27,10 @@ class Mapped:
     Attributes
     ----------
     levels
-        Integer output levels, ``H × W`` (row 0 = top of the image), in 0 … 2**bits − 1.
+        Integer output levels in 0 … 2**bits − 1, row 0 = top of the image: ``H × W`` for grey
+        (every gun alike), ``H × W × 3`` for colour (one level per gun).
     clipped
-        How many pixels asked for a value outside [0, 1] (shown at Lmin or Lmax).
+        How many pixels asked for a value outside [0, 1] in some channel (shown at its Lmin or Lmax).
     bits
         The output bit depth.
     """
@@ -40,24 +41,42 @@ class Mapped:
 
 
 def level_table(profile: MonitorProfile) -> np.ndarray:
-    """Luminance (cd/m²) of every output level; identity (linear) for an uncalibrated pilot profile."""
+    """Luminance (cd/m²) of every output level of the grey curve; identity (linear) for an uncalibrated pilot profile."""
     if profile.calibration is None:
         return np.linspace(0.0, 1.0, profile.n_levels)
     return profile.calibration.table()
 
 
-def as_grey(values: np.ndarray) -> np.ndarray:
-    """A float ``H × W`` image from ``H × W`` or ``1 × H × W``; colour is refused (no per-gun calibration)."""
+def channel_tables(profile: MonitorProfile, channels: int) -> np.ndarray:
+    """``channels × 2**bits`` luminance tables: the grey curve (1) or each gun's curve (3).
+
+    Colour needs the profile's per-gun calibration (:class:`~experiments.monitor.ProfileError`
+    otherwise); an uncalibrated pilot profile is linear in every gun.
+    """
+    if channels == 1 or profile.calibration is None:
+        return np.tile(level_table(profile), (channels, 1))
+    return profile.calibration.gun_tables()
+
+
+def as_channels(values: np.ndarray) -> np.ndarray:
+    """A float ``C × H × W`` image (C = 1 grey, 3 colour) from ``H × W``, ``1 × H × W`` or ``3 × H × W``."""
     arr = np.asarray(values, dtype=float)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(
-            f"stimulus must be H×W or 1×H×W (grey: per-gun calibration does not exist yet), got shape {np.shape(values)}"
-        )
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.size == 0:
+        raise ValueError(f"stimulus must be H×W, 1×H×W (grey) or 3×H×W (RGB), got shape {np.shape(values)}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"stimulus has {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     return arr
+
+
+def _invert(v: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Continuous levels of one channel's values (clipped to [0, 1]) under one non-decreasing table."""
+    target = table[0] + np.clip(v, 0.0, 1.0) * (table[-1] - table[0])
+    k = np.clip(np.searchsorted(table, target, side="left") - 1, 0, table.size - 2)  # first level of a flat run
+    step = table[k + 1] - table[k]
+    frac = np.divide(target - table[k], step, out=np.zeros_like(target), where=step > 0)
+    return k + np.clip(frac, 0.0, 1.0)
 
 
 def continuous_levels(values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int]:
@@ -66,21 +85,30 @@ def continuous_levels(values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray
     Parameters
     ----------
     values
-        Linear values, 0 → ``table[0]``, 1 → ``table[-1]``.
+        Linear values per channel (:func:`as_channels`), 0 → the table's first luminance, 1 → its last.
     table
-        Non-decreasing luminance of each output level.
+        Non-decreasing luminance of each output level: one row for every channel (1-D or ``1 × n``)
+        or one row per channel (``3 × n``, each gun inverted through its own curve).
+
+    Returns
+    -------
+    levels, clipped
+        ``H × W`` (grey) or ``H × W × 3`` (colour) continuous levels; pixels with any channel outside [0, 1].
     """
-    v = as_grey(values)
-    clipped = int(np.count_nonzero((v < 0) | (v > 1)))
-    target = table[0] + np.clip(v, 0.0, 1.0) * (table[-1] - table[0])
-    k = np.clip(np.searchsorted(table, target, side="left") - 1, 0, table.size - 2)  # first level of a flat run
-    step = table[k + 1] - table[k]
-    frac = np.divide(target - table[k], step, out=np.zeros_like(target), where=step > 0)
-    return k + np.clip(frac, 0.0, 1.0), clipped
+    v = as_channels(values)
+    tables = np.atleast_2d(table)
+    if tables.shape[0] not in (1, v.shape[0]):
+        raise ValueError(f"{v.shape[0]}-channel stimulus but {tables.shape[0]} luminance tables")
+    clipped = int(np.count_nonzero(((v < 0) | (v > 1)).any(axis=0)))
+    level = np.stack([_invert(c, tables[i % tables.shape[0]]) for i, c in enumerate(v)], axis=-1)
+    return (level[..., 0] if v.shape[0] == 1 else level), clipped
 
 
 def quantise(level: np.ndarray, bits: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Continuous levels → integer levels: noisy-bit dithering ``floor(level + u)``, or rounding if ``rng`` is None."""
+    """Continuous levels → integer levels: noisy-bit dithering ``floor(level + u)``, or rounding if ``rng`` is None.
+
+    The noise is drawn per element, so each gun of a colour pixel is dithered independently.
+    """
     if rng is None:
         out = np.rint(level)
     else:
@@ -96,13 +124,14 @@ def map_values(
     Parameters
     ----------
     values
-        ``H × W`` or ``1 × H × W`` linear values in [0, 1] (outside: clipped and counted).
+        ``H × W``, ``1 × H × W`` (grey) or ``3 × H × W`` (RGB) linear values in [0, 1] (outside:
+        clipped and counted); colour needs the profile's per-gun calibration.
     profile
-        The monitor profile (its calibration curve and bit depth).
+        The monitor profile (its calibration curves and bit depth).
     rng
         Source of the dithering noise; ``None`` rounds to the nearest level (no dithering).
     """
-    level, clipped = continuous_levels(values, level_table(profile))
+    level, clipped = continuous_levels(values, channel_tables(profile, as_channels(values).shape[0]))
     return Mapped(levels=quantise(level, profile.bits, rng), clipped=clipped, bits=profile.bits)
 
 
@@ -124,12 +153,23 @@ def level_to_signed(levels: np.ndarray, bits: int) -> np.ndarray:
     return 2.0 * np.asarray(levels, dtype=np.float32) / np.float32(2**bits - 1) - 1.0
 
 
-def texture(mapped: Mapped) -> np.ndarray:
-    """The float32 array an ``ImageStim`` draws pixel for pixel: signed values, rows flipped.
+def replicate(levels: np.ndarray, magnification: int) -> np.ndarray:
+    """Each pixel as a ``magnification × magnification`` block (integer replication: no interpolation)."""
+    return np.repeat(np.repeat(levels, magnification, axis=0), magnification, axis=1)
 
-    PsychoPy draws array row 0 at the bottom; the stimulus' row 0 is its top.
+
+def texture(mapped: Mapped, magnification: int = 1) -> np.ndarray:
+    """The float32 array an ``ImageStim`` draws pixel for pixel: replicated, rows flipped.
+
+    PsychoPy draws array row 0 at the bottom; the stimulus' row 0 is its top. A grey (``H × W``)
+    array is a luminance texture in PsychoPy's signed units, level k → ``2k/(2**bits − 1) − 1``; an
+    RGB (``H × W × 3``) array goes through PsychoPy's RGB shader, which takes values in [0, 1]:
+    level k → ``k/(2**bits − 1)``. Both give level k exactly on screen.
     """
-    return np.ascontiguousarray(level_to_signed(mapped.levels, mapped.bits)[::-1], dtype=np.float32)
+    levels = replicate(mapped.levels, magnification)[::-1]
+    if levels.ndim == 3:
+        return np.ascontiguousarray(levels, dtype=np.float32) / np.float32(2**mapped.bits - 1)
+    return np.ascontiguousarray(level_to_signed(levels, mapped.bits), dtype=np.float32)
 
 
 def pixel_offset(window_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, float]:
@@ -149,5 +189,5 @@ def top_left(window_size: tuple[int, int], image_size: tuple[int, int]) -> tuple
 
 
 def size_deg(image_size: tuple[int, int], profile: MonitorProfile) -> tuple[float, float]:
-    """Width and height of an image in degrees of visual angle (at the screen centre)."""
+    """Width and height of an image of ``image_size`` screen pixels in degrees of visual angle (at the centre)."""
     return image_size[0] / profile.ppd, image_size[1] / profile.ppd

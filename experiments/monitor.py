@@ -33,6 +33,17 @@ BIT_DEPTHS = (8, 10)
 CURVES = ("lut", "gamma")
 #: Fewest distinct photometer levels :func:`fit_calibration` accepts.
 MIN_READINGS = 5
+#: The curves a profile may hold: the grey ramp (all guns together) and each gun alone.
+GUNS = ("grey", "r", "g", "b")
+#: Chromaticities that may be stored: each primary and the white (CIE 1931 xy).
+CHROMATICITIES = ("r", "g", "b", "white")
+#: Largest luminance accepted from a photometer, cd/m² (HDR displays peak near 10 000).
+MAX_LUMINANCE = 1e5
+#: Largest screen side in pixels (16K); beyond this a resolution is a typo.
+MAX_RESOLUTION = 16384
+#: A reading may fall below the one at the previous level by this fraction of the curve's range
+#: (photometer noise near black); a larger fall is a measuring mistake and is refused.
+FALL_TOLERANCE = 0.05
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -41,13 +52,11 @@ class ProfileError(EigdistError):
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """A fitted photometer calibration.
+class Curve:
+    """One luminance curve: photometer readings of one gun (or of grey) and the fits through them.
 
     Attributes
     ----------
-    date
-        ISO 8601 UTC time the readings were fitted.
     levels, luminance
         The photometer readings: output level (0 … 2**bits − 1) and cd/m².
     gamma
@@ -55,24 +64,15 @@ class Calibration:
         ``{"lum0": …, "lum1": …, "gamma": …}``.
     lut
         Monotone luminance (cd/m²) of every output level (PCHIP through the isotonic readings).
-    lum_min, lum_mean, lum_max
-        Luminance of value 0, of the background, of value 1 (cd/m²).
     curve
         Which curve the mapping inverts: ``lut`` (default) or ``gamma``.
-    source
-        Where the readings came from (file name and sha256), for the record.
     """
 
-    date: str
     levels: tuple[float, ...]
     luminance: tuple[float, ...]
     gamma: dict[str, float]
     lut: tuple[float, ...]
-    lum_min: float
-    lum_mean: float
-    lum_max: float
     curve: str = "lut"
-    source: str = ""
 
     def table(self) -> np.ndarray:
         """Luminance (cd/m²) of every output level under the chosen curve, non-decreasing."""
@@ -80,6 +80,49 @@ class Calibration:
             x = np.linspace(0.0, 1.0, len(self.lut))
             return gamma_curve(x, **self.gamma)
         return np.asarray(self.lut, dtype=float)
+
+
+@dataclass(frozen=True)
+class Calibration(Curve):
+    """A fitted photometer calibration: the grey curve (its fields inherited), optional per-gun curves.
+
+    Attributes
+    ----------
+    date
+        ISO 8601 UTC time the readings were fitted.
+    lum_min, lum_mean, lum_max
+        Luminance of grey value 0, of the background, of grey value 1 (cd/m²).
+    source
+        Where the readings came from (file name and sha256), for the record.
+    guns
+        ``{"r": Curve, "g": Curve, "b": Curve}`` measured one gun at a time (the others at 0), or
+        ``None``: colour stimuli need them.
+    chromaticity
+        CIE 1931 ``(x, y)`` of the primaries and the white (keys of :data:`CHROMATICITIES`), when
+        a colorimeter gave them; for the record only.
+    """
+
+    date: str = ""
+    lum_min: float = 0.0
+    lum_mean: float = 0.0
+    lum_max: float = 0.0
+    source: str = ""
+    guns: dict[str, Curve] | None = None
+    chromaticity: dict[str, tuple[float, float]] | None = None
+
+    @property
+    def grey(self) -> Curve:
+        """The grey curve alone."""
+        return Curve(self.levels, self.luminance, self.gamma, self.lut, self.curve)
+
+    def gun_tables(self) -> np.ndarray:
+        """``3 × 2**bits`` luminance of every level of the R, G and B guns (:class:`ProfileError` if not measured)."""
+        if self.guns is None:
+            raise ProfileError(
+                f"calibration of {self.date}: field 'guns' is missing (no per-gun calibration): colour stimuli "
+                "need readings of the r, g and b guns (eigdist calibrate fit with a 'gun' column)"
+            )
+        return np.stack([self.guns[g].table() for g in GUNS[1:]])
 
 
 @dataclass(frozen=True)
@@ -101,9 +144,12 @@ class MonitorProfile:
     expiry_days
         Age in days after which the calibration is refused for a real session.
     calibration
-        The fitted calibration, or ``None`` before ``eigdist calibrate fit``.
+        The newest fitted calibration, or ``None`` before ``eigdist calibrate fit``.
     notes
         Free text.
+    history
+        Every earlier calibration, oldest first (kept, never overwritten: PsychoPy's Monitor
+        Center keeps its calibrations by date in the same way).
     """
 
     name: str
@@ -115,6 +161,7 @@ class MonitorProfile:
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     calibration: Calibration | None = None
     notes: str = ""
+    history: tuple[Calibration, ...] = ()
 
     @property
     def n_levels(self) -> int:
@@ -158,10 +205,12 @@ def _positive(field_name: str, value: Any, allow_zero: bool = False) -> float:
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
-    """``'1920x1080'`` → ``(1920, 1080)``; the error names the text and the expected form."""
+    """``'1920x1080'`` → ``(1920, 1080)``; the error names the text, the expected form and the limit."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise ValueError(f"resolution must be WxH in pixels, e.g. 1920x1080, got {text!r}")
+    if not m or not all(1 <= int(v) <= MAX_RESOLUTION for v in m.groups()):
+        raise EigdistError(
+            f"resolution must be WxH in pixels, e.g. 1920x1080, got {text!r} (each side 1..{MAX_RESOLUTION})"
+        )
     return int(m.group(1)), int(m.group(2))
 
 
@@ -180,8 +229,11 @@ def new_profile(
     _check_name(name)
     if bits not in BIT_DEPTHS:
         raise ProfileError(f"field 'bits' must be one of {BIT_DEPTHS}, got {bits!r}")
-    if len(resolution) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in resolution):
-        raise ProfileError(f"field 'resolution' must be two positive integers [width, height], got {resolution!r}")
+    if len(resolution) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_RESOLUTION
+                                   for v in resolution):
+        raise ProfileError(
+            f"field 'resolution' must be two integers [width, height], each 1..{MAX_RESOLUTION}, got {resolution!r}"
+        )
     if isinstance(expiry_days, bool) or not isinstance(expiry_days, int) or expiry_days <= 0:
         raise ProfileError(f"field 'expiry_days' must be a positive integer, got {expiry_days!r}")
     return MonitorProfile(
@@ -210,40 +262,68 @@ def _require(data: dict, key: str, where: str) -> Any:
     return data[key]
 
 
+def _curve_fields(data: dict, bits: int, where: str) -> dict[str, Any]:
+    """The checked fields of one :class:`Curve` (grey: the calibration object itself; a gun: its object)."""
+    levels = _floats(data, "levels", where)
+    luminance = _floats(data, "luminance", where)
+    if len(levels) != len(luminance) or len(levels) < MIN_READINGS:
+        raise ProfileError(
+            f"{where}: fields 'levels' and 'luminance' must be equally long with at least {MIN_READINGS} "
+            f"readings, got {len(levels)} and {len(luminance)}"
+        )
+    gamma = _require(data, "gamma", where)
+    if not isinstance(gamma, dict):
+        raise ProfileError(f"{where}: field 'gamma' must be an object {{lum0, lum1, gamma}}, got {gamma!r:.80}")
+    for key in ("lum0", "lum1", "gamma"):
+        _require(gamma, key, f"{where}.gamma")
+    lut = _floats(data, "lut", where)
+    if len(lut) != 2**bits or np.any(np.diff(lut) < 0) or not np.all(np.isfinite(lut)):
+        raise ProfileError(
+            f"{where}: field 'lut' must hold {2**bits} non-decreasing finite luminances (bits={bits}), "
+            f"got {len(lut)} values"
+        )
+    curve = data.get("curve", "lut")
+    if curve not in CURVES:
+        raise ProfileError(f"{where}: field 'curve' must be one of {CURVES}, got {curve!r}")
+    return dict(levels=levels, luminance=luminance, lut=lut, curve=curve,
+                gamma={k: float(gamma[k]) for k in ("lum0", "lum1", "gamma")})
+
+
 def _calibration_from_dict(data: Any, bits: int, where: str) -> Calibration:
     if not isinstance(data, dict):
-        raise ProfileError(f"{where}: field 'calibration' must be an object, got {type(data).__name__}")
-    w = f"{where}: calibration"
-    date = _require(data, "date", w)
+        raise ProfileError(f"{where} must be an object, got {type(data).__name__}")
+    date = _require(data, "date", where)
     try:
         parse_date(date, "calibration.date")
     except ProfileError as exc:
         raise ProfileError(f"{where}: {exc}") from None
-    levels = _floats(data, "levels", w)
-    luminance = _floats(data, "luminance", w)
-    if len(levels) != len(luminance) or len(levels) < MIN_READINGS:
-        raise ProfileError(
-            f"{w}: fields 'levels' and 'luminance' must be equally long with at least {MIN_READINGS} "
-            f"readings, got {len(levels)} and {len(luminance)}"
-        )
-    gamma = _require(data, "gamma", w)
-    for key in ("lum0", "lum1", "gamma"):
-        _require(gamma, key, f"{w}.gamma")
-    lut = _floats(data, "lut", w)
-    if len(lut) != 2**bits or np.any(np.diff(lut) < 0) or not np.all(np.isfinite(lut)):
-        raise ProfileError(
-            f"{w}: field 'lut' must hold {2**bits} non-decreasing finite luminances (bits={bits}), got {len(lut)} values"
-        )
-    lums = {k: _positive(f"calibration.{k}", _require(data, k, w), True) for k in ("lum_min", "lum_mean", "lum_max")}
+    lums = {k: _positive(f"calibration.{k}", _require(data, k, where), True) for k in ("lum_min", "lum_mean", "lum_max")}
     if not lums["lum_min"] <= lums["lum_mean"] <= lums["lum_max"] or lums["lum_min"] == lums["lum_max"]:
-        raise ProfileError(f"{w}: need lum_min <= lum_mean <= lum_max and lum_min < lum_max, got {lums}")
-    curve = data.get("curve", "lut")
-    if curve not in CURVES:
-        raise ProfileError(f"{w}: field 'curve' must be one of {CURVES}, got {curve!r}")
-    return Calibration(
-        date=date, levels=levels, luminance=luminance, lut=lut, curve=curve, source=str(data.get("source", "")),
-        gamma={k: float(gamma[k]) for k in ("lum0", "lum1", "gamma")}, **lums,
-    )
+        raise ProfileError(f"{where}: need lum_min <= lum_mean <= lum_max and lum_min < lum_max, got {lums}")
+    guns = data.get("guns")
+    if guns is not None:
+        if not isinstance(guns, dict) or sorted(guns) != sorted(GUNS[1:]):
+            raise ProfileError(f"{where}: field 'guns' must be an object with keys r, g, b, got {guns!r:.80}")
+        guns = {g: Curve(**_curve_fields(guns[g], bits, f"{where}.guns.{g}")) for g in GUNS[1:]}
+    chroma = data.get("chromaticity")
+    if chroma is not None:
+        chroma = _chromaticity(chroma, f"{where}.chromaticity")
+    return Calibration(**_curve_fields(data, bits, where), date=date, source=str(data.get("source", "")),
+                       guns=guns, chromaticity=chroma, **lums)
+
+
+def _chromaticity(data: Any, where: str) -> dict[str, tuple[float, float]]:
+    """Checked CIE xy pairs: keys from :data:`CHROMATICITIES`, each x, y in (0, 1) with x + y <= 1."""
+    if not isinstance(data, dict) or not set(data) <= set(CHROMATICITIES):
+        raise ProfileError(f"{where}: must be an object with keys among {', '.join(CHROMATICITIES)}, got {data!r:.80}")
+    out = {}
+    for key, xy in data.items():
+        ok = isinstance(xy, (list, tuple)) and len(xy) == 2 and all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < 1 for v in xy)
+        if not ok or xy[0] + xy[1] > 1:
+            raise ProfileError(f"{where}.{key}: must be CIE xy [x, y], each in (0, 1), x + y <= 1, got {xy!r}")
+        out[key] = (float(xy[0]), float(xy[1]))
+    return {k: out[k] for k in CHROMATICITIES if k in out}  # one order, whatever the file's
 
 
 def profile_from_dict(data: Any, where: str = "profile") -> MonitorProfile:
@@ -262,20 +342,29 @@ def profile_from_dict(data: Any, where: str = "profile") -> MonitorProfile:
     except ProfileError as exc:
         raise ProfileError(f"{where}: {exc}") from None
     if data.get("calibration") is not None:
-        profile = replace(profile, calibration=_calibration_from_dict(data["calibration"], profile.bits, where))
-    return profile
+        profile = replace(profile, calibration=_calibration_from_dict(
+            data["calibration"], profile.bits, f"{where}: calibration"))
+    history = data.get("history", [])
+    if not isinstance(history, list):
+        raise ProfileError(f"{where}: field 'history' must be a list of calibrations, got {type(history).__name__}")
+    past = tuple(_calibration_from_dict(c, profile.bits, f"{where}: history[{i}]") for i, c in enumerate(history))
+    return replace(profile, history=past)
 
 
 def profile_to_dict(profile: MonitorProfile) -> dict[str, Any]:
     """The JSON object of a profile (plain types only)."""
     data = asdict(profile)
     data["resolution"] = list(profile.resolution)
+    data["history"] = list(data["history"])
     data["format"] = FORMAT
     data["ppd"] = round(profile.ppd, 6)  # for the reader; recomputed on load
-    if profile.calibration is not None:
-        cal = data["calibration"]
-        for key in ("levels", "luminance", "lut"):
-            cal[key] = list(cal[key])
+    for cal in [data["calibration"], *data["history"]]:
+        if cal is not None:
+            for curve in [cal, *(cal["guns"] or {}).values()]:
+                for key in ("levels", "luminance", "lut"):
+                    curve[key] = list(curve[key])
+            if cal["chromaticity"] is not None:
+                cal["chromaticity"] = {k: list(v) for k, v in cal["chromaticity"].items()}
     return data
 
 
@@ -311,7 +400,12 @@ def load_profile(name: str, folder: str | os.PathLike | None = None) -> MonitorP
             f"no monitor profile {name!r} in {path.parent} (profiles there: {', '.join(have) or 'none'}); "
             f"create one with: eigdist calibrate new {name} --width-cm W --distance-cm D --resolution WxH --refresh HZ"
         )
-    profile = profile_from_dict(load_json(path), where=str(path))
+    try:
+        data = load_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ProfileError(f"{path}: not a readable JSON monitor profile ({exc}); restore it from a backup "
+                           f"or create it again with eigdist calibrate new") from None
+    profile = profile_from_dict(data, where=str(path))
     if profile.name != name:
         raise ProfileError(f"{path}: field 'name' is {profile.name!r} but the file is named for {name!r}")
     return profile
@@ -363,19 +457,145 @@ def check_calibrated(
 # ---------------------------------------------------------------- fitting
 
 
-def read_readings(rows: Iterable[dict[str, str]], where: str = "readings") -> tuple[np.ndarray, np.ndarray]:
-    """Photometer readings from CSV rows with columns ``level`` and ``luminance_cd_m2``."""
-    levels, lums = [], []
-    for i, row in enumerate(rows, start=2):
+@dataclass(frozen=True)
+class Readings:
+    """Photometer readings as read from a CSV file.
+
+    Attributes
+    ----------
+    curves
+        ``gun → (levels, luminance)`` for the guns present (``grey`` always).
+    chromaticity
+        CIE xy per primary (``r``, ``g``, ``b``) and ``white`` (grey), from the optional ``cie_x``,
+        ``cie_y`` columns of each curve's highest level.
+    """
+
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]
+    chromaticity: dict[str, tuple[float, float]]
+
+
+def _number(row: dict, col: str, where: str, line: int) -> float:
+    try:
+        value = float(row[col])
+    except (TypeError, ValueError):
+        raise EigdistError(f"{where} line {line}: {col} must be a number, got {row[col]!r} (row {row!r})") from None
+    if not math.isfinite(value):
+        raise EigdistError(f"{where} line {line}: {col} must be finite, got {row[col]!r}")
+    return value
+
+
+def read_readings(rows: Iterable[dict[str, str]], where: str = "readings") -> Readings:
+    """Photometer readings from CSV rows: ``level``, ``luminance_cd_m2``, optional ``gun``, ``cie_x``, ``cie_y``.
+
+    ``gun`` is ``grey`` (all guns at the level; the default when the column is absent), ``r``,
+    ``g`` or ``b`` (that gun at the level, the others at 0). A row with more fields than the
+    header (a decimal comma: ``0,0,5``) is refused, naming its line.
+    """
+    found: dict[str, tuple[list[float], list[float]]] = {}
+    xy: dict[str, list[tuple[float, float, float]]] = {}
+    for line, row in enumerate(rows, start=2):
         for col in ("level", "luminance_cd_m2"):
             if col not in row:
-                raise ValueError(f"{where}: column {col!r} is missing (need columns level, luminance_cd_m2)")
-        try:
-            levels.append(float(row["level"]))
-            lums.append(float(row["luminance_cd_m2"]))
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} line {i}: level and luminance_cd_m2 must be numbers, got {row!r}") from None
-    return np.asarray(levels), np.asarray(lums)
+                raise EigdistError(f"{where}: column {col!r} is missing (need columns level, luminance_cd_m2; "
+                                   f"optional: gun, cie_x, cie_y)")
+        if row.get(None):  # csv.DictReader puts surplus fields under the key None
+            raise EigdistError(
+                f"{where} line {line}: {len(row) - 1 + len(row[None])} fields but the header has {len(row) - 1} "
+                f"(extra {row[None]!r}); a decimal comma? write 0.5, not 0,5"
+            )
+        gun = (row.get("gun") or "grey").strip().lower()
+        if gun not in GUNS:
+            raise EigdistError(f"{where} line {line}: gun must be one of {', '.join(GUNS)}, got {row.get('gun')!r}")
+        level, lum = _number(row, "level", where, line), _number(row, "luminance_cd_m2", where, line)
+        levels, lums = found.setdefault(gun, ([], []))
+        levels.append(level)
+        lums.append(lum)
+        if (row.get("cie_x") or "").strip() and (row.get("cie_y") or "").strip():
+            xy.setdefault(gun, []).append((level, _number(row, "cie_x", where, line), _number(row, "cie_y", where, line)))
+    if "grey" not in found:
+        raise EigdistError(f"{where}: no grey readings (rows with gun = grey, or no gun column); the grey curve "
+                           f"is always needed (background, grey stimuli)")
+    chroma = {}
+    for gun, points in xy.items():
+        top = max(p[0] for p in points)
+        at_top = np.array([p[1:] for p in points if p[0] == top])
+        chroma["white" if gun == "grey" else gun] = tuple(float(v) for v in at_top.mean(axis=0))
+    return Readings({g: (np.asarray(v[0]), np.asarray(v[1])) for g, v in found.items()},
+                    _chromaticity(chroma, f"{where}: cie_x, cie_y") if chroma else {})
+
+
+def fit_curve(levels: Sequence[float], luminance: Sequence[float], bits: int, *, curve: str = "lut",
+              gun: str = "grey") -> Curve:
+    """Fit a gamma model and a monotone LUT to one curve's photometer readings.
+
+    Parameters
+    ----------
+    levels
+        Output levels measured, in 0 … 2**bits − 1; must include 0 and 2**bits − 1. Repeated
+        levels are averaged.
+    luminance
+        Readings in cd/m², finite, ≥ 0 and ≤ :data:`MAX_LUMINANCE`; they may fall from one level to
+        the next by at most :data:`FALL_TOLERANCE` of the curve's range (noise), no more.
+    bits
+        The profile's bit depth.
+    curve
+        ``lut`` or ``gamma``: which curve the display inverts.
+    gun
+        The curve's name, for error messages.
+
+    Raises
+    ------
+    EigdistError
+        Naming the reading (gun, level, luminance) that is out of range or falls.
+    """
+    from scipy.interpolate import PchipInterpolator
+    from scipy.optimize import curve_fit, isotonic_regression
+
+    top = 2**bits - 1
+    lv, lum = np.asarray(levels, dtype=float), np.asarray(luminance, dtype=float)
+    if curve not in CURVES:
+        raise EigdistError(f"curve must be one of {CURVES}, got {curve!r}")
+    if lv.shape != lum.shape or lv.ndim != 1:
+        raise EigdistError(f"{gun}: levels and luminance must be 1-D and equally long, got {lv.shape} and {lum.shape}")
+    bad = ~np.isfinite(lv) | ~np.isfinite(lum) | (lum < 0) | (lum > MAX_LUMINANCE)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise EigdistError(
+            f"{gun}: readings must be finite, with 0 <= luminance_cd_m2 <= {MAX_LUMINANCE:g}; reading {i + 1} is "
+            f"level {lv[i]:g}, luminance {lum[i]:g}"
+        )
+    if lv.size and (lv.min() < 0 or lv.max() > top):
+        raise EigdistError(f"{gun}: level must lie in 0..{top} for a {bits}-bit profile, got {lv.min():g}..{lv.max():g}")
+    uniq, inverse = np.unique(lv, return_inverse=True)
+    if uniq.size < MIN_READINGS or uniq[0] != 0 or uniq[-1] != top:
+        raise EigdistError(
+            f"{gun}: need at least {MIN_READINGS} distinct levels including 0 and {top}, got {uniq.size} levels "
+            f"spanning {uniq.min() if uniq.size else 'nothing'}..{uniq.max() if uniq.size else ''}"
+        )
+    mean = np.bincount(inverse, weights=lum) / np.bincount(inverse)
+    if mean[-1] <= mean[0]:
+        raise EigdistError(
+            f"{gun}: luminance must rise with level: level 0 reads {mean[0]:g}, level {top} reads {mean[-1]:g}")
+    drop = np.maximum.accumulate(mean) - mean  # how far each reading lies below the highest one before it
+    if drop.max() > FALL_TOLERANCE * (mean[-1] - mean[0]):
+        i = int(np.argmax(drop > FALL_TOLERANCE * (mean[-1] - mean[0])))
+        j = int(np.argmax(mean[:i]))
+        raise EigdistError(
+            f"{gun}: luminance falls from {mean[j]:g} cd/m2 at level {uniq[j]:g} to {mean[i]:g} at level {uniq[i]:g} "
+            f"(more than {100 * FALL_TOLERANCE:g}% of the range {mean[0]:g}..{mean[-1]:g}): a misread or a "
+            f"mistyped row? measure those levels again"
+        )
+    x = uniq / top
+    (lum0, lum1, g), _ = curve_fit(
+        gamma_curve, x, mean, p0=(mean[0], mean[-1], 2.2), bounds=([0.0, 0.0, 0.2], [np.inf, np.inf, 6.0]),
+        maxfev=20000,
+    )
+    iso = isotonic_regression(mean).x
+    keep = np.r_[True, np.diff(iso) > 0] | np.r_[np.diff(iso) > 0, True]  # drop interior points of flat runs
+    lut = np.maximum.accumulate(PchipInterpolator(uniq[keep], iso[keep])(np.arange(top + 1)))
+    return Curve(levels=tuple(float(v) for v in lv), luminance=tuple(float(v) for v in lum),
+                 gamma={"lum0": float(lum0), "lum1": float(lum1), "gamma": float(g)},
+                 lut=tuple(float(v) for v in lut), curve=curve)
 
 
 def fit_calibration(
@@ -386,94 +606,68 @@ def fit_calibration(
     date: datetime | None = None,
     curve: str = "lut",
     source: str = "",
+    guns: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    chromaticity: dict[str, tuple[float, float]] | None = None,
 ) -> Calibration:
-    """Fit a gamma model and a monotone LUT to photometer readings.
+    """Fit the grey curve (and each gun's, when given) with :func:`fit_curve`.
 
     Parameters
     ----------
-    levels
-        Output levels measured, in 0 … 2**bits − 1; must include 0 and 2**bits − 1 (they
-        define Lmin and Lmax). Repeated levels are averaged.
-    luminance
-        Readings in cd/m², finite and ≥ 0.
+    levels, luminance
+        The grey readings (all guns at the level).
     bits
         The profile's bit depth.
     date
         Calibration time (default: now, UTC).
     curve
-        ``lut`` or ``gamma``: which curve the display inverts.
+        ``lut`` or ``gamma``: which curve the display inverts (every gun alike).
     source
         Provenance text stored with the fit.
+    guns
+        ``{"r": (levels, luminance), "g": …, "b": …}``: readings of each gun alone, all three or none.
+    chromaticity
+        CIE xy of the primaries and the white, for the record.
 
     Returns
     -------
     Calibration
-        ``lum_min``/``lum_max`` are the curve at levels 0 and max; ``lum_mean`` is the luminance of
-        the level nearest their midpoint, so the undithered background is exact.
+        ``lum_min``/``lum_max`` are the grey curve at levels 0 and max; ``lum_mean`` is the luminance
+        of the grey level nearest their midpoint, so the undithered background is exact.
     """
-    from scipy.interpolate import PchipInterpolator
-    from scipy.optimize import curve_fit, isotonic_regression
-
-    top = 2**bits - 1
-    lv, lum = np.asarray(levels, dtype=float), np.asarray(luminance, dtype=float)
-    if curve not in CURVES:
-        raise ValueError(f"curve must be one of {CURVES}, got {curve!r}")
-    if lv.shape != lum.shape or lv.ndim != 1:
-        raise ValueError(f"levels and luminance must be 1-D and equally long, got {lv.shape} and {lum.shape}")
-    bad = ~np.isfinite(lv) | ~np.isfinite(lum) | (lum < 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"readings must be finite, with luminance_cd_m2 >= 0; reading {i + 1} is level {lv[i]:g}, "
-            f"luminance {lum[i]:g}"
-        )
-    if lv.size and (lv.min() < 0 or lv.max() > top):
-        raise ValueError(f"level must lie in 0..{top} for a {bits}-bit profile, got {lv.min():g}..{lv.max():g}")
-    uniq, inverse = np.unique(lv, return_inverse=True)
-    if uniq.size < MIN_READINGS or uniq[0] != 0 or uniq[-1] != top:
-        raise ValueError(
-            f"need at least {MIN_READINGS} distinct levels including 0 and {top}, got {uniq.size} levels "
-            f"spanning {uniq.min() if uniq.size else 'nothing'}..{uniq.max() if uniq.size else ''}"
-        )
-    mean = np.bincount(inverse, weights=lum) / np.bincount(inverse)
-    if mean[-1] <= mean[0]:
-        raise ValueError(f"luminance must rise with level: level 0 reads {mean[0]:g}, level {top} reads {mean[-1]:g}")
-    x = uniq / top
-    p0 = (mean[0], mean[-1], 2.2)
-    (lum0, lum1, g), _ = curve_fit(
-        gamma_curve, x, mean, p0=p0, bounds=([0.0, 0.0, 0.2], [np.inf, np.inf, 6.0]), maxfev=20000
-    )
-    iso = isotonic_regression(mean).x
-    keep = np.r_[True, np.diff(iso) > 0] | np.r_[np.diff(iso) > 0, True]  # drop interior points of flat runs
-    lut = np.maximum.accumulate(PchipInterpolator(uniq[keep], iso[keep])(np.arange(top + 1)))
-    table = gamma_curve(np.linspace(0, 1, top + 1), lum0, lum1, g) if curve == "gamma" else lut
+    grey = fit_curve(levels, luminance, bits, curve=curve)
+    fitted = None
+    if guns:
+        if sorted(guns) != sorted(GUNS[1:]):
+            raise EigdistError(f"per-gun readings need all of r, g, b; got {', '.join(sorted(guns))}")
+        fitted = {g: fit_curve(*guns[g], bits, curve=curve, gun=g) for g in GUNS[1:]}
+    table = grey.table()
     lo, hi = float(table[0]), float(table[-1])
     mid = float(table[np.argmin(np.abs(table - (lo + hi) / 2))])
     return Calibration(
-        date=(date or utc_now()).isoformat(timespec="seconds"),
-        levels=tuple(float(v) for v in lv),
-        luminance=tuple(float(v) for v in lum),
-        gamma={"lum0": float(lum0), "lum1": float(lum1), "gamma": float(g)},
-        lut=tuple(float(v) for v in lut),
-        lum_min=lo,
-        lum_mean=mid,
-        lum_max=hi,
-        curve=curve,
-        source=source,
+        **{f: getattr(grey, f) for f in Curve.__dataclass_fields__},
+        date=(date or utc_now()).isoformat(timespec="seconds"), lum_min=lo, lum_mean=mid, lum_max=hi,
+        source=source, guns=fitted,
+        chromaticity=_chromaticity(dict(chromaticity), "chromaticity") if chromaticity else None,
     )
 
 
 def calibrated(profile: MonitorProfile, calibration: Calibration) -> MonitorProfile:
-    """``profile`` with ``calibration`` attached (the bit depths must agree)."""
+    """``profile`` with ``calibration`` added: the newest calibration is used, every other one kept in ``history``.
+
+    The bit depths must agree.
+    """
     if len(calibration.lut) != profile.n_levels:
-        raise ValueError(
+        raise ProfileError(
             f"calibration has {len(calibration.lut)} levels but monitor {profile.name!r} is {profile.bits}-bit"
         )
-    return replace(profile, calibration=calibration)
+    every = [*profile.history, *([profile.calibration] if profile.calibration else []), calibration]
+    every.sort(key=lambda c: parse_date(c.date, "calibration.date"))  # stable: a tie keeps the new one last
+    return replace(profile, calibration=every[-1], history=tuple(every[:-1]))
 
 
 __all__ = [
-    "BIT_DEPTHS", "CURVES", "Calibration", "DEFAULT_EXPIRY_DAYS", "MonitorProfile", "ProfileError",
+    "BIT_DEPTHS", "CHROMATICITIES", "CURVES", "Calibration", "Curve", "GUNS", "MAX_LUMINANCE", "MAX_RESOLUTION",
+    "Readings", "fit_curve", "DEFAULT_EXPIRY_DAYS", "MonitorProfile", "ProfileError",
     "calibrated", "check_calibrated", "fit_calibration", "gamma_curve", "load_profile", "monitors_dir",
     "new_profile", "parse_date", "parse_resolution", "pixels_per_degree", "profile_from_dict",
     "profile_path", "profile_to_dict", "read_readings", "save_profile", "utc_now",

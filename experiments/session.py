@@ -187,6 +187,8 @@ class Prepared:
     profile: MonitorProfile
     stimuli: Any
     responder: Responder | None  # None: the keyboard (needs the window)
+    magnification: int = 1  # integer pixel replication (display.stimulus_deg or display.magnification)
+    stimulus_deg: float = 0.0  # the achieved width in degrees of visual angle
 
     @property
     def observer(self) -> str:
@@ -201,9 +203,11 @@ def prepare(options: RunOptions) -> Prepared:
     ------
     ValueError, FileNotFoundError
         Naming the bad participant ID, session, config key, ``--simulate`` part, monitor
-        field (``ProfileError``: missing or expired calibration unless ``pilot``) or
-        stimulus-set file.
+        field (``ProfileError``: missing or expired calibration unless ``pilot``; a colour set
+        without per-gun calibration), stimulus-set file or stimulus size
+        (``DisplayError``: a size in degrees no integer magnification reaches).
     """
+    from .display import choose_magnification
     from .engine import check_session, open_stimuli
 
     info = options.info
@@ -216,13 +220,18 @@ def prepare(options: RunOptions) -> Prepared:
     if options.capture is not None and Path(options.capture).suffix.lower() != ".png":
         raise ValueError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
     check_output_folder(options.data, "--data")
-    stimuli = open_stimuli(options.stimuli)
+    stimuli = open_stimuli(options.stimuli, profile=profile)
+    size = int(stimuli.manifest["size"])
+    window = tuple(profile.resolution) if options.fullscreen or options.window is None else options.window
+    magnification, stimulus_deg = choose_magnification(
+        (size, size), profile, window, magnification=config.magnification, stimulus_deg=config.stimulus_deg,
+        tolerance=config.size_tolerance)
     responder = None
     if spec is not None:
         if spec.kind == "model":
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec)
-    prep = Prepared(options, config, profile, stimuli, responder)
+    prep = Prepared(options, config, profile, stimuli, responder, magnification, stimulus_deg)
     with _session_lock(options):  # a running session is named before its files are judged
         pass
     check_session(stimuli, config, options.data, info.participant, info.session, observer=prep.observer,
@@ -259,13 +268,16 @@ def dropped_frames(flip_times: list[float], refresh_hz: float) -> int:
     return lost
 
 
-def session_constants(profile: MonitorProfile) -> dict:
-    """The per-session columns of the trial file that describe the display."""
+def session_constants(profile: MonitorProfile, *, color: str = "grey", magnification: int = 1,
+                      stimulus_deg: float | None = None) -> dict:
+    """The per-session columns of the trial file that describe the display and the stimulus size."""
     import psychopy
 
     cal = profile.calibration
     return {
-        "monitor": profile.name, "calibration_date": cal.date if cal else None, "ppd": round(profile.ppd, 6),
+        "monitor": profile.name, "calibration_date": cal.date if cal else None, "color": color,
+        "magnification": magnification, "stimulus_deg": None if stimulus_deg is None else round(stimulus_deg, 6),
+        "ppd": round(profile.ppd, 6),
         "distance_cm": profile.distance_cm, "lum_min": cal.lum_min if cal else None,
         "lum_mean": cal.lum_mean if cal else None, "lum_max": cal.lum_max if cal else None,
         "bpc": profile.bits, "refresh_hz": profile.refresh_hz, "psychopy_version": psychopy.__version__,
@@ -303,10 +315,12 @@ class Screen:
         No waiting for keys on text screens (a simulated observer answers trials).
     rng
         Dithering noise.
+    magnification
+        Integer pixel replication of every stimulus.
     """
 
     def __init__(self, win: Any, profile: MonitorProfile, config: ExperimentConfig, *, simulated: bool,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, magnification: int = 1) -> None:
         from psychopy import visual
         from psychopy.hardware import keyboard
 
@@ -323,7 +337,8 @@ class Screen:
                                         autoLog=False)
         n = DITHER_POOL if config.dithering == "frame" else 1
         mode = "off" if config.dithering == "off" else "trial"
-        self.pool = {content: [PixelImage(win, profile, dither=mode, rng=rng) for _ in range(n)]
+        self.pool = {content: [PixelImage(win, profile, dither=mode, rng=rng, magnification=magnification)
+                               for _ in range(n)]
                      for content in ("image", "distorted")}
 
     def prepare(self, stimuli: Stimuli, target_interval: int) -> None:
@@ -414,8 +429,8 @@ def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> Sessio
         win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
                                   simulated=simulated)
         try:
-            for problem in report.problems:
-                out(f"pilot: {problem}")
+            for problem in report.problems:  # not enforced: a pilot, or a simulated observer (recorded in the run)
+                out(f"{'pilot' if opts.pilot else 'simulated observer, screen not checked'}: {problem}")
             return _run(prep, win, report, out)
         finally:
             win.close()
@@ -432,12 +447,14 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
     opts, profile, config, info = prep.options, prep.profile, prep.config, prep.options.info
     simulated = prep.responder is not None
     observer = prep.observer
-    constants = session_constants(profile)
+    constants = session_constants(profile, color="rgb" if prep.stimuli.manifest["channels"] == 3 else "grey",
+                                  magnification=prep.magnification, stimulus_deg=prep.stimulus_deg)
     run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "window": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(report).items()},
            "versions": {"eigdist": __version__, "psychopy": constants["psychopy_version"],
                         "python": platform.python_version(), "numpy": np.__version__}}
-    screen = Screen(win, profile, config, simulated=simulated, rng=np.random.default_rng([config.seed, info.session]))
+    screen = Screen(win, profile, config, simulated=simulated, rng=np.random.default_rng([config.seed, info.session]),
+                    magnification=prep.magnification)
     responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
     engine = open_engine(prep.stimuli, config, opts.data, info.participant, info.session, observer=observer,
                          calibrated=not opts.pilot, resume=opts.resume, constants=constants,

@@ -8,8 +8,13 @@ virtual display (tests/display_fixtures.py). Cases:
 - ``dither``: a sub-level luminance step, many frames with fresh noise, and the same without
   dithering; mean captured levels per half.
 - ``ramp``: every output level once (no dithering), captured.
-- ``refusals``: open windows for the profiles ``big`` (wrong resolution), ``big`` with pilot,
-  ``g`` as a real session (needs a gamma ramp) and ``deep`` (10-bit); record each error or problem.
+- ``colour``: an RGB stimulus spanning each gun's range, undithered, captured (all three guns).
+- ``colour_dither``: per gun, a step of ``step`` levels above continuous level ``levels=r,g,b``;
+  many frames with fresh noise; mean captured levels per half and gun.
+- ``magnify``: an RGB stimulus at ``stimulus_deg`` (integer replication), trial dithering, captured.
+- ``refusals``: open windows for the profiles ``big`` (wrong resolution, enforced as ``calibrate
+  check`` does), ``big`` with pilot, ``big`` for a simulated observer (not enforced), ``g`` as a
+  real session (needs a gamma ramp) and ``deep`` (10-bit); record each error or problem.
 """
 
 from __future__ import annotations
@@ -18,25 +23,26 @@ import sys
 
 import numpy as np
 
-from experiments.display import DisplayError, PixelImage, capture_levels, open_window
-from experiments.luminance import top_left
+from experiments.display import DisplayError, PixelImage, capture_levels, choose_magnification, open_window
+from experiments.luminance import channel_tables, top_left
 from experiments.monitor import load_profile, parse_resolution
 
 
-def _grab(win, image: PixelImage, bits: int) -> np.ndarray:
-    """Draw, read the back buffer, flip; return the image's pixels (red gun)."""
+def _grab(win, image: PixelImage, bits: int, guns: bool = False) -> np.ndarray:
+    """Draw, read the back buffer, flip; return the image's screen pixels (red gun, or all three)."""
     win.clearBuffer()
     image.draw()
     frame = capture_levels(win, bits)
     win.flip()
-    h, w = image.mapped.levels.shape
+    w, h = image.screen_size
     r, c = top_left(tuple(win.size), (w, h))
-    return frame[r:r + h, c:c + w, 0], frame
+    return frame[r:r + h, c:c + w, slice(None) if guns else 0], frame
 
 
 def refusals(monitors: str, out: str) -> None:
     """Each attempt's DisplayError text, or the problems a pilot window reported."""
-    attempts = {"big": dict(simulated=True), "big_pilot": dict(pilot=True), "g": {}, "deep": dict(simulated=True)}
+    attempts = {"big": dict(simulated=True, enforce=True), "big_pilot": dict(pilot=True),
+                "big_simulated": dict(simulated=True), "g": {}, "deep": dict(simulated=True)}
     found = {}
     for key, flags in attempts.items():
         try:
@@ -84,6 +90,39 @@ def main(case: str, monitors: str, name: str, out: str, *options: str) -> None:
         image.set_values(np.linspace(0.0, 1.0, n).reshape(side, n // side))
         result["seen"], _ = _grab(win, image, profile.bits)
         result["intended"] = image.mapped.levels
+    elif case == "colour":
+        values = rng.uniform(0.0, 1.0, size=(3, 24, 31))
+        values[:, 0, :] = np.linspace(0.0, 1.0, 31)  # the top row spans every gun's whole range
+        image = PixelImage(win, profile, dither="off")
+        mapped = image.set_values(values)
+        result.update(seen=_grab(win, image, profile.bits, guns=True)[0], intended=mapped.levels, values=values)
+    elif case == "colour_dither":
+        start = np.array([float(v) for v in opts["levels"].split(",")])
+        step = float(opts["step"])
+        tables = channel_tables(profile, 3)
+        grid = np.arange(profile.n_levels)
+
+        def value(gun: int, level: float) -> float:  # the value whose continuous level is ``level``
+            t = tables[gun]
+            return (np.interp(level, grid, t) - t[0]) / (t[-1] - t[0])
+
+        values = np.empty((3, 32, 64))
+        for g in range(3):
+            values[g, :, :32], values[g, :, 32:] = value(g, start[g]), value(g, start[g] + step)
+        image = PixelImage(win, profile, dither="frame", rng=rng)
+        image.set_values(values)
+        frames = [_grab(win, image, profile.bits, guns=True)[0] for _ in range(int(opts.get("frames", 40)))]
+        result["mean"] = np.mean(frames, axis=0)
+        result["distinct"] = np.array(len({f.tobytes() for f in frames}))
+    elif case == "magnify":
+        values = rng.uniform(0.0, 1.0, size=(3, 16, 16))
+        k, achieved = choose_magnification((16, 16), profile, size, stimulus_deg=float(opts["stimulus_deg"]),
+                                           tolerance=float(opts.get("tolerance", 0.05)))
+        image = PixelImage(win, profile, dither="trial", rng=rng, magnification=k)
+        mapped = image.set_values(values)
+        seen, frame = _grab(win, image, profile.bits, guns=True)
+        result.update(seen=seen, intended=mapped.levels, frame=frame, k=np.array(k), achieved=np.array(achieved),
+                      size_deg=np.array(image.size_deg))
     else:
         raise SystemExit(f"unknown case {case!r}")
     win.close()

@@ -13,22 +13,37 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.display import WindowReport, check_pattern, window_problems
+from experiments.display import DisplayError, WindowReport, check_pattern, choose_magnification, window_problems
 from experiments.luminance import (
-    background_level, background_value, continuous_levels, level_table, map_values, pixel_offset, size_deg,
-    texture, top_left,
+    background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
+    replicate, size_deg, texture, top_left,
 )
-from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile, save_profile
+from experiments.monitor import ProfileError, calibrated, fit_calibration, gamma_curve, new_profile, save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 
 
-def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g"):
-    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form)."""
+#: Known per-gun gammas and peak luminances of the colour profile.
+GUN_GAMMAS = {"r": 1.9, "g": 2.2, "b": 2.5}
+GUN_PEAKS = {"r": 30.0, "g": 60.0, "b": 10.0}
+
+
+def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g",
+                 guns: bool = False):
+    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form);
+    ``guns``: also R, G, B curves with gammas 1.9, 2.2, 2.5."""
     top = 2**bits - 1
     levels = np.rint(np.linspace(0, top, 33))
     lum = gamma_curve(levels / top, 0.5, 100.0, gamma)
+    per_gun = {g: (levels, gamma_curve(levels / top, 0.2, GUN_PEAKS[g], GUN_GAMMAS[g])) for g in GUN_GAMMAS}
     base = new_profile(name, width_cm=40.0, distance_cm=57.0, resolution=resolution, refresh_hz=60.0, bits=bits)
-    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma"))
+    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma", guns=per_gun if guns else None))
+
+
+def gun_levels(values: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Closed form: the rounded level of each gun's value under its known gamma (``3 × …`` → ``… × 3``)."""
+    top = 2**bits - 1
+    return np.stack([np.rint(top * np.clip(values[i], 0, 1) ** (1 / GUN_GAMMAS[g])) for i, g in enumerate("rgb")],
+                    axis=-1)
 
 
 # ---------------------------------------------------------------- pure mapping
@@ -81,12 +96,49 @@ def test_clipped_pixels_are_counted_and_shown_at_the_ends():
     assert m.levels[0, 0] == 0 and m.levels[0, -1] == 255
 
 
-def test_colour_and_bad_shapes_are_refused():
+def test_bad_shapes_are_refused():
     p = make_profile()
-    with pytest.raises(ValueError, match=r"H×W or 1×H×W .* got shape \(3, 4, 4\)"):
-        map_values(np.zeros((3, 4, 4)), p)
+    with pytest.raises(ValueError, match=r"H×W, 1×H×W \(grey\) or 3×H×W \(RGB\), got shape \(2, 4, 4\)"):
+        map_values(np.zeros((2, 4, 4)), p)
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         map_values(np.array([[0.1, np.nan]]), p)
+
+
+def test_colour_without_per_gun_calibration_is_refused_naming_it():
+    with pytest.raises(ProfileError, match="field 'guns' is missing \\(no per-gun calibration\\)"):
+        map_values(np.zeros((3, 4, 4)), make_profile())
+
+
+def test_colour_mapping_inverts_each_gun_through_its_own_gamma():
+    p = make_profile(guns=True)
+    values = np.random.default_rng(1).uniform(-0.1, 1.1, (3, 9, 7))
+    m = map_values(values, p)
+    assert m.levels.shape == (9, 7, 3)
+    np.testing.assert_array_equal(m.levels, gun_levels(values))
+    assert m.clipped == int(((values < 0) | (values > 1)).any(axis=0).sum())
+    grey = map_values(values[0], p).levels  # a grey image goes through the grey curve
+    np.testing.assert_array_equal(grey, map_values(values[0], make_profile()).levels)
+
+
+def test_colour_dither_is_independent_per_gun_and_unbiased():
+    p = make_profile(guns=True)
+    values = np.full((3, 64, 64), 0.37)
+    level, _ = continuous_levels(values, channel_tables(p, 3))
+    mapped = [map_values(values, p, rng=np.random.default_rng(s)).levels for s in range(40)]
+    mean = np.mean(mapped, axis=(0, 1, 2))
+    np.testing.assert_allclose(mean, level[0, 0], atol=0.02)
+    one = mapped[0].reshape(-1, 3).astype(float)
+    assert abs(np.corrcoef(one.T)[0, 1]) < 0.1  # the guns' noise is not shared
+
+
+def test_pixel_replication_makes_exact_blocks():
+    m = map_values(np.random.default_rng(2).uniform(0, 1, (3, 5, 4)), make_profile(guns=True))
+    tex = texture(m, 3)[::-1]  # back to row 0 at the top
+    assert tex.shape == (15, 12, 3) and tex.min() >= 0  # RGB textures: PsychoPy's [0, 1] units
+    np.testing.assert_array_equal(np.rint(tex[::3, ::3] * 255), m.levels)
+    blocks = tex.reshape(5, 3, 4, 3, 3)
+    assert np.all(blocks == blocks[:, :1, :, :1])
+    np.testing.assert_array_equal(replicate(m.levels, 3)[::3, ::3], m.levels)
 
 
 def test_texture_is_signed_and_flipped():
@@ -219,6 +271,8 @@ def test_window_refusals_name_both_values(xvfb, tmp_path):
     # reports it, and (not simulated) the measured refresh too
     assert got["big"].item().startswith("DisplayError: monitor 'big': screen is 800x600 px but the profile says 1920x1080")
     assert "screen is 800x600" in got["big_pilot"].item()
+    # a simulated observer sees the arrays, not the screen: the mismatch is recorded, not refused (issue 24.1)
+    assert got["big_simulated"].item().startswith("screen is 800x600 px but the profile says 1920x1080")
     assert "Hz but the profile says 60 Hz" in got["big_pilot"].item() or "could not be measured" in got["big_pilot"].item()
     # a real session needs the identity gamma ramp; Xvfb has no gamma-ramp extension
     assert "could not set the hardware gamma ramp to identity" in got["g"].item() and "--pilot" in got["g"].item()
@@ -241,3 +295,108 @@ def test_cli_check_draws_ramp_and_patches(xvfb, tmp_path):
     expected = continuous_levels(np.linspace(0, 1, 320)[None], level_table(p))[0][0]
     assert np.all(np.abs(frame[300 // 8 + 5, 40:360] - expected) < 1)  # dithered ramp: within one level
     assert frame[0, 0] == background_level(p)
+
+
+# ---------------------------------------------------------------- colour and size on a virtual screen
+
+
+@pytest.mark.display
+def test_colour_frame_reads_back_each_guns_intended_level(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    got = probe(xvfb, tmp_path, "colour", p)
+    seen, intended = got["seen"], got["intended"]
+    assert seen.shape == intended.shape == (24, 31, 3)
+    np.testing.assert_array_equal(seen, intended)  # every gun, every pixel, exactly
+    # closed form (gammas 1.9, 2.2, 2.5): the rounded inverse, except where the piecewise-linear table and the
+    # power function round to neighbouring levels (a value within 0.01 level of a half level)
+    closed = gun_levels(got["values"])
+    assert np.abs(intended - closed).max() <= 1 and np.mean(intended == closed) > 0.999
+    assert [seen[0, :, g].min() for g in range(3)] == [0, 0, 0] and [seen[0, :, g].max() for g in range(3)] == [255] * 3
+
+
+@pytest.mark.display
+def test_mean_of_dithered_colour_frames_reproduces_a_sub_level_step_per_gun(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    start = (100.2, 140.6, 60.4)
+    got = probe(xvfb, tmp_path, "colour_dither", p, "levels=" + ",".join(map(str, start)), "step=0.3", "frames=40")
+    mean = got["mean"]
+    for g in range(3):
+        left, right = mean[:, :32, g].mean(), mean[:, 32:, g].mean()
+        assert abs(left - start[g]) < 0.1 and abs(right - (start[g] + 0.3)) < 0.1, (g, left, right)
+        assert abs((right - left) - 0.3) < 0.1
+    assert int(got["distinct"]) == 40
+
+
+@pytest.mark.display
+def test_magnified_stimulus_is_pixel_replicated_at_the_size_asked_in_degrees(xvfb, tmp_path):
+    p = make_profile(guns=True)  # 800 px over 40 cm at 57 cm: 19.90 px/deg
+    got = probe(xvfb, tmp_path, "magnify", p, "stimulus_deg=3.2")
+    k, seen = int(got["k"]), got["seen"]
+    assert k == 4 and seen.shape == (64, 64, 3)
+    blocks = seen.reshape(16, k, 16, k, 3)
+    assert np.all(blocks == blocks[:, :1, :, :1])  # every k×k block equal
+    np.testing.assert_array_equal(blocks[:, 0, :, 0], got["intended"])  # and equal to the dithered stimulus pixel
+    # its measured size on the frame: the columns and rows that are not background
+    frame = got["frame"]
+    differs = np.any(frame != frame[0, 0], axis=2)
+    cols, rows = np.flatnonzero(differs.any(axis=0)), np.flatnonzero(differs.any(axis=1))
+    width_px, height_px = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+    assert (width_px, height_px) == (64, 64)
+    measured = width_px / p.ppd
+    assert abs(measured - 3.2) <= 0.05 * 3.2 and measured == pytest.approx(float(got["achieved"]))
+    np.testing.assert_allclose(got["size_deg"], (measured, measured))
+
+
+def test_unreachable_sizes_are_refused_with_the_nearest_reachable_ones():
+    p = make_profile()
+    assert choose_magnification((16, 16), p, (800, 600), stimulus_deg=3.2) == (4, pytest.approx(64 / p.ppd))
+    assert choose_magnification((16, 16), p, (800, 600), magnification=3)[0] == 3
+    assert choose_magnification((16, 16), p, (800, 600))[0] == 1
+    with pytest.raises(DisplayError, match=r"display.stimulus_deg = 1.2° needs a magnification of 1.49 for a 16-px "
+                                           r"image at 19.90 px/deg .* reaches 0.804° \(x1\), 1.608° \(x2\), not "
+                                           r"within display.size_tolerance = 0.05"):
+        choose_magnification((16, 16), p, (800, 600), stimulus_deg=1.2)
+    with pytest.raises(DisplayError, match=r"magnified x40 is 640x640 px, larger than the 800x600 window"):
+        choose_magnification((16, 16), p, (800, 600), magnification=40)
+
+
+@pytest.mark.display
+def test_cli_check_on_a_mismatching_screen_is_a_clean_exit_2(xvfb, tmp_path):
+    """Issue 24.3: the same DisplayError path as ``eigdist run`` (one line, exit 2, no traceback)."""
+    save_profile(make_profile(resolution=(1920, 1080), name="big"), tmp_path)
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "big",
+                     "--window", "400x300", "--frames", "1")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "eigdist calibrate: error: monitor 'big': screen is 800x600 px but the profile says 1920x1080")
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.display
+def test_cli_check_shows_one_guns_patches(xvfb, tmp_path):
+    p = make_profile(guns=True)
+    save_profile(p, tmp_path)
+    png = tmp_path / "check_g.png"
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "g", "--gun", "g",
+                     "--window", "400x300", "--frames", "1", "--save", str(png))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "g patch value 1.00: 60.00 cd/m2" in res.stdout  # the green gun's peak
+    from PIL import Image
+
+    frame = np.asarray(Image.open(png)).astype(int)
+    assert frame[..., 0].max() == 0 and frame[..., 2].max() == 0 and frame[..., 1].max() == 255
+    save_profile(make_profile(name="grey"), tmp_path)
+    res = run_python(xvfb, "-m", "eigdist", "calibrate", "--monitors", str(tmp_path), "check", "grey", "--gun", "r",
+                     "--window", "400x300", "--frames", "1")
+    assert res.returncode == 2 and "field 'guns' is missing (no per-gun calibration)" in res.stderr
+
+
+@pytest.mark.display
+def test_ten_bit_colour_frame_reads_back_each_guns_level(xvfb_factory, tmp_path):
+    screen = xvfb_factory(800, 600, 30)
+    p = make_profile(bits=10, guns=True)
+    got = probe(screen, tmp_path, "colour", p)
+    assert int(got["red_bits"]) == 10
+    np.testing.assert_array_equal(got["seen"], got["intended"])
+    closed = gun_levels(got["values"], bits=10)
+    assert np.abs(got["intended"] - closed).max() <= 1 and got["seen"].max() == 1023

@@ -85,6 +85,16 @@ def test_open_stimuli_refusals(stimulus_set, tmp_path, monkeypatch):
     manifest = load_json(colour / "manifest.json")
     save_json(colour / "manifest.json", {**manifest, "channels": 3})
     monkeypatch.setattr(stimulus_set_module, "verify_set", lambda path: [])
-    with pytest.raises(ValueError, match="has 3 channels; experiments show grey sets"):
-        open_stimuli(colour)
-    assert open_stimuli(colour, require_grey=False).manifest["channels"] == 3
+    from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile
+
+    levels = np.rint(np.linspace(0, 255, 9))
+    lum = gamma_curve(levels / 255, 0.5, 100.0, 2.2)
+    base = new_profile("lab", width_cm=40.0, distance_cm=57.0, resolution=(800, 600), refresh_hz=60.0)
+    grey_only = calibrated(base, fit_calibration(levels, lum, 8))
+    with pytest.raises(ValueError, match="is colour \\(3 channels\\) but monitor 'lab' has no per-gun calibration "
+                                         "\\(field 'calibration.guns' is missing"):
+        open_stimuli(colour, profile=grey_only)
+    per_gun = calibrated(base, fit_calibration(levels, lum, 8, guns={g: (levels, lum) for g in "rgb"}))
+    assert open_stimuli(colour, profile=per_gun).manifest["channels"] == 3
+    assert open_stimuli(colour, profile=base).manifest["channels"] == 3  # uncalibrated pilot: linear guns
+    assert open_stimuli(colour).manifest["channels"] == 3  # no screen (headless)

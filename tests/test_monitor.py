@@ -77,7 +77,7 @@ def test_ten_bit_fit_has_1024_levels():
         ([0, 64, 128, 200, 300], [1, 2, 3, 4, 5], "level must lie in 0..255"),
         ([0, 64, 128, 200, 255], [5, 4, 3, 2, 1], "luminance must rise with level"),
         ([0, 64, 128, 200, 255], [1, 2, float("nan"), 4, 5], "finite"),
-        ([0, 64, 128, 200, 255], [1, 2, -3, 4, 5], ">= 0"),
+        ([0, 64, 128, 200, 255], [1, 2, -3, 4, 5], "0 <= luminance_cd_m2"),
     ],
 )
 def test_bad_readings_are_refused(levels, lum, message):
@@ -169,8 +169,8 @@ def test_expired_calibration_names_the_field_and_the_age():
         (("calibration", "levels"), ["a", 1], "field 'levels' must be a list of numbers"),
         (("width_cm",), None, "field 'width_cm' is missing"),
         (("width_cm",), -3, "field 'width_cm' must be a positive number, got -3"),
-        (("resolution",), [1920], "field 'resolution' must be two positive integers"),
-        (("resolution",), "1920x1080", "field 'resolution' must be two positive integers"),
+        (("resolution",), [1920], "field 'resolution' must be two integers \\[width, height\\], each 1..16384"),
+        (("resolution",), "1920x1080", "field 'resolution' must be two integers \\[width, height\\], each 1..16384"),
         (("bits",), 12, "field 'bits' must be one of"),
         (("format",), "psychoMonitor", "field 'format' must be"),
     ],
@@ -237,3 +237,246 @@ def test_shipped_example_profile_is_uncalibrated_and_refused(monkeypatch):
     assert "EXAMPLE" in example.notes and example.ppd == pytest.approx(35.97, abs=0.01)
     with pytest.raises(ProfileError, match="field 'calibration' is missing"):
         check_calibrated(example)
+
+
+# ---------------------------------------------------------------- per-gun calibration (issue 18)
+
+GUN_GAMMAS = {"r": 1.9, "g": 2.2, "b": 2.5}
+
+
+def readings_csv(path, gammas=GUN_GAMMAS, noise=0.0, seed=0, chroma=False) -> str:
+    """A CSV with a gun column: grey (gamma 2.4) and each gun with its own gamma; optional CIE xy."""
+    xy = {"grey": (0.3127, 0.3290), "r": (0.64, 0.33), "g": (0.30, 0.60), "b": (0.15, 0.06)}
+    rows = ["gun,level,luminance_cd_m2" + (",cie_x,cie_y" if chroma else "")]
+    for i, (gun, gamma) in enumerate([("grey", 2.4), *gammas.items()]):
+        levels, lum = synthetic_readings(gamma=gamma, n=24, noise=noise, seed=seed + i,
+                                         lum1={"grey": 120.0, "r": 30.0, "g": 80.0, "b": 10.0}[gun])
+        for a, b in zip(levels, lum):
+            rows.append(f"{gun},{a:g},{max(b, 0.0):.6f}" + (f",{xy[gun][0]},{xy[gun][1]}" if chroma and a == 255 else
+                                                          ",," if chroma else ""))
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def fit_file(path) -> "object":
+    import csv
+
+    with open(path, newline="") as fh:
+        r = read_readings(csv.DictReader(fh), where=str(path))
+    return fit_calibration(*r.curves["grey"], 8, guns={g: r.curves[g] for g in "rgb"},
+                           chromaticity=r.chromaticity or None)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_per_gun_fits_recover_known_gammas_from_noisy_readings(tmp_path, seed):
+    # photometer noise 0.05 cd/m² (SD) on 24 readings per curve: the bright guns (30, 80 cd/m²) within 0.01,
+    # the dim blue gun (10 cd/m²: noise 0.5 % of its peak) within 0.07
+    cal = fit_file(readings_csv(tmp_path / "r.csv", noise=0.05, seed=seed))
+    got = {g: cal.guns[g].gamma["gamma"] for g in "rgb"}
+    for gun, gamma in GUN_GAMMAS.items():
+        assert got[gun] == pytest.approx(gamma, abs=0.07 if gun == "b" else 0.01), got
+    assert cal.gamma["gamma"] == pytest.approx(2.4, abs=0.01)
+    tables = cal.gun_tables()
+    assert tables.shape == (3, 256) and np.all(np.diff(tables, axis=1) >= 0)
+    assert tables[2, -1] == pytest.approx(10.0, abs=0.2)
+
+
+def test_per_gun_profile_and_chromaticity_round_trip_through_json(tmp_path):
+    cal = fit_file(readings_csv(tmp_path / "r.csv", chroma=True))
+    assert cal.chromaticity == {"r": (0.64, 0.33), "g": (0.3, 0.6), "b": (0.15, 0.06), "white": (0.3127, 0.329)}
+    assert list(cal.chromaticity) == ["r", "g", "b", "white"]
+    p = calibrated(profile(), cal)
+    save_profile(p, tmp_path)
+    again = load_profile("test", tmp_path)
+    assert again == p and again.calibration.guns["g"].gamma == cal.guns["g"].gamma
+
+
+def test_cli_fit_reads_a_gun_column_and_show_plots_four_curves(tmp_path, capsys):
+    mon = str(tmp_path / "mon")
+    assert eigdist(["calibrate", "--monitors", mon, "new", "lab1", "--width-cm", "53", "--distance-cm", "57",
+                    "--resolution", "1920x1080", "--refresh", "60"]) == 0
+    csv = readings_csv(tmp_path / "r.csv", chroma=True)
+    assert eigdist(["calibrate", "--monitors", mon, "fit", csv, "--monitor", "lab1"]) == 0
+    out = capsys.readouterr().out
+    assert "   r gamma fit: L = 0.400 + (30.000 - 0.400) x^1.900" in out and "x^2.500" in out
+    assert "CIE xy: r (0.6400, 0.3300), g (0.3000, 0.6000), b (0.1500, 0.0600), white (0.3127, 0.3290)" in out
+    png = tmp_path / "four.png"
+    assert eigdist(["calibrate", "--monitors", mon, "show", "lab1", "--out", str(png)]) == 0
+    assert "gamma grey 2.400, r 1.900, g 2.200, b 2.500" in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(png).size == (1440, 540)  # four panels side by side
+
+
+# ---------------------------------------------------------------- calibration trust (issue 16)
+
+
+def _new(mon: str) -> None:
+    assert eigdist(["calibrate", "--monitors", mon, "new", "m", "--width-cm", "50", "--distance-cm", "60",
+                    "--resolution", "800x600", "--refresh", "60"]) == 0
+
+
+def test_fit_keeps_every_calibration_dated_and_uses_the_newest(tmp_path, capsys):
+    """16.4: a second fit used to replace the first and keep no copy."""
+    mon = str(tmp_path)
+    _new(mon)
+    for gamma in (2.0, 2.3):
+        levels, lum = synthetic_readings(gamma=gamma)
+        csv = tmp_path / f"r{gamma}.csv"
+        csv.write_text("level,luminance_cd_m2\n" + "".join(f"{a:g},{b:.6f}\n" for a, b in zip(levels, lum)))
+        assert eigdist(["calibrate", "--monitors", mon, "fit", str(csv), "--monitor", "m"]) == 0
+    assert "1 earlier calibration(s) kept in its history" in capsys.readouterr().out
+    p = load_profile("m", mon)
+    assert p.calibration.gamma["gamma"] == pytest.approx(2.3) and len(p.history) == 1
+    assert p.history[0].gamma["gamma"] == pytest.approx(2.0) and "r2.0.csv" in p.history[0].source
+    # an older calibration added later (e.g. imported) goes into the history; the newest stays in use
+    old = fit_calibration(*synthetic_readings(gamma=1.7), 8, date=utc_now() - timedelta(days=400))
+    q = calibrated(p, old)
+    assert q.calibration == p.calibration and [c.gamma["gamma"] for c in q.history] == pytest.approx([1.7, 2.0])
+
+
+def test_decimal_comma_row_is_refused_naming_the_line(tmp_path, capsys):
+    """16.11: '0,0,5' was read as level 0, 0 cd/m² (the extra field dropped)."""
+    _new(str(tmp_path))
+    csv = tmp_path / "r.csv"
+    levels, lum = synthetic_readings()
+    csv.write_text("level,luminance_cd_m2\n0,0,5\n" + "".join(f"{a:g},{b:.6f}\n" for a, b in zip(levels[1:], lum[1:])))
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "fit", str(csv), "--monitor", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "r.csv line 2: 3 fields but the header has 2 (extra ['5']); a decimal comma? write 0.5, not 0,5" in err
+
+
+def test_falling_readings_are_refused_naming_the_levels(tmp_path, capsys):
+    """16.11: 30 → 10 cd/m² from level 64 to 128 was averaged away by the monotone fit."""
+    _new(str(tmp_path))
+    csv = tmp_path / "r.csv"
+    csv.write_text("level,luminance_cd_m2\n0,0.5\n32,8\n64,30\n128,10\n192,70\n255,120\n")
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "fit", str(csv), "--monitor", "m"]) == 2
+    assert "grey: luminance falls from 30 cd/m2 at level 64 to 10 at level 128" in capsys.readouterr().err
+    assert load_profile("m", tmp_path).calibration is None  # nothing written
+
+
+@pytest.mark.parametrize("text, message", [
+    ("level,luminance_cd_m2\n0,0.5\n64,1e308\n128,30\n192,70\n255,120\n",
+     "0 <= luminance_cd_m2 <= 100000; reading 2 is level 64, luminance 1e+308"),
+    ("gun,level,luminance_cd_m2\nred,0,1\n", "line 2: gun must be one of grey, r, g, b, got 'red'"),
+    ("gun,level,luminance_cd_m2\nr,0,1\n", "no grey readings"),
+])
+def test_absurd_readings_are_refused(tmp_path, capsys, text, message):
+    _new(str(tmp_path))
+    (tmp_path / "r.csv").write_text(text)
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "fit", str(tmp_path / "r.csv"), "--monitor", "m"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fit_given_a_folder_and_absurd_sizes_are_plain_errors(tmp_path, capsys):
+    """16.12/16.14: a folder as readings; a 100000x100000 monitor or window."""
+    _new(str(tmp_path))
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "fit", str(tmp_path), "--monitor", "m"]) == 2
+    assert f"readings {str(tmp_path)!r} is a folder: give the CSV file" in capsys.readouterr().err
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "new", "huge", "--width-cm", "50", "--distance-cm",
+                    "60", "--resolution", "100000x100000", "--refresh", "60"]) == 2
+    assert "got '100000x100000' (each side 1..16384)" in capsys.readouterr().err
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "check", "m", "--pilot", "--window",
+                    "100000x100000"]) == 2
+    assert "got '100000x100000' (each side 1..16384)" in capsys.readouterr().err
+
+
+def test_truncated_profile_json_names_the_file(tmp_path, capsys):
+    """16.13: 'Expecting value: line 17' with no file named."""
+    save_profile(profile(), tmp_path)
+    path = tmp_path / "test.json"
+    path.write_text(path.read_text()[:200])
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "show", "test"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: not a readable JSON monitor profile (" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "test", "--save", "chk.txt"], "--save writes a PNG image: give a file name ending in .png, got 'chk.txt'"),
+    (["show", "test", "--out", "plot.pdf"], "--out writes a PNG image: give a file name ending in .png, got 'plot.pdf'"),
+])
+def test_non_png_output_names_are_refused(tmp_path, capsys, monkeypatch, args, message):
+    """16.14: ``calibrate check --save chk.txt`` wrote a PNG under that name."""
+    monkeypatch.chdir(tmp_path)
+    save_profile(profile(), tmp_path)
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.glob("chk.txt"))
+
+
+def test_check_without_display_is_a_plain_error(tmp_path, capsys, monkeypatch):
+    """16.12: no DISPLAY used to end in pyglet's NoSuchDisplayException traceback."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    save_profile(profile(), tmp_path)
+    assert eigdist(["calibrate", "--monitors", str(tmp_path), "check", "test", "--frames", "1"]) == 2
+    assert "no display to open a window on (DISPLAY is not set)" in capsys.readouterr().err
+
+
+def test_calibration_figure_module_leaves_matplotlib_backend_alone():
+    """20.4: importing and using the figure code must not switch the process to Agg."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; b = matplotlib.get_backend(); import experiments.calibration_plot as c; "
+            "from tests.test_monitor import profile; c.calibration_figure(profile()); "
+            "import sys; print('pyplot' in sys.modules, matplotlib.get_backend() == b)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
+        **__import__("os").environ, "MPLBACKEND": "svg"}, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- PsychoPy Monitor Center files
+
+
+def test_psychopy_round_trip_gives_the_same_curves(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from experiments.psychopy_monitors import read_psychopy_monitor, write_psychopy_monitor
+
+    older = fit_calibration(*synthetic_readings(gamma=2.0), 8, date=utc_now() - timedelta(days=3))
+    p = calibrated(calibrated(profile(), older), fit_file(readings_csv(tmp_path / "r.csv", noise=0.05)))
+    p = type(p)(**{**p.__dict__, "calibration": type(p.calibration)(**{**p.calibration.__dict__,
+                                                                       "chromaticity": None})})
+    path = write_psychopy_monitor(p, tmp_path / "psychopy")
+    data = json.loads(path.read_text())
+    assert len(data) == 2  # both calibrations, keyed by date
+    newest = data[sorted(data)[-1]]
+    assert np.asarray(newest["lumsPre"]["__ndarray__"]).shape == (4, 24)
+    back = read_psychopy_monitor("test", tmp_path / "psychopy", refresh_hz=60.0)
+    assert (back.width_cm, back.distance_cm, back.resolution, back.name) == (53.0, 57.0, (1920, 1080), "test")
+    for a, b in [(back.calibration, p.calibration), (back.history[0], p.history[0])]:
+        assert a.date == b.date and a.levels == b.levels and a.luminance == b.luminance
+        assert a.gamma == b.gamma and a.lut == b.lut and (a.lum_min, a.lum_mean, a.lum_max) == (
+            b.lum_min, b.lum_mean, b.lum_max)
+    for g in "rgb":
+        assert back.calibration.guns[g] == p.calibration.guns[g]
+
+
+def test_cli_import_psychopy_monitor_center_file(tmp_path, capsys, monkeypatch):
+    """A monitor calibrated in PsychoPy (its own API, as Monitor Center saves it) becomes a profile."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from psychopy import monitors
+    from psychopy.monitors import calibTools
+
+    monkeypatch.setattr(calibTools, "monitorFolder", str(tmp_path / "pp"))
+    (tmp_path / "pp").mkdir()
+    mon = monitors.Monitor("labCRT", width=40.0, distance=70.0, verbose=False, autoLog=False)
+    mon.setSizePix([1024, 768])
+    levels = np.linspace(0, 255, 9)
+    lums = np.array([gamma_curve(levels / 255, 0.3, peak, g) for peak, g in ((90, 2.3), (25, 1.9), (60, 2.2),
+                                                                          (8, 2.5))])
+    mon.setLevelsPre(levels)
+    mon.setLumsPre(lums)
+    mon.setGammaGrid(np.array([[0.3, 90, 2.3], [0.3, 25, 1.9], [0.3, 60, 2.2], [0.3, 8, 2.5]]))
+    mon.saveMon()
+    monkeypatch.undo()
+    mons = str(tmp_path / "eig")
+    assert eigdist(["calibrate", "--monitors", mons, "import-psychopy", "labCRT", "--psychopy-folder",
+                    str(tmp_path / "pp"), "--refresh", "85"]) == 0
+    assert "grey + R, G, B" in capsys.readouterr().out
+    p = load_profile("labCRT", mons)
+    assert (p.width_cm, p.distance_cm, p.resolution, p.refresh_hz) == (40.0, 70.0, (1024, 768), 85.0)
+    assert {g: round(c.gamma["gamma"], 6) for g, c in p.calibration.guns.items()} == {"r": 1.9, "g": 2.2, "b": 2.5}
+    assert eigdist(["calibrate", "--monitors", mons, "import-psychopy", "nope", "--psychopy-folder",
+                    str(tmp_path / "pp"), "--refresh", "85"]) == 2
+    assert "no PsychoPy monitor 'nope' in" in capsys.readouterr().err

@@ -13,6 +13,10 @@ Stages (each skips work already done, so an interrupted demo resumes where it st
 4. analyze the trial files into ``<out>/analysis/`` (ranking, figures, ``report.html``) and print
    the ranking: ``frontend:ln`` should come first (its min eigendistortion is a null
    direction of ln, invisible to these observers, while the other layers' min directions are not).
+
+``--color`` runs the colour demo instead (``stimuli/demo_color.toml``, ``demo_color_quick.toml``
+with ``--quick``): RGB photographs, observers seeing through ``efficientnet_lite0:_blocks.1``
+(bundled weights), the same simulated monitor with per-gun curves (gammas 1.9, 2.2, 2.5).
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ from eigdist_core.errors import EigdistError
 ROOT = Path(__file__).resolve().parents[2]
 #: The model every demo observer sees through (one of the demo sets' models).
 OBSERVER_MODEL, OBSERVER_WEIGHTS = "frontend:ln", "published"
+#: The same for the colour demo (front-end models are grey-only), and its internal noise: its
+#: representation distances are ~10⁴ times those of frontend:ln (≈ 3.7 per unit α along its max direction).
+COLOR_OBSERVER_MODEL, COLOR_OBSERVER_WEIGHTS, COLOR_NOISE = "efficientnet_lite0:_blocks.1", "bundled", 0.1
+#: Per-gun gammas and peak luminances (cd/m²) of the simulated monitor.
+GUN_GAMMAS = {"r": (1.9, 30.0), "g": (2.2, 80.0), "b": (2.5, 10.0)}
 MONITOR = "simulated"
 SCREEN = (800, 600)
 #: The session window: smaller than the screen (allowed), so software GL under Xvfb draws fewer pixels.
@@ -48,23 +57,37 @@ class DemoPlan:
     noise: float
     n_boot: int
     jobs: int = 2
+    observer_model: str = OBSERVER_MODEL
+    observer_weights: str = OBSERVER_WEIGHTS
 
 
-def demo_plan(quick: bool, observers: int | None) -> DemoPlan:
-    """The full demo, or the ``--quick`` one (smaller set, fewer trials and observers)."""
+def demo_plan(quick: bool, observers: int | None, color: bool = False) -> DemoPlan:
+    """The full demo, or the ``--quick`` one (smaller set, fewer trials and observers); ``color``: the colour demo."""
+    from dataclasses import replace
+
     if observers is not None and observers < 1:
         raise EigdistError(f"--observers must be >= 1, got {observers}")
+    name = "demo_color" if color else "demo"
     if quick:
-        return DemoPlan(ROOT / "stimuli" / "demo_quick.toml", observers or 2, per_condition=16, noise=0.0003,
+        plan = DemoPlan(ROOT / "stimuli" / f"{name}_quick.toml", observers or 2, per_condition=16, noise=0.0003,
                         n_boot=200, jobs=1)
-    return DemoPlan(ROOT / "stimuli" / "demo.toml", observers or 4, per_condition=24, noise=0.0003, n_boot=1000)
+    else:
+        plan = DemoPlan(ROOT / "stimuli" / f"{name}.toml", observers or 4, per_condition=24, noise=0.0003,
+                        n_boot=1000)
+    if color:
+        plan = replace(plan, observer_model=COLOR_OBSERVER_MODEL, observer_weights=COLOR_OBSERVER_WEIGHTS,
+                       noise=COLOR_NOISE)
+    return plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build, run simulated observers, analyze: the whole pipeline")
-    p.add_argument("--out", default="out/demo", help="the demo's folder (default out/demo); rerun to resume")
+    p.add_argument("--out", help="the demo's folder (default out/demo, out/demo_color); rerun to resume")
     p.add_argument("--observers", type=int, help="simulated observers (default 4; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
+    p.add_argument("--color", action="store_true",
+                   help="the colour demo: RGB photographs, EfficientNet-Lite0 observers, a per-gun simulated monitor "
+                        "(default --out out/demo_color)")
     p.set_defaults(func=run)
 
 
@@ -86,24 +109,29 @@ def build_stimuli(plan: DemoPlan, out: Path) -> Path:
 
 
 def simulated_monitor(folder: Path) -> str:
-    """Write (once, or again when its calibration expired) the demo's simulated monitor profile."""
+    """Write (once, or again when its calibration expired) the demo's simulated monitor profile.
+
+    Grey readings from a gamma-2.2 curve and per-gun readings from gammas 1.9, 2.2, 2.5 (so the
+    colour demo can use it too); nothing is measured.
+    """
     import numpy as np
 
     from experiments.monitor import (ProfileError, calibrated, check_calibrated, fit_calibration, gamma_curve,
                                      load_profile, new_profile, save_profile)
 
     try:
-        check_calibrated(load_profile(MONITOR, folder))
-        return MONITOR
+        if check_calibrated(load_profile(MONITOR, folder)).guns is not None:
+            return MONITOR
     except (FileNotFoundError, ProfileError):
         pass
     levels = np.rint(np.linspace(0, 255, 17))
     readings = gamma_curve(levels / 255, 0.5, 120.0, 2.2)  # exact gamma 2.2, 0.5-120 cd/m²: no photometer
-    note = ("SIMULATED display for `eigdist demo`: readings computed from a gamma-2.2 curve, not measured. "
-            "Never use it for people.")
+    guns = {g: (levels, gamma_curve(levels / 255, 0.2, peak, gamma)) for g, (gamma, peak) in GUN_GAMMAS.items()}
+    note = ("SIMULATED display for `eigdist demo`: readings computed from gamma curves (grey 2.2; r, g, b 1.9, 2.2, "
+            "2.5), not measured. Never use it for people.")
     base = new_profile(MONITOR, width_cm=30.0, distance_cm=57.0, resolution=SCREEN, refresh_hz=60.0, bits=8,
                        notes=note)
-    save_profile(calibrated(base, fit_calibration(levels, readings, 8, curve="gamma", source=note)), folder)
+    save_profile(calibrated(base, fit_calibration(levels, readings, 8, curve="gamma", source=note, guns=guns)), folder)
     return MONITOR
 
 
@@ -119,9 +147,9 @@ def experiment_config(path: Path, per_condition: int, n_images: int) -> Path:
     return path
 
 
-def observer_spec(i: int, noise: float) -> str:
+def observer_spec(i: int, noise: float, model: str = OBSERVER_MODEL, weights: str = OBSERVER_WEIGHTS) -> str:
     """The ``--simulate`` spec of demo observer ``i`` (its own seed)."""
-    return f"model={OBSERVER_MODEL};weights={OBSERVER_WEIGHTS};noise={noise:g};seed={i}"
+    return f"model={model};weights={weights};noise={noise:g};seed={i}"
 
 
 def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, data: Path) -> None:
@@ -139,7 +167,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
         participant = f"sim{i:02d}"
         trials = session_paths(data, participant, 1).trials
         total = len(plan_session(manifest, exp, participant, 1).trials)
-        todo.append((participant, trials, total, observer_spec(i, plan.noise)))
+        todo.append((participant, trials, total, observer_spec(i, plan.noise, plan.observer_model, plan.observer_weights)))
     remaining = [t for t in todo if _rows(t[1]) < t[2]]
     if not remaining:
         stage(f"sessions: all {len(todo)} finished already")
@@ -198,26 +226,27 @@ def analyze_sessions(plan: DemoPlan, folder: Path, data: Path, out: Path) -> Pat
     return analyze([data], out, AnalysisSettings(n_boot=plan.n_boot, stimuli=str(folder), exclusions=rules))
 
 
-def print_ranking(analysis: Path) -> None:
+def print_ranking(analysis: Path, observer_model: str = OBSERVER_MODEL) -> None:
     """The ranking table, best first, with the observers' own model marked."""
     import pandas as pd
 
     ranking = pd.read_csv(analysis / "ranking.csv").sort_values("rank")
     print("\nranking (D = log10 T_min - log10 T_max; larger = the layer predicts the observers better):")
     for row in ranking.itertuples():
-        own = "  <- the observers' own model" if f"{row.model}:{row.layer}" == OBSERVER_MODEL else ""
+        own = "  <- the observers' own model" if f"{row.model}:{row.layer}" == observer_model else ""
         print(f"  {row.rank:>2}. {row.model}:{row.layer} ({row.weights})  D = {row.D:.2f} "
               f"[{row.ci_low:.2f}, {row.ci_high:.2f}]  P(best) = {row.p_best:.2f}{own}")
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    plan = demo_plan(args.quick, args.observers)
-    out = Path(args.out)
+    plan = demo_plan(args.quick, args.observers, args.color)
+    out = Path(args.out or ("out/demo_color" if args.color else "out/demo"))
     out.mkdir(parents=True, exist_ok=True)
     stage(f"1/4 stimulus set from {plan.set_config.name} -> {out / 'stimuli'}")
     folder = build_stimuli(plan, out)
-    stage(f"2/4 SIMULATED monitor profile {MONITOR!r} (computed gamma 2.2, not measured) -> {out / 'monitors'}")
+    stage(f"2/4 SIMULATED monitor profile {MONITOR!r} (computed gammas: grey 2.2, r/g/b 1.9/2.2/2.5; not measured) "
+          f"-> {out / 'monitors'}")
     monitors = out / "monitors"
     simulated_monitor(monitors)
     data = out / "data"
@@ -226,12 +255,12 @@ def run(args: argparse.Namespace) -> int:
 
     n_images = len(load_json(folder / "manifest.json")["images"])
     config = experiment_config(out / "experiment.toml", plan.per_condition, n_images)
-    stage(f"3/4 {plan.observers} simulated observers, all seeing through {OBSERVER_MODEL} ({OBSERVER_WEIGHTS}), "
+    stage(f"3/4 {plan.observers} simulated observers, all seeing through {plan.observer_model} ({plan.observer_weights}), "
           f"noise {plan.noise:g}, through the PsychoPy session -> {data}")
     run_observers(plan, folder, monitors, config, data)
     stage(f"4/4 analysis -> {out / 'analysis'}")
     report = analyze_sessions(plan, folder, data, out / "analysis")
-    print_ranking(report.parent)
+    print_ranking(report.parent, plan.observer_model)
     print(f"\nreport: {report.resolve()}")
     stage(f"done in {time.perf_counter() - start:.0f} s")
     return 0
