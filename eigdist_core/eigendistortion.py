@@ -68,6 +68,11 @@ class Eigendistortion:
         self.operator = FisherOperator(model, self.image, dtype=dtype)
         self._result: EigenResult | None = None
 
+    def __repr__(self) -> str:
+        """plenoptic's layout: the image's shape and dtype, then the model."""
+        model = repr(self.model).replace("\n", "\n  ")
+        return f"Eigendistortion(\n  image = {self.image.shape} ({self.image.dtype}),\n  model = {model},\n)"
+
     @property
     def distortion_shape(self) -> tuple[int, ...]:
         shape = tuple(self.image.shape)
