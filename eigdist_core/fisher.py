@@ -28,8 +28,6 @@ from torch import nn
 from .model_state import changed_tensors, in_eval_mode, snapshot
 from .validate import validate_dtype, validate_image, validate_model
 
-#: The two ways of applying F.
-PATHS = ("torch.func", "autograd")
 
 
 class FisherOperator:

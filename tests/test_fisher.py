@@ -14,13 +14,7 @@ from eigdist_core.fisher import FisherOperator
 from tests.conftest import SmallConvNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread is faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def explicit_jacobian(model, image):

@@ -28,13 +28,7 @@ SMALL_DIM = 16  # plenoptic: 20; 16 is the smallest size its 31-pixel filters ta
 COLOR_DIM = 20  # plenoptic's SMALL_DIM, for its colour model (3 × 20 × 20 = 1200 inputs)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """plenoptic's conftest runs torch with one thread; so do we (small problems, shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # plenoptic's conftest also runs one thread
 
 
 class ColorModel(nn.Module):
