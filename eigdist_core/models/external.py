@@ -105,8 +105,8 @@ def python_module(parsed: PythonTarget) -> Any:
     path = Path(parsed.target)
     if not path.is_file():
         raise FileNotFoundError(f"{parsed.source}: no such file {str(path)!r} (relative to {Path.cwd()})")
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"eigdist_user_{path.stem}_{digest}"  # one module per file, importable by pickling workers
+    digest = hashlib.sha256(str(path.resolve()).encode() + path.read_bytes()).hexdigest()[:12]
+    name = f"eigdist_user_{path.stem}_{digest}"  # one module per file and content: an edited file is re-run
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
