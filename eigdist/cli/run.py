@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vision", help="optional: normal or corrected")
     p.add_argument("--config", help="experiment TOML (default: experiments/noticeability.toml)")
     p.add_argument("--data", default="data", help="data folder")
-    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS or experiments/monitors)")
+    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS, else the per-user folder, e.g. ~/.local/share/eigdist/monitors on Linux)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted session")
     p.add_argument("--pilot", action="store_true", help="allow an uncalibrated display; rows marked")
     p.add_argument("--simulate", metavar="SPEC", help="a simulated observer instead of the keyboard")

@@ -1,0 +1,38 @@
+"""The built-in stimulus-set configs (package data, so they work from an installed wheel).
+
+``demo`` and ``demo_quick`` are what ``eigdist demo`` builds; ``seed`` is the tutorial's ResNet18
+comparison. ``eigdist stimuli build NAME`` accepts these names as well as a TOML file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+from eigdist_core.errors import EigdistError
+
+#: Built-in stimulus-set configs, by name (``<name>.toml`` in this package).
+BUILT_IN = ("demo", "demo_quick", "seed")
+
+
+def is_built_in(name: str) -> bool:
+    """Whether ``name`` names a built-in config (not a file path)."""
+    return name in BUILT_IN
+
+
+@contextlib.contextmanager
+def built_in_config(name: str) -> Iterator[Path]:
+    """The built-in config ``name`` as a file on disk for the duration of the ``with`` block.
+
+    Raises
+    ------
+    EigdistError
+        ``name`` is not one of :data:`BUILT_IN`.
+    """
+    if not is_built_in(name):
+        raise EigdistError(f"no built-in stimulus-set config {name!r}; built-in: {', '.join(BUILT_IN)}")
+    with resources.as_file(resources.files(__name__) / f"{name}.toml") as path:
+        yield Path(path)
+
