@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a noticeability session (PsychoPy)")
     p.add_argument("--stimuli", required=True, help="stimulus set folder")
     p.add_argument("--monitor", required=True, help="monitor profile name")
-    p.add_argument("--participant", help="participant ID; without it a real run asks in a form (required with --simulate)")
+    p.add_argument("--participant", help="participant ID; without it a real run asks in a dialog (in the terminal "
+                   "without a display); required with --simulate")
     p.add_argument("--session", type=int, default=1)
     p.add_argument("--age", help="optional: age in years (stored in the session sidecar)")
     p.add_argument("--sex", help="optional: female, male or other")
@@ -34,15 +35,13 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments.display import DisplayError
     from experiments.monitor import parse_resolution
-    from experiments.session import ABORTED, RunOptions, check_info, participant_form, prepare, run_prepared
+    from experiments.participant_form import ask_participant, check_info
+    from experiments.session import ABORTED, RunOptions, prepare, run_prepared
 
     if args.participant is None:
         if args.simulate:
             raise EigdistError("--participant is required with --simulate (the form is for people)")
-        try:
-            info = participant_form(session=args.session)
-        except EOFError:
-            raise EigdistError("the participant form got no answer (input ended); give --participant") from None
+        info = ask_participant(session=args.session)
     else:
         info = check_info(args.participant, args.session, args.age, args.sex, args.vision)
     options = RunOptions(
