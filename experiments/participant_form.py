@@ -112,8 +112,8 @@ def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
 
 # ---------------------------------------------------------------- the dialog
 
-#: The dialog's fields, in order, with their labels.
-DIALOG_LABELS = {"participant": "Participant ID", "session": "Session", "age": "Age (optional)",
+#: The dialog's fields, in order, with their labels (PsychoPy's dialog says that * marks a required one).
+DIALOG_LABELS = {"participant": "Participant ID *", "session": "Session *", "age": "Age (optional)",
                  "sex": "Sex (optional)", "vision": "Vision (optional)"}
 
 
