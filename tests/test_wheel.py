@@ -64,7 +64,8 @@ def test_wheel_holds_the_four_packages_and_their_data(wheel_venv):
     names = zipfile.ZipFile(next((venv.parent / "dist").glob("eigdist-*.whl"))).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == set(PACKAGES)
     for data in ("eigdist/configs/demo_quick.toml", "eigdist/configs/demo.toml", "experiments/noticeability.toml",
-                 "experiments/monitors/example.json", "eigdist_core/manifest.schema.json"):
+                 "experiments/monitors/example.json", "eigdist_core/manifest.schema.json",
+                 "eigdist/templates/stimuli.toml", "eigdist/templates/README.md"):
         assert data in names
 
 
@@ -77,6 +78,9 @@ def test_wheel_installs_the_packages_outside_the_checkout(wheel_venv, tmp_path):
     from eigdist import __version__
 
     assert version.strip() == f"eigdist {__version__}"
+    run([venv / "bin" / "eigdist", "init", "study"], cwd=tmp_path, env=env)
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["README.md", "experiment.toml", "images",
+                                                                     "stimuli.toml"]
 
 
 @pytest.mark.slow
