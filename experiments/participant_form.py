@@ -116,7 +116,6 @@ def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
 DIALOG_LABELS = {"participant": "Participant ID *", "session": "Session *", "age": "Age (optional)",
                  "sex": "Sex (optional)", "vision": "Vision (optional)"}
 
-
 #: Libraries Qt's X11 plugin needs beyond PyQt's wheel (Debian packages in parentheses): without them Qt
 #: aborts the whole process, so the form falls back to the terminal instead.
 QT_X11_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}
