@@ -41,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    from eigdist.configs import built_in_config, is_built_in
+    from eigdist.configs import built_in_config
 
-    if is_built_in(args.config) and not Path(args.config).exists():
-        with built_in_config(args.config) as path:  # a built-in config builds into ./stimuli/<name>
-            return _build(path, args.out or str(Path("stimuli") / args.config), args)
-    return _build(Path(args.config), args.out, args)
+    if Path(args.config).exists():
+        return _build(Path(args.config), args.out, args)
+    with built_in_config(args.config) as path:  # not a file: a built-in config, built into ./stimuli/<name>
+        return _build(path, args.out or str(Path("stimuli") / args.config), args)
 
 
 def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) -> int:

@@ -17,11 +17,6 @@ from eigdist_core.errors import EigdistError
 BUILT_IN = ("demo", "demo_quick", "seed")
 
 
-def is_built_in(name: str) -> bool:
-    """Whether ``name`` names a built-in config (not a file path)."""
-    return name in BUILT_IN
-
-
 @contextlib.contextmanager
 def built_in_config(name: str) -> Iterator[Path]:
     """The built-in config ``name`` as a file on disk for the duration of the ``with`` block.
@@ -31,8 +26,8 @@ def built_in_config(name: str) -> Iterator[Path]:
     EigdistError
         ``name`` is not one of :data:`BUILT_IN`.
     """
-    if not is_built_in(name):
-        raise EigdistError(f"no built-in stimulus-set config {name!r}; built-in: {', '.join(BUILT_IN)}")
+    if name not in BUILT_IN:
+        raise EigdistError(f"{name!r} is neither a file nor a built-in stimulus-set config ({', '.join(BUILT_IN)})")
     with resources.as_file(resources.files(__name__) / f"{name}.toml") as path:
         yield Path(path)
 
