@@ -23,6 +23,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,9 +157,11 @@ def compute_group(task: Task) -> list[dict]:
         wanted = directions_of(cfg)
         vectors: dict[tuple[str, int], dict] = {}
         if any(d != "random" for d, _ in wanted):
-            eig = Eigendistortion(image, model).synthesize(
-                method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed
-            )
+            with warnings.catch_warnings():  # recorded per item (converged, residual), summarised once by build_set
+                warnings.filterwarnings("ignore", message=r".* did not reach tol=", category=RuntimeWarning)
+                eig = Eigendistortion(image, model).synthesize(
+                    method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed
+                )
             op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
             dist = eig.eigendistortions.detach()
             for j, diag in enumerate(eig.diagnostics["vectors"]):
@@ -307,7 +310,21 @@ def build_set(
                       f"({time.perf_counter() - start:.1f} s since start)")
     record(True)
     log.write(f"complete: {len(order)} items in {folder}")
+    note = unconverged_note(manifest)
+    if note:
+        log.write(note)
     return folder
+
+
+def unconverged_note(manifest: dict) -> str | None:
+    """One line on the items whose solver stopped short of ``tol``; None when every item converged."""
+    bad = [item for item in manifest["items"] if not item["converged"]]
+    if not bad:
+        return None
+    worst = max(item["residual"] for item in bad)
+    return (f"{len(bad)} of {len(manifest['items'])} items did not reach tol={manifest['config']['tol']:g} "
+            f"(largest residual {worst:.2e}; each item's converged and residual are in manifest.json); "
+            f"raise max_iter to go further")
 
 
 def _label(group: Group) -> str:

@@ -20,6 +20,8 @@ The caller's model is never changed (:mod:`eigdist_core.model_state`).
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 from typing import Callable
 
 import torch
@@ -117,6 +119,7 @@ class FisherOperator:
         """J·v for each row v of ``V`` (b × n) → b × m."""
         if self._graph is not None:
             return self._graph.jvp(V)
+        _load_forward_ad_quietly()
         x, f = self._x, self._f
 
         def one(v: torch.Tensor) -> torch.Tensor:
@@ -191,3 +194,16 @@ def _module_dtype(model: nn.Module) -> torch.dtype | None:
         if tensor.is_floating_point():
             return tensor.dtype
     return None
+
+
+@functools.cache
+def _load_forward_ad_quietly() -> None:
+    """Use forward-mode AD once with torch's ``torch.jit.script`` deprecation warning silenced.
+
+    The first forward-mode product makes torch script its own jvp decompositions
+    (``torch._decomp.decompositions_for_jvp``), which emits that FutureWarning: torch's
+    internals, nothing a user can act on, so it must not reach the terminal.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        torch.func.jvp(torch.neg, (torch.zeros(1),), (torch.ones(1),))

@@ -372,11 +372,29 @@ def profile_to_dict(profile: MonitorProfile) -> dict[str, Any]:
 
 
 def monitors_dir(folder: str | os.PathLike | None = None) -> Path:
-    """The profile folder: ``folder`` if given, else ``$EIGDIST_MONITORS``, else ``experiments/monitors``."""
+    """The profile folder: ``folder`` if given, else ``$EIGDIST_MONITORS``, else the per-user folder.
+
+    The per-user folder is the platform's user data folder (``platformdirs``), e.g.
+    ``~/.local/share/eigdist/monitors`` on Linux, ``%LOCALAPPDATA%\\eigdist\\monitors`` on Windows,
+    ``~/Library/Application Support/eigdist/monitors`` on macOS: a lab's calibrations survive
+    upgrades and never go into the installed package (which may be read-only).
+    """
     if folder:
         return Path(folder)
     env = os.environ.get("EIGDIST_MONITORS")
-    return Path(env) if env else Path(__file__).parent / "monitors"
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("eigdist", appauthor=False)) / "monitors"
+
+
+def _shipped_profile(name: str) -> Path | None:
+    """The read-only example profile ``name`` shipped as package data, if there is one."""
+    from importlib import resources
+
+    path = resources.files("experiments") / "monitors" / f"{name}.json"
+    return Path(str(path)) if path.is_file() else None
 
 
 def profile_path(name: str, folder: str | os.PathLike | None = None) -> Path:
@@ -394,6 +412,8 @@ def save_profile(profile: MonitorProfile, folder: str | os.PathLike | None = Non
 def load_profile(name: str, folder: str | os.PathLike | None = None) -> MonitorProfile:
     """Read and check the profile ``name``; a missing file names the folder and the profiles it holds."""
     path = profile_path(name, folder)
+    if not path.is_file():
+        path = _shipped_profile(name) or path  # the shipped example (read-only) when the folder has none
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise FileNotFoundError(

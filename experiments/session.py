@@ -28,7 +28,6 @@ trial file is the record.
 from __future__ import annotations
 
 import platform
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,10 +39,11 @@ from eigdist_core.io import check_output_folder
 from eigdist_core.locks import hold
 
 from .config import ExperimentConfig, load_config
-from .datafile import check_participant, check_session, read_trials, session_paths
+from .datafile import read_trials, session_paths
 from .design import Trial, frame_sequence, frames
 from .monitor import MonitorProfile, check_calibrated, load_profile
 from .observers import KeyboardResponder, Responder, Stimuli, make_responder, parse_simulate
+from .participant_form import ParticipantInfo, check_info
 
 #: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
 DITHER_POOL = 8
@@ -65,96 +65,6 @@ _INSTRUCTIONS = {
 
 class SessionAborted(Exception):
     """Escape was pressed; finished trials are on disk."""
-
-
-# ---------------------------------------------------------------- participant form
-
-
-@dataclass(frozen=True)
-class ParticipantInfo:
-    """Who runs the session; the optional fields go to the session sidecar only."""
-
-    participant: str
-    session: int = 1
-    age: int | None = None
-    sex: str = ""
-    vision: str = ""
-
-    def extra(self) -> dict:
-        """The optional fields that were given."""
-        return {k: v for k, v in (("age", self.age), ("sex", self.sex), ("vision", self.vision)) if v not in (None, "")}
-
-
-SEXES = ("female", "male", "other")
-VISION = ("normal", "corrected")
-
-
-def _session(value: Any) -> int:
-    if isinstance(value, str):
-        if not re.fullmatch(r"\d+", value.strip()):
-            raise ValueError(f"session must be an int >= 1, got {value!r}")
-        value = int(value)
-    return check_session(value)
-
-
-def _age(value: Any) -> int | None:
-    text = str(value).strip() if value is not None else ""
-    if text and (not text.isdigit() or not 1 <= int(text) <= 120):
-        raise ValueError(f"age must be a whole number of years between 1 and 120 (or empty), got {value!r}")
-    return int(text) if text else None
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        text = (value or "").strip().lower()
-        if text and text not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)} (or empty), got {value!r}")
-        return text
-    return check
-
-
-#: Each form field and its check (raises ValueError naming the field, the value and what is allowed).
-FIELDS: dict[str, Callable[[Any], Any]] = {
-    "participant": check_participant, "session": _session, "age": _age,
-    "sex": _choice("sex", SEXES), "vision": _choice("vision", VISION),
-}
-
-
-def check_info(participant: Any, session: Any = 1, age: Any = None, sex: Any = "", vision: Any = "") -> ParticipantInfo:
-    """Check the participant's details (typed in the form or given as flags) and return them typed.
-
-    Raises
-    ------
-    ValueError
-        Naming the field, the value and what is allowed.
-    """
-    values = dict(participant=participant, session=session, age=age, sex=sex, vision=vision)
-    return ParticipantInfo(**{name: FIELDS[name](value) for name, value in values.items()})
-
-
-def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
-                     write: Callable[[str], Any] = print) -> ParticipantInfo:
-    """Ask for the participant's details in the terminal; a bad answer is explained and asked again.
-
-    Fields: ID (required), session (Enter keeps ``session``), age, sex and corrected vision
-    (optional: Enter skips). Raises :class:`EOFError` when the input ends.
-    """
-    prompts = {
-        "participant": "participant ID (letters and digits): ",
-        "session": f"session [{session}]: ",
-        "age": "age (Enter to skip): ",
-        "sex": f"sex ({'/'.join(SEXES)}; Enter to skip): ",
-        "vision": f"vision ({'/'.join(VISION)}; Enter to skip): ",
-    }
-    answers: dict[str, Any] = {}
-    for name, prompt in prompts.items():
-        while name not in answers:
-            text = ask(prompt).strip() or (str(session) if name == "session" else "")
-            try:
-                answers[name] = FIELDS[name](text)
-            except ValueError as err:
-                write(f"  {err}")
-    return ParticipantInfo(**answers)
 
 
 # ---------------------------------------------------------------- checks before anything opens
@@ -539,7 +449,7 @@ def run_trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, h
 
 
 __all__ = [
-    "ABORTED", "DITHER_POOL", "ParticipantInfo", "Prepared", "RunOptions", "Screen", "SessionAborted",
-    "SessionResult", "check_info", "dropped_frames", "participant_form", "prepare", "run_prepared", "run_trial",
+    "ABORTED", "DITHER_POOL", "Prepared", "RunOptions", "Screen", "SessionAborted",
+    "SessionResult", "dropped_frames", "prepare", "run_prepared", "run_trial",
     "run_session", "session_constants", "summary",
 ]

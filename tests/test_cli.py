@@ -6,7 +6,7 @@ import sys
 
 from eigdist.cli.main import build_parser, main
 
-GROUPS = ["synth", "stimuli", "calibrate", "run", "analyze", "power", "demo"]
+GROUPS = ["init", "synth", "stimuli", "calibrate", "run", "analyze", "power", "demo"]
 
 
 def test_every_command_group_is_registered():

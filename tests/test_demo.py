@@ -79,3 +79,18 @@ def test_xvfb_missing_is_explained(monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"Xvfb is not installed .*apt-get install xvfb"):
         with start_xvfb():
             pass
+
+
+def test_a_built_in_config_builds_by_name_into_stimuli_of_the_current_folder(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    def build_set(config, out, **kw):  # stands in for the build: records what it was given
+        seen.update(text=Path(config).read_text(), out=out)
+        raise FileExistsError("recorded")
+
+    monkeypatch.setattr("eigdist_core.build.build_set", build_set)
+    monkeypatch.chdir(tmp_path)
+    assert main(["stimuli", "build", "demo_quick"]) == 2
+    assert seen["out"] == str(Path("stimuli") / "demo_quick") and 'name = "demo_quick"' in seen["text"]
+    assert main(["stimuli", "build", "dmeo"]) == 2
+    assert "'dmeo' is neither a file nor a built-in stimulus-set config (demo, demo_quick, seed)" in capsys.readouterr().err

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,7 +132,27 @@ def test_monitors_dir_precedence(monkeypatch, tmp_path):
     assert monitors_dir(tmp_path / "arg") == tmp_path / "arg"
     assert monitors_dir() == tmp_path / "env"
     monkeypatch.delenv("EIGDIST_MONITORS")
-    assert monitors_dir().parts[-2:] == ("experiments", "monitors")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # platformdirs' user data folder on Linux
+    assert monitors_dir() == tmp_path / "xdg" / "eigdist" / "monitors"
+
+
+def test_profiles_are_saved_per_user_never_into_the_package(monkeypatch, tmp_path):
+    import experiments
+
+    monkeypatch.delenv("EIGDIST_MONITORS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    package = Path(experiments.__file__).parent
+    before = sorted(package.rglob("*.json"))
+    path = save_profile(profile(), None)
+    assert path == tmp_path / "xdg" / "eigdist" / "monitors" / "test.json"
+    assert load_profile("test").name == "test" and sorted(package.rglob("*.json")) == before
+
+
+def test_shipped_example_is_read_from_any_folder_but_a_lab_profile_comes_first(tmp_path):
+    assert load_profile("example", tmp_path).name == "example"  # the folder holds no example: the shipped one
+    lab = replace(load_profile("example", tmp_path), notes="ours")
+    save_profile(lab, tmp_path)
+    assert load_profile("example", tmp_path).notes == "ours"
 
 
 def test_missing_profile_names_folder_and_alternatives(tmp_path):

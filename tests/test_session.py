@@ -23,7 +23,8 @@ from experiments.config import load_config
 from experiments.datafile import REQUIRED_COLUMNS, read_trials, session_paths
 from experiments.engine import open_engine, run_headless
 from experiments.observers import make_responder
-from experiments.session import check_info, dropped_frames, participant_form, summary
+from experiments.participant_form import check_info, participant_form
+from experiments.session import dropped_frames, summary
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.test_display import make_profile
 from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
@@ -457,7 +458,7 @@ def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb,
 def test_model_observer_imports_torch_before_psychopy(lab, tmp_path):
     code = (
         "import sys; from pathlib import Path\n"
-        "from experiments.session import RunOptions, check_info, prepare\n"
+        "from experiments.participant_form import check_info\nfrom experiments.session import RunOptions, prepare\n"
         f"prepare(RunOptions(Path({str(lab['stimuli'])!r}), 'xvfb', check_info('P01'), "
         f"monitors=Path({str(lab['monitors'])!r}), simulate={MODEL!r}))\n"
         "print(sorted(m for m in ('torch', 'psychopy') if m in sys.modules))\n"

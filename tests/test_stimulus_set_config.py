@@ -106,15 +106,28 @@ def test_missing_config_and_bad_toml(tmp_path):
 
 @pytest.mark.parametrize("name", ["demo", "seed"])
 def test_shipped_configs_parse(name):
-    root = Path(__file__).resolve().parents[1]
-    config, _ = load_config(root / "stimuli" / f"{name}.toml")
+    from eigdist.configs import built_in_config
+
+    with built_in_config(name) as path:
+        config, _ = load_config(path)
     assert config.name == name and config.channels == 1 and config.size == 64 and config.k == 1
+
+
+def test_unknown_built_in_config_lists_the_built_in_ones():
+    from eigdist.configs import built_in_config
+    from eigdist_core.errors import EigdistError
+
+    with pytest.raises(EigdistError, match=r"'dmeo' is neither a file nor a built-in stimulus-set config \(demo, demo_quick, seed\)"):
+        with built_in_config("dmeo"):
+            pass
 
 
 def test_seed_set_says_where_the_imagenet_weights_go(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    root = Path(__file__).resolve().parents[1]
-    with pytest.raises(FileNotFoundError, match=r"models\[0\].weights \('imagenet'\): .*put resnet18-f37072fd.pth .* into .*hub/checkpoints"):
-        build_set(root / "stimuli" / "seed.toml", tmp_path / "seed", progress=False)
+    from eigdist.configs import built_in_config
+
+    with pytest.raises(FileNotFoundError, match=r"models\[0\].weights \('imagenet'\): .*put resnet18-f37072fd.pth .* into .*hub/checkpoints"), \
+            built_in_config("seed") as path:
+        build_set(path, tmp_path / "seed", progress=False)

@@ -9,7 +9,7 @@ from eigdist_core.errors import EigdistError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="monitor profiles and photometer calibration")
-    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS or experiments/monitors)")
+    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS, else the per-user folder, e.g. ~/.local/share/eigdist/monitors on Linux)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     n = actions.add_parser("new", help="create a monitor profile")
     n.add_argument("name")

@@ -2,8 +2,8 @@
 
 Stages (each skips work already done, so an interrupted demo resumes where it stopped):
 
-1. build the demo stimulus set (``stimuli/demo.toml``, or ``stimuli/demo_quick.toml`` with
-   ``--quick``) into ``<out>/stimuli/``;
+1. build the demo stimulus set (the built-in config ``demo``, or ``demo_quick`` with ``--quick``:
+   package data in ``eigdist/configs/``) into ``<out>/stimuli/``;
 2. write a SIMULATED monitor profile (exact gamma-2.2 readings, no photometer) into
    ``<out>/monitors/``;
 3. run N model observers, all seeing through ``frontend:ln`` (published parameters), each through
@@ -31,7 +31,6 @@ from pathlib import Path
 
 from eigdist_core.errors import EigdistError
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The model every demo observer sees through (one of the demo sets' models).
 OBSERVER_MODEL, OBSERVER_WEIGHTS = "frontend:ln", "published"
 #: The same for the colour demo (front-end models are grey-only), and its internal noise: its
@@ -51,7 +50,7 @@ SESSIONS_AT_ONCE = 2
 class DemoPlan:
     """What one demo run does: which set, how many observers and trials, how precise the analysis."""
 
-    set_config: Path
+    set_config: str  # a built-in config name (eigdist.configs)
     observers: int
     per_condition: int
     noise: float
@@ -69,10 +68,10 @@ def demo_plan(quick: bool, observers: int | None, color: bool = False) -> DemoPl
         raise EigdistError(f"--observers must be >= 1, got {observers}")
     name = "demo_color" if color else "demo"
     if quick:
-        plan = DemoPlan(ROOT / "stimuli" / f"{name}_quick.toml", observers or 2, per_condition=16, noise=0.0003,
+        plan = DemoPlan(f"{name}_quick", observers or 2, per_condition=16, noise=0.0003,
                         n_boot=200, jobs=1)
     else:
-        plan = DemoPlan(ROOT / "stimuli" / f"{name}.toml", observers or 4, per_condition=24, noise=0.0003,
+        plan = DemoPlan(name, observers or 4, per_condition=24, noise=0.0003,
                         n_boot=1000)
     if color:
         plan = replace(plan, observer_model=COLOR_OBSERVER_MODEL, observer_weights=COLOR_OBSERVER_WEIGHTS,
@@ -98,14 +97,16 @@ def stage(text: str) -> None:
 
 def build_stimuli(plan: DemoPlan, out: Path) -> Path:
     """Build (or finish building) the demo set into ``<out>/stimuli/<name>``; return its folder."""
-    from eigdist_core.build import build_set
-    from eigdist_core.config import load_config
+    from eigdist.configs import built_in_config
+    from eigdist_core.build import build_set, unconverged_note
+    from eigdist_core.io import load_json
 
-    if not plan.set_config.is_file():
-        raise FileNotFoundError(f"demo set config {plan.set_config} is missing (run from a source checkout)")
-    config, _ = load_config(plan.set_config)
-    folder = build_set(plan.set_config, out=out / "stimuli" / config.name, jobs=plan.jobs, progress=True)
-    return Path(folder)
+    with built_in_config(plan.set_config) as path:
+        folder = Path(build_set(path, out=out / "stimuli" / plan.set_config, jobs=plan.jobs, progress=True))
+    note = unconverged_note(load_json(folder / "manifest.json"))
+    if note:
+        stage(f"    note: {note}")
+    return folder
 
 
 def simulated_monitor(folder: Path) -> str:
@@ -179,8 +180,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
     logs = data.parent / "logs"  # beside the BIDS dataset, not inside it
     logs.mkdir(exist_ok=True)
     with start_xvfb(*SCREEN) as display, tqdm(total=sum(t[2] for t in todo), unit="trial", desc="sessions") as bar:
-        env = {**os.environ, "DISPLAY": display,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "DISPLAY": display}
         running: list[tuple[subprocess.Popen, str]] = []
         queue = list(remaining)
         try:
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     plan = demo_plan(args.quick, args.observers, args.color)
     out = Path(args.out or ("out/demo_color" if args.color else "out/demo"))
     out.mkdir(parents=True, exist_ok=True)
-    stage(f"1/4 stimulus set from {plan.set_config.name} -> {out / 'stimuli'}")
+    stage(f"1/4 stimulus set {plan.set_config!r} (built-in config) -> {out / 'stimuli'}")
     folder = build_stimuli(plan, out)
     stage(f"2/4 SIMULATED monitor profile {MONITOR!r} (computed gammas: grey 2.2, r/g/b 1.9/2.2/2.5; not measured) "
           f"-> {out / 'monitors'}")

@@ -14,12 +14,12 @@ from typing import Sequence
 
 from eigdist_core.errors import EigdistError
 
-from . import analyze, calibrate, demo, power, run, stimuli, synth
+from . import analyze, calibrate, demo, init, power, run, stimuli, synth
 
 #: Exit statuses: a user error, and an interrupt (128 + SIGINT, as a shell reports it).
 USER_ERROR, INTERRUPTED = 2, 130
 
-GROUPS = (synth, stimuli, calibrate, run, analyze, power, demo)
+GROUPS = (init, synth, stimuli, calibrate, run, analyze, power, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,14 +12,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a noticeability session (PsychoPy)")
     p.add_argument("--stimuli", required=True, help="stimulus set folder")
     p.add_argument("--monitor", required=True, help="monitor profile name")
-    p.add_argument("--participant", help="participant ID; without it a real run asks in a form (required with --simulate)")
+    p.add_argument("--participant", help="participant ID; without it a real run asks in a dialog (in the terminal "
+                   "without a display); required with --simulate")
     p.add_argument("--session", type=int, default=1)
     p.add_argument("--age", help="optional: age in years (stored in the session sidecar)")
     p.add_argument("--sex", help="optional: female, male or other")
     p.add_argument("--vision", help="optional: normal or corrected")
     p.add_argument("--config", help="experiment TOML (default: experiments/noticeability.toml)")
     p.add_argument("--data", default="data", help="data folder")
-    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS or experiments/monitors)")
+    p.add_argument("--monitors", help="profile folder (default: $EIGDIST_MONITORS, else the per-user folder, e.g. ~/.local/share/eigdist/monitors on Linux)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted session")
     p.add_argument("--pilot", action="store_true", help="allow an uncalibrated display; rows marked")
     p.add_argument("--simulate", metavar="SPEC", help="a simulated observer instead of the keyboard")
@@ -34,18 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from experiments.datafile import SessionFinished
-    from experiments.display import DisplayError
     from experiments.monitor import parse_resolution
+    from experiments.participant_form import ask_participant, check_info
+    from experiments.session import ABORTED, RunOptions, prepare, run_prepared
+
     from .main import INTERRUPTED
-    from experiments.session import ABORTED, RunOptions, check_info, participant_form, prepare, run_prepared
 
     if args.participant is None:
         if args.simulate:
             raise EigdistError("--participant is required with --simulate (the form is for people)")
-        try:
-            info = participant_form(session=args.session)
-        except EOFError:
-            raise EigdistError("the participant form got no answer (input ended); give --participant") from None
+        info = ask_participant(session=args.session)
     else:
         info = check_info(args.participant, args.session, args.age, args.sex, args.vision)
     options = RunOptions(
@@ -63,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         result = run_prepared(prepared)
-    except DisplayError as err:
-        raise EigdistError(str(err)) from None
     except KeyboardInterrupt:
         print("eigdist run: interrupted; every finished trial is saved; rerun with --resume to continue",
               file=sys.stderr)

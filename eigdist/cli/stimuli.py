@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stimuli", help="build, verify and look at stimulus sets")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = actions.add_parser("build", help="build a stimulus set from a TOML config")
-    b.add_argument("config", help="TOML config, e.g. stimuli/demo.toml")
-    b.add_argument("--out", help="the set's folder (default: <config's folder>/<name>)")
+    b.add_argument("config", help="TOML config, e.g. my_set.toml, or a built-in one: demo, demo_quick, seed")
+    b.add_argument("--out", help="the set's folder (default: <config's folder>/<name>; "
+                   "stimuli/<name> for a built-in config)")
     b.add_argument("--executor", choices=("local", "slurm"), default="local")
     b.add_argument("--jobs", type=int, default=1, help="parallel worker processes (local)")
     b.add_argument("--force", action="store_true", help="rebuild into a folder of another set")
@@ -40,9 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
+    from eigdist.configs import built_in_config
+
+    if Path(args.config).exists():
+        return _build(Path(args.config), args.out, args)
+    with built_in_config(args.config) as path:  # not a file: a built-in config, built into ./stimuli/<name>
+        return _build(path, args.out or str(Path("stimuli") / args.config), args)
+
+
+def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) -> int:
     import time
 
-    from eigdist_core.build import build_set
+    from eigdist_core.build import build_set, unconverged_note
+    from eigdist_core.io import load_json
     from eigdist_core.stimulus_set import verify_set
 
     runner, device = None, "cpu"
@@ -50,8 +61,8 @@ def build(args: argparse.Namespace) -> int:
         from eigdist_core.config import load_config
         from eigdist_core.executors import SlurmOptions, run_submitit
 
-        config, base = load_config(args.config)
-        out = Path(args.out) if args.out else base / config.name
+        config, base = load_config(config_path)
+        out = Path(out) if out else base / config.name
         options = SlurmOptions(
             log_folder=args.log_folder or str(out.parent / f"{out.name}.slurm"), partition=args.partition, time_min=args.time,
             gpus=args.gpus, cpus=args.cpus, array_parallelism=args.array_parallelism,
@@ -61,10 +72,13 @@ def build(args: argparse.Namespace) -> int:
     elif args.jobs < 1:
         raise EigdistError(f"--jobs must be >= 1, got {args.jobs}")
     start = time.perf_counter()
-    folder = build_set(args.config, out=args.out, jobs=args.jobs, force=args.force, runner=runner,
+    folder = build_set(config_path, out=out, jobs=args.jobs, force=args.force, runner=runner,
                        device=device, progress=not args.quiet)
     problems = verify_set(folder)
     print(f"built {folder} in {time.perf_counter() - start:.1f} s")
+    note = unconverged_note(load_json(Path(folder) / "manifest.json"))
+    if note:
+        print(f"note: {note}")
     return _report(folder, problems)
 
 
