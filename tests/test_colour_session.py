@@ -148,12 +148,14 @@ def test_config_takes_degrees_or_magnification_not_both(tmp_path):
 
 def test_colour_demo_plan_uses_the_colour_sets_and_a_per_gun_simulated_monitor(tmp_path):
     from eigdist.cli.demo import COLOR_OBSERVER_MODEL, MONITOR, demo_plan, simulated_monitor
+    from eigdist.configs import built_in_config
     from eigdist_core.config import load_config
     from experiments.monitor import load_profile
 
     for quick, name in ((True, "demo_color_quick"), (False, "demo_color")):
         plan = demo_plan(quick, None, color=True)
-        config, _ = load_config(plan.set_config)
+        with built_in_config(plan.set_config) as path:
+            config, _ = load_config(path)
         assert (config.name, config.color, plan.observer_model) == (name, "rgb", COLOR_OBSERVER_MODEL)
         assert any(m.spec == COLOR_OBSERVER_MODEL for m in config.models)
         assert any(m.weights.startswith("random") for m in config.models)  # a torchvision layer, random weights
