@@ -7,6 +7,7 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import EigdistError
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -110,6 +113,27 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(decode_text(path.read_bytes(), path))
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path.name}: not valid TOML: {exc}") from None
+        raise EigdistError(f"{path.name}: not valid TOML: {exc}") from None
+
+
+def decode_text(data: bytes, path: str | os.PathLike) -> str:
+    """Text of a file saved by any editor: UTF-8 (with or without a byte-order mark) or UTF-16 with its mark.
+
+    Raises
+    ------
+    EigdistError
+        Naming ``path`` when the bytes are none of these.
+    """
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            break
+    else:
+        codec = "utf-8"
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise EigdistError(
+            f"{Path(path).name}: not UTF-8 or UTF-16 text (byte {exc.start}); save it as UTF-8"
+        ) from None

@@ -6,10 +6,13 @@ bad value and says what is allowed, so a lab sees at once what to fix.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from .errors import EigdistError
 
 #: Methods accepted by :meth:`Eigendistortion.synthesize`.
 METHODS = ("auto", "exact", "lanczos", "lobpcg", "power")
@@ -175,16 +178,51 @@ def validate_k(k: Any, n: int) -> int:
     return k
 
 
-def validate_positive(name: str, value: Any, *, integer: bool = False, allow_none: bool = False) -> Any:
-    """Check that ``value`` is a finite number > 0 (an int if ``integer``); ``None`` if allowed."""
+class NumberError(EigdistError, TypeError):
+    """A value that is not the number asked for; also a ``TypeError`` for callers of the synthesis API."""
+
+
+def validate_number(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    allow_none: bool = False,
+) -> Any:
+    """Check that ``value`` is a finite number (an int if ``integer``) inside ``[low, high]``; return it.
+
+    The one number check of eigdist: bools are not numbers, NaN and ±inf are
+    refused, ``low_open`` makes the lower bound exclusive (``low=0, low_open=True``
+    means > 0). ``None`` passes when ``allow_none``.
+
+    Raises
+    ------
+    NumberError
+        Naming ``name``, the value and what is allowed.
+    """
     if value is None and allow_none:
         return None
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'} > 0, got {value!r}")
-    if not (value > 0 and value != float("inf")):
-        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+    kind = "an int" if integer else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    allowed = f"{kind}{' ' + ' and '.join(bounds) if bounds else ''}"
+    types = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, types) or not math.isfinite(value):
+        raise NumberError(f"{name} must be {allowed}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low) or high is not None and value > high:
+        raise NumberError(f"{name} must be {allowed}, got {value!r}")
     return value
+
+
+def validate_positive(name: str, value: Any, *, integer: bool = False, allow_none: bool = False) -> Any:
+    """Check that ``value`` is a finite number > 0 (an int if ``integer``); ``None`` if allowed."""
+    return validate_number(name, value, integer=integer, low=0, low_open=True, allow_none=allow_none)
 
 
 def validate_dtype(dtype: Any) -> torch.dtype:

@@ -123,7 +123,7 @@ def conditions(manifest: dict) -> list[Condition]:
         cond = Condition(
             image_id=item["image_id"], model=item["model"], layer=item["layer"], weights=item["weights"],
             direction=item["direction"], item_id=item["item_id"], eigenvalue=item.get("eigenvalue"),
-            alpha_max=min(set_alpha_max, float(shown)) if shown else set_alpha_max,
+            alpha_max=min(set_alpha_max, float(shown)) if shown is not None else set_alpha_max,
         )
         if cond.key in seen:
             raise ValueError(
