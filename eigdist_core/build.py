@@ -22,7 +22,6 @@ import hashlib
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +35,7 @@ from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .executors import run_tasks
 from .contract import DISPLAY_RANGE
 from .errors import EigdistError, in_context
-from .io import atomic_write_bytes, load_json, load_npy, save_npy, sha256_file
+from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
 from .stimulus_set import (
     MANIFEST,
@@ -325,7 +324,7 @@ def build_set(
     validate_number("jobs", jobs, integer=True, low=1)
     config, base = load_config(config_path)
     folder = Path(out) if out is not None else base / config.name
-    _check_writable(folder)
+    check_output_folder(folder, "--out")
     meta = {"config": config.as_dict(), "versions": versions()}
     build_id = compute_build_id(meta["config"], meta["versions"])
     # One build per folder at a time; the lock sits next to the folder, which --force may empty.
@@ -402,23 +401,6 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
 
 def _label(group: Group) -> str:
     return f"{group.image_id} {group.network.spec}"
-
-
-def _check_writable(folder: Path) -> None:
-    """Refuse an output that is a file, or a folder (or its nearest existing parent) this process cannot write."""
-    if folder.exists() and not folder.is_dir():
-        raise BuildError(f"--out {folder} is a file; the set's folder must be a folder (or not exist yet)")
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BuildError(f"--out {folder}: {probe} is a file, so the folder cannot be made")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".eigdist-probe-")
-    except OSError as exc:
-        raise BuildError(f"--out {folder}: cannot write in {probe} ({exc.strerror}); choose another --out") from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def _stale_temps(folder: Path) -> list[Path]:

@@ -66,6 +66,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     return sha256_bytes(data)
 
 
+def check_output_folder(folder: str | os.PathLike, what: str) -> Path:
+    """Check, before any work, that ``folder`` can be written: not a file, and writable here; return it.
+
+    A folder that does not exist yet is checked through its nearest existing
+    parent (a probe file is created there and removed), so a read-only disk or
+    a folder of another user is found before hours of work, not after them.
+
+    Raises
+    ------
+    EigdistError
+        Naming ``what`` (the option, e.g. ``--out``), the folder and the reason.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EigdistError(f"{what} {folder} is a file; give a folder (it is created if it does not exist)")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EigdistError(f"{what} {folder}: {probe} is a file, so the folder cannot be created")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".eigdist-probe-")
+    except OSError as exc:
+        raise EigdistError(f"{what} {folder}: cannot write in {probe} ({exc.strerror}); choose another folder") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return folder
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """The ``.npy`` bytes of ``array`` (deterministic for equal arrays)."""
     buf = io.BytesIO()

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from eigdist_core.errors import EigdistError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +43,7 @@ def build(args: argparse.Namespace) -> int:
 
     from eigdist_core.build import build_set
     from eigdist_core.stimulus_set import verify_set
+    from eigdist_core.validate import validate_number
 
     runner, device = None, "cpu"
     if args.executor == "slurm":
@@ -58,8 +58,8 @@ def build(args: argparse.Namespace) -> int:
             mem_gb=args.mem_gb, cluster=args.cluster,
         )
         runner, device = (lambda fn, tasks: run_submitit(fn, tasks, options)), ("auto" if args.gpus else "cpu")
-    elif args.jobs < 1:
-        raise EigdistError(f"--jobs must be >= 1, got {args.jobs}")
+    else:
+        validate_number("--jobs", args.jobs, integer=True, low=1)
     start = time.perf_counter()
     folder = build_set(args.config, out=args.out, jobs=args.jobs, force=args.force, runner=runner,
                        device=device, progress=not args.quiet)
@@ -76,6 +76,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     from eigdist_core.previews import write_previews
+    from eigdist_core.validate import validate_number
+
+    validate_number("--alpha", args.alpha, low=0, allow_none=True)
 
     for path in write_previews(args.dir, alpha=args.alpha):
         print(f"wrote {path}")
