@@ -345,14 +345,6 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
     """Write the set (the folder is claimed and locked, every input checked); return the folder."""
     for stale in _stale_temps(folder):  # left by a kill inside atomic_write_bytes
         stale.unlink()
-    if (folder / "config.toml").resolve() != config_path.resolve():
-        atomic_write_bytes(folder / "config.toml", config_path.read_bytes())
-    image_entries = []
-    for source in config.images:
-        image_id = image_id_of(source)
-        file = f"images/{image_id}.npy"
-        image_entries.append({"image_id": image_id, "source": source, "file": file,
-                              "sha256": save_npy(folder / file, images[image_id])})
     groups = plan(config)
     order = [i for g in groups for i in g.item_ids]
     done = {e["item_id"]: e for e in (old or {}).get("items", [])
@@ -362,7 +354,7 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
         "created": (old or {}).get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **meta, "channels": config.channels, "size": config.size,
         "value_range": list(config.value_range), "alpha_max": config.alpha_max,
-        "complete": False, "images": image_entries, "items": [],
+        "complete": False, "images": [], "items": [],
     }
 
     def record(complete: bool) -> None:
@@ -370,6 +362,15 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
         manifest["complete"] = complete
         write_manifest(folder, manifest)
 
+    if old is None:  # a new folder gets its manifest first: stopped at any later point, it says
+        record(False)  # which build it belongs to, so the same command resumes it
+    if (folder / "config.toml").resolve() != config_path.resolve():
+        atomic_write_bytes(folder / "config.toml", config_path.read_bytes())
+    for source in config.images:
+        image_id = image_id_of(source)
+        file = f"images/{image_id}.npy"
+        manifest["images"].append({"image_id": image_id, "source": source, "file": file,
+                                   "sha256": save_npy(folder / file, images[image_id])})
     record(False)
     pending = [Task(str(folder), config, g, device) for g in groups if not all(i in done for i in g.item_ids)]
     log = _Log(folder / "build.log")
@@ -433,7 +434,7 @@ def _claim_folder(folder: Path, build_id: str, force: bool, config: SetConfig, b
     if old is not None:
         reason = (f"holds set {old.get('set_id')!r} ({old.get('name')!r}), built from another config "
                   "or other package versions")
-    elif folder.is_dir() and any(folder.iterdir()):
+    elif folder.is_dir() and set(folder.iterdir()) - set(_stale_temps(folder)):
         reason = "is not empty and holds no stimulus set"
     else:
         return None, []

@@ -247,7 +247,7 @@ def test_bad_executor_and_preview_arguments_are_named(built, tmp_path, capsys):
     from eigdist_core.previews import write_previews
 
     assert main(["stimuli", "build", str(built / "config.toml"), "--jobs", "0"]) == 2
-    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+    assert "--jobs must be an int >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="jobs must be an int >= 1, got 0"):
         list(run_tasks(print, [1], jobs=0))
     with pytest.raises(ValueError, match="cluster must be slurm, local or debug, got 'pbs'"):
