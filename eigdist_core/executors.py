@@ -16,6 +16,8 @@ from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from .validate import validate_number
+
 
 def run_tasks(
     fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int = 1
@@ -28,8 +30,7 @@ def run_tasks(
     also keeps a forked child clear of the parent's OpenMP pool. Elsewhere
     they are spawned; ``fn`` and the tasks must be picklable.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    validate_number("jobs", jobs, integer=True, low=1)
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, fn(task)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .contract import DIRECTIONS, DISPLAY_RANGE
 from .errors import EigdistError
+from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_file
 
 SCHEMA_VERSION = 2
@@ -56,8 +57,7 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be an int >= 0, got {index!r}")
+    validate_number("index", index, integer=True, low=0)
     parts = (image_id, model, layer, weights)
     return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
 

@@ -1,5 +1,8 @@
 """Every input check of the synthesis core, in one place.
 
+torch is imported inside the checks that need it, so the number checks cost
+nothing to the modules that read sets without torch.
+
 Each check raises ``ValueError`` or ``TypeError`` with a message that names the
 bad value and says what is allowed, so a lab sees at once what to fix.
 """
@@ -7,18 +10,21 @@ bad value and says what is allowed, so a lab sees at once what to fix.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import EigdistError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 #: Methods accepted by :meth:`Eigendistortion.synthesize`.
 METHODS = ("auto", "exact", "lanczos", "lobpcg", "power")
 
 
 def _describe(value: Any) -> str:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     return repr(value)
@@ -46,6 +52,8 @@ def validate_image(image: Any) -> torch.Tensor:
         If it has the wrong number of dimensions, a batch size other than 1,
         no elements, or non-finite values.
     """
+    import torch
+
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
     if not image.is_floating_point():
@@ -123,6 +131,8 @@ def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
     ValueError
         If the response changes dtype or device, is empty, or is not finite.
     """
+    import torch
+
     if not callable(model):
         raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
     with torch.no_grad():
@@ -153,6 +163,8 @@ def freeze(model: nn.Module | Any) -> Any:
     The caller's model is changed so that Fisher products never accumulate
     parameter gradients; this is plenoptic's ``remove_grad`` contract.
     """
+    from torch import nn
+
     if isinstance(model, nn.Module):
         model.eval()
         for p in model.parameters():
@@ -227,6 +239,8 @@ def validate_positive(name: str, value: Any, *, integer: bool = False, allow_non
 
 def validate_dtype(dtype: Any) -> torch.dtype:
     """Check a computation dtype: ``torch.float32`` or ``torch.float64``."""
+    import torch
+
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     return dtype
