@@ -301,6 +301,15 @@ def build_set(
 ) -> Path:
     """Build (or finish) the set of ``config_path`` into ``out``; return the set's folder.
 
+    Every check (config, output folder, models on the set's colour and size, memory, images)
+    comes before the first write, under an exclusive lock on the folder.
+
+    Raises
+    ------
+    EigdistError
+        For any input problem, naming the config key or file; ``LockedError`` when another
+        process builds this folder; ``FileExistsError`` for a folder of another set without ``force``.
+
     Parameters
     ----------
     config_path
@@ -310,7 +319,9 @@ def build_set(
     jobs
         Local worker processes.
     force
-        Replace a set built from another config (or unknown files) in ``out``.
+        Build into a folder that holds another set or other files: after every check passed,
+        remove only the files an earlier build listed in its manifest (never an input of this
+        config) and refuse to overwrite a file no build listed.
     runner
         ``runner(fn, tasks)`` yielding (task, result) pairs; default the local pool
         with ``jobs`` workers (the SLURM executor plugs in here).
