@@ -87,10 +87,10 @@ def test_force_replaces_only_an_earlier_builds_files_after_every_check(tmp_path,
     assert cli(capsys, "stimuli", "build", str(first), "--out", str(proj), "--quiet")[0] == 2  # not empty
     assert main(["stimuli", "build", str(first), "--out", str(proj), "--force", "--quiet"]) == 0
     old_items = [proj / it["file"] for it in StimulusSet.open(proj).items]
-    # a new config with a bad input: refused before anything is removed
-    bad = config(proj, images='["photos", "missing.png"]', file="bad.toml")
+    # a new config that parses but fails a check (its model cannot take colour): nothing is removed
+    bad = config(proj, images='["photos"]', color="rgb", file="bad.toml")
     code, err = cli(capsys, "stimuli", "build", str(bad), "--out", str(proj), "--force", "--quiet")
-    assert code == 2 and "missing.png" in err
+    assert code == 2 and "cannot take this set's images" in err
     assert verify_set(proj) == [] and all(p.is_file() for p in old_items)
     # a good new config (another image set): the old set's files go, the photos, notes and config stay
     second = config(proj, images='["photos/cam.png", "coffee"]', seed=3, file="second.toml")
