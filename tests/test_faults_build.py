@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def start(config: Path, out: Path, log: Path) -> int:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 2)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # past pytest's capture, into the log
+            sys.stdout = open(1, "w", closefd=False)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             code = main(["stimuli", "build", str(config), "--out", str(out), "--quiet"])
         except BaseException:
@@ -114,7 +117,7 @@ def test_interrupted_builds_resume_to_the_uninterrupted_bytes(reference, tmp_pat
         assert runs <= 5 * TRIALS, f"only {stops} of {runs} runs were stopped"
         log = tmp_path / f"run{runs}.log"
         pid = start(config, out, log)
-        time.sleep(rng.uniform(0.0, duration))
+        time.sleep(rng.uniform(0.01, duration))  # 10 ms: the child is inside main() (it imports nothing)
         os.kill(pid, sig)
         code = finish(pid)
         err = log.read_text()
