@@ -433,7 +433,7 @@ def _claim_folder(folder: Path, build_id: str, force: bool, config: SetConfig, b
     """
     old = _earlier_manifest(folder)
     reads = _inputs(config, base, config_path)
-    for path in reads:
+    for path in sorted(reads):
         for sub in ("images", "items"):
             if (folder / sub).resolve() in path.parents:
                 raise BuildError(
