@@ -19,8 +19,8 @@ ends with the same files and the same manifest as one that was never stopped.
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
-import shutil
 import sys
 import time
 import warnings
@@ -34,21 +34,35 @@ import numpy as np
 from . import __version__
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .executors import run_tasks
-from .errors import in_context
-from .io import atomic_write_bytes, load_json, load_npy, save_npy, sha256_file
+from .contract import DISPLAY_RANGE
+from .errors import EigdistError, in_context
+from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
+from .locks import hold
 from .models.provenance import provenance
 from .stimulus_set import (
     MANIFEST,
     SCHEMA_VERSION,
     alpha_displayable,
-    compute_set_id,
+    compute_build_id,
     item_id_for,
     write_manifest,
 )
-from .validate import freeze
+from .validate import freeze, validate_model, validate_number
 
 #: torch threads while a group is computed (results must not depend on the machine's core count).
 THREADS = 1
+#: Side of the input of the first dry forward pass of each model (colour and output-size check).
+DRY_SIZE = 32
+#: Peak memory of one group ≈ this × 8 bytes × (input values + output values): the forward's
+#: activations, their gradients and the float64 copies of the response curve.
+MEMORY_FACTOR = 16
+#: Files at the top of a set folder that a build writes besides images/ and items/.
+BUILD_FILES = (MANIFEST, "config.toml", "build.log")
+PREVIEW_FILES = ("eigenvalues.png", "response_curves.png")
+
+
+class BuildError(EigdistError):
+    """A build that cannot start: a bad input, model, output folder or memory need; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -114,27 +128,87 @@ def prepare_image(source: str, base: Path, config: SetConfig) -> np.ndarray:
     return (lo + (hi - lo) * image).astype(np.float32)
 
 
-def check_inputs(config: SetConfig, base: Path) -> dict[str, np.ndarray]:
-    """Load every image and every network once, so a bad one fails before any work; return the images.
+def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.ndarray]:
+    """Check every model and image before any work; return the prepared images.
 
-    Errors name the config key (``images[2]``, ``models[0].spec``).
+    Each model runs once on a small input of the set's colour (a model that
+    cannot take the set's images fails here, naming its ``[[models]]`` entry and
+    the ``color`` key), the memory of one group is estimated from that pass and
+    refused when it exceeds this machine's, then each model runs on an image of
+    the set's full size, and every image is loaded and checked (readable, values
+    in [0, 1], no pixel on the display bound 0 or 1 once mapped into
+    ``value_range``). Errors name the config key (``images[2]``, ``models[0]``).
     """
     from . import models
 
+    loaded = []
+    for i, net in enumerate(config.models):
+        try:
+            loaded.append(models.load(net.spec, net.weights))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"models[{i}].weights ({net.weights!r}): {exc}") from None
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise BuildError(f"models[{i}] ({net.spec}, weights {net.weights}): {exc}") from None
+    small = min(DRY_SIZE, config.size)
+    outputs = [_dry_run(i, net, model, config, small) for i, (net, model) in enumerate(zip(config.models, loaded))]
+    _check_memory(config, small, max(outputs), jobs)
+    if small < config.size:
+        for i, (net, model) in enumerate(zip(config.models, loaded)):
+            _dry_run(i, net, model, config, config.size)
     images = {}
     for i, source in enumerate(config.images):
         try:
             images[image_id_of(source)] = prepare_image(source, base, config)
         except (ValueError, OSError) as exc:
             raise in_context(exc, f"images[{i}] ({source!r})") from exc
-    for i, net in enumerate(config.models):
-        try:
-            models.load(net.spec, net.weights)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"models[{i}].weights ({net.weights!r}): {exc}") from None
-        except (ValueError, TypeError, NotImplementedError) as exc:
-            raise ValueError(f"models[{i}] ({net.spec}, weights {net.weights}): {exc}") from None
+        _check_displayable(i, source, images[image_id_of(source)], config)
     return images
+
+
+def _dry_run(i: int, net: ModelEntry, model, config: SetConfig, size: int) -> int:
+    """Run ``model`` on a mid-grey ``size`` × ``size`` image of the set's colour; return its number of outputs."""
+    import torch
+
+    lo, hi = config.value_range
+    x = torch.full((1, config.channels, size, size), (lo + hi) / 2, dtype=torch.float32)
+    try:
+        return validate_model(model, x).numel()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BuildError(
+            f"models[{i}] ({net.spec}, weights {net.weights}) cannot take this set's images "
+            f"(color = {config.color!r}: {config.channels} channel(s), {size} × {size} px): {first}; "
+            f"change the color key (or size), or remove this [[models]] entry"
+        ) from None
+
+
+def _check_memory(config: SetConfig, small: int, outputs: int, jobs: int) -> None:
+    """Refuse a set whose groups would not fit in this machine's memory (before any image is resized)."""
+    scale = (config.size / small) ** 2
+    n = config.channels * config.size**2
+    need = MEMORY_FACTOR * 8 * (n + outputs * scale) * jobs
+    if config.solver == "exact":
+        need += 8 * n * outputs * scale * jobs  # the dense Jacobian
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise BuildError(
+            f"size = {config.size}: {jobs} group(s) at a time would need about {need / 2**30:.3g} GiB "
+            f"({n:.3g} input values, about {outputs * scale:.3g} outputs of the largest layer"
+            f"{', exact solver' if config.solver == 'exact' else ''}), more than this machine's "
+            f"{have / 2**30:.3g} GiB; use a smaller size{' or another solver' if config.solver == 'exact' else ''}"
+        )
+
+
+def _check_displayable(i: int, source: str, image: np.ndarray, config: SetConfig) -> None:
+    """Refuse an image with pixels on the display bound: no distortion could be shown there without clipping."""
+    lo, hi = DISPLAY_RANGE
+    stuck = int(((image <= lo) | (image >= hi)).sum())
+    if stuck:
+        raise BuildError(
+            f"images[{i}] ({source!r}): {stuck} pixel(s) lie on the display bound {lo:g} or {hi:g} once mapped into "
+            f"value_range {list(config.value_range)}, so image ± α·e would clip for every α > 0 "
+            f"(alpha_displayable_max = 0); use a value_range inside (0, 1), e.g. [0.2, 0.8]"
+        )
 
 
 def compute_group(task: Task) -> list[dict]:
@@ -231,6 +305,15 @@ def build_set(
 ) -> Path:
     """Build (or finish) the set of ``config_path`` into ``out``; return the set's folder.
 
+    Every check (config, output folder, models on the set's colour and size, memory, images)
+    comes before the first write, under an exclusive lock on the folder.
+
+    Raises
+    ------
+    EigdistError
+        For any input problem, naming the config key or file; ``LockedError`` when another
+        process builds this folder; ``FileExistsError`` for a folder of another set without ``force``.
+
     Parameters
     ----------
     config_path
@@ -240,7 +323,9 @@ def build_set(
     jobs
         Local worker processes.
     force
-        Replace a set built from another config (or unknown files) in ``out``.
+        Build into a folder that holds another set or other files: after every check passed,
+        remove only the files an earlier build listed in its manifest (never an input of this
+        config) and refuse to overwrite a file no build listed.
     runner
         ``runner(fn, tasks)`` yielding (task, result) pairs; default the local pool
         with ``jobs`` workers (the SLURM executor plugs in here).
@@ -251,32 +336,41 @@ def build_set(
         Show a progress bar (items done/total, current item, ETA).
     """
     config_path = Path(config_path)
+    validate_number("jobs", jobs, integer=True, low=1)
     config, base = load_config(config_path)
     folder = Path(out) if out is not None else base / config.name
+    check_output_folder(folder, "--out")
     meta = {"config": config.as_dict(), "versions": versions(),
             "models": [provenance(m.spec, m.weights) for m in config.models]}
-    set_id = compute_set_id(meta["config"], meta["versions"], meta["models"])
-    old = _claim_folder(folder, set_id, force)
-    images = check_inputs(config, base)
-    for stale in folder.glob("*/.*.tmp"):  # left by a kill inside atomic_write_bytes
+    build_id = compute_build_id(meta["config"], meta["versions"], meta["models"])
+    # One build per folder at a time; the lock sits next to the folder, which --force may empty.
+    where = folder.resolve()
+    with hold(where.parent / f".{where.name}.lock", f"stimulus set {folder}"):
+        old, remove = _claim_folder(folder, build_id, force, config, base, config_path)
+        images = check_inputs(config, base, jobs if runner is None else 1)
+        for path in remove:  # only now, every check passed: what an earlier build of this folder listed
+            path.unlink()
+        for sub in ("images", "items", "previews"):
+            if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
+                (folder / sub).rmdir()
+        return _build(config, config_path, folder, meta, build_id, old, images, jobs, runner, device, progress)
+
+
+def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build_id: str, old: dict | None,
+           images: dict[str, np.ndarray], jobs: int, runner: Callable | None, device: str, progress: bool) -> Path:
+    """Write the set (the folder is claimed and locked, every input checked); return the folder."""
+    for stale in _stale_temps(folder):  # left by a kill inside atomic_write_bytes
         stale.unlink()
-    atomic_write_bytes(folder / "config.toml", config_path.read_bytes())
-    image_entries = []
-    for source in config.images:
-        image_id = image_id_of(source)
-        file = f"images/{image_id}.npy"
-        image_entries.append({"image_id": image_id, "source": source, "file": file,
-                              "sha256": save_npy(folder / file, images[image_id])})
     groups = plan(config)
     order = [i for g in groups for i in g.item_ids]
     done = {e["item_id"]: e for e in (old or {}).get("items", [])
             if e["item_id"] in order and _intact(folder / e["file"], e["sha256"])}
     manifest = {
-        "schema_version": SCHEMA_VERSION, "set_id": set_id, "name": config.name,
+        "schema_version": SCHEMA_VERSION, "build_id": build_id, "name": config.name,
         "created": (old or {}).get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **meta, "channels": config.channels, "size": config.size,
         "value_range": list(config.value_range), "alpha_max": config.alpha_max,
-        "complete": False, "images": image_entries, "items": [],
+        "complete": False, "images": [], "items": [],
     }
 
     def record(complete: bool) -> None:
@@ -284,10 +378,19 @@ def build_set(
         manifest["complete"] = complete
         write_manifest(folder, manifest)
 
+    if old is None:  # a new folder gets its manifest first: stopped at any later point, it says
+        record(False)  # which build it belongs to, so the same command resumes it
+    if (folder / "config.toml").resolve() != config_path.resolve():
+        atomic_write_bytes(folder / "config.toml", config_path.read_bytes())
+    for source in config.images:
+        image_id = image_id_of(source)
+        file = f"images/{image_id}.npy"
+        manifest["images"].append({"image_id": image_id, "source": source, "file": file,
+                                   "sha256": save_npy(folder / file, images[image_id])})
     record(False)
     pending = [Task(str(folder), config, g, device) for g in groups if not all(i in done for i in g.item_ids)]
     log = _Log(folder / "build.log")
-    log.write(f"build {config.name} ({set_id}): {len(order)} items, {len(order) - len(done)} to do, "
+    log.write(f"build {config.name} ({build_id}): {len(order)} items, {len(order) - len(done)} to do, "
               f"{len(pending)} groups, jobs={jobs}")
     runner = runner or (lambda fn, tasks: run_tasks(fn, tasks, jobs))
     from tqdm import tqdm
@@ -309,7 +412,7 @@ def build_set(
             log.write(f"done {g.image_id} {g.network.spec} {g.network.weights}: {len(entries)} items "
                       f"({time.perf_counter() - start:.1f} s since start)")
     record(True)
-    log.write(f"complete: {len(order)} items in {folder}")
+    log.write(f"complete: {len(order)} items in {folder} (set {manifest['set_id']})")
     note = unconverged_note(manifest)
     if note:
         log.write(note)
@@ -331,32 +434,96 @@ def _label(group: Group) -> str:
     return f"{group.image_id} {group.network.spec}"
 
 
-def _claim_folder(folder: Path, set_id: str, force: bool) -> dict | None:
-    """Check that ``folder`` may hold this set; return the manifest of an earlier try of it, if any."""
-    manifest = folder / MANIFEST
-    old = None
-    if manifest.is_file():
-        try:
-            old = load_json(manifest)
-        except ValueError:
-            old = {}
-        if old.get("set_id") == set_id:
-            return old
-        reason = f"holds set {old.get('set_id')!r} ({old.get('name')!r}), built from another config or other package versions"
-    elif folder.exists() and any(folder.iterdir()):
+def _stale_temps(folder: Path) -> list[Path]:
+    """Temporary files of :func:`atomic_write_bytes` (``.<name>.<random>.tmp``) that a kill left in the set."""
+    patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), ("images", ".*.npy.*.tmp"),
+                ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
+    return [p for sub, pattern in patterns for p in (folder / sub).glob(pattern) if p.is_file()]
+
+
+def _claim_folder(folder: Path, build_id: str, force: bool, config: SetConfig, base: Path,
+                  config_path: Path) -> tuple[dict | None, list[Path]]:
+    """Check that ``folder`` may hold this build; return (the manifest of an earlier try of it, files to remove).
+
+    Removes nothing itself. With ``force``, the files to remove are those an
+    earlier eigdist build of the folder listed in its manifest (and its
+    ``config.toml``, ``build.log`` and previews), never a file the new config
+    reads; a file this build would write that no build listed is refused.
+    """
+    old = _earlier_manifest(folder)
+    reads = _inputs(config, base, config_path)
+    for path in sorted(reads):
+        for sub in ("images", "items"):
+            if (folder / sub).resolve() in path.parents:
+                raise BuildError(
+                    f"{path} is an input of this config but lies in {folder / sub}, which the build writes; "
+                    f"move the inputs out of it or build with another --out"
+                )
+    if old is not None and old.get("build_id") == build_id:
+        return old, []
+    if old is not None:
+        reason = (f"holds set {old.get('set_id')!r} ({old.get('name')!r}), built from another config "
+                  "or other package versions")
+    elif folder.is_dir() and set(folder.iterdir()) - set(_stale_temps(folder)):
         reason = "is not empty and holds no stimulus set"
     else:
-        return None
+        return None, []
     if not force:
         raise FileExistsError(
-            f"{folder} {reason}: refusing to build set {set_id} into it; "
-            "use --out for a new folder, or --force to replace its contents"
+            f"{folder} {reason}: refusing to build set {build_id} into it; "
+            "use --out for a new folder, or --force to replace the set's files"
         )
-    for name in ("images", "items", "previews"):
-        shutil.rmtree(folder / name, ignore_errors=True)
-    for name in (MANIFEST, "config.toml", "build.log"):
-        (folder / name).unlink(missing_ok=True)
-    return None
+    ours = _listed_files(folder, old) if old is not None else set()
+    for path in _outputs(folder, config):
+        if path.exists() and path.resolve() not in ours:
+            raise FileExistsError(
+                f"{path} exists and no eigdist build of {folder} listed it: --force replaces only a set's own "
+                "files; move it or use --out for a new folder"
+            )
+    return None, sorted(p for p in ours if p not in reads and p.is_file())
+
+
+def _earlier_manifest(folder: Path) -> dict | None:
+    """The manifest of an eigdist build in ``folder`` (any schema version), or None."""
+    try:
+        old = load_json(folder / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) and "schema_version" in old else None
+
+
+def _listed_files(folder: Path, manifest: dict) -> set[Path]:
+    """The files of ``folder`` that the build of ``manifest`` wrote (resolved; only names a build can write)."""
+    names = list(BUILD_FILES) + [f"previews/{name}" for name in PREVIEW_FILES]
+    for key, sub in (("images", "images/"), ("items", "items/")):
+        for entry in manifest.get(key) or []:
+            file = entry.get("file") if isinstance(entry, dict) else None
+            if isinstance(file, str) and file.startswith(sub) and "/" not in file[len(sub):] and file.endswith(".npy"):
+                names.append(file)
+                if key == "images":
+                    names.append(f"previews/{Path(file).stem}.png")
+    return {(folder / name).resolve() for name in names}
+
+
+def _outputs(folder: Path, config: SetConfig) -> list[Path]:
+    """Every file this build writes."""
+    files = [folder / name for name in BUILD_FILES]
+    files += [folder / "images" / f"{image_id_of(s)}.npy" for s in config.images]
+    files += [folder / "items" / f"{i}.npy" for g in plan(config) for i in g.item_ids]
+    return files
+
+
+def _inputs(config: SetConfig, base: Path, config_path: Path) -> set[Path]:
+    """Every file the config reads (resolved): itself, its image files and weight files."""
+    from .images import BUILTIN_IMAGES
+
+    paths = {config_path.resolve()}
+    paths |= {(base / s).resolve() for s in config.images if s not in BUILTIN_IMAGES}
+    for net in config.models:
+        for candidate in (base / net.weights, Path(net.weights)):
+            if candidate.is_file():
+                paths.add(candidate.resolve())
+    return paths
 
 
 def _intact(file: Path, sha256: str) -> bool:

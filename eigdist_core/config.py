@@ -18,7 +18,7 @@ from .io import read_toml
 from .models import parse_spec
 from .contract import DIRECTIONS
 from .stimulus_set import safe_name
-from .validate import METHODS, validate_positive, validate_value_range
+from .validate import METHODS, validate_number, validate_value_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".npy")
 COLORS = {"grey": 1, "gray": 1, "rgb": 3}
@@ -105,9 +105,7 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     color = raw.get("color", defaults.color)
     if color not in COLORS:
         raise ValueError(f"color: must be 'grey' or 'rgb', got {color!r}")
-    size = _number(raw, "size", defaults.size, integer=True)
-    if size < 8:
-        raise ValueError(f"size: must be >= 8 pixels, got {size}")
+    size = _number(raw, "size", defaults.size, integer=True, low=8)
     try:
         value_range = validate_value_range(raw.get("value_range", defaults.value_range))
     except ValueError as exc:
@@ -120,12 +118,9 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     solver = raw.get("solver", defaults.solver)
     if solver not in METHODS:
         raise ValueError(f"solver: must be one of {', '.join(METHODS)}; got {solver!r}")
-    seed = raw.get("seed", defaults.seed)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
-    response_points = _number(raw, "response_points", defaults.response_points, integer=True)
-    if response_points < 3:
-        raise ValueError(f"response_points: must be >= 3 (0, alpha_max/1000 and alpha_max at least), got {response_points}")
+    seed = _number(raw, "seed", defaults.seed, integer=True, low=0)
+    # 3 at least: 0, alpha_max/1000 and alpha_max
+    response_points = _number(raw, "response_points", defaults.response_points, integer=True, low=3)
     return SetConfig(
         name=name,
         images=_images(raw["images"], base),
@@ -150,11 +145,12 @@ def _no_unknown(table: dict, allowed: set[str], prefix: str) -> None:
         raise ValueError(f"{prefix}{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(allowed))}")
 
 
-def _number(raw: dict, key: str, default: Any, integer: bool = False) -> Any:
-    try:
-        return validate_positive(key, raw.get(key, default), integer=integer)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{key}: {exc}") from None
+def _number(raw: dict, key: str, default: Any, integer: bool = False, low: float | None = None) -> Any:
+    """``raw[key]`` (or ``default``) checked as a finite number > 0, or >= ``low`` when ``low`` is given."""
+    value = raw.get(key, default)
+    if low is None:
+        return validate_number(key, value, integer=integer, low=0, low_open=True)
+    return validate_number(key, value, integer=integer, low=low)
 
 
 def _images(value: Any, base: Path) -> tuple[str, ...]:

@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import io
 import multiprocessing
+import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import EigdistError
+
+from .validate import validate_number
 
 
 def run_tasks(
@@ -35,22 +38,32 @@ def run_tasks(
     also keeps a forked child clear of the parent's OpenMP pool. Elsewhere
     they are spawned; ``fn`` and the tasks must be picklable.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    validate_number("jobs", jobs, integer=True, low=1)
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, fn(task)
         return
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx) as pool:
-        futures = {pool.submit(fn, task): task for task in tasks}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    pool = ctx.Pool(min(jobs, len(tasks)), initializer=_leave_sigint)
+    try:
+        for i, result in pool.imap_unordered(partial(_indexed, fn), enumerate(tasks)):
+            yield tasks[i], result
+        pool.close()
+    finally:
+        # On Ctrl-C, an error or a consumer that stops: stop the workers at once, not after their
+        # groups. Their files are written atomically; the next build removes stray temporary files.
+        pool.terminate()
+        pool.join()
+
+
+def _indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, Any]:
+    """``(i, fn(task))`` for ``item = (i, task)``: tells the parent which task a result belongs to."""
+    return item[0], fn(item[1])
+
+
+def _leave_sigint() -> None:
+    """In a worker: ignore Ctrl-C, which the parent handles (one message, no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass(frozen=True)

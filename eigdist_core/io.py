@@ -7,6 +7,7 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import EigdistError
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -61,6 +64,39 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
             os.unlink(tmp)
         raise
     return sha256_bytes(data)
+
+
+def check_output_folder(path: str | os.PathLike, option: str) -> Path:
+    """Check, before any work, that ``path`` is a folder this process can write into (or create).
+
+    A folder that does not exist yet is checked through its nearest existing parent, by the
+    permissions and by a probe file created and removed there, so a read-only disk or another
+    user's folder is found before hours of work, not after them.
+
+    Raises
+    ------
+    EigdistError
+        If ``path`` is a file, lies under a file, or the folder (or the existing folder it
+        would be created in) cannot be written; the message names ``option`` and the path.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under the file {existing}"
+        raise EigdistError(f"{option} {str(path)!r} {what}; give a folder")
+    where = "" if existing == path else f" (it would be created in {existing})"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EigdistError(f"{option} {str(path)!r} is read-only for this user{where}; give a writable folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".eigdist-probe-")
+    except OSError as exc:
+        raise EigdistError(f"{option} {str(path)!r} cannot be written ({exc.strerror}){where}; "
+                           "give a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -110,32 +146,27 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(decode_text(path.read_bytes(), path))
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path.name}: not valid TOML: {exc}") from None
+        raise EigdistError(f"{path.name}: not valid TOML: {exc}") from None
 
 
-def check_output_folder(path: str | os.PathLike, option: str) -> Path:
-    """Check, before any work, that ``path`` is a folder this process can write into (or create).
+def decode_text(data: bytes, path: str | os.PathLike) -> str:
+    """Text of a file saved by any editor: UTF-8 (with or without a byte-order mark) or UTF-16 with its mark.
 
     Raises
     ------
     EigdistError
-        If ``path`` is a file, lies under a file, or the folder (or the existing folder
-        it would be created in) is not writable; the message names ``option`` and the path.
+        Naming ``path`` when the bytes are none of these.
     """
-    from .errors import EigdistError
-
-    path = Path(path)
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
             break
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is a file" if existing == path else f"lies under the file {existing}"
-        raise EigdistError(f"{option} {str(path)!r} {what}; give a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == path else f" (it would be created in {existing})"
-        raise EigdistError(f"{option} {str(path)!r} is read-only for this user{where}; give a writable folder")
-    return path
+    else:
+        codec = "utf-8"
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise EigdistError(
+            f"{Path(path).name}: not UTF-8 or UTF-16 text (byte {exc.start}); save it as UTF-8"
+        ) from None

@@ -26,10 +26,14 @@ from typing import Any
 import numpy as np
 
 from .contract import DIRECTIONS, DISPLAY_RANGE
+from .errors import EigdistError
+from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+#: Manifest fields outside the set's identity: the id itself, its per-field digests, the first build time.
+NOT_IDENTITY = ("set_id", "digests", "created")
 #: Tolerances of :func:`verify_set`: unit norm, max/min overlap, recorded α.
 NORM_TOL = 1e-4
 OVERLAP_TOL = 0.1
@@ -53,20 +57,107 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be an int >= 0, got {index!r}")
+    validate_number("index", index, integer=True, low=0)
     parts = (image_id, model, layer, weights)
     return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
 
 
-def compute_set_id(config: dict[str, Any], versions: dict[str, str], models: list[dict] | None = None) -> str:
+def compute_build_id(config: dict[str, Any], versions: dict[str, str], models: list[dict] | None = None) -> str:
     """First 16 hex of the sha256 of the parsed config, the package versions and the models' provenance.
 
-    ``models`` (the manifest's ``models``: source and weights files' sha256) makes an
-    edited model file another set; manifests written without it keep their id.
+    What a build is *asked* to make: a rerun with the same build_id resumes, another is refused.
+    ``models`` (the manifest's ``models``: source and weights files' sha256) makes an edited
+    model file another build.
     """
-    payload = json_bytes({"config": config, "versions": versions, **({"models": models} if models is not None else {})})
-    return hashlib.sha256(payload).hexdigest()[:16]
+    return _digest({"config": config, "versions": versions, **({"models": models} if models is not None else {})}, 16)
+
+
+def compute_set_id(manifest: dict[str, Any]) -> str:
+    """First 16 hex of the sha256 of every manifest field but :data:`NOT_IDENTITY`.
+
+    What a set *is*: the config, the shapes and ranges, ``alpha_max``, every
+    image and item entry (sha256, eigenvalue, response curve, ceiling…), so any
+    edit of a field the experiment or the analysis reads changes it.
+    """
+    return _digest({k: v for k, v in manifest.items() if k not in NOT_IDENTITY}, 16)
+
+
+def field_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """A 12-hex digest of each identity field, by path (``alpha_max``, ``config.seed``, ``items[<id>].eigenvalue``).
+
+    Stored in the manifest so that a set whose ``set_id`` no longer matches can say which field changed.
+    """
+    out = {}
+    for key, value in manifest.items():
+        if key in NOT_IDENTITY:
+            continue
+        if key in ("images", "items") and isinstance(value, list):
+            for i, entry in enumerate(value):
+                name = entry.get(f"{key[:-1]}_id", i) if isinstance(entry, dict) else i
+                fields = entry.items() if isinstance(entry, dict) else [("", entry)]
+                for sub, v in fields:
+                    out[f"{key}[{name}]" + (f".{sub}" if sub else "")] = _digest(v, 12)
+        elif key in ("config", "versions") and isinstance(value, dict):
+            for sub, v in value.items():
+                out[f"{key}.{sub}"] = _digest(v, 12)
+        else:
+            out[key] = _digest(value, 12)
+    return out
+
+
+def seal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Set ``digests`` and ``set_id`` of ``manifest`` from its content, in place; return it."""
+    manifest["digests"] = field_digests(manifest)
+    manifest["set_id"] = compute_set_id(manifest)
+    return manifest
+
+
+def identity_problems(manifest: dict[str, Any]) -> list[str]:
+    """Why ``manifest`` is not the set its ``set_id`` names, each naming the field (empty = it is)."""
+    problems = []
+    if manifest.get("set_id") != compute_set_id(manifest):
+        stored = manifest.get("digests") if isinstance(manifest.get("digests"), dict) else {}
+        now = field_digests(manifest)
+        before, after = _entries(stored), _entries(now)
+        problems += [f"{MANIFEST}: {e} was removed" for e in sorted(before - after)]
+        problems += [f"{MANIFEST}: {e} was added" for e in sorted(after - before)]
+        changed = (before - after) | (after - before)
+        for path in sorted(set(stored) | set(now)):
+            if _entry_of(path) in changed:
+                continue
+            if path not in now:
+                problems.append(f"{MANIFEST}: {path} was removed")
+            elif path not in stored:
+                problems.append(f"{MANIFEST}: {path} was added")
+            elif stored[path] != now[path]:
+                problems.append(f"{MANIFEST}: {path} was edited")
+        if not problems:
+            problems.append(f"{MANIFEST}: set_id {manifest.get('set_id')!r} does not match the manifest's content "
+                            f"({compute_set_id(manifest)}): set_id or digests were edited")
+    config, versions = manifest.get("config"), manifest.get("versions")
+    if isinstance(config, dict) and isinstance(versions, dict):
+        build_id = compute_build_id(config, versions, manifest.get("models"))
+        if manifest.get("build_id") != build_id:
+            problems.append(f"{MANIFEST}: build_id {manifest.get('build_id')!r} does not match its config, versions "
+                            f"and models ({build_id})")
+        for key in ("size", "value_range", "alpha_max"):
+            if key in config and manifest.get(key) != config[key]:
+                problems.append(f"{MANIFEST}: {key} is {manifest.get(key)!r} but config.{key} is {config[key]!r}")
+    return problems
+
+
+def _entries(digests: dict[str, str]) -> set[str]:
+    """The image and item entries (``items[<id>]``) named by the paths of ``digests``."""
+    return {_entry_of(path) for path in digests if path.startswith(("images[", "items["))}
+
+
+def _entry_of(path: str) -> str:
+    """``items[<id>]`` for ``items[<id>].<field>`` (ids may hold dots, never brackets); else the top-level key."""
+    return path[: path.index("]") + 1] if path.startswith(("images[", "items[")) else path.split(".")[0]
+
+
+def _digest(value: Any, length: int) -> str:
+    return hashlib.sha256(json_bytes(value)).hexdigest()[:length]
 
 
 def alpha_displayable(image: np.ndarray, direction: np.ndarray, bounds=DISPLAY_RANGE) -> float:
@@ -103,8 +194,29 @@ def schema_problems(manifest: Any) -> list[str]:
 
 
 def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> str:
-    """Atomically write ``manifest.json`` into ``folder``; return its sha256."""
-    return save_json(Path(folder) / MANIFEST, manifest)
+    """Seal ``manifest`` (set its ``digests`` and ``set_id``, in place), write it atomically into ``folder``; return its sha256."""
+    return save_json(Path(folder) / MANIFEST, seal(manifest))
+
+
+class SetError(EigdistError):
+    """A stimulus set that cannot be used: unreadable, of another format, or changed after its build."""
+
+
+def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
+    """``(manifest, None)``, or ``(None, problem)`` with the problem starting with ``manifest.json: ``."""
+    file = path / MANIFEST
+    if not file.is_file():
+        return None, f"{MANIFEST}: not found: the folder is not a stimulus set (build one with 'eigdist stimuli build')"
+    try:
+        manifest = load_json(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"{MANIFEST}: not valid JSON ({exc})"
+    found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if found != SCHEMA_VERSION:
+        older = isinstance(found, int) and found < SCHEMA_VERSION
+        hint = "; it was built by an older eigdist: build it again with 'eigdist stimuli build CONFIG --force'" if older else ""
+        return None, f"{MANIFEST}: schema_version must be {SCHEMA_VERSION}, got {found!r}{hint}"
+    return manifest, None
 
 
 @dataclass
@@ -130,18 +242,31 @@ class StimulusSet:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "StimulusSet":
-        """Read the manifest of the set in folder ``path`` (no file checks: see :func:`verify_set`)."""
+        """Read the manifest of the set in folder ``path`` and check its identity.
+
+        File contents are not read here (see :func:`verify_set`), but a manifest
+        whose fields no longer give its ``set_id`` (a hand edit) is refused.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds no manifest.
+        SetError
+            If the manifest is unreadable, of another schema version, or edited (naming the fields).
+        """
         path = Path(path)
-        file = path / MANIFEST
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} not found: {path} is not a stimulus set (build one with 'eigdist stimuli build')")
-        try:
-            manifest = load_json(file)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{file} is not valid JSON: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-            found = manifest.get("schema_version") if isinstance(manifest, dict) else None
-            raise ValueError(f"{file}: schema_version must be {SCHEMA_VERSION}, got {found!r}")
+        manifest, problem = _read_manifest(path)
+        if problem is not None:
+            error = FileNotFoundError if manifest is None and "not found" in problem else SetError
+            raise error(f"{path}/{problem}")
+        problems = identity_problems(manifest)
+        if problems:
+            more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise SetError(
+                f"stimulus set {path} was changed after it was built, so it is not set {manifest.get('set_id')!r}: "
+                + "; ".join(p.removeprefix(f"{MANIFEST}: ") for p in problems[:5]) + more
+                + "; rebuild it, or restore its manifest.json ('eigdist stimuli verify' lists every problem)"
+            )
         obj = cls(path, manifest)
         obj._images = {im["image_id"]: im for im in manifest.get("images", [])}
         obj._items = {it["item_id"]: it for it in manifest.get("items", [])}
@@ -191,22 +316,22 @@ def _read_array(file: Path) -> np.ndarray:
 def verify_set(path: str | os.PathLike) -> list[str]:
     """Check a whole set; return every problem found, each naming its file (empty = OK).
 
-    Checks: the manifest against its JSON Schema; every listed file exists with
+    Checks: the set's identity (``set_id`` from every field, naming each field
+    edited since the build); the manifest against its JSON Schema; every listed file exists with
     its sha256; images are finite float32 C × H × W in value_range; items are
     finite float32 of the image's shape with unit norm; each item's
     ``alpha_displayable_max`` is what its image and direction give (so the
     image ± min(alpha_max, alpha_displayable_max)·e is displayable); the max
-    and min directions of a condition differ (|cos| < 0.1).
+    and min directions of a condition differ (|cos| < 0.1). A file gets every
+    problem it has (a changed sha256 and a wrong norm, say), not just the first.
     """
     path = Path(path)
-    try:
-        sset = StimulusSet.open(path)
-    except (FileNotFoundError, ValueError) as exc:
-        return [str(exc)]
-    m = sset.manifest
+    m, problem = _read_manifest(path)
+    if problem is not None:
+        return [problem]
     problems = schema_problems(m)
     if problems:
-        return problems  # field checks below rely on the schema
+        return identity_problems(m) + problems  # the field checks below rely on the schema
     problems += _id_problems(m)
     images = {}
     lo, hi = m["value_range"]
@@ -220,7 +345,8 @@ def verify_set(path: str | os.PathLike) -> list[str]:
             problems.append(
                 f"{entry['file']}: values [{array.min():.6g}, {array.max():.6g}] leave value_range [{lo}, {hi}]"
             )
-        images[entry["image_id"]] = array
+        if not bad:  # a changed image is reported once, not again through each of its items
+            images[entry["image_id"]] = array
     vectors: dict[tuple, np.ndarray] = {}
     for entry in m["items"]:
         array, bad = _checked_array(path, entry, shape)
@@ -233,7 +359,7 @@ def verify_set(path: str | os.PathLike) -> list[str]:
         image = images.get(entry["image_id"])
         if image is not None:
             problems += _alpha_problems(entry, image, array, m["alpha_max"])
-        if entry["index"] == 0 and entry["direction"] in ("max", "min"):
+        if entry["index"] == 0 and entry["direction"] in ("max", "min") and not bad:
             key = tuple(entry[k] for k in ("image_id", "model", "layer", "weights"))
             vectors[key + (entry["direction"],)] = array
     for key, vmax in vectors.items():
@@ -249,10 +375,7 @@ def verify_set(path: str | os.PathLike) -> list[str]:
 
 
 def _id_problems(m: dict) -> list[str]:
-    problems = []
-    set_id = compute_set_id(m["config"], m["versions"], m.get("models"))
-    if m["set_id"] != set_id:
-        problems.append(f"{MANIFEST}: set_id {m['set_id']} does not match its config and versions ({set_id})")
+    problems = identity_problems(m)
     image_ids = {im["image_id"] for im in m["images"]}
     for im in m["images"]:
         if im["file"] != f"images/{im['image_id']}.npy":
@@ -275,30 +398,36 @@ def _id_problems(m: dict) -> list[str]:
 
 
 def _checked_array(folder: Path, entry: dict, shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str]]:
-    """Hash, load and check one listed array; (array or None, problems)."""
+    """Hash, load and check one listed array; (array, or None when unusable; every problem found).
+
+    A sha256 mismatch does not stop the checks: the content checks say what else is wrong with the file.
+    """
     file = folder / entry["file"]
     if not file.is_file():
         return None, [f"{entry['file']}: missing"]
+    problems = []
     digest = sha256_file(file)
     if digest != entry["sha256"]:
-        return None, [f"{entry['file']}: sha256 {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}…"]
+        problems.append(f"{entry['file']}: sha256 {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}…")
     try:
         array = load_npy(file)
     except (ValueError, OSError) as exc:
-        return None, [f"{entry['file']}: not a readable .npy file ({exc})"]
-    problems = []
+        return None, problems + [f"{entry['file']}: not a readable .npy file ({exc})"]
+    usable = len(problems)
     if array.dtype != np.float32:
         problems.append(f"{entry['file']}: dtype {array.dtype}, expected float32")
     if array.shape != shape:
         problems.append(f"{entry['file']}: shape {array.shape}, expected {shape}")
     if not np.isfinite(array).all():
         problems.append(f"{entry['file']}: {int((~np.isfinite(array)).sum())} NaN or infinite values")
-    return (None if problems else array), problems
+    return (array if len(problems) == usable else None), problems
 
 
 def _alpha_problems(entry: dict, image: np.ndarray, item: np.ndarray, alpha_max: float) -> list[str]:
     recorded = entry["alpha_displayable_max"]
     actual = alpha_displayable(image, item)
+    if actual == 0.0:
+        return [f"{entry['file']}: cannot be shown without clipping (image ± α·e leaves [0, 1] for every α > 0)"]
     if not math.isclose(recorded, actual, rel_tol=ALPHA_RTOL, abs_tol=1e-9):
         return [
             f"{entry['file']}: alpha_displayable_max is {recorded:.6g} in the manifest but image ± α·e "

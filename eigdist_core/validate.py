@@ -1,21 +1,30 @@
 """Every input check of the synthesis core, in one place.
 
+torch is imported inside the checks that need it, so the number checks cost
+nothing to the modules that read sets without torch.
+
 Each check raises ``ValueError`` or ``TypeError`` with a message that names the
 bad value and says what is allowed, so a lab sees at once what to fix.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
-from torch import nn
+from .errors import EigdistError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 #: Methods accepted by :meth:`Eigendistortion.synthesize`.
 METHODS = ("auto", "exact", "lanczos", "lobpcg", "power")
 
 
 def _describe(value: Any) -> str:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     return repr(value)
@@ -43,6 +52,8 @@ def validate_image(image: Any) -> torch.Tensor:
         If it has the wrong number of dimensions, a batch size other than 1,
         no elements, or non-finite values.
     """
+    import torch
+
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
     if not image.is_floating_point():
@@ -120,6 +131,8 @@ def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
     ValueError
         If the response changes dtype or device, is empty, or is not finite.
     """
+    import torch
+
     if not callable(model):
         raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
     with torch.no_grad():
@@ -150,6 +163,8 @@ def freeze(model: nn.Module | Any) -> Any:
     The caller's model is changed so that Fisher products never accumulate
     parameter gradients; this is plenoptic's ``remove_grad`` contract.
     """
+    from torch import nn
+
     if isinstance(model, nn.Module):
         model.eval()
         for p in model.parameters():
@@ -175,20 +190,57 @@ def validate_k(k: Any, n: int) -> int:
     return k
 
 
-def validate_positive(name: str, value: Any, *, integer: bool = False, allow_none: bool = False) -> Any:
-    """Check that ``value`` is a finite number > 0 (an int if ``integer``); ``None`` if allowed."""
+class NumberError(EigdistError, TypeError):
+    """A value that is not the number asked for; also a ``TypeError`` for callers of the synthesis API."""
+
+
+def validate_number(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    allow_none: bool = False,
+) -> Any:
+    """Check that ``value`` is a finite number (an int if ``integer``) inside ``[low, high]``; return it.
+
+    The one number check of eigdist: bools are not numbers, NaN and ±inf are
+    refused, ``low_open`` makes the lower bound exclusive (``low=0, low_open=True``
+    means > 0). ``None`` passes when ``allow_none``.
+
+    Raises
+    ------
+    NumberError
+        Naming ``name``, the value and what is allowed.
+    """
     if value is None and allow_none:
         return None
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'} > 0, got {value!r}")
-    if not (value > 0 and value != float("inf")):
-        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+    kind = "an int" if integer else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    allowed = f"{kind}{' ' + ' and '.join(bounds) if bounds else ''}"
+    types = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, types) or not math.isfinite(value):
+        raise NumberError(f"{name} must be {allowed}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low) or high is not None and value > high:
+        raise NumberError(f"{name} must be {allowed}, got {value!r}")
     return value
+
+
+def validate_positive(name: str, value: Any, *, integer: bool = False, allow_none: bool = False) -> Any:
+    """Check that ``value`` is a finite number > 0 (an int if ``integer``); ``None`` if allowed."""
+    return validate_number(name, value, integer=integer, low=0, low_open=True, allow_none=allow_none)
 
 
 def validate_dtype(dtype: Any) -> torch.dtype:
     """Check a computation dtype: ``torch.float32`` or ``torch.float64``."""
+    import torch
+
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     return dtype

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eigdist_core.io import load_json, save_json
+from eigdist_core.io import load_json
 from experiments.datafile import read_trials, session_paths
 from experiments.engine import open_engine, open_stimuli, run_headless
 from experiments.observers import make_responder
@@ -76,14 +76,14 @@ def test_open_stimuli_refusals(stimulus_set, tmp_path, monkeypatch):
     shutil.copytree(stimulus_set, broken)
     item = next((broken / "items").glob("*.npy"))
     np.save(item, np.zeros((1, 16, 16), np.float32))
-    with pytest.raises(ValueError, match=rf"failed verification \(1 problem\(s\)\): items/{item.name}: sha256"):
+    with pytest.raises(ValueError, match=rf"failed verification \(3 problem\(s\)\): items/{item.name}: sha256"):
         open_stimuli(broken)
     import eigdist_core.stimulus_set as stimulus_set_module
 
     colour = tmp_path / "colour"
     shutil.copytree(stimulus_set, colour)
     manifest = load_json(colour / "manifest.json")
-    save_json(colour / "manifest.json", {**manifest, "channels": 3})
+    stimulus_set_module.write_manifest(colour, {**manifest, "channels": 3})  # resealed: a set built so
     monkeypatch.setattr(stimulus_set_module, "verify_set", lambda path: [])
     from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile
 

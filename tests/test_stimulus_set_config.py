@@ -60,12 +60,12 @@ def test_image_folder_is_expanded_relative_to_the_config(tmp_path):
     ({"value_range": "[-0.1, 0.9]"}, r"value_range: .*got \[-0.1, 0.9\]"),
     ({"directions": '["max", "sideways"]'}, "directions: must be a non-empty list drawn from max, min, random; got"),
     ({"solver": '"magic"'}, "solver: must be one of auto, exact, lanczos, lobpcg, power; got 'magic'"),
-    ({"alpha_max": "-1"}, "alpha_max: alpha_max must be > 0"),
-    ({"k": "1.5"}, "k: k must be an int > 0, got 1.5"),
+    ({"alpha_max": "-1"}, "alpha_max must be a number > 0, got -1"),
+    ({"k": "1.5"}, "k must be an int > 0, got 1.5"),
     ({"images": '["camera", "no_such_photo.png"]'}, r"images\[1\]: 'no_such_photo.png' is neither a file, a folder nor a built-in name"),
     ({"images": '["camera", "camera"]'}, "images: two images have the id 'camera'"),
     ({"name": '"my set"'}, "name: must be a non-empty string of letters"),
-    ({"response_points": "2"}, r"response_points: must be >= 3 \(0, alpha_max/1000 and alpha_max at least\), got 2"),
+    ({"response_points": "2"}, "response_points must be an int >= 3, got 2"),
 ])
 def test_bad_config_keys_are_named(tmp_path, keys, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):

@@ -12,6 +12,8 @@ from eigdist_core.io import save_npy
 from eigdist_core.stimulus_set import (
     StimulusSet,
     alpha_displayable,
+    SetError,
+    compute_build_id,
     compute_set_id,
     item_id_for,
     schema_problems,
@@ -43,7 +45,7 @@ def make_tiny_set(folder: Path, size: int = 4) -> dict:
             "response_curve": {"alpha": [0.0, 1.0], "distance": [0.0, 1.0]},
         })
     manifest = {
-        "schema_version": 1, "set_id": compute_set_id(config, versions), "name": "tiny",
+        "schema_version": 2, "build_id": compute_build_id(config, versions), "name": "tiny",
         "created": "2026-11-27T00:00:00+00:00", "config": config, "versions": versions,
         "channels": 1, "size": size, "value_range": [0.2, 0.8], "alpha_max": 1.0,
         "complete": True, "images": images, "items": items,
@@ -74,13 +76,21 @@ def test_item_id_rejects_bad_parts(direction, index, message):
         item_id_for("a", "m", "l", "w", direction, index)
 
 
-def test_set_id_depends_on_config_and_versions():
+def test_build_id_depends_on_config_and_versions():
     v = {"python": "3", "torch": "2", "eigdist": "0"}
-    a = compute_set_id({"seed": 0}, v)
+    a = compute_build_id({"seed": 0}, v)
     assert len(a) == 16 and int(a, 16) >= 0
-    assert a == compute_set_id({"seed": 0}, dict(v))
-    assert a != compute_set_id({"seed": 1}, v)
-    assert a != compute_set_id({"seed": 0}, {**v, "torch": "3"})
+    assert a == compute_build_id({"seed": 0}, dict(v))
+    assert a != compute_build_id({"seed": 1}, v)
+    assert a != compute_build_id({"seed": 0}, {**v, "torch": "3"})
+
+
+def test_set_id_covers_every_field_but_its_own_digests_and_created(tiny):
+    m = StimulusSet.open(tiny).manifest
+    assert m["set_id"] == compute_set_id(m)
+    assert compute_set_id({**m, "created": "2030-01-01T00:00:00+00:00", "set_id": "0" * 16, "digests": {}}) == m["set_id"]
+    for key in ("alpha_max", "value_range", "complete", "images", "items", "config", "build_id", "name"):
+        assert compute_set_id({**m, key: None}) != m["set_id"], key
 
 
 def test_alpha_displayable_closed_form():
@@ -126,7 +136,8 @@ def test_flipped_byte_in_any_file_is_named(tiny):
         data[-1] ^= 0x01
         path.write_bytes(bytes(data))
         problems = verify_set(tiny)
-        assert len(problems) == 1 and problems[0].startswith(f"{name}: sha256"), problems
+        # the sha256 first, then whatever else the flip broke in that file, and nothing about the others
+        assert problems[0].startswith(f"{name}: sha256") and all(p.startswith(f"{name}: ") for p in problems), problems
         data[-1] ^= 0x01
         path.write_bytes(bytes(data))
     manifest = tiny / "manifest.json"
@@ -143,14 +154,14 @@ def test_verify_names_every_content_problem(tiny):
     m["items"][1]["alpha_displayable_max"] = 5.0
     m["images"][0]["sha256"] = save_npy(tiny / "images/img.npy", np.full((1, 4, 4), 0.9, dtype=np.float32))
     m["complete"] = False
-    m["config"]["seed"] = 1  # the manifest no longer matches its set_id
+    m["config"]["seed"] = 1  # the manifest no longer matches its build_id
     write_manifest(tiny, m)
     problems = "\n".join(verify_set(tiny))
     assert f"{m['items'][0]['file']}: L2 norm is 2" in problems
     assert "images/img.npy: values [0.9, 0.9] leave value_range [0.2, 0.8]" in problems
     assert f"{m['items'][1]['file']}: alpha_displayable_max is 5 in the manifest" in problems
     assert "complete = false" in problems
-    assert f"manifest.json: set_id {m['set_id']} does not match its config and versions" in problems
+    assert f"manifest.json: build_id {m['build_id']!r} does not match its config and versions" in problems
 
 
 def test_verify_catches_max_equal_to_min(tiny):
@@ -177,9 +188,65 @@ def test_verify_names_nonfinite_and_missing_files(tiny):
 
 def test_reader_names_a_broken_or_foreign_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ValueError, match="manifest.json is not valid JSON"):
+    with pytest.raises(SetError, match="manifest.json: not valid JSON"):
         StimulusSet.open(tmp_path)
-    assert verify_set(tmp_path)[0].endswith("manifest.json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+    assert verify_set(tmp_path) == ["manifest.json: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"]
     (tmp_path / "manifest.json").write_text('{"schema_version": 7}')
-    with pytest.raises(ValueError, match="schema_version must be 1, got 7"):
+    with pytest.raises(SetError, match="schema_version must be 2, got 7"):
         StimulusSet.open(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1}')
+    assert "built by an older eigdist: build it again" in verify_set(tmp_path)[0]
+
+
+def _hand_edit(folder: Path, edit) -> None:
+    """Change manifest.json as a text editor would: load, edit, dump (no resealing)."""
+    import json
+
+    path = folder / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m, indent=1))
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda m: m.update(alpha_max=0.4), "alpha_max was edited"),
+    (lambda m: m["items"][0].update(eigenvalue=m["items"][0]["eigenvalue"] * 1000),
+     "items[img__net__conv.1__random-0__max0].eigenvalue was edited"),
+    (lambda m: m["items"][2]["response_curve"].update(distance=[0.0, 0.0]),
+     "items[img__net__conv.1__random-0__random0].response_curve was edited"),
+    (lambda m: m.update(items=[it for it in m["items"] if it["direction"] != "min"]),
+     "items[img__net__conv.1__random-0__min0] was removed"),
+    (lambda m: m["config"].update(seed=5), "config.seed was edited"),
+    (lambda m: m.update(set_id="0123456789abcdef"), "set_id '0123456789abcdef' does not match the manifest's content"),
+])
+def test_hand_edits_of_the_manifest_are_named_by_verify_and_refused_by_open(tiny, edit, named):
+    _hand_edit(tiny, edit)
+    problems = verify_set(tiny)
+    assert any(p.startswith(f"manifest.json: {named}") for p in problems), problems
+    with pytest.raises(SetError, match="was changed after it was built") as err:
+        StimulusSet.open(tiny)
+    assert named in str(err.value) and str(tiny) in str(err.value)
+
+
+def test_verify_reports_every_problem_of_an_altered_and_rescaled_item(tiny):
+    m = StimulusSet.open(tiny).manifest
+    path = tiny / m["items"][0]["file"]
+    vec = np.load(path)
+    vec[0, 0, 0] += 0.1  # altered ...
+    np.save(path, 3 * vec)  # ... and rescaled
+    problems = [p for p in verify_set(tiny) if p.startswith(m["items"][0]["file"])]
+    assert any(": sha256 " in p for p in problems), problems
+    assert any(": L2 norm is " in p for p in problems), problems
+    assert any(": alpha_displayable_max is " in p for p in problems), problems
+
+
+def test_an_item_that_cannot_be_shown_is_a_problem(tiny):
+    m = StimulusSet.open(tiny).manifest
+    image = np.load(tiny / "images/img.npy")
+    image[0, 0, 0] = 1.0  # a pixel on the display bound: image ± α·e clips at every α > 0
+    m["images"][0]["sha256"] = save_npy(tiny / "images/img.npy", image)
+    m["value_range"] = [0.2, 1.0]
+    for it in m["items"]:
+        it["alpha_displayable_max"] = 0.0
+    write_manifest(tiny, m)
+    assert f"{m['items'][0]['file']}: cannot be shown without clipping (image ± α·e leaves [0, 1] for every α > 0)" in verify_set(tiny)

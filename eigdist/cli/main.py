@@ -43,8 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Anything that is not a user error (:class:`EigdistError` or a missing, existing or
     forbidden file) is a bug and keeps its traceback.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the command started: nothing to resume, no traceback
+        print("eigdist: interrupted; rerun the same command to resume", file=sys.stderr)
+        return INTERRUPTED
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

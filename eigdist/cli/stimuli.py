@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from eigdist_core.errors import EigdistError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +54,7 @@ def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) 
     from eigdist_core.build import build_set, unconverged_note
     from eigdist_core.io import load_json
     from eigdist_core.stimulus_set import verify_set
+    from eigdist_core.validate import validate_number
 
     runner, device = None, "cpu"
     if args.executor == "slurm":
@@ -69,8 +69,8 @@ def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) 
             mem_gb=args.mem_gb, cluster=args.cluster,
         )
         runner, device = (lambda fn, tasks: run_submitit(fn, tasks, options)), ("auto" if args.gpus else "cpu")
-    elif args.jobs < 1:
-        raise EigdistError(f"--jobs must be >= 1, got {args.jobs}")
+    else:
+        validate_number("--jobs", args.jobs, integer=True, low=1)
     start = time.perf_counter()
     folder = build_set(config_path, out=out, jobs=args.jobs, force=args.force, runner=runner,
                        device=device, progress=not args.quiet)
@@ -90,6 +90,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     from eigdist_core.previews import write_previews
+    from eigdist_core.validate import validate_number
+
+    validate_number("--alpha", args.alpha, low=0, allow_none=True)
 
     for path in write_previews(args.dir, alpha=args.alpha):
         print(f"wrote {path}")

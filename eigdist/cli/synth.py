@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 DEFAULT_ALPHA = 3.0
+#: Largest --size: one synthesis holds several image-sized float64 arrays and, for the exact
+#: solver, a Jacobian of (outputs × size²) values; beyond this a laptop runs out of memory.
+MAX_SIZE = 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from eigdist_core import models
     from eigdist_core.eigendistortion import Eigendistortion
     from eigdist_core.images import load_image
+    from eigdist_core.io import check_output_folder
     from eigdist_core.plots import eigendistortion_figure, save_figure
+    from eigdist_core.validate import validate_number
 
+    validate_number("--alpha", args.alpha, low=0)
+    validate_number("--size", args.size, integer=True, low=2, high=MAX_SIZE)
+    validate_number("--k", args.k, integer=True, low=1)
+    check_output_folder(args.out, "--out")
     weights = args.weights or models.default_weights(args.model)
     image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
     model = models.load(args.model, weights=weights)
