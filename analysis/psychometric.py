@@ -123,6 +123,11 @@ def _where(trials: pd.DataFrame, i: int) -> str:
     return f"trial row {trials.index[i]!r}{origin}"
 
 
+def _show(value: object) -> str:
+    """A cell as the user wrote it: numpy scalars as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _bool_column(trials: pd.DataFrame, column: str) -> np.ndarray:
     """A column of True/False (bools or 0/1); anything else raises naming the first bad row."""
     if trials[column].dtype == bool:
@@ -132,7 +137,7 @@ def _bool_column(trials: pd.DataFrame, column: str) -> np.ndarray:
                    for v in values], dtype=bool)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
-        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {values[i]!r}; "
+        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(values[i])}; "
                              "allowed: True or False (or 1 / 0)")
     return values.astype(bool)
 
@@ -144,7 +149,7 @@ def _number_column(trials: pd.DataFrame, column: str, ok, allowed: str) -> np.nd
         good = np.isfinite(values) & ok(values)
     if not good.all():
         i = int(np.flatnonzero(~good)[0])
-        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {trials[column].iat[i]!r}; "
+        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(trials[column].iat[i])}; "
                              f"allowed: {allowed}")
     return values
 
