@@ -53,7 +53,8 @@ SLOPE_PRIOR = {"weibull": (np.log(3.0), 0.5), "lognormal": (np.log(0.4), 0.5)}
 FIT_COLUMNS = (*CONDITION, "alpha", "correct", "n_alternatives", "is_catch")
 #: Quality flags of a threshold, in the order ``flags`` lists them.
 FLAGS = ("not_estimable", "censored", "below_range", "few_trials", "slope_at_bound", "poor_fit", "unconverged")
-#: Flags that say a threshold's *value* may be unreliable (bounds are handled by the ranking).
+#: Flags that question a threshold's value (bounds are handled by the ranking): a D built on one
+#: is marked and counted (``n_flagged``), never used silently.
 QUALITY_FLAGS = ("few_trials", "slope_at_bound", "poor_fit", "unconverged")
 
 
@@ -190,7 +191,7 @@ def validate_trials(trials: pd.DataFrame, alpha_max: float | None = None) -> pd.
     return data
 
 
-def _pool(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pool_levels(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-condition summary and per-(condition, α) counts of validated non-catch trials."""
     keys = list(CONDITION)
     alts = data.groupby(keys, sort=True)["n_alternatives"].nunique()
@@ -268,7 +269,7 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     TrialDataError
         For input the fits cannot use (see :func:`validate_trials`).
     """
-    conditions, levels = _pool(validate_trials(trials, alpha_max))
+    conditions, levels = pool_levels(validate_trials(trials, alpha_max))
     if "alpha_max" not in conditions:
         conditions["alpha_max"] = float(alpha_max)
     batch = _batch(conditions, levels, options)
