@@ -20,7 +20,9 @@ and the same for both fitters: validation, ``few_trials``, the deviance
 test (``gof_p``, ``poor_fit``) and the censoring test (the likelihood ratio
 at alpha_max; a MAP threshold at or above alpha_max is censored too), so both
 feed the ranking the same bounds. ``slope_at_bound`` does not apply (the
-prior keeps the width inside its range) and is false.
+prior keeps the width inside its range) and is false. A condition tested at
+one α only is not given to psignifit (it refuses it): it is a bound where the
+censoring test says so, else not estimable.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def _fit_chunk(task: tuple[list[np.ndarray], list[int], list[tuple[float, float]
     data, choices, ranges, function, max_lapse = task
     out = []
     for counts, n_alt, stimulus_range in zip(data, choices, ranges):
+        if len(counts) < 2:  # psignifit needs two levels; the censoring test decides these
+            out.append((np.nan,) * 5)
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = psignifit.psignifit(
@@ -111,10 +116,10 @@ def fit_thresholds_psignifit(trials: pd.DataFrame, alpha_max: float | None = Non
         results[tasks.index(task)] = result
     m, lo, hi, width, lapse = np.array([r for i in sorted(results) for r in results[i]]).T
 
-    fitted = np.exp(m)
+    fitted = np.exp(m)  # NaN for one-level conditions
     estimable = ~ml["not_estimable"].to_numpy()
     censored = (ml["censored"].to_numpy() | (fitted >= ceiling)) & estimable
-    below = ~censored & estimable & (fitted < lowest)
+    below = ~censored & estimable & ((fitted < lowest) | (np.isnan(fitted) & ml["below_range"].to_numpy()))
     out = ml.copy()
     out["threshold"] = np.where(~estimable, np.nan, np.where(censored, ceiling, np.where(below, lowest, fitted)))
     out["log10_threshold"] = np.log10(out["threshold"])
