@@ -232,3 +232,27 @@ def test_slope_prior_keeps_small_sample_slopes_off_the_bound():
         slope="free", slope_prior=prior, gof_draws=0, intervals=False))["slope_at_bound"].mean()
         for prior in (False, True)}
     assert at_bound[False] > 0.1 and at_bound[True] < at_bound[False] / 3
+
+
+#: psignifit's own demo data: 2AFC, 90 trials per level (wichmann-lab/python-psignifit,
+#: docs/examples/demo_001.md and docs/basic-usage.md: "a simple signal detection experiment").
+PSIGNIFIT_DEMO = np.array([[0.0010, 45, 90], [0.0015, 50, 90], [0.0020, 44, 90], [0.0025, 44, 90],
+                           [0.0030, 52, 90], [0.0035, 53, 90], [0.0040, 62, 90], [0.0045, 64, 90],
+                           [0.0050, 76, 90], [0.0060, 79, 90], [0.0070, 88, 90], [0.0080, 90, 90],
+                           [0.0100, 90, 90]])
+
+
+@pytest.mark.parametrize("function", ["weibull", "lognormal"])
+def test_agrees_with_psignifit_on_its_demo_data(function):
+    """Same sigmoid, guess rate, lapse bound and criterion: thresholds within 2 % (docs/analysis.md),
+    and psignifit's 95 % credible interval overlaps our profile-likelihood interval."""
+    pytest.importorskip("psignifit")
+    from analysis.psignifit_fit import fit_thresholds_psignifit
+
+    trials = _counts_to_trials(*PSIGNIFIT_DEMO.T[[0, 2, 1]])
+    options = ps.FitOptions(function=function, slope="free", slope_prior=False, gof_draws=50)
+    ours = ps.fit_thresholds(trials, alpha_max=0.01, options=options).iloc[0]
+    theirs = fit_thresholds_psignifit(trials, alpha_max=0.01, options=options).iloc[0]
+    assert not ours["censored"] and not theirs["censored"]
+    assert theirs["threshold"] == pytest.approx(ours["threshold"], rel=0.02)
+    assert theirs["ci_low"] < ours["ci_high"] and ours["ci_low"] < theirs["ci_high"]
