@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from eigdist_core.executors import run_tasks
 from eigdist_core.psychometric_function import CRITERION
@@ -51,13 +52,13 @@ def _spread_from_width(width: np.ndarray, function: str) -> np.ndarray:
     return width / (2 * special.ndtri(1 - WIDTH_ALPHA))
 
 
-def _fit_chunk(task: tuple[list[np.ndarray], list[int], list[tuple[float, float]], str, float]) -> list[tuple]:
+def _fit_chunk(task: tuple[int, list[np.ndarray], list[int], list[tuple[float, float]], str, float]) -> list[tuple]:
     """psignifit on each condition of a chunk: (threshold, ci_low, ci_high, width, lapse) in ln α units."""
     import warnings
 
     import psignifit
 
-    data, choices, ranges, function, max_lapse = task
+    _, data, choices, ranges, function, max_lapse = task
     out = []
     for counts, n_alt, stimulus_range in zip(data, choices, ranges):
         if len(counts) < 2:  # psignifit needs two levels; the censoring test decides these
@@ -109,11 +110,12 @@ def fit_thresholds_psignifit(trials: pd.DataFrame, alpha_max: float | None = Non
     lowest = np.array([np.exp(c[:, 0].min()) for c in data])
     ceiling = ml["alpha_max"].to_numpy(dtype=float)
     ranges = [(float(np.log(lo)), float(np.log(max(hi, lo * 1.01)))) for lo, hi in zip(lowest, ceiling)]
-    tasks = [(data[i:i + chunk], list(conditions["n_alternatives"][i:i + chunk]), ranges[i:i + chunk],
+    tasks = [(i, data[i:i + chunk], list(conditions["n_alternatives"][i:i + chunk]), ranges[i:i + chunk],
               options.function, options.max_lapse) for i in range(0, len(data), chunk)]
     results: dict[int, list[tuple]] = {}
-    for task, result in run_tasks(_fit_chunk, tasks, jobs=jobs):
-        results[tasks.index(task)] = result
+    for task, result in tqdm(run_tasks(_fit_chunk, tasks, jobs=jobs), total=len(tasks), desc="psignifit",
+                             unit="chunk", disable=len(tasks) < 2):
+        results[task[0]] = result
     m, lo, hi, width, lapse = np.array([r for i in sorted(results) for r in results[i]]).T
 
     fitted = np.exp(m)  # NaN for one-level conditions
