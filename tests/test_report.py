@@ -61,8 +61,14 @@ def test_analyze_without_min_trials_names_the_problem(lab, tmp_path, capsys):
     assert "no D can be estimated for any layer" in capsys.readouterr().err
 
 
-def test_analyze_with_psignifit_feeds_the_same_ranking(lab, tmp_path):
+def test_analyze_with_psignifit_feeds_the_same_ranking(tmp_path):
+    """A small lab (2 participants × 1 image × 2 layers, 40 trials; p01's min directions invisible)."""
     pytest.importorskip("psignifit")
+    truth = make_truth(LAYERS, n_participants=2, n_images=1, seed=0)
+    truth.loc[(truth["participant"] == "p01") & (truth["direction"] == "min"), "threshold"] = 80.0
+    lab = tmp_path / "data"
+    for participant, session, rows in iter_sessions(simulate_trials(truth, n_trials=40, seed=1)):
+        write_trials_csv(rows, session_path(lab, participant, session))
     out = {}
     for fitter in ("eigdist", "psignifit"):
         out[fitter] = tmp_path / fitter
