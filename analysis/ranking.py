@@ -83,7 +83,7 @@ def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
             thresholds[column] = False
     thresholds["flagged"] = thresholds[list(QUALITY_FLAGS)].astype(bool).any(axis=1)
     thresholds[["censored", "below_range", "flagged"]] = thresholds[["censored", "below_range", "flagged"]].astype(float)
-    wide = thresholds.pivot_table(index=keys, columns="direction", dropna=False,
+    wide = thresholds.pivot_table(index=keys, columns="direction",
                                   values=["log10_threshold", "censored", "below_range", "flagged"], aggfunc="first")
     out = wide.index.to_frame(index=False)
 

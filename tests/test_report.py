@@ -32,6 +32,7 @@ def test_analyze_writes_tables_and_a_report_whose_links_exist(lab, tmp_path, cap
     assert "report.html" in capsys.readouterr().out
     ranking = pd.read_csv(out / "ranking.csv")
     assert list(ranking.columns) == RANKING_COLUMNS
+    assert len(ranking) == 2 and ranking["estimable"].all()         # the two layers, no model × layer mix
     assert ranking["n_censored"].sum() == 4                       # p01's min thresholds: 2 images × 2 layers
     thresholds = pd.read_csv(out / "thresholds.csv")
     assert thresholds["censored"].sum() == 4
