@@ -256,3 +256,22 @@ def test_agrees_with_psignifit_on_its_demo_data(function):
     assert not ours["censored"] and not theirs["censored"]
     assert theirs["threshold"] == pytest.approx(ours["threshold"], rel=0.02)
     assert theirs["ci_low"] < ours["ci_high"] and ours["ci_low"] < theirs["ci_high"]
+
+
+def test_one_psychometric_function_with_an_explicit_criterion():
+    """F(threshold) = criterion for both shapes; P at threshold = γ + (1 − γ − λ)/2; conversions invert."""
+    from eigdist_core import psychometric_function as pf
+
+    for function, spread in (("weibull", 3.5), ("lognormal", 0.4)):
+        for criterion in (0.5, pf.WEIBULL_SCALE_CRITERION, 0.9):
+            assert pf.sigmoid(0.05, 0.05, spread, function, criterion) == pytest.approx(criterion)
+        moved = pf.convert_threshold(0.05, spread, function, 0.5, 0.9)
+        assert pf.sigmoid(moved, 0.05, spread, function) == pytest.approx(0.9)
+        assert pf.convert_threshold(moved, spread, function, 0.9, 0.5) == pytest.approx(0.05)
+    assert pf.weibull(0.05, 0.05, 3.5, 0.5, 0.02) == pytest.approx(pf.percent_correct_at_threshold(0.5, 0.02))
+    assert pf.percent_correct_at_threshold(0.5, 0.02) == pytest.approx(0.74)
+    assert ps.psychometric(0.05, 0.05, 3.5, 0.02, 1 / 3)[0] == pytest.approx(1 / 3 + (2 / 3 - 0.02) / 2)
+    with pytest.raises(ValueError, match="criterion must lie in \\(0, 1\\), got 1.0"):
+        pf.sigmoid(1.0, 1.0, 2.0, "weibull", 1.0)
+    with pytest.raises(ValueError, match="function must be one of weibull, lognormal, got 'probit'"):
+        pf.sigmoid(1.0, 1.0, 2.0, "probit")
