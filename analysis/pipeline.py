@@ -12,10 +12,13 @@ from eigdist_core.io import check_output_folder
 
 from .exclusions import ExclusionRules, apply_exclusions
 from .load import load_trials
-from .psychometric import FitOptions, fit_thresholds
+from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
-                     "log10_threshold", "censored", "below_range", "alpha_max", "n_trials", "converged"]
+                     "ci_low", "ci_high", "log10_threshold", "censored", "below_range", "alpha_max", "n_trials",
+                     "converged", "flags", "not_estimable", "few_trials", "slope_at_bound", "poor_fit", "gof_p",
+                     "fitter"]
+FITTERS = ("eigdist", "psignifit")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class AnalysisSettings:
     stimuli: str | None = None
     alpha_max: float | None = None
     fit: FitOptions = field(default_factory=FitOptions)
+    fitter: str = "eigdist"
+    jobs: int = 1
     exclusions: ExclusionRules = field(default_factory=ExclusionRules)
 
 
@@ -34,11 +39,15 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             settings: AnalysisSettings = AnalysisSettings()) -> Path:
     """Run the whole analysis and write its folder; return the path of ``report.html``.
 
-    Writes ``ranking.csv``, ``thresholds.csv``, ``fits.csv``, ``pairwise.csv``,
+    Writes ``ranking.csv``, ``thresholds.csv``, ``fits.csv``, ``flags.csv``, ``pairwise.csv``,
     ``control.csv``, ``d.csv``, ``exclusions.csv``, the figures and ``report.html``.
+    ``settings.fitter``: ``eigdist`` (maximum likelihood with the slope prior) or
+    ``psignifit`` (:mod:`analysis.psignifit_fit`); both feed the same ranking.
     """
+    if settings.fitter not in FITTERS:
+        raise ValueError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
     from . import manifest as stimuli
-    from .ranking import compute_d, rank_layers
+    from .ranking import compute_d, flag_summary, rank_layers
     from .report import (d_per_image_figure, fits_figure, forest_plot, ratio_figure, response_curves_figure,
                          write_report)
 
@@ -53,7 +62,13 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                          + "; ".join(sorted(set(excluded["reason"]))))
     table = stimuli.condition_table(manifest) if manifest else None
     kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
-    fits = fit_thresholds(kept, options=settings.fit)
+    if settings.fitter == "psignifit":
+        from .psignifit_fit import fit_thresholds_psignifit
+
+        fits = fit_thresholds_psignifit(kept, options=settings.fit, jobs=settings.jobs)
+    else:
+        fits = fit_thresholds(kept, options=settings.fit)
+    flags = flag_summary(fits)
     d = compute_d(fits)
     result = rank_layers(d, n_boot=settings.n_boot, seed=settings.seed)
     eigen = stimuli.eigenvalues(kept, table)
@@ -61,9 +76,10 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     report_settings = {
         "data": ", ".join(map(str, paths)), "trials read": len(trials), "trials analysed (incl. catch)": len(kept),
         "observers analysed": ", ".join(sorted(kept["observer"].unique())[:5]),
-        "participants": kept["participant"].nunique(), "conditions fitted": len(fits),
+        "fitter": settings.fitter, "participants": kept["participant"].nunique(), "conditions fitted": len(fits),
         "below-range thresholds": int(fits["below_range"].sum()),
-        "censored thresholds": int(fits["censored"].sum()), "unconverged fits": int((~fits["converged"]).sum()),
+        "censored thresholds": int(fits["censored"].sum()),
+        **{f"thresholds flagged {f}": int(flags[f].iloc[-1]) for f in QUALITY_FLAGS + ("not_estimable",)},
         "alpha_max source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
         **{f"exclusions.{k}": v for k, v in asdict(settings.exclusions).items()},
         "bootstrap draws": settings.n_boot, "seed": settings.seed, "stimuli": settings.stimuli,
@@ -78,6 +94,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     report_settings["seconds"] = round(time.perf_counter() - start, 2)
     tables = {
         "ranking.csv": result.ranking, "control.csv": result.control, "pairwise.csv": result.pairwise,
-        "thresholds.csv": fits[THRESHOLD_COLUMNS], "fits.csv": fits, "d.csv": d, "exclusions.csv": excluded,
+        "thresholds.csv": fits[THRESHOLD_COLUMNS], "fits.csv": fits, "flags.csv": flags, "d.csv": d,
+        "exclusions.csv": excluded,
     }
     return write_report(out, tables=tables, figures=figures, settings=report_settings, exclusions=excluded)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .psychometric import fit_thresholds
+from .psychometric import FitOptions, fit_thresholds
 from .ranking import bootstrap_means, cell_sums, compute_d
 from .simulate import LabSpread, make_truth, simulate_trials
 
@@ -81,7 +81,9 @@ def power_table(delta_d: float, observers: Sequence[int], trials: Sequence[int],
             truths.append(truth[truth["direction"] != "random"])
         lab_trials = simulate_trials(pd.concat(truths, ignore_index=True), n_trials=n_trials, method=method,
                                      alpha_max=alpha_max, seed=seed + k)
-        d = compute_d(fit_thresholds(lab_trials, alpha_max=alpha_max))
+        # Power needs only the thresholds: no per-condition intervals or goodness-of-fit draws.
+        fits = fit_thresholds(lab_trials, alpha_max=alpha_max, options=FitOptions(gof_draws=0, intervals=False))
+        d = compute_d(fits)
         d["lab"] = d["participant"].str[:7]
         separated, ordered, widths = [], [], []
         for _, lab_d in d.groupby("lab"):

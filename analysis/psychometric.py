@@ -1,52 +1,62 @@
-"""Psychometric functions fitted by maximum likelihood, all conditions at once.
+"""Psychometric thresholds per condition: validated input, fits, intervals, goodness of fit, flags.
 
-P(correct | α) = γ + (1 − γ − λ) F(α), with the guess rate γ = 1 / n_alternatives
-fixed, the lapse rate λ free in [0, max_lapse], and F a Weibull
-(1 − exp(−(α/a)^β)) or a log-normal (Φ((ln α − ln μ)/σ)) on α.
+P(correct | α) = γ + (1 − γ − λ) F(α) (:mod:`eigdist_core.psychometric_function`),
+with the guess rate γ = 1 / n_alternatives fixed, the lapse rate λ free in
+[0, max_lapse], and F a Weibull or a log-normal on α. The **threshold** is where
+F = ½ (the criterion of :data:`CRITERION`): P = γ + (1 − γ − λ)/2, i.e.
+75 % − λ/2 correct in 2AFC.
 
-The threshold is where F = 1/2: the midpoint between guess rate and 1 of a
-lapse-free observer (75 % correct in 2AFC). The lapse is a nuisance that keeps
-a few careless errors from flattening the slope.
+The fit (:mod:`analysis.fitting`) maximises the binomial likelihood times a
+weakly informative prior on the slope (switchable, :data:`SLOPE_PRIOR`).
 
-Speed: trials are pooled per (condition, α), every condition is started from
-the best point of a shared grid and refined together by projected
-Levenberg–Marquardt Fisher scoring in numpy (one (C, 3, 3) solve per step);
-conditions that have not converged then are polished one by one with
-scipy's L-BFGS-B on the same likelihood.
+Slopes: by default one slope per participant (joint fit over their
+conditions, a profile over a grid of slopes); ``slope="free"`` fits one per
+condition.
 
-Slopes: by default one slope per participant (joint maximum likelihood over
-their conditions, by a profile over a grid of slopes), which steadies 60-trial
-fits; ``slope="free"`` fits one per condition.
+Per condition it also reports
 
-Censoring: a threshold is censored (reported as alpha_max, flagged) when the
-fit puts it at or above alpha_max, or when the data cannot rule that out: the
-best fit with the threshold held at alpha_max or beyond is not worse by a
-likelihood ratio of χ²₁(95 %) = 3.84. The data then never passed threshold
-measurably below alpha_max, and any number there would be invented. At the
-other end, a fitted threshold below the lowest tested α (performance above
-threshold everywhere) is flagged ``below_range`` and reported as that lowest
-α, an upper bound, instead of an extrapolation.
+* a **95 % profile-likelihood interval** of the threshold (``ci_low``, ``ci_high``);
+* the **deviance** against the saturated model and its **parametric-bootstrap
+  p-value** ``gof_p`` (Wichmann & Hill 2001);
+* **flags**: ``few_trials`` (n < ``min_trials``), ``slope_at_bound`` (β or σ at
+  its bound), ``poor_fit`` (``gof_p`` < ``poor_fit_p``), ``unconverged``,
+  ``not_estimable`` (see below), and the bounds ``censored`` / ``below_range``.
+
+Censoring: a threshold is censored (reported as alpha_max) when the fit puts it
+at or above alpha_max, or when the data cannot rule that out (the profile
+interval reaches alpha_max: the best fit with the threshold at alpha_max or
+beyond is not worse by χ²₁(95 %) = 3.84). A fitted threshold below the lowest
+tested α is flagged ``below_range`` and reported as that α (an upper bound).
+A condition tested at a single α whose threshold is neither kind of bound is
+``not_estimable``: its threshold is NaN, and it enters no D.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from eigdist_core.contract import TRACK_KEY
+from eigdist_core.psychometric_function import CRITERION, FUNCTIONS, p_correct
 
-FUNCTIONS = ("weibull", "lognormal")
+from . import fitting
+from .load import TrialDataError
+
 SLOPES = ("shared", "free")
-# Bounds on the log spread parameter: Weibull slope β, or log-normal σ (in ln α).
-_SPREAD_BOUNDS = {"weibull": (np.log(1.0), np.log(10.0)), "lognormal": (np.log(0.03), np.log(3.0))}
-_P_EPS = 1e-9
-#: Likelihood-ratio statistic below which a threshold ≥ alpha_max is not ruled out
-#: (χ²₁ at 95 %): the threshold is then censored.
-CENSOR_LR = 3.84
+#: Bounds of ln spread: Weibull slope β in [1, 10], log-normal σ (in ln α) in [0.03, 3].
+SPREAD_BOUNDS = {"weibull": (np.log(1.0), np.log(10.0)), "lognormal": (np.log(0.03), np.log(3.0))}
+#: The weakly informative slope prior: normal on ln spread, (mean, sd). Weibull β: median 3,
+#: 95 % within [1.1, 8]; log-normal σ: median 0.4 (≈ the same curve), same relative width.
+SLOPE_PRIOR = {"weibull": (np.log(3.0), 0.5), "lognormal": (np.log(0.4), 0.5)}
+#: Columns the fits need.
+FIT_COLUMNS = (*TRACK_KEY, "alpha", "correct", "n_alternatives", "is_catch")
+#: Quality flags of a threshold, in the order ``flags`` lists them.
+FLAGS = ("not_estimable", "censored", "below_range", "few_trials", "slope_at_bound", "poor_fit", "unconverged")
+#: Flags that question a threshold's value (bounds are handled by the ranking): a D built on one
+#: is marked and counted (``n_flagged``), never used silently.
+QUALITY_FLAGS = ("few_trials", "slope_at_bound", "poor_fit", "unconverged")
 
 
 @dataclass(frozen=True)
@@ -58,18 +68,35 @@ class FitOptions:
     function
         ``"weibull"`` or ``"lognormal"``.
     slope
-        ``"shared"``: one slope (β or σ) per participant, the joint maximum
-        likelihood over all their conditions; ``"free"``: one per condition.
+        ``"shared"``: one slope (β or σ) per participant; ``"free"``: one per condition.
     max_lapse
         Upper bound of the lapse rate λ.
+    slope_prior
+        Multiply the likelihood by :data:`SLOPE_PRIOR` (the fit is then a posterior mode).
+    gof_draws
+        Parametric-bootstrap draws of the deviance per condition (0: no ``gof_p``).
+    intervals
+        Compute the 95 % profile-likelihood interval of each threshold.
+    min_trials
+        Conditions with fewer trials are flagged ``few_trials``.
+    poor_fit_p
+        Conditions with ``gof_p`` below this are flagged ``poor_fit``.
     max_iter
         Fisher-scoring iterations before the scipy polish.
+    seed
+        Seed of the bootstrap draws.
     """
 
     function: str = "weibull"
     slope: str = "shared"
     max_lapse: float = 0.06
+    slope_prior: bool = True
+    gof_draws: int = 200
+    intervals: bool = True
+    min_trials: int = 30
+    poor_fit_p: float = 0.01
     max_iter: int = 300
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.function not in FUNCTIONS:
@@ -78,205 +105,101 @@ class FitOptions:
             raise ValueError(f"slope must be one of {', '.join(SLOPES)}, got {self.slope!r}")
         if not 0.0 <= self.max_lapse < 0.5:
             raise ValueError(f"max_lapse must lie in [0, 0.5), got {self.max_lapse}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        for name, low in (("max_iter", 1), ("gof_draws", 0), ("min_trials", 0)):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {getattr(self, name)}")
+        if not 0.0 <= self.poor_fit_p < 1.0:
+            raise ValueError(f"poor_fit_p must lie in [0, 1), got {self.poor_fit_p}")
 
 
-def _curve(theta: np.ndarray, x: np.ndarray, guess: np.ndarray, function: str):
-    """p and ∂p/∂θ at log-amplitudes ``x`` (C, K); θ = (ln scale, ln spread, λ) per row (C, 3)."""
-    m, s, lam = (theta[:, j, None] for j in range(3))
-    spread = np.exp(s)
-    if function == "weibull":
-        u = spread * (x - m)
-        z = np.exp(np.minimum(u, 50.0))
-        tail = np.exp(-z)
-        f = -np.expm1(-z)
-        df_dm = -tail * z * spread
-        df_ds = tail * z * u
-    else:
-        u = (x - m) / spread
-        f = special.ndtr(u)
-        dens = np.exp(-0.5 * u * u) / np.sqrt(2 * np.pi)
-        df_dm = -dens / spread
-        df_ds = -dens * u
-    height = 1.0 - guess[:, None] - lam
-    p = guess[:, None] + height * f
-    grad = np.stack([height * df_dm, height * df_ds, -f], axis=-1)
-    return np.clip(p, _P_EPS, 1 - _P_EPS), grad
-
-
-def _loglik(p: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return (special.xlogy(k, p) + special.xlogy(n - k, 1 - p)).sum(axis=1)
-
-
-def psychometric(alpha: np.ndarray, scale: float, slope: float, lapse: float, guess: float,
+def psychometric(alpha: np.ndarray, threshold: float, slope: float, lapse: float, guess: float,
                  function: str = "weibull") -> np.ndarray:
-    """P(correct) at amplitudes ``alpha`` for one fitted curve (parameters as in ``fits.csv``)."""
-    theta = np.array([[np.log(scale), np.log(slope), lapse]])
-    x = np.log(np.maximum(np.atleast_1d(alpha), 1e-300))[None]
-    return _curve(theta, x, np.array([guess]), function)[0][0]
+    """P(correct) at amplitudes ``alpha`` of one fitted curve (``threshold_fit``, ``slope``… of fits.csv)."""
+    return p_correct(np.atleast_1d(alpha), threshold, slope, guess, lapse, function)
 
 
-def threshold_of(scale: np.ndarray, slope: np.ndarray, function: str) -> np.ndarray:
-    """α where F = 1/2: a·(ln 2)^(1/β) for the Weibull, μ for the log-normal."""
-    return scale * np.log(2.0) ** (1.0 / slope) if function == "weibull" else scale
+def _where(trials: pd.DataFrame, i: int) -> str:
+    """'trial row <index>' and, when known, the file and line it came from."""
+    row = trials.iloc[i]
+    origin = f" ({row['source_file']}, row {row['source_line']})" if "source_file" in trials else ""
+    return f"trial row {trials.index[i]!r}{origin}"
 
 
-@dataclass
-class _Batch:
-    x: np.ndarray      # ln α, (C, K), 0 on padding
-    n: np.ndarray      # trials per level, 0 on padding
-    k: np.ndarray      # correct per level
-    guess: np.ndarray  # (C,)
-    lower: np.ndarray  # (C, 3) bounds of θ
-    upper: np.ndarray
+def _show(value: object) -> str:
+    """A cell as the user wrote it: numpy scalars as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _start(batch: _Batch, function: str) -> np.ndarray:
-    """Best θ of a shared grid over scale (the tested range), spread and lapse."""
-    valid = batch.n > 0
-    x_lo = np.where(valid, batch.x, np.inf).min(axis=1)
-    x_hi = np.where(valid, batch.x, -np.inf).max(axis=1)
-    frac = np.linspace(-0.2, 1.2, 29)
-    fixed = np.allclose(batch.lower[:, 1], batch.upper[:, 1])
-    spread_frac = [0.5] if fixed else np.linspace(0, 1, 7)
-    best_ll = np.full(len(x_lo), -np.inf)
-    best = np.zeros((len(x_lo), 3))
-    for f, g, h in itertools.product(frac, spread_frac, (0.0, 0.5, 1.0)):
-        theta = np.stack([x_lo + f * (x_hi - x_lo),
-                          batch.lower[:, 1] + g * (batch.upper[:, 1] - batch.lower[:, 1]),
-                          h * batch.upper[:, 2]], axis=1)
-        ll = _loglik(_curve(theta, batch.x, batch.guess, function)[0], batch.n, batch.k)
-        better = ll > best_ll
-        best_ll[better], best[better] = ll[better], theta[better]
-    return best
+def _bool_column(trials: pd.DataFrame, column: str) -> np.ndarray:
+    """A column of True/False (bools or 0/1); anything else raises naming the first bad row."""
+    if trials[column].dtype == bool:
+        return trials[column].to_numpy()
+    values = trials[column].to_numpy(dtype=object)
+    ok = np.array([isinstance(v, (bool, np.bool_)) or (type(v) in (int, float, np.int64, np.float64) and v in (0, 1))
+                   for v in values], dtype=bool)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(values[i])}; "
+                             "allowed: True or False (or 1 / 0)")
+    return values.astype(bool)
 
 
-def _score(batch: _Batch, theta: np.ndarray, function: str, max_iter: int):
-    """Projected Levenberg–Marquardt Fisher scoring on every condition at once.
+def _number_column(trials: pd.DataFrame, column: str, ok, allowed: str) -> np.ndarray:
+    """A numeric column whose values pass ``ok``; else an error naming row, value and what is allowed."""
+    values = pd.to_numeric(trials[column], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(values) & ok(values)
+    if not good.all():
+        i = int(np.flatnonzero(~good)[0])
+        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(trials[column].iat[i])}; "
+                             f"allowed: {allowed}")
+    return values
 
-    Each step works only on the conditions not yet converged, so the few slow
-    ones (flat likelihood ridges) cost little.
+
+def validate_trials(trials: pd.DataFrame, alpha_max: float | None = None) -> pd.DataFrame:
+    """The non-catch trials, typed, after checking everything the fits rely on.
+
+    Raises
+    ------
+    TrialDataError
+        Naming the missing column, or the first bad row (and its file and line
+        when the rows came from :func:`analysis.load.load_trials`), its value and
+        what is allowed; or that no trials are left to fit.
     """
-    c = len(theta)
-    theta = theta.copy()
-    damping = np.full(c, 1e-3)
-    converged = np.zeros(c, bool)
-    iterations = np.zeros(c, int)
-    ll = _loglik(_curve(theta, batch.x, batch.guess, function)[0], batch.n, batch.k)
-    eye = np.eye(3)
-    for it in range(max_iter):
-        a = np.flatnonzero(~converged)
-        if not a.size:
-            break
-        x, n, k, guess, lower, upper = (batch.x[a], batch.n[a], batch.k[a], batch.guess[a],
-                                        batch.lower[a], batch.upper[a])
-        th = theta[a]
-        p, dp = _curve(th, x, guess, function)
-        grad = np.einsum("ck,ckj->cj", (k - n * p) / (p * (1 - p)), dp)
-        info = np.einsum("ck,cki,ckj->cij", n / (p * (1 - p)), dp, dp)
-        # Parameters held at a bound with the gradient pushing out are frozen this step.
-        held = ((th <= lower) & (grad < 0)) | ((th >= upper) & (grad > 0))
-        grad = np.where(held, 0.0, grad)
-        info = np.where(held[:, :, None] | held[:, None, :], 0.0, info) + held[:, :, None] * eye
-        diag = np.einsum("cii->ci", info)
-        system = info + (damping[a, None] * (diag + 1e-9))[:, :, None] * eye
-        step = np.linalg.solve(system, grad[:, :, None])[..., 0]
-        trial = np.clip(th + step, lower, upper)
-        ll_new = _loglik(_curve(trial, x, guess, function)[0], n, k)
-        accept = ll_new >= ll[a]
-        gain = np.where(accept, ll_new - ll[a], 0.0)
-        theta[a] = np.where(accept[:, None], trial, th)
-        ll[a] = np.where(accept, ll_new, ll[a])
-        damping[a] = np.where(accept, np.maximum(damping[a] / 3, 1e-9), damping[a] * 4)
-        iterations[a] = it + 1
-        # Converged: an accepted step that no longer gains, a vanishing gradient, or a
-        # step too small to change anything (damping has grown at an optimum).
-        size = np.abs(step).max(axis=1)
-        converged[a] = ((accept & (gain < 1e-9) & (size < 1e-4)) | (size < 1e-7)
-                        | (np.abs(grad).max(axis=1) < 1e-7))
-    return theta, ll, converged, iterations
+    if not isinstance(trials, pd.DataFrame):
+        raise TrialDataError(f"trials must be a pandas DataFrame of trial rows, got {type(trials).__name__}")
+    missing = [c for c in FIT_COLUMNS if c not in trials]
+    if missing:
+        raise TrialDataError(f"trials lack column(s) {', '.join(missing)}; the fits need {', '.join(FIT_COLUMNS)}")
+    if trials.empty:
+        raise TrialDataError("no trials to fit: the table has no rows")
+    catch = _bool_column(trials, "is_catch")
+    data = trials[~catch].copy()
+    if data.empty:
+        raise TrialDataError(f"no trials to fit: all {len(trials)} rows are catch trials")
+    data["is_catch"] = False
+    data["correct"] = _bool_column(data, "correct")
+    data["alpha"] = _number_column(data, "alpha", lambda v: v > 0, "a finite number > 0 on non-catch trials")
+    data["n_alternatives"] = _number_column(
+        data, "n_alternatives", lambda v: (v >= 2) & (v == np.round(v)),
+        "an integer >= 2 (the guess rate 1 / n_alternatives must be below 1)").astype(int)
+    if alpha_max is not None and not (np.isfinite(alpha_max) and alpha_max > 0):
+        raise TrialDataError(f"alpha_max must be a finite number > 0, got {alpha_max!r}")
+    if "alpha_max" in data:
+        data["alpha_max"] = _number_column(data, "alpha_max", lambda v: v > 0, "a finite number > 0")
+    elif alpha_max is None:
+        raise TrialDataError("alpha_max is unknown: give it, or an alpha_max column in the trials")
+    return data
 
 
-def _polish(batch: _Batch, theta: np.ndarray, rows: np.ndarray, function: str):
-    """scipy L-BFGS-B on the conditions Fisher scoring left unconverged."""
-    ok = np.zeros(len(rows), bool)
-    for j, i in enumerate(rows):
-        sub = _Batch(batch.x[i:i + 1], batch.n[i:i + 1], batch.k[i:i + 1], batch.guess[i:i + 1],
-                     batch.lower[i:i + 1], batch.upper[i:i + 1])
-
-        def nll(t: np.ndarray) -> tuple[float, np.ndarray]:
-            p, dp = _curve(t[None], sub.x, sub.guess, function)
-            g = np.einsum("ck,ckj->j", (sub.k - sub.n * p) / (p * (1 - p)), dp)
-            return -float(_loglik(p, sub.n, sub.k)[0]), -g
-
-        result = optimize.minimize(nll, theta[i], jac=True, method="L-BFGS-B",
-                                   bounds=list(zip(sub.lower[0], sub.upper[0])))
-        theta[i], ok[j] = result.x, result.success
-    return theta, ok
-
-
-def _fit(batch: _Batch, options: FitOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximum-likelihood θ of every condition: grid start, Fisher scoring, scipy polish."""
-    theta, _, converged, iterations = _score(batch, _start(batch, options.function), options.function,
-                                             options.max_iter)
-    stuck = np.flatnonzero(~converged)
-    if stuck.size:
-        theta, ok = _polish(batch, theta, stuck, options.function)
-        converged[stuck] = ok
-    return theta, converged, iterations
-
-
-def _shared_spread(batch: _Batch, person: np.ndarray, options: FitOptions) -> np.ndarray:
-    """Per participant, the ln-spread maximising the summed likelihood of their conditions.
-
-    A profile over a grid of spreads (every condition refitted with the spread
-    fixed), refined by a parabola through the best grid point and its neighbours.
-    Fitting one slope per participant removes most of the upward slope bias of
-    60-trial fits, which otherwise leaks into the thresholds (adaptive tracks
-    sample above threshold, so a too-steep slope extrapolates too high).
-    """
-    grid = np.linspace(*_SPREAD_BOUNDS[options.function], 9)
-    n_people = person.max() + 1
-    profile = np.empty((len(grid), n_people))
-    theta = None
-    for g, s in enumerate(grid):
-        fixed = _Batch(batch.x, batch.n, batch.k, batch.guess, batch.lower.copy(), batch.upper.copy())
-        fixed.lower[:, 1] = fixed.upper[:, 1] = s
-        # Warm start from the neighbouring grid point's fit: the optimum moves little.
-        start = _start(fixed, options.function) if theta is None else np.clip(theta, fixed.lower, fixed.upper)
-        theta, _, _, _ = _score(fixed, start, options.function, options.max_iter)
-        ll = _loglik(_curve(theta, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
-        profile[g] = np.bincount(person, weights=ll, minlength=n_people)
-    best = np.clip(profile.argmax(axis=0), 1, len(grid) - 2)
-    cols = np.arange(n_people)
-    y0, y1, y2 = profile[best - 1, cols], profile[best, cols], profile[best + 1, cols]
-    curvature = y0 - 2 * y1 + y2
-    shift = np.where(curvature < 0, 0.5 * (y0 - y2) / np.where(curvature < 0, curvature, -1.0), 0.0)
-    step = grid[1] - grid[0]
-    return np.clip(grid[best] + np.clip(shift, -1, 1) * step, grid[0], grid[-1])
-
-
-def _ceiling_loglik(batch: _Batch, theta: np.ndarray, ceiling: np.ndarray, options: FitOptions) -> np.ndarray:
-    """Best log-likelihood with the threshold held at or above ``ceiling`` (spread as fitted)."""
-    shift = np.log(np.log(2.0)) / np.exp(theta[:, 1]) if options.function == "weibull" else 0.0
-    lower, upper = batch.lower.copy(), batch.upper.copy()
-    lower[:, 1] = upper[:, 1] = theta[:, 1]
-    lower[:, 0] = np.minimum(np.log(ceiling) - shift, upper[:, 0])
-    bounded = _Batch(batch.x, batch.n, batch.k, batch.guess, lower, upper)
-    held, _, _, _ = _score(bounded, np.clip(theta, lower, upper), options.function, options.max_iter)
-    return _loglik(_curve(held, batch.x, batch.guess, options.function)[0], batch.n, batch.k)
-
-
-def _pool(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-condition summary and per-(condition, α) counts of the analysable trials."""
-    data = trials[~trials["is_catch"]]
+def pool_levels(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-condition summary and per-(condition, α) counts of validated non-catch trials."""
     keys = list(TRACK_KEY)
     alts = data.groupby(keys, sort=True)["n_alternatives"].nunique()
     if (alts > 1).any():
         bad = alts[alts > 1].index[0]
-        raise ValueError(f"condition {dict(zip(keys, bad))} mixes 2- and 3-alternative trials; "
-                         "fit them as separate conditions")
+        raise TrialDataError(f"condition {dict(zip(keys, bad))} mixes 2- and 3-alternative trials; "
+                             "fit them as separate conditions")
     extra = {"alpha_max": ("alpha_max", "max")} if "alpha_max" in data else {}
     conditions = data.groupby(keys, sort=True).agg(
         n_alternatives=("n_alternatives", "first"), n_trials=("correct", "size"), **extra
@@ -288,6 +211,32 @@ def _pool(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return conditions, levels
 
 
+def _batch(conditions: pd.DataFrame, levels: pd.DataFrame, options: FitOptions) -> fitting.Batch:
+    c = len(conditions)
+    k_max = int(levels.groupby("cond").size().max())
+    slot = levels.groupby("cond").cumcount().to_numpy()
+    cond = levels["cond"].to_numpy()
+    x, n, k = np.zeros((c, k_max)), np.zeros((c, k_max)), np.zeros((c, k_max))
+    x[cond, slot] = np.log(levels["alpha"].to_numpy())
+    n[cond, slot] = levels["n"].to_numpy()
+    k[cond, slot] = levels["k"].to_numpy()
+    guess = 1.0 / conditions["n_alternatives"].to_numpy(dtype=float)
+    x_lo = np.where(n > 0, x, np.inf).min(axis=1)
+    x_hi = np.maximum(np.where(n > 0, x, -np.inf).max(axis=1), np.log(conditions["alpha_max"].to_numpy()))
+    lo_s, hi_s = SPREAD_BOUNDS[options.function]
+    lower = np.stack([x_lo - 3.0, np.full(c, lo_s), np.zeros(c)], axis=1)
+    upper = np.stack([x_hi + 3.0, np.full(c, hi_s), np.full(c, options.max_lapse)], axis=1)
+    prior = SLOPE_PRIOR[options.function] if options.slope_prior else None
+    return fitting.Batch(x, n, k, guess, lower, upper, options.function, prior)
+
+
+def flag_text(table: pd.DataFrame) -> pd.Series:
+    """``;``-joined names of the :data:`FLAGS` set in each row ('' for none)."""
+    present = [f for f in FLAGS if f in table]
+    marks = table[present].astype(bool).to_numpy()
+    return pd.Series([";".join(f for f, m in zip(present, row) if m) for row in marks], index=table.index)
+
+
 def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
                    options: FitOptions = FitOptions()) -> pd.DataFrame:
     """Fit one psychometric function per participant × image × (model, layer, weights) × direction.
@@ -295,76 +244,88 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     Parameters
     ----------
     trials
-        Trial rows (after exclusions). Catch trials are skipped. An ``alpha_max``
-        column, where present, gives each condition's ceiling.
+        Trial rows (after exclusions); catch trials are skipped. Needs the
+        columns of :data:`FIT_COLUMNS`; an ``alpha_max`` column, where present,
+        gives each condition's ceiling.
     alpha_max
         The ceiling when the rows carry no ``alpha_max`` column.
     options
-        Function, lapse bound, iterations.
+        Function, slopes, lapse bound, prior, bootstrap draws, flag thresholds.
 
     Returns
     -------
     pandas.DataFrame
-        One row per condition: the condition columns, ``n_alternatives``, ``guess``,
-        ``threshold`` (alpha_max where censored, the lowest tested α where
-        below_range), ``threshold_fit`` (the fit's own value), ``log10_threshold``,
-        ``censored``, ``below_range``, ``alpha_max``, ``scale``, ``slope``
-        (β or σ), ``lapse``, ``log_likelihood``, ``deviance``, ``n_trials``,
-        ``n_levels``, ``converged``, ``iterations``, ``function``.
-    """
-    conditions, levels = _pool(trials)
-    if "alpha_max" not in conditions:
-        if alpha_max is None:
-            raise ValueError("alpha_max is unknown: give it, or an alpha_max column in the trials")
-        conditions["alpha_max"] = float(alpha_max)
-    if (levels["alpha"] <= 0).any():
-        raise ValueError("non-catch trials must have alpha > 0; found alpha = 0 outside blank catch trials")
-    c = len(conditions)
-    k_max = int(levels.groupby("cond").size().max()) if c else 0
-    slot = levels.groupby("cond").cumcount().to_numpy()
-    cond = levels["cond"].to_numpy()
-    shape = (c, k_max)
-    x, n, k = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    x[cond, slot] = np.log(levels["alpha"].to_numpy())
-    n[cond, slot] = levels["n"].to_numpy()
-    k[cond, slot] = levels["k"].to_numpy()
-    guess = 1.0 / conditions["n_alternatives"].to_numpy(dtype=float)
-    x_lo = np.where(n > 0, x, np.inf).min(axis=1)
-    x_hi = np.maximum(np.where(n > 0, x, -np.inf).max(axis=1), np.log(conditions["alpha_max"].to_numpy()))
-    lo_s, hi_s = _SPREAD_BOUNDS[options.function]
-    lower = np.stack([x_lo - 3.0, np.full(c, lo_s), np.zeros(c)], axis=1)
-    upper = np.stack([x_hi + 3.0, np.full(c, hi_s), np.full(c, options.max_lapse)], axis=1)
-    batch = _Batch(x, n, k, guess, lower, upper)
+        One row per condition: the condition columns, ``n_alternatives``,
+        ``n_trials``, ``alpha_max``, ``guess``, ``threshold`` (alpha_max where
+        censored, the lowest tested α where below_range, NaN where not
+        estimable), ``ci_low``/``ci_high`` (95 % profile-likelihood interval;
+        0 / inf where unbounded), ``log10_threshold``, the boolean flags of
+        :data:`FLAGS`, ``flags`` (their names), ``threshold_fit`` (the fit's own
+        value), ``slope`` (β or σ), ``lapse``, ``log_likelihood``, ``deviance``,
+        ``deviance_df``, ``gof_p``, ``n_levels``, ``iterations``, ``function``,
+        ``criterion``, ``slope_prior``, ``fitter``.
 
+    Raises
+    ------
+    TrialDataError
+        For input the fits cannot use (see :func:`validate_trials`).
+    """
+    conditions, levels = pool_levels(validate_trials(trials, alpha_max))
+    if "alpha_max" not in conditions:
+        conditions["alpha_max"] = float(alpha_max)
+    batch = _batch(conditions, levels, options)
     if options.slope == "shared":
         person = pd.factorize(conditions["participant"])[0]
-        lower[:, 1] = upper[:, 1] = _shared_spread(batch, person, options)[person]
-    theta, converged, iterations = _fit(batch, options)
-    p, _ = _curve(theta, x, guess, options.function)
-    ll = _loglik(p, n, k)
-    saturated = _loglik(np.clip(np.divide(k, n, out=np.full(shape, 0.5), where=n > 0), _P_EPS, 1 - _P_EPS), n, k)
+        batch.lower[:, 1] = batch.upper[:, 1] = fitting.shared_spread(batch, person, options.max_iter)[person]
+    theta, converged, iterations = fitting.fit(batch, options.max_iter)
+    best = fitting.objective(batch, theta)
+    ll = fitting.loglik(fitting.curve(theta, batch.x, batch.guess, batch.function)[0], batch.n, batch.k)
+    deviance = 2 * (fitting.saturated_loglik(batch.n, batch.k) - ll)
 
-    scale, spread = np.exp(theta[:, 0]), np.exp(theta[:, 1])
-    fitted = threshold_of(scale, spread, options.function)
+    fitted = np.exp(theta[:, 0])
     ceiling = conditions["alpha_max"].to_numpy(dtype=float)
-    lowest = np.exp(np.where(n > 0, x, np.inf).min(axis=1))
-    censored = (fitted >= ceiling) | (2 * (ll - _ceiling_loglik(batch, theta, ceiling, options)) < CENSOR_LR)
+    lowest = np.exp(np.where(batch.n > 0, batch.x, np.inf).min(axis=1))
+    n_levels = (batch.n > 0).sum(axis=1)
+    above = fitting.held_threshold(batch, theta, np.log(ceiling), options.max_iter, at_least=True)
+    censored = (fitted >= ceiling) | (2 * (best - above) < fitting.CHI2_95)
     below = ~censored & (fitted < lowest)
-    threshold = np.where(censored, ceiling, np.where(below, lowest, fitted))
+    estimable = (n_levels >= 2) | censored | below
+    if options.intervals:
+        lo, hi = fitting.profile_interval(batch, theta, best, options.max_iter)
+        ci_low, ci_high = np.exp(lo), np.where(censored, np.inf, np.exp(hi))
+    else:
+        ci_low = ci_high = np.full(len(theta), np.nan)
+    gof_p = (fitting.deviance_p_value(batch, theta, deviance, options.gof_draws, options.max_iter, options.seed)
+             if options.gof_draws else np.full(len(theta), np.nan))
+    free = 1 + (options.slope == "free") + (options.max_lapse > 0)
+
     out = conditions.copy()
-    out["guess"] = guess
-    out["threshold"] = threshold
-    out["threshold_fit"] = fitted
-    out["log10_threshold"] = np.log10(threshold)
-    out["censored"] = censored
+    out["guess"] = batch.guess
+    out["threshold"] = np.where(~estimable, np.nan, np.where(censored, ceiling, np.where(below, lowest, fitted)))
+    out["ci_low"] = np.where(estimable, ci_low, np.nan)
+    out["ci_high"] = np.where(estimable, ci_high, np.nan)
+    out["log10_threshold"] = np.log10(out["threshold"])
+    out["not_estimable"] = ~estimable
+    out["censored"] = censored & estimable
     out["below_range"] = below
-    out["scale"] = scale
-    out["slope"] = spread
+    out["few_trials"] = out["n_trials"].to_numpy() < options.min_trials
+    spread_bounds = np.array(SPREAD_BOUNDS[options.function])
+    out["slope_at_bound"] = np.abs(theta[:, 1, None] - spread_bounds).min(axis=1) < 1e-3
+    out["poor_fit"] = gof_p < options.poor_fit_p
+    out["unconverged"] = ~converged
+    out["flags"] = flag_text(out)
+    out["threshold_fit"] = fitted
+    out["slope"] = np.exp(theta[:, 1])
     out["lapse"] = theta[:, 2]
     out["log_likelihood"] = ll
-    out["deviance"] = 2 * (saturated - ll)
-    out["n_levels"] = (n > 0).sum(axis=1)
+    out["deviance"] = deviance
+    out["deviance_df"] = np.maximum(n_levels - free, 0)
+    out["gof_p"] = gof_p
+    out["n_levels"] = n_levels
     out["converged"] = converged
     out["iterations"] = iterations
     out["function"] = options.function
+    out["criterion"] = CRITERION
+    out["slope_prior"] = options.slope_prior
+    out["fitter"] = "eigdist"
     return out

@@ -23,6 +23,14 @@ Uncertainty: a two-level cluster bootstrap, participants resampled with
 replacement, then each drawn participant's images with replacement. All layers
 share every draw, so paired differences and P(rank first) come from the same
 draws. Fully vectorised: ``(draws, layers)`` means from one gather.
+
+Flags: a D that involves a threshold flagged few_trials, slope_at_bound,
+poor_fit or unconverged is kept (the flag questions its precision, not its
+direction) but marked ``D_flagged`` and counted per layer in ``n_flagged``;
+:func:`flag_summary` counts every flag per layer. A layer without any D (e.g.
+no ``min`` direction, or only not-estimable thresholds) is **not estimable**:
+its row stays in the ranking with ``estimable = false``, no rank and no
+p_best.
 """
 
 from __future__ import annotations
@@ -33,11 +41,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .psychometric import FLAGS, QUALITY_FLAGS
+
 LAYER = ["model", "layer", "weights"]
 #: model/layer/weights of the pooled random-direction control row in ``control``.
 ALL = "(all layers)"
 RANKING_COLUMNS = ["model", "layer", "weights", "D", "ci_low", "ci_high", "rank", "p_best",
-                   "n_participants", "n_images", "n_censored"]
+                   "n_participants", "n_images", "n_censored", "n_flagged", "estimable"]
+
 
 
 def _bound(a_above: np.ndarray, a_below: np.ndarray, b_above: np.ndarray, b_below: np.ndarray) -> np.ndarray:
@@ -59,17 +70,21 @@ def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``participant, image_id, model, layer, weights, D, D_bound, D_random,
-        D_random_bound`` with bounds ``exact | lower | upper | unknown``; unknown
-        values are NaN. A missing direction gives NaN with bound ``missing``.
+        ``participant, image_id, model, layer, weights, D, D_bound, D_flagged,
+        D_random, D_random_bound, D_random_flagged`` with bounds ``exact | lower |
+        upper | unknown``; unknown values are NaN. A missing direction (or a
+        not-estimable threshold) gives NaN with bound ``missing``. ``*_flagged``:
+        one of its thresholds carries a quality flag (:data:`QUALITY_FLAGS`).
     """
     keys = ["participant", "image_id", *LAYER]
     thresholds = thresholds.copy()
-    if "below_range" not in thresholds:
-        thresholds["below_range"] = False
-    thresholds[["censored", "below_range"]] = thresholds[["censored", "below_range"]].astype(float)
+    for column in ("below_range", *QUALITY_FLAGS):
+        if column not in thresholds:
+            thresholds[column] = False
+    thresholds["flagged"] = thresholds[list(QUALITY_FLAGS)].astype(bool).any(axis=1)
+    thresholds[["censored", "below_range", "flagged"]] = thresholds[["censored", "below_range", "flagged"]].astype(float)
     wide = thresholds.pivot_table(index=keys, columns="direction",
-                                  values=["log10_threshold", "censored", "below_range"], aggfunc="first")
+                                  values=["log10_threshold", "censored", "below_range", "flagged"], aggfunc="first")
     out = wide.index.to_frame(index=False)
 
     def flag(column: str, direction: str) -> np.ndarray:
@@ -77,7 +92,7 @@ def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
 
     for name, other in (("D", "min"), ("D_random", "random")):
         if ("log10_threshold", other) not in wide or ("log10_threshold", "max") not in wide:
-            out[name], out[f"{name}_bound"] = np.nan, "missing"
+            out[name], out[f"{name}_bound"], out[f"{name}_flagged"] = np.nan, "missing", False
             continue
         value = (wide[("log10_threshold", other)] - wide[("log10_threshold", "max")]).to_numpy()
         bound = _bound(flag("censored", other), flag("below_range", other),
@@ -85,6 +100,7 @@ def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
         bound = np.where(np.isnan(value), "missing", bound)
         out[name] = np.where(bound == "unknown", np.nan, value)
         out[f"{name}_bound"] = bound
+        out[f"{name}_flagged"] = (bound != "missing") & (flag("flagged", other) | flag("flagged", "max"))
     return out
 
 
@@ -144,6 +160,8 @@ def _summary(d: pd.DataFrame, column: str, layers: pd.DataFrame, index: tuple[np
     table["n_participants"] = (count.sum(axis=2) > 0).sum(axis=1)
     table["n_images"] = (count.sum(axis=1) > 0).sum(axis=1)
     table["n_censored"] = np.bincount(index[0][censored], minlength=shape[0])
+    table["n_flagged"] = np.bincount(index[0][d[f"{column}_flagged"].to_numpy(dtype=bool)], minlength=shape[0])
+    table["estimable"] = count.sum(axis=(1, 2)) > 0
     return table, draws
 
 
@@ -162,15 +180,18 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     Returns
     -------
     BootstrapResult
-        ``ranking`` (docs/formats.md columns, best first), ``pairwise`` (every pair,
+        ``ranking`` (docs/formats.md columns, best first, then ``n_flagged`` and
+        ``estimable``; not-estimable layers last, without rank or p_best), ``pairwise`` (every pair,
         ``a`` ranked above ``b``: diff = D_a − D_b, its CI, P(D_a > D_b)),
         ``control`` (D_random per layer with CI, same order, then a row pooling
         every layer, named :data:`ALL`), and the draws.
     """
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if d.empty:
-        raise ValueError("no D values to rank: every layer needs max and min thresholds")
+    if d.empty or not np.isfinite(d["D"].to_numpy(dtype=float)).any():
+        kinds = ", ".join(sorted(set(d["D_bound"]))) if not d.empty else "none"
+        raise ValueError("no D can be estimated for any layer: D needs estimable 'max' and 'min' thresholds "
+                         f"of the same participant × image (D values found: {kinds})")
     grouped = d.groupby(LAYER, sort=True)
     li = grouped.ngroup().to_numpy()
     layers = grouped.size().index.to_frame(index=False)
@@ -180,9 +201,10 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     ranking, draws = _summary(d, "D", layers, index, shape, n_boot, seed)
     control, _ = _summary(d, "D_random", layers, index, shape, n_boot, seed)
     best = np.argmax(np.where(np.isnan(draws), -np.inf, draws), axis=1)
-    ranking["p_best"] = np.bincount(best, minlength=len(layers)) / n_boot
-    ranking["rank"] = ranking["D"].rank(ascending=False, method="min").fillna(len(layers)).astype(int)
-    order = np.argsort(ranking["rank"].to_numpy(), kind="stable")
+    estimable = ranking["estimable"].to_numpy()
+    ranking["p_best"] = np.where(estimable, np.bincount(best, minlength=len(layers)) / n_boot, np.nan)
+    ranking["rank"] = ranking["D"].where(estimable).rank(ascending=False, method="min").astype("Int64")
+    order = np.argsort(ranking["rank"].fillna(len(layers) + 1).to_numpy(), kind="stable")
     ranking = ranking.iloc[order].reset_index(drop=True)[RANKING_COLUMNS]
     draws = draws[:, order]
     # The pooled control: every layer's D_random as one sample (layer code 0 for all rows).
@@ -192,10 +214,33 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     return BootstrapResult(ranking, _pairwise(ranking, draws), control, draws)
 
 
+def flag_summary(thresholds: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and overall: thresholds, and how many carry each flag of ``thresholds``.
+
+    Parameters
+    ----------
+    thresholds
+        From :func:`analysis.psychometric.fit_thresholds` (boolean flag columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, layer, weights, thresholds`` and one count column per flag present,
+        then a row :data:`ALL` with the totals.
+    """
+    flags = [f for f in FLAGS if f in thresholds]
+    per_layer = thresholds.groupby(LAYER, sort=True)[flags].sum().astype(int)
+    per_layer.insert(0, "thresholds", thresholds.groupby(LAYER, sort=True).size())
+    per_layer = per_layer.reset_index()
+    total = pd.DataFrame([{**dict.fromkeys(LAYER, ALL), **per_layer.drop(columns=LAYER).sum().to_dict()}])
+    return pd.concat([per_layer, total], ignore_index=True)
+
+
 def _pairwise(ranking: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
     rows = []
-    for a in range(len(ranking)):
-        for b in range(a + 1, len(ranking)):
+    ranked = int(ranking["estimable"].sum())  # estimable layers come first
+    for a in range(ranked):
+        for b in range(a + 1, ranked):
             diff = draws[:, a] - draws[:, b]
             lo, hi = np.nanpercentile(diff, [2.5, 97.5])
             ra, rb = ranking.iloc[a], ranking.iloc[b]

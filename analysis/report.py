@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from eigdist_core.io import atomic_write_bytes  # noqa: E402
 
-from .psychometric import psychometric  # noqa: E402
+from .psychometric import FLAGS, QUALITY_FLAGS, psychometric  # noqa: E402
 from .ranking import ALL, LAYER  # noqa: E402
 
 DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
@@ -59,22 +59,39 @@ def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
 
 
 def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
-    """Per layer (rows) and direction (columns): fitted curves and pooled proportions correct."""
+    """Per layer (rows) and direction (columns): fitted curves, thresholds with 95 % intervals, data.
+
+    Curves: solid; dashed where censored; dotted where the threshold carries a
+    quality flag (few trials, slope at bound, poor fit, unconverged). Each
+    threshold is a dot at its criterion level with its interval as an error bar
+    (an arrow to the right where the interval is open). Panel titles count the flags.
+    """
     layers = fits[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
     directions = [d for d in DIRECTION_COLOURS if d in set(fits["direction"])]
-    fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.2 * len(directions), 2.4 * len(layers)),
+    fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.4 * len(directions), 2.6 * len(layers)),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     data = trials[~trials["is_catch"]]
     alpha = np.geomspace(max(data["alpha"][data["alpha"] > 0].min() / 2, 1e-6), data["alpha"].max() * 1.5, 200)
+    quality = fits[list(QUALITY_FLAGS)].any(axis=1)
     for i, layer in enumerate(layers):
         for j, direction in enumerate(directions):
             ax = axes[i, j]
+            colour = DIRECTION_COLOURS[direction]
             sel = (fits[LAYER] == pd.Series(layer)).all(axis=1) & (fits["direction"] == direction)
-            shown = fits[sel].head(MAX_CURVES)
-            curves = [np.column_stack([alpha, psychometric(alpha, r.scale, r.slope, r.lapse, r.guess, r.function)])
-                      for r in shown.itertuples()]
-            ax.add_collection(LineCollection(curves, colors=DIRECTION_COLOURS[direction], linewidths=0.7, alpha=0.4,
-                                             linestyles=["--" if c else "-" for c in shown["censored"]]))
+            shown = fits[sel & ~fits["not_estimable"]].head(MAX_CURVES)
+            flagged = quality[shown.index]
+            curves = [np.column_stack([alpha, psychometric(alpha, r.threshold_fit, r.slope, r.lapse, r.guess,
+                                                           r.function)]) for r in shown.itertuples()]
+            styles = [":" if f else "--" if c else "-" for c, f in zip(shown["censored"], flagged)]
+            ax.add_collection(LineCollection(curves, colors=colour, linewidths=0.7, alpha=0.4, linestyles=styles))
+            level = shown["guess"] + (1 - shown["guess"] - shown["lapse"]) * shown["criterion"]
+            t = shown["threshold"].to_numpy()
+            low = np.clip(shown["ci_low"].fillna(alpha[0]).to_numpy(), alpha[0], t)
+            high = np.minimum(shown["ci_high"].fillna(alpha[-1]).to_numpy(), alpha[-1])
+            ax.errorbar(t, level, xerr=[t - low, np.maximum(high - t, 0)], fmt="o", ms=2.5, color=colour,
+                        elinewidth=0.6, capsize=1.5, alpha=0.8)
+            open_high = shown["ci_high"].to_numpy() > alpha[-1]
+            ax.scatter(high[open_high], level[open_high], marker=">", s=10, color=colour)
             mask = (data[LAYER] == pd.Series(layer)).all(axis=1) & (data["direction"] == direction)
             if mask.any():
                 a = data.loc[mask, "alpha"]
@@ -84,15 +101,17 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
                 ax.scatter(centres, groups.mean(), s=8 + groups.size() / groups.size().max() * 30, color="k", zorder=3)
             ax.set_xscale("log")
             ax.set_ylim(0.3, 1.02)
-            if i == 0:
-                ax.set_title(direction)
+            counts = {f: int(fits.loc[sel, f].sum()) for f in FLAGS if f in fits and fits.loc[sel, f].any()}
+            note = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "no flags"
+            ax.set_title(f"{direction}: {int(sel.sum())} fits; {note}", fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"{layer['model']}:{layer['layer']}\n{layer['weights']}", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("α (amplitude)")
     axes[0, 0].set_xlim(alpha[0], alpha[-1])
-    fig.suptitle("Fitted psychometric functions (lines; dashed: censored) and pooled proportion correct (dots)",
-                 fontsize=9)
+    fitter = ", ".join(sorted(set(fits["fitter"])))
+    fig.suptitle(f"Psychometric fits ({fitter}): curves (dashed censored, dotted flagged), thresholds with 95 % "
+                 "intervals, pooled proportion correct (black)", fontsize=8)
     return fig
 
 
@@ -188,11 +207,21 @@ def _html_table(table: pd.DataFrame) -> str:
 CAPTIONS = {
     "forest.png": "D per layer with 95 % two-level cluster-bootstrap CIs (black) and the random-direction "
                   "control (grey); the red line is 0.",
-    "fits.png": "Psychometric fits per condition.",
+    "fits.png": "Psychometric fits per condition: curves, thresholds (at the criterion level) with their 95 % "
+                "intervals, and the flags counted per panel (flags.csv lists them per layer).",
     "d_per_image.png": "D per image.",
     "ratio.png": "Measured threshold ratio against the model's prediction √(λ_max/λ_min).",
     "response_curves.png": "Response curves of the stimulus set (red max, blue min, grey random).",
 }
+
+
+def _estimability_note(ranking: pd.DataFrame) -> str:
+    """A sentence naming the layers without any D (no rank, no p_best), or nothing."""
+    if "estimable" not in ranking or ranking["estimable"].all():
+        return ""
+    names = ", ".join(layer_label(r) for r in ranking[~ranking["estimable"]].to_dict("records"))
+    return (f"<p><b>Not estimable</b> (no D: no estimable max and min threshold of the same participant × "
+            f"image; left out of the ranks and p_best): {html.escape(names)}</p>")
 
 
 def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
@@ -226,13 +255,18 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}figure{margin:1em 0}"
         "</style></head><body>",
         "<h1>eigdist: ranking of model layers by observers' thresholds</h1>",
-        f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}</p>",
+        f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}. "
+        f"<b>Fitter:</b> {html.escape(str(settings.get('fitter', 'eigdist')))}.</p>",
         "<p>D = log10 T_min − log10 T_max per participant × image; higher is better. CIs: two-level "
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
         "layer has the highest mean D. n_censored: D values that involve a threshold reported as a bound "
         "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
         "the mean) when its two bounds point opposite ways.</p>",
-        "<h2>Ranking</h2>", _html_table(ranking),
+        "<h2>Ranking</h2>", _html_table(ranking), _estimability_note(ranking),
+        "<h2>Threshold flags</h2><p>Thresholds per layer and how many carry each flag. A D built on a "
+        "threshold flagged few_trials, slope_at_bound, poor_fit or unconverged stays in the mean and is "
+        "counted in the ranking's n_flagged; not-estimable thresholds enter no D.</p>",
+        _html_table(tables["flags.csv"]) if "flags.csv" in tables else "<p><em>no flags computed</em></p>",
     ]
     for name, fig in shown.items():
         parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'>"

@@ -2,7 +2,8 @@
 
 A lab is a table of true thresholds per participant × image × (model, layer,
 weights) × direction (:func:`make_truth`), turned into contract trial rows by a
-Weibull observer (:func:`simulate_trials`) either at constant stimuli or
+Weibull observer (:func:`simulate_trials`; :func:`eigdist_core.psychometric_function.weibull`,
+the threshold at F = ½ as in the fits and the tracks) either at constant stimuli or
 through the experiment's own adaptive tracks (``experiments.staircase``).
 Everything is seeded: the same arguments give the same trials.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from eigdist_core.contract import TRACK_KEY
+from eigdist_core.psychometric_function import weibull
 
 Layer = tuple[str, str, str]  # (model, layer, weights)
 #: Constant-stimulus levels as multiples of the true threshold (a pilot-informed design).
@@ -102,14 +104,6 @@ def make_truth(layers: Mapping[Layer, float], *, n_participants: int = 6, n_imag
     return pd.DataFrame(rows, columns=[*TRACK_KEY, "threshold", "eigenvalue"])
 
 
-def weibull_p(alpha: np.ndarray, threshold: np.ndarray, slope: float, lapse: float,
-              n_alternatives: int) -> np.ndarray:
-    """P(correct) of the simulated observer: Weibull with F(threshold) = 1/2."""
-    guess = 1.0 / n_alternatives
-    f = -np.expm1(-np.log(2.0) * (np.asarray(alpha) / threshold) ** slope)
-    return guess + (1 - guess - lapse) * f
-
-
 def _constant(truth: pd.DataFrame, n_trials: int, levels: Sequence[float],
               alpha_max: float) -> tuple[np.ndarray, np.ndarray]:
     """Condition index and α of every trial: levels × true threshold, equal counts, capped."""
@@ -132,7 +126,7 @@ def _adaptive(truth: pd.DataFrame, n_trials: int, method: str, alpha_max: float,
         track = make_track(method, alpha_max, n_alternatives, seed=seed * 100003 + c, **track_options)
         for t in range(n_trials):
             a = float(track.next_alpha())
-            ok = bool(rng.random() < weibull_p(a, threshold, slope, lapse, n_alternatives))
+            ok = bool(rng.random() < weibull(a, threshold, slope, 1.0 / n_alternatives, lapse))
             track.update(a, ok)
             alpha[c * n_trials + t], correct[c * n_trials + t] = a, ok
     return cond, alpha, correct
@@ -182,7 +176,7 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
     truth = truth.reset_index(drop=True)
     if method == "constant":
         cond, alpha = _constant(truth, n_trials, levels, alpha_max)
-        p = weibull_p(alpha, truth["threshold"].to_numpy()[cond], slope, lapse, n_alternatives)
+        p = weibull(alpha, truth["threshold"].to_numpy()[cond], slope, 1.0 / n_alternatives, lapse)
         correct = rng.random(len(cond)) < p
     else:
         cond, alpha, correct = _adaptive(truth, n_trials, method, alpha_max, slope, lapse,

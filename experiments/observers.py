@@ -10,8 +10,9 @@ Simulated observers (``--simulate SPEC``, grammar in docs/formats.md; parsed by
 :func:`parse_simulate`, built by :func:`make_responder`):
 
 ``weibull[;threshold=α][;slope=β][;lapse=p][;seed=n]``
-    Correct with probability :func:`~experiments.staircase.weibull`
-    (guess ``1/n_alternatives``); otherwise one of the wrong intervals at random.
+    Correct with probability :func:`eigdist_core.psychometric_function.weibull`
+    (guess ``1/n_alternatives``; ``threshold`` is where F = ½, the midpoint
+    between guess and 1, as in the fits: 75 % − lapse/2 in 2AFC); otherwise one of the wrong intervals at random.
 ``model=<model:layer>[;weights=w][;noise=σ][;lapse=p][;seed=n]``
     Looks at the stimuli through the model f: every interval's response
     (and the reference's, in ``2afc_ref``) gets independent Gaussian noise of
@@ -34,8 +35,9 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from eigdist_core.psychometric_function import weibull
+
 from .design import Trial
-from .staircase import weibull
 
 
 @dataclass(frozen=True)

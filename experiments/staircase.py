@@ -4,13 +4,15 @@ Two kinds, one small interface (:class:`Track`):
 
 ``quest``
     QUEST+ (Watson 2017) on a log10 α grid ending at ``alpha_max``. The
-    psychometric model is the Weibull of :func:`weibull` with the guess rate
-    fixed at ``1 / n_alternatives`` and a small free lapse; the posterior is
-    over threshold × slope × lapse. The next α minimises the expected
-    posterior entropy, exactly as the ``questplus`` package does (the tests
-    check the two agree trial by trial), but in plain numpy: ~20× faster than
-    ``questplus``'s xarray, which matters when ``analysis/simulate.py`` draws
-    thousands of tracks.
+    psychometric model is the project's Weibull
+    (:func:`eigdist_core.psychometric_function.weibull`: the threshold is where
+    F = ½, as in the fits) with the guess rate fixed at ``1 / n_alternatives``
+    and a small free lapse; the posterior is over threshold × slope × lapse.
+    The next α minimises the expected posterior entropy, exactly as the
+    ``questplus`` package does (the tests check the two agree trial by trial,
+    its threshold grid shifted to its own 1 − 1/e criterion), but in plain
+    numpy: ~20× faster than ``questplus``'s xarray, which matters when
+    ``analysis/simulate.py`` draws thousands of tracks.
 ``updown``
     A transformed staircase (``n_down``-down-1-up) with multiplicative steps
     in log α, clamped to ``[alpha_min, alpha_max]``; the threshold estimate is
@@ -29,6 +31,8 @@ import math
 from typing import Any, Iterable, Protocol
 
 import numpy as np
+
+from eigdist_core.psychometric_function import weibull
 
 #: Track kinds accepted by :func:`make_track`.
 KINDS = ("quest", "updown")
@@ -50,28 +54,6 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
         "n_reversals": 6,  # reversals averaged for the estimate
     },
 }
-
-
-def weibull(alpha: Any, threshold: Any, slope: Any, guess: float, lapse: Any) -> np.ndarray:
-    """Probability correct of the Weibull psychometric function (numpy broadcasting).
-
-    ``p = 1 - lapse - (1 - guess - lapse) * exp(-(alpha / threshold) ** slope)``, so
-    ``p(threshold) = guess + (1 - guess - lapse)(1 - 1/e)`` (≈ 0.816 for 2AFC
-    without lapse). This is ``questplus``'s Weibull with ``t = log10 threshold``.
-
-    Parameters
-    ----------
-    alpha
-        Amplitudes (≥ 0).
-    threshold, slope
-        Weibull scale (same units as ``alpha``) and shape β.
-    guess
-        Chance rate, ``1 / n_alternatives``.
-    lapse
-        Lapse rate λ; the upper asymptote is ``1 - λ``.
-    """
-    alpha = np.asarray(alpha, dtype=float)
-    return 1.0 - lapse - (1.0 - guess - lapse) * np.exp(-((alpha / threshold) ** slope))
 
 
 class Track(Protocol):
@@ -226,7 +208,7 @@ class QuestPlusTrack:
         return mean, float(math.sqrt(max((self.posterior * (log_t - mean) ** 2).sum(), 0.0)))
 
     def threshold_estimate(self) -> float:
-        """``10 ** E[log10 threshold]`` under the posterior (the Weibull scale of :func:`weibull`)."""
+        """``10 ** E[log10 threshold]`` under the posterior (the α where F = ½, as everywhere)."""
         return 10.0 ** self.marginal_log10_threshold()[0]
 
     def state(self) -> dict:

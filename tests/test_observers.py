@@ -113,7 +113,7 @@ def test_keyboard_responder_maps_keys():
 @pytest.fixture(scope="module")
 def lgg_eigendistortions():
     """frontend:lgg (published parameters) on a small textured image: its max and min eigendistortions."""
-    torch = pytest.importorskip("torch")
+    import torch
     from eigdist_core import models
     from eigdist_core.eigendistortion import Eigendistortion
 
@@ -151,7 +151,7 @@ def test_lgg_observer_sees_max_before_min(lgg_eigendistortions):
 
 def test_model_observer_oddity_and_chance():
     """The decision rule alone, through an identity "model": distance = α, oddity at high α, chance at 0."""
-    torch = pytest.importorskip("torch")
+    import torch
     obs = ModelObserver("identity:none", noise=0.01, seed=2, model=torch.nn.Identity())
     ref = np.full((1, 8, 8), 0.5, np.float32)
     e = np.random.default_rng(0).standard_normal((1, 8, 8)).astype(np.float32)

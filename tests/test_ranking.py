@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.psychometric import fit_thresholds
-from analysis.ranking import ALL, RANKING_COLUMNS, compute_d, rank_layers
+from analysis.psychometric import FitOptions, fit_thresholds
+from analysis.ranking import ALL, RANKING_COLUMNS, compute_d, flag_summary, rank_layers
 from analysis.simulate import make_truth, simulate_trials
 
 TRUE_D = {("vgg16", f"l{i}", "imagenet"): d for i, d in enumerate([0.9, 0.6, 0.3, 0.0])}
@@ -27,7 +27,7 @@ def labs() -> pd.DataFrame:
         truth["participant"] = f"lab{lab:03d}-" + truth["participant"]
         truths.append(truth)
     fits = fit_thresholds(simulate_trials(pd.concat(truths, ignore_index=True), n_trials=60, seed=11),
-                          alpha_max=30.0)
+                          alpha_max=30.0, options=FitOptions(gof_draws=0, intervals=False))
     d = compute_d(fits)
     d["lab"] = d["participant"].str[:6]
     return d
@@ -88,8 +88,47 @@ def test_censored_thresholds_give_flagged_bounds():
 def test_rank_layers_errors():
     with pytest.raises(ValueError, match="n_boot must be >= 1, got 0"):
         rank_layers(pd.DataFrame({"D": [0.1]}), n_boot=0)
-    with pytest.raises(ValueError, match="no D values to rank"):
+    with pytest.raises(ValueError, match="no D can be estimated for any layer"):
         rank_layers(pd.DataFrame(columns=["participant", "image_id", "model", "layer", "weights", "D"]))
+
+
+def test_data_without_min_trials_is_an_error_naming_it():
+    """Issue 16: no 'min' direction anywhere used to rank every layer with p_best = 1 for one."""
+    t = _thresholds([("a", "i1", "max", 1.0, False), ("a", "i1", "random", 2.0, False)])
+    d = compute_d(t)
+    assert d["D_bound"].tolist() == ["missing"]
+    with pytest.raises(ValueError, match=r"no D can be estimated for any layer: D needs estimable 'max' and "
+                                         r"'min' thresholds .* \(D values found: missing\)"):
+        rank_layers(d, n_boot=20)
+
+
+def test_layer_without_d_is_not_estimable_not_ranked():
+    good = _thresholds([("a", "i1", "max", 1.0, False), ("a", "i1", "min", 3.0, False),
+                        ("b", "i1", "max", 1.0, False), ("b", "i1", "min", 2.0, False)])
+    lost = _thresholds([("a", "i1", "max", 1.0, False), ("a", "i1", "min", np.nan, False),
+                        ("b", "i1", "max", 1.0, False)])
+    lost["layer"] = "l2"
+    result = rank_layers(compute_d(pd.concat([good, lost], ignore_index=True)), n_boot=100)
+    ranking = result.ranking.set_index("layer")
+    assert ranking.loc["l", "estimable"] and ranking.loc["l", "rank"] == 1 and ranking.loc["l", "p_best"] == 1.0
+    assert not ranking.loc["l2", "estimable"]
+    assert pd.isna(ranking.loc["l2", "rank"]) and np.isnan(ranking.loc["l2", "p_best"])
+    assert result.ranking["layer"].tolist() == ["l", "l2"] and result.pairwise.empty
+
+
+def test_flagged_thresholds_are_counted_never_silent():
+    t = _thresholds([("a", "i1", "max", 1.0, False), ("a", "i1", "min", 3.0, False),
+                     ("a", "i2", "max", 1.0, False), ("a", "i2", "min", 2.0, False),
+                     ("a", "i2", "random", 2.0, False)])
+    t["poor_fit"] = [False, True, False, False, False]
+    t["few_trials"] = [False, False, False, False, True]
+    d = compute_d(t).set_index("image_id")
+    assert d.loc["i1", "D_flagged"] and not d.loc["i2", "D_flagged"] and d.loc["i2", "D_random_flagged"]
+    result = rank_layers(d.reset_index(), n_boot=50)
+    assert result.ranking["n_flagged"].tolist() == [1] and result.control["n_flagged"].tolist() == [1, 1]
+    summary = flag_summary(t).set_index("layer")
+    assert summary.loc["l", "thresholds"] == 5 and summary.loc["l", "poor_fit"] == 1
+    assert summary.loc[ALL, "few_trials"] == 1
 
 
 def test_bounds_below_the_tested_range():

@@ -33,17 +33,53 @@ def test_analyze_writes_tables_and_a_report_whose_links_exist(lab, tmp_path, cap
     assert "report.html" in capsys.readouterr().out
     ranking = pd.read_csv(out / "ranking.csv")
     assert list(ranking.columns) == RANKING_COLUMNS
+    assert len(ranking) == 2 and ranking["estimable"].all()         # the two layers, no model × layer mix
     assert ranking["n_censored"].sum() == 4                       # p01's min thresholds: 2 images × 2 layers
     thresholds = pd.read_csv(out / "thresholds.csv")
     assert thresholds["censored"].sum() == 4
     assert thresholds.loc[thresholds["censored"], "threshold"].eq(30.0).all()
     for name in ("fits.csv", "pairwise.csv", "control.csv", "d.csv", "exclusions.csv"):
         assert (out / name).is_file()
+    assert (thresholds["ci_low"] < thresholds["ci_high"]).all() and (thresholds["fitter"] == "eigdist").all()
+    assert {"flags", "few_trials", "slope_at_bound", "poor_fit", "gof_p"} <= set(thresholds.columns)
+    flags = pd.read_csv(out / "flags.csv")
+    assert flags["thresholds"].iloc[-1] == len(thresholds) and flags["censored"].iloc[-1] == 4
     page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<b>Fitter:</b> eigdist" in page and "Threshold flags" in page
     links = re.findall(r"(?:src|href)='([^']+)'", page)
     assert {"forest.png", "fits.png", "d_per_image.png", "ratio.png", "ranking.csv"} <= set(links)
     for link in links:
         assert (out / link).is_file() and (out / link).stat().st_size > 0, link
+
+
+def test_analyze_without_min_trials_names_the_problem(lab, tmp_path, capsys):
+    """Issue 16: no 'min' direction used to exit 0 with every layer ranked and p_best = 1 for one."""
+    truth = make_truth(LAYERS, n_participants=2, n_images=1, seed=0)
+    data = tmp_path / "nomin"
+    write_lab(data, simulate_trials(truth[truth["direction"] != "min"], n_trials=20, seed=1))
+    assert main(["analyze", str(data), "--out", str(tmp_path / "o"), "--n-boot", "20", "--alpha-max", "30"]) == 2
+    assert "no D can be estimated for any layer" in capsys.readouterr().err
+
+
+def test_analyze_with_psignifit_feeds_the_same_ranking(tmp_path):
+    """A small lab (2 participants × 1 image × 2 layers, 40 trials; p01's min directions invisible)."""
+    truth = make_truth(LAYERS, n_participants=2, n_images=1, seed=0)
+    truth.loc[(truth["participant"] == "p01") & (truth["direction"] == "min"), "threshold"] = 80.0
+    lab = tmp_path / "data"
+    write_lab(lab, simulate_trials(truth, n_trials=40, seed=1))
+    out = {}
+    for fitter in ("eigdist", "psignifit"):
+        out[fitter] = tmp_path / fitter
+        assert main(["analyze", str(lab), "--out", str(out[fitter]), "--n-boot", "50", "--alpha-max", "30",
+                     "--fitter", fitter, "--slope", "free", "--no-slope-prior"]) == 0
+    ours, theirs = (pd.read_csv(out[f] / "thresholds.csv") for f in ("eigdist", "psignifit"))
+    assert (theirs["fitter"] == "psignifit").all()
+    assert "<b>Fitter:</b> psignifit" in (out["psignifit"] / "report.html").read_text(encoding="utf-8")
+    exact = ~ours["censored"] & ~ours["below_range"]
+    ratio = theirs.loc[exact, "threshold"] / ours.loc[exact, "threshold"]
+    assert (ratio - 1).abs().median() < 0.02
+    assert list(pd.read_csv(out["psignifit"] / "ranking.csv")["layer"]) == list(
+        pd.read_csv(out["eigdist"] / "ranking.csv")["layer"])
 
 
 def _manifest(folder, alpha_max: float, set_id: str = SIMULATED_SET) -> None:

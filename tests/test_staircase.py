@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments.staircase import make_track, rebuild_track, weibull
+from eigdist_core.psychometric_function import WEIBULL_SCALE_CRITERION, convert_threshold, weibull
+from experiments.staircase import make_track, rebuild_track
 
 
 def run_observer(track, threshold, slope=3.5, lapse=0.0, n=60, seed=0):
@@ -24,18 +25,27 @@ def run_observer(track, threshold, slope=3.5, lapse=0.0, n=60, seed=0):
 
 
 def test_weibull_closed_form():
+    """The threshold is where F = 1/2 (75 % in 2AFC without lapse); the scale a = t / (ln 2)^(1/beta)."""
     assert weibull(0.0, 0.1, 3.0, 0.5, 0.0) == pytest.approx(0.5)
-    assert weibull(0.1, 0.1, 3.0, 0.5, 0.0) == pytest.approx(0.5 + 0.5 * (1 - math.exp(-1)))
+    assert weibull(0.1, 0.1, 3.0, 0.5, 0.0) == pytest.approx(0.75)
+    assert weibull(0.1, 0.1, 3.0, 0.5, 0.04) == pytest.approx(0.75 - 0.02)
+    scale = 0.1 / math.log(2) ** (1 / 3)
+    assert weibull(scale, 0.1, 3.0, 0.5, 0.0) == pytest.approx(0.5 + 0.5 * (1 - math.exp(-1)))
     assert weibull(1e6, 0.1, 3.0, 1 / 3, 0.02) == pytest.approx(0.98)
 
 
 def test_quest_matches_questplus_package():
-    """Same grid, prior and responses: the same α choices and the same posterior."""
-    questplus = pytest.importorskip("questplus")
-    track = make_track("quest", 1.0, 2, n_grid=12, slopes=[2.0, 4.0], lapses=[0.0, 0.04])
+    """Same grid, prior and responses: the same α choices and the same posterior.
+
+    questplus's Weibull threshold is its scale (F = 1 − 1/e); ours is at F = 1/2, so its
+    threshold grid is ours moved to its criterion (one slope: the move depends on it).
+    """
+    import questplus
+    track = make_track("quest", 1.0, 2, n_grid=12, slopes=[3.0], lapses=[0.0, 0.04])
     x = np.log10(track.alphas)
+    scales = np.log10(convert_threshold(track.alphas, 3.0, "weibull", 0.5, WEIBULL_SCALE_CRITERION))
     ref = questplus.QuestPlusWeibull(
-        intensities=x, thresholds=x, slopes=[2.0, 4.0], lower_asymptotes=[0.5],
+        intensities=x, thresholds=scales, slopes=[3.0], lower_asymptotes=[0.5],
         lapse_rates=[0.0, 0.04], responses=["Correct", "Incorrect"],
     )
     rng = np.random.default_rng(3)
@@ -45,7 +55,7 @@ def test_quest_matches_questplus_package():
         correct = bool(rng.random() < weibull(alpha, 0.05, 3.0, 0.5, 0.0))
         track.update(alpha, correct)
         ref.update(intensity=ref.next_intensity, response="Correct" if correct else "Incorrect")
-    ours = track.posterior.reshape(12, 2, 2)
+    ours = track.posterior.reshape(12, 1, 2)
     theirs = ref.posterior.transpose("threshold", "slope", "lower_asymptote", "lapse_rate").values[:, :, 0, :]
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-15)
 
@@ -59,10 +69,10 @@ def test_track_converges_near_true_threshold(kind, n_alt):
         run_observer(track, threshold, n=80 if kind == "updown" else 60, seed=seed)
         estimate = track.threshold_estimate()
         if kind == "updown":
-            # the staircase tracks its own target level, not the Weibull scale
+            # the staircase tracks its own target level (P = 0.5^(1/n_down)), not F = 1/2
             target = 0.5 ** (1 / 2) if n_alt == 2 else 0.5 ** (1 / 3)
             g = 1 / n_alt
-            threshold = threshold * (-math.log((1 - target) / (1 - g))) ** (1 / 3.5)
+            threshold = convert_threshold(threshold, 3.5, "weibull", 0.5, (target - g) / (1 - g))
         errors.append(abs(math.log10(estimate / threshold)))
     assert np.median(errors) < 0.15, errors
 

@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slope", default="shared", choices=["shared", "free"],
                    help="one slope per participant (default) or per condition")
     p.add_argument("--max-lapse", type=float, default=0.06, help="upper bound of the lapse rate")
+    p.add_argument("--fitter", default="eigdist", choices=["eigdist", "psignifit"],
+                   help="eigdist: maximum likelihood with a weakly informative slope prior (default); "
+                        "psignifit: Bayesian fits by psignifit 4 (pip install 'eigdist[psignifit]')")
+    p.add_argument("--no-slope-prior", action="store_true", help="plain maximum likelihood (eigdist fitter)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for --fitter psignifit (default 1)")
     p.add_argument("--include-pilot", action="store_true", help="keep uncalibrated (--pilot) sessions")
     p.add_argument("--observers", default="auto", choices=["auto", "human", "simulated", "all"],
                    help="auto: humans if any, else simulated observers (never mixed unless 'all')")
@@ -32,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = AnalysisSettings(
         seed=args.seed, n_boot=args.n_boot, stimuli=args.stimuli, alpha_max=args.alpha_max,
-        fit=FitOptions(function=args.function, slope=args.slope, max_lapse=args.max_lapse),
+        fit=FitOptions(function=args.function, slope=args.slope, max_lapse=args.max_lapse,
+                       slope_prior=not args.no_slope_prior, seed=args.seed),
+        fitter=args.fitter, jobs=args.jobs,
         exclusions=ExclusionRules(include_pilot=args.include_pilot, observers=args.observers,
                                   min_catch_accuracy=args.min_catch_accuracy),
     )
