@@ -16,13 +16,12 @@ import copy
 import json
 import re
 
+import plenoptic as po
 import pytest
 import torch
 from torch import nn
 
 from eigdist_core.eigendistortion import Eigendistortion
-
-po = pytest.importorskip("plenoptic")
 
 SMALL_DIM = 16  # plenoptic: 20; 16 is the smallest size its 31-pixel filters take (reflect padding)
 COLOR_DIM = 20  # plenoptic's SMALL_DIM, for its colour model (3 × 20 × 20 = 1200 inputs)

@@ -123,7 +123,6 @@ def test_without_the_package_the_family_is_unknown():
 # --- plenoptic:<ModelName> -------------------------------------------------------------------------
 
 def test_plenoptic_family_matches_our_frontend_and_is_refused_in_colour():
-    pytest.importorskip("plenoptic")
     image = torch.rand(1, 1, 18, 20, generator=torch.Generator().manual_seed(0))
     theirs, ours = models.load("plenoptic:OnOff"), models.load("frontend:onoff")
     with torch.no_grad():
