@@ -161,7 +161,7 @@ def test_verify_names_every_content_problem(tiny):
     assert "images/img.npy: values [0.9, 0.9] leave value_range [0.2, 0.8]" in problems
     assert f"{m['items'][1]['file']}: alpha_displayable_max is 5 in the manifest" in problems
     assert "complete = false" in problems
-    assert f"manifest.json: build_id {m['build_id']!r} does not match its config and versions" in problems
+    assert f"manifest.json: build_id {m['build_id']!r} does not match its config, versions and models" in problems
 
 
 def test_verify_catches_max_equal_to_min(tiny):

@@ -149,12 +149,17 @@ def test_images_on_the_display_bound_are_refused_before_any_work(tmp_path, capsy
 
 
 def test_a_zero_ceiling_is_a_ceiling_not_a_missing_value():
+    """A recorded ceiling of 0 used to be read as "missing" (the track went up to alpha_max): the
+    experiment now refuses the item by name, and the ceiling rule keeps 0 as 0."""
+    from eigdist_core.contract import alpha_ceiling
     from experiments.design import conditions
 
+    assert alpha_ceiling(4.0, 0.0) == 0.0 and alpha_ceiling(4.0, None) == 4.0
     item = {"item_id": "a__m__l__w__max0", "image_id": "a", "model": "m", "layer": "l", "weights": "w",
             "direction": "max", "eigenvalue": 1.0, "alpha_displayable_max": 0.0}
-    (cond,) = conditions({"images": [{"image_id": "a"}], "items": [item], "alpha_max": 4.0})
-    assert cond.alpha_max == 0.0
+    with pytest.raises(ValueError, match=r"item 'a__m__l__w__max0' has an alpha ceiling of 0 .* cannot be shown "
+                                         r"without clipping"):
+        conditions({"images": [{"image_id": "a"}], "items": [item], "alpha_max": 4.0})
 
 
 # 16.9 image values --------------------------------------------------------------------------
