@@ -176,6 +176,10 @@ def warn_unconverged(result: EigenResult, tol: float) -> None:
 #: Iterative methods.
 ITERATIVE = ("lanczos", "lobpcg", "power")
 
+#: Default block sizes (at least k). At the bottom, a dense cluster of tiny eigenvalues, extra vectors
+#: did not speed convergence per iteration, so each cost its products for nothing (docs/solvers.md).
+TOP_BLOCK, BOTTOM_BLOCK = 4, 1
+
 #: Bottom-only methods: ``chebyshev`` filters with the top's λ_max (:mod:`eigdist_core.chebyshev`).
 BOTTOM_ONLY = ("chebyshev",)
 
@@ -216,7 +220,9 @@ def solve_iterative(
     time_budget
         Seconds for both ends (the top may use half); ``None`` for no limit.
     block
-        Block size b ≥ k; default ``max(k, 4)`` (``k`` for ``power``).
+        Block size b ≥ k for both ends; default ``max(k, 4)`` at the top and
+        ``k`` at the bottom (:data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK`; ``k``
+        for ``power``).
 
     Returns
     -------
@@ -231,10 +237,10 @@ def solve_iterative(
     trace = Trace(op, start)
     budget = float("inf") if time_budget is None else time_budget
 
-    def size(method: str) -> int:
-        return k if method == "power" else max(k, block or 4)
+    def size(method: str, default: int) -> int:
+        return k if method == "power" else max(k, block or default)
 
-    b_top, b_bottom = size(top), size(bottom)
+    b_top, b_bottom = size(top, TOP_BLOCK), size(bottom, BOTTOM_BLOCK)
     max_basis = 12 * max(b_top, b_bottom) + 24
     g = seeded_block(op.n, max(b_top, b_bottom), seed, F64, op.device)
     common = dict(tol=tol, max_iter=max_iter, max_basis=max_basis, trace=trace)
