@@ -21,6 +21,10 @@
    then plenoptic, ours, ours, plenoptic); products come from the warm-up runs
    (ours from its diagnostics, plenoptic from the instrumented counting run).
 
+``--levers`` adds the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
+scale"): one top phase, then each bottom method and block size from the same warm start, products
+to converge and the min Rayleigh quotient reached (deterministic, independent of the machine's load).
+
 Run from the repository root (on a quiet machine: timings of a loaded one are
 pessimistic and noisy; product counts do not depend on the load)::
 
@@ -125,7 +129,7 @@ def goal1(args) -> list[str]:
         for spec, weights in GOAL1_ITEMS:
             runs: dict[str, dict] = {}
             for side in order:
-                got = run_item(trees[side], spec, weights, 256, args.threads, Path(tmp) / f"{side}.npy")
+                got = run_item(trees[side], spec, weights, args.size, args.threads, Path(tmp) / f"{side}.npy")
                 print(f"  {spec} {side}: {got['seconds']:.1f} s", flush=True)
                 if side not in runs or got["seconds"] < runs[side]["seconds"]:
                     runs[side] = got
@@ -134,7 +138,7 @@ def goal1(args) -> list[str]:
             cos = abs(float(vec["ours"][0] @ vec["baseline"][0]))
             ratio, rq = ours["seconds"] / base["seconds"], ours["bottom"] / base["bottom"]
             for side, r in runs.items():
-                lines.append(f"| {spec} 256 | {side} ({r['method']}) | {r['seconds']:.1f} | {r['products'][0]} / "
+                lines.append(f"| {spec} {args.size} | {side} ({r['method']}) | {r['seconds']:.1f} | {r['products'][0]} / "
                              f"{r['products'][1]} | {r['top']:.4g} | {r['bottom']:.4g} | {r['converged']} | {r['peak_mb']:.0f} |")
             lines.append(f"goal 1 {spec}: time {ratio:.2f} of baseline (≤ 0.33), top |cos| {cos:.4f} (≥ 0.999), "
                          f"min RQ {rq:.3f} of baseline (≤ 1.1): {'met' if ratio <= 1 / 3 and cos >= 0.999 and rq <= 1.1 else 'NOT met'}")
@@ -168,6 +172,7 @@ def goal2(args) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         sample = Path(tmp) / "sample.toml"
         text = re.sub(r"^images = .*$", f"images = {json.dumps(args.sample_images)}", STUDY.read_text(), flags=re.M)
+        text = re.sub(r"^size = .*$", f"size = {args.size}", text, flags=re.M)
         sample.write_text(text)
         folder = build_set(sample, out=Path(tmp) / "set", runner=timed, progress=False)
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -179,11 +184,11 @@ def goal2(args) -> list[str]:
     torch.set_num_threads(1)
     plenoptic = 0.0
     for net in config.models:
-        model, image = models.load(net.spec, net.weights), grey_image(args.sample_images[0], config.size)
+        model, image = models.load(net.spec, net.weights), grey_image(args.sample_images[0], args.size)
         t0 = time.perf_counter()
         plenoptic_power(model, image, args.plenoptic_iters)  # top and bottom: 2 × iters iterations
         per_iteration = (time.perf_counter() - t0) / (2 * args.plenoptic_iters)
-        plenoptic += per_iteration * 800 * len(config.images)
+        plenoptic += per_iteration * 2 * args.plenoptic_max_iter * len(config.images)
         print(f"  plenoptic {net.spec}: {per_iteration:.2f} s per power iteration", flush=True)
     estimate = total / 2 / 60
     return [
@@ -192,7 +197,7 @@ def goal2(args) -> list[str]:
         f"{len(config.models)} networks with --jobs 2: {estimate:.1f} min (≤ 45), peak {peak:.0f} MB per worker "
         f"(≤ 2048), unconverged items in the sample: {unconverged or 'none'}: "
         f"{'met' if estimate <= 45 and peak <= 2048 and not unconverged else 'NOT met'} (estimate)",
-        f"goal 2: plenoptic power, max_iter 400 at both ends, same set, --jobs 2: ≈ {plenoptic / 2 / 60:.0f} min "
+        f"goal 2: plenoptic power, max_iter {args.plenoptic_max_iter} at both ends, same set, --jobs 2: ≈ {plenoptic / 2 / 60:.0f} min "
         f"(extrapolated from {args.plenoptic_iters} iterations per end per network; its min does not converge)",
     ]
 
@@ -226,9 +231,10 @@ def goal3(args) -> list[str]:
             model = models.load(f"resnet18:{layer}", "random:0")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                counted = run_plenoptic(model, image, 400)  # the warm-up; counts its products
+                counted = run_plenoptic(model, image, args.plenoptic_max_iter)  # the warm-up; counts its products
                 ours = run_ours(model, image)
-                theirs_s, ours_s = alternate(lambda: plenoptic_power(model, image, 400), lambda: run_ours(model, image))
+                theirs_s, ours_s = alternate(
+                    lambda: plenoptic_power(model, image, args.plenoptic_max_iter), lambda: run_ours(model, image))
             d = ours["eig"].result.diagnostics
             ratio = ours_s / theirs_s
             met &= ratio <= 0.2
@@ -240,6 +246,44 @@ def goal3(args) -> list[str]:
             f"goal 3: ours ≤ 0.2 of plenoptic for every layer and image: {'met' if met else 'NOT met'}"]
 
 
+# ----- levers: bottom methods from one top phase ----------------------------------------------
+
+#: (label, method, block) of the bottom solvers compared by ``--levers``.
+BOTTOMS = [("LOBPCG b=4 (before)", "lobpcg", 4), ("LOBPCG b=1 (default)", "lobpcg", 1), ("LOBPCG b=8", "lobpcg", 8),
+           ("Lanczos b=1", "lanczos", 1), ("Chebyshev deg 8, b=1", "chebyshev", 1),
+           ("Chebyshev deg 8, b=4", "chebyshev", 4)]
+
+
+def levers(args) -> list[str]:
+    import torch
+
+    from eigdist_core import models
+    from eigdist_core.block_iteration import F64, Trace, iterate
+    from eigdist_core.chebyshev import filtered_bottom
+    from eigdist_core.fisher import FisherOperator
+    from eigdist_core.nullspace import seeded_block
+
+    torch.set_num_threads(args.threads)
+    lines = []
+    for spec, weights in GOAL1_ITEMS:
+        op = FisherOperator(models.load(spec, weights), grey_image("camera", args.levers_size))
+        common = dict(tol=1e-4, max_iter=100_000, deadline=float("inf"), trace=Trace(op, time.perf_counter()))
+        top = iterate(op, start=(seeded_block(op.n, 4, 0, F64, op.device), None), k=1, block=4, largest=True,
+                      mode="lanczos", lam_max=None, max_basis=72, desc="top", **common)
+        lam_max = float(top.rayleigh()[0])
+        for label, method, block in BOTTOMS:
+            p0, t0 = op.products, time.perf_counter()
+            if method == "chebyshev":
+                lo = filtered_bottom(op, start=top.subspace, k=1, block=block, lam_max=lam_max, **common)
+            else:
+                lo = iterate(op, start=top.subspace, k=1, block=block, largest=False, mode=method, lam_max=lam_max,
+                             max_basis=12 * block + 24, desc=label, **common)
+            lines.append(f"| {spec} {args.levers_size} | {label} | {op.products - p0} | {float(lo.rayleigh()[0]):.4g} | "
+                         f"{time.perf_counter() - t0:.1f} |")
+            print(lines[-1], flush=True)
+    return ["| item | bottom | products to tol 1e-4 | min RQ | seconds |", "|---|---|---|---|---|", *lines]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--goals", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
@@ -249,7 +293,11 @@ def main() -> None:
     parser.add_argument("--sample-images", nargs="+", default=["camera"], help="goal 2: images actually built")
     parser.add_argument("--plenoptic-iters", type=int, default=5, help="goal 2: plenoptic iterations per end measured")
     parser.add_argument("--goal3-images", nargs="+", default=["camera", "coffee"])
+    parser.add_argument("--size", type=int, default=256, help="goals 1 and 2: image size (smaller for a smoke run)")
+    parser.add_argument("--plenoptic-max-iter", type=int, default=400, help="plenoptic's max_iter (goals 2 and 3)")
     parser.add_argument("--build", action="store_true", help="goal 2: also time the real build (about 45 minutes)")
+    parser.add_argument("--levers", action="store_true", help="also compare bottom solvers (products to converge)")
+    parser.add_argument("--levers-size", type=int, default=128, help="image size of the lever comparison")
     parser.add_argument("--item-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.item_child:
@@ -265,6 +313,8 @@ def main() -> None:
     for goal, fn in ((1, goal1), (2, goal2), (3, goal3)):
         if goal in args.goals:
             report += [""] + fn(args)
+    if args.levers:
+        report += [""] + levers(args)
     if args.build:
         report.append(build_time(args))
     print("\n".join(report))
