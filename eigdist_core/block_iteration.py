@@ -61,11 +61,14 @@ def orthonormalize(W: torch.Tensor, against: list[torch.Tensor], drop: float = 1
 
     Classical Gram-Schmidt twice against ``against``, then SVQB within the
     block; directions that lose more than a factor ``1/drop`` of their norm
-    (numerically inside the span already) are dropped, so the result may have
-    fewer rows.
+    (numerically inside the span already) are dropped, and so are the weakest
+    beyond the room left in the space (n minus the rows in ``against``: a
+    subspace that spans everything cannot grow), so the result may have fewer
+    rows.
     """
-    if W.shape[0] == 0:
-        return W
+    room = W.shape[1] - sum(B.shape[0] for B in against)
+    if W.shape[0] == 0 or room <= 0:
+        return W[:0]
     before = torch.linalg.vector_norm(W, dim=1).max()
     for _ in range(2):
         for B in against:
@@ -73,6 +76,7 @@ def orthonormalize(W: torch.Tensor, against: list[torch.Tensor], drop: float = 1
                 W = W - (W @ B.T) @ B
     gram = W @ W.T
     evals, evecs = torch.linalg.eigh((gram + gram.T) / 2)
+    evals, evecs = evals.flip(0)[:room], evecs.flip(1)[:, :room]  # strongest directions first
     keep = evals > (drop * before) ** 2
     W = (evecs[:, keep].T @ W) / evals[keep].sqrt()[:, None]
     for B in against:  # one more pass: SVQB can reintroduce rounding along B

@@ -35,6 +35,7 @@ from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .executors import run_tasks
 from .errors import in_context
 from .io import atomic_write_bytes, load_json, load_npy, save_npy, sha256_file
+from .models.provenance import provenance
 from .stimulus_set import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -249,8 +250,9 @@ def build_set(
     config_path = Path(config_path)
     config, base = load_config(config_path)
     folder = Path(out) if out is not None else base / config.name
-    meta = {"config": config.as_dict(), "versions": versions()}
-    set_id = compute_set_id(meta["config"], meta["versions"])
+    meta = {"config": config.as_dict(), "versions": versions(),
+            "models": [provenance(m.spec, m.weights) for m in config.models]}
+    set_id = compute_set_id(meta["config"], meta["versions"], meta["models"])
     old = _claim_folder(folder, set_id, force)
     images = check_inputs(config, base)
     for stale in folder.glob("*/.*.tmp"):  # left by a kill inside atomic_write_bytes

@@ -213,7 +213,7 @@ def _models(value: Any) -> tuple[ModelEntry, ...]:
             raise ValueError(f"models[{i}].spec: {exc}") from None
         if not isinstance(weights, str) or not weights:
             raise ValueError(
-                f"models[{i}].weights: missing; give imagenet, random:<seed>, published, bundled or a file path"
+                f"models[{i}].weights: missing; give imagenet, random:<seed>, published, bundled, factory or a file path"
             )
         entry = ModelEntry(spec, weights)
         if entry in entries:

@@ -34,7 +34,10 @@ class Eigendistortion:
         1-D vector, (H, W), (C, H, W) or (1, C, H, W) float tensor.
     model
         Maps ``image`` to a response tensor of the same dtype and device. An
-        ``nn.Module`` is put in eval mode and its parameters are frozen.
+        ``nn.Module`` is run in eval mode and never changed (mode, parameters'
+        ``requires_grad``, buffers); a model whose ``forward`` writes to its own
+        tensors, or that ``torch.func`` cannot trace, is differentiated by plain
+        autograd (``diagnostics["fisher"]``).
     dtype
         Computation dtype (``torch.float32`` default, ``torch.float64`` for
         accuracy checks).
@@ -50,7 +53,8 @@ class Eigendistortion:
     jacobian : torch.Tensor or None
         m × n Jacobian, ``exact`` only.
     diagnostics : dict
-        ``{"vectors": [per-vector dicts], "degenerate": bool, "method": str}``.
+        ``{"vectors": [per-vector dicts], "degenerate": bool, "method": str,
+        "fisher": {"path": "torch.func" | "autograd", "reason": str}}``.
     """
 
     def __init__(
@@ -63,6 +67,11 @@ class Eigendistortion:
         self.model = model
         self.operator = FisherOperator(model, self.image, dtype=dtype)
         self._result: EigenResult | None = None
+
+    def __repr__(self) -> str:
+        """plenoptic's layout: the image's shape and dtype, then the model."""
+        model = repr(self.model).replace("\n", "\n  ")
+        return f"Eigendistortion(\n  image = {self.image.shape} ({self.image.dtype}),\n  model = {model},\n)"
 
     @property
     def distortion_shape(self) -> tuple[int, ...]:
@@ -148,8 +157,11 @@ class Eigendistortion:
 
     @property
     def diagnostics(self) -> dict[str, Any]:
-        r = self.result
-        return {"vectors": r.diagnostics_dicts(), "degenerate": r.degenerate, "method": r.method}
+        r, op = self.result, self.operator
+        return {
+            "vectors": r.diagnostics_dicts(), "degenerate": r.degenerate, "method": r.method,
+            "fisher": {"path": op.path, "reason": op.reason},
+        }
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the results to the folder ``path`` (``.npy`` arrays + ``eigendistortion.json``)."""
@@ -173,6 +185,7 @@ class Eigendistortion:
                 "eigenvalues": [float(v) for v in r.eigenvalues],
                 "eigenindex": [int(i) for i in r.eigenindex],
                 "diagnostics": r.diagnostics_dicts(),
+                "fisher": self.diagnostics["fisher"],
                 "image_shape": list(self.image.shape),
                 "dtype": str(self.operator.dtype).removeprefix("torch."),
                 "sha256": files,

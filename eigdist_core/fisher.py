@@ -1,10 +1,20 @@
 """The Fisher operator F = JᵀJ of a model at one image, applied without forming F.
 
-J = ∂f/∂x is never built for iterative solvers: ``F @ V`` is a forward-mode
-Jacobian-vector product (``torch.func.jvp``) followed by a vector-Jacobian
-product whose linearisation (``torch.func.vjp``) is computed once per image and
-reused for every product. Blocks of vectors go through ``torch.func.vmap`` so b
-vectors cost one batched pass rather than b separate ones.
+J = ∂f/∂x is never built for iterative solvers. Two ways to apply it, with the
+same results:
+
+- ``torch.func`` (default): ``F @ V`` is a forward-mode Jacobian-vector product
+  (``torch.func.jvp``) followed by a vector-Jacobian product whose
+  linearisation (``torch.func.vjp``) is computed once per image and reused;
+  blocks of vectors go through ``torch.func.vmap``, so b vectors cost one
+  batched pass.
+- ``autograd``: plain ``torch.autograd.grad`` on one recorded graph, the
+  "double-vjp" trick for J·v (plenoptic's way), one vector at a time. Used for
+  models that change their own tensors in ``forward`` (detected from a plain
+  call, before any transform runs) and for models ``torch.func`` cannot trace
+  (tried once, then abandoned). ``diagnostics["fisher"]`` says which ran and why.
+
+The caller's model is never changed (:mod:`eigdist_core.model_state`).
 """
 
 from __future__ import annotations
@@ -15,7 +25,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .validate import freeze, validate_dtype, validate_image, validate_model
+from .model_state import changed_tensors, in_eval_mode, snapshot
+from .validate import validate_dtype, validate_image, validate_model
+
 
 
 class FisherOperator:
@@ -25,14 +37,14 @@ class FisherOperator:
     ----------
     model
         Maps the image (in its given shape) to a response tensor. An
-        ``nn.Module`` is put in eval mode with its parameters frozen.
+        ``nn.Module`` is run in eval mode during each call and left exactly as
+        it was given (mode, ``requires_grad``, dtype).
     image
         The image or vector x at which J = ∂f/∂x is taken (see
         :func:`~eigdist_core.validate.validate_image`).
     dtype
         Computation dtype, ``torch.float32`` (default) or ``torch.float64``.
-        When it differs from the model's, a converted copy of the model is used
-        so the caller's model is not changed.
+        When it differs from the model's, a converted copy of the model is used.
     chunk_size
         At most this many vectors go through one vmapped pass (bounds memory);
         ``None`` means the whole block at once.
@@ -45,6 +57,14 @@ class FisherOperator:
         Fisher products F·v computed so far (a block of b vectors counts b).
     response : torch.Tensor
         f(x), flattened.
+    path, reason : str
+        ``torch.func`` or ``autograd``, and why autograd was used (else ``""``).
+
+    Raises
+    ------
+    ValueError
+        If the response does not depend on the image through autograd (the
+        model detaches its input or computes outside torch).
     """
 
     def __init__(
@@ -56,42 +76,59 @@ class FisherOperator:
     ) -> None:
         validate_image(image)
         self.dtype = validate_dtype(dtype)
-        freeze(model)
         if isinstance(model, nn.Module) and _module_dtype(model) not in (None, dtype):
-            model = freeze(copy.deepcopy(model).to(dtype))
-        self.image_shape = tuple(image.shape)
+            model = copy.deepcopy(model).to(dtype)
+        self.image_shape = shape = tuple(image.shape)
         x = image.detach().to(dtype).reshape(-1)
-        validate_model(model, x.view(self.image_shape))
-        shape = self.image_shape
+        call = in_eval_mode(model)
 
         def f(v: torch.Tensor) -> torch.Tensor:
-            return model(v.view(shape)).reshape(-1)
+            return call(v.view(shape)).reshape(-1)
 
-        self._f = f
-        self._x = x
-        response, self._vjp_fn = torch.func.vjp(f, x)
-        self.response = response.detach()
-        self.n = x.numel()
+        self._f, self._x = f, x
+        self.n, self.chunk_size, self.products = x.numel(), chunk_size, 0
+        before = snapshot(model)
+        validate_model(call if callable(model) else model, x.view(shape))
+        self._graph = _Graph(f, x)  # a plain call: also the autograd path's graph
+        self.response = self._graph.y.detach()
         self.m = self.response.numel()
-        self.chunk_size = chunk_size
-        self.products = 0
+        changed = changed_tensors(model, before)
+        self.path, self.reason = "torch.func", ""
+        if changed:
+            self._use_autograd(f"forward changes the model's own tensors ({', '.join(changed[:5])})")
+            return
+        graph, self._graph = self._graph, None  # the transforms have their own linearisation
+        try:
+            _, self._vjp_fn = torch.func.vjp(f, x)
+            self.jvp(torch.zeros(1, self.n, dtype=dtype, device=x.device))  # traces the forward mode once
+        except Exception as err:  # any failure of the transforms: the plain path still works
+            self._graph = graph
+            self._use_autograd(f"torch.func cannot trace the model: {type(err).__name__}: {str(err).splitlines()[0]}")
+
+    def _use_autograd(self, reason: str) -> None:
+        self.path, self.reason = "autograd", reason
+        self._graph.prepare_jvp()
 
     @property
     def device(self) -> torch.device:
         return self._x.device
 
     def jvp(self, V: torch.Tensor) -> torch.Tensor:
-        """J·v for each row v of ``V`` (b × n) → b × m, forward mode."""
+        """J·v for each row v of ``V`` (b × n) → b × m."""
+        if self._graph is not None:
+            return self._graph.jvp(V)
         x, f = self._x, self._f
 
         def one(v: torch.Tensor) -> torch.Tensor:
             return torch.func.jvp(f, (x,), (v,))[1]
 
-        return torch.func.vmap(one, chunk_size=self.chunk_size)(V)
+        return torch.func.vmap(one, chunk_size=self.chunk_size)(V).detach()
 
     def vjp(self, U: torch.Tensor) -> torch.Tensor:
         """Jᵀ·u for each row u of ``U`` (b × m) → b × n, reusing the linearisation."""
-        return torch.func.vmap(lambda u: self._vjp_fn(u)[0], chunk_size=self.chunk_size)(U)
+        if self._graph is not None:
+            return self._graph.vjp(U)
+        return torch.func.vmap(lambda u: self._vjp_fn(u)[0], chunk_size=self.chunk_size)(U).detach()
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
         """F·v for each row v of ``V`` (b × n, or a single n-vector) → same shape."""
@@ -108,6 +145,45 @@ class FisherOperator:
             return self.vjp(eye)
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
         return self.jvp(eye).T
+
+
+class _Graph:
+    """One recorded autograd graph of f at x: Jᵀu by a backward pass, J·v by the double-vjp trick.
+
+    g(u) = Jᵀu is computed once with ``create_graph``; it is linear in u, so
+    the gradient of v·g(u) with respect to u is J·v.
+    """
+
+    def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
+        self.x = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            self.y = f(self.x)
+        connected = self.y.requires_grad and torch.autograd.grad(
+            self.y, self.x, torch.ones_like(self.y), retain_graph=True, allow_unused=True
+        )[0] is not None
+        if not connected:
+            raise ValueError(
+                "model response does not depend on the image through autograd: the model detaches its input "
+                "or computes outside torch (numpy), so its Jacobian cannot be taken"
+            )
+        self.u = self.g = None
+
+    def prepare_jvp(self) -> None:
+        with torch.enable_grad():
+            self.u = torch.zeros_like(self.y, requires_grad=True)
+            self.g = torch.autograd.grad(self.y, self.x, self.u, create_graph=True)[0]
+
+    def vjp(self, U: torch.Tensor) -> torch.Tensor:
+        return torch.stack([
+            torch.autograd.grad(self.y, self.x, u, retain_graph=True)[0] for u in U
+        ]) if len(U) else U.new_zeros(0, self.x.numel())
+
+    def jvp(self, V: torch.Tensor) -> torch.Tensor:
+        if not self.g.requires_grad:  # J does not depend on u only if J = 0
+            return V.new_zeros(len(V), self.y.numel())
+        return torch.stack([
+            torch.autograd.grad(self.g, self.u, v, retain_graph=True, allow_unused=True)[0] for v in V
+        ]) if len(V) else V.new_zeros(0, self.y.numel())
 
 
 def _module_dtype(model: nn.Module) -> torch.dtype | None:

@@ -33,7 +33,7 @@ import torch
 from .block_iteration import F64, Phase, Trace, iterate
 from .chebyshev import filtered_bottom
 from .fisher import FisherOperator
-from .nullspace import DEGENERATE_RATIO, choice_coefficients, null_count, null_projection, seeded_block, split_bottom
+from .nullspace import choice_coefficients, null_count, null_projection, seeded_block, split_bottom
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,6 @@ def fix_sign(vectors: torch.Tensor) -> torch.Tensor:
     signs = torch.sign(vectors.gather(1, idx))
     signs[signs == 0] = 1
     return vectors * signs
-
-
-def null_space_choice(basis: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """The k min eigendistortions of a null space of dimension ≥ k spanned by the rows of ``basis``."""
-    return choice_coefficients(basis, k, k, seed) @ basis
 
 
 def solve_exact(op: FisherOperator, k: int, seed: int = 0) -> EigenResult:

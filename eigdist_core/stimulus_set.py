@@ -59,9 +59,13 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
 
 
-def compute_set_id(config: dict[str, Any], versions: dict[str, str]) -> str:
-    """First 16 hex of the sha256 of the parsed config and the package versions."""
-    payload = json_bytes({"config": config, "versions": versions})
+def compute_set_id(config: dict[str, Any], versions: dict[str, str], models: list[dict] | None = None) -> str:
+    """First 16 hex of the sha256 of the parsed config, the package versions and the models' provenance.
+
+    ``models`` (the manifest's ``models``: source and weights files' sha256) makes an
+    edited model file another set; manifests written without it keep their id.
+    """
+    payload = json_bytes({"config": config, "versions": versions, **({"models": models} if models is not None else {})})
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
@@ -246,7 +250,7 @@ def verify_set(path: str | os.PathLike) -> list[str]:
 
 def _id_problems(m: dict) -> list[str]:
     problems = []
-    set_id = compute_set_id(m["config"], m["versions"])
+    set_id = compute_set_id(m["config"], m["versions"], m.get("models"))
     if m["set_id"] != set_id:
         problems.append(f"{MANIFEST}: set_id {m['set_id']} does not match its config and versions ({set_id})")
     image_ids = {im["image_id"] for im in m["images"]}

@@ -35,6 +35,15 @@ class SmallConvNet(nn.Module):
 
 
 @pytest.fixture
+def one_thread():
+    """Small problems: one thread is faster than two on a shared machine, and results depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def linear_model() -> LinearModel:
     return LinearModel()
 

@@ -75,6 +75,8 @@ def test_exact_matches_plenoptic_exact():
     from tests.conftest import SmoothNet
 
     net = SmoothNet().double()
+    po.remove_grad(net)  # plenoptic's contract; eigdist leaves the model as it is
+    net.eval()
     image = torch.rand(1, 1, 10, 10, generator=torch.Generator().manual_seed(2)).double()
     ours = Eigendistortion(image, net, dtype=torch.float64).synthesize(method="exact", k=2)
     assert ours.diagnostics["degenerate"] is False

@@ -1,10 +1,20 @@
 """The Fisher operator against explicit JᵀJV."""
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 
+from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
+from tests.conftest import SmallConvNet
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def explicit_jacobian(model, image):
@@ -48,4 +58,126 @@ def test_jacobian_by_forward_mode_when_outputs_outnumber_inputs():
 def test_float64_does_not_change_callers_model(conv_net, small_image):
     FisherOperator(conv_net, small_image, dtype=torch.float64)
     assert next(conv_net.parameters()).dtype == torch.float32
-    assert not any(p.requires_grad for p in conv_net.parameters())
+
+
+class CountingNet(torch.nn.Module):
+    """SmallConvNet that counts its calls in a buffer: its forward writes to its own state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = SmallConvNet()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+class OldStyleSquare(torch.autograd.Function):
+    """x², as an autograd.Function without ``setup_context``: torch.func refuses to trace it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+class CustomOpNet(torch.nn.Module):
+    """SmallConvNet followed by a custom autograd.Function (or the same square in plain torch)."""
+
+    def __init__(self, custom: bool = True) -> None:
+        super().__init__()
+        self.net, self.custom = SmallConvNet(), custom
+
+    def forward(self, x):
+        y = self.net(x)
+        return OldStyleSquare.apply(y) if self.custom else y * y
+
+
+def test_model_is_never_changed():
+    """Mode, requires_grad, .grad, buffers and the global RNG stay as the caller left them."""
+    net = torch.nn.Sequential(SmallConvNet(), torch.nn.BatchNorm2d(3), torch.nn.Dropout(0.5))
+    net.train()
+    image = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    eig = Eigendistortion(image, net).synthesize(method="lobpcg", k=2, tol=1e-3)
+    eig.synthesize(method="exact", k=2)
+    assert all(m.training for m in net.modules())
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())  # BatchNorm statistics too
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    # and the results are those of the model in eval mode
+    frozen = copy.deepcopy(net).eval()
+    ref = Eigendistortion(image, frozen).synthesize(method="exact", k=2)
+    assert torch.allclose(eig.eigenvalues, ref.eigenvalues, rtol=1e-5)
+
+
+def test_a_model_that_writes_to_its_state_runs_on_plain_autograd_with_the_same_products(small_image):
+    net = CountingNet()
+    op = FisherOperator(net, small_image.double(), dtype=torch.float64)
+    assert op.path == "autograd" and "calls" in op.reason
+    ref = FisherOperator(copy.deepcopy(net.net), small_image.double(), dtype=torch.float64)
+    assert ref.path == "torch.func" and ref.reason == ""
+    V = torch.randn(3, op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(op @ V, ref @ V, atol=1e-12, rtol=1e-10)
+    assert torch.allclose(op.jacobian(), ref.jacobian(), atol=1e-12)
+    eig = Eigendistortion(small_image, net).synthesize(method="exact", k=2)
+    assert eig.diagnostics["fisher"]["path"] == "autograd"
+    assert not any("Batched" in type(t).__name__ for t in net.buffers())
+
+
+def test_a_model_torch_func_cannot_trace_falls_back_to_autograd(small_image):
+    net = CustomOpNet()
+    eig = Eigendistortion(small_image, net).synthesize(method="exact", k=2)
+    assert eig.diagnostics["fisher"]["path"] == "autograd"
+    assert eig.diagnostics["fisher"]["reason"].startswith("torch.func cannot trace the model")
+    ref = Eigendistortion(small_image, CustomOpNet(custom=False)).synthesize(method="exact", k=2)
+    assert ref.diagnostics["fisher"]["path"] == "torch.func"
+    assert torch.allclose(eig.eigenvalues, ref.eigenvalues, rtol=1e-3, atol=1e-6)
+
+
+def test_a_model_that_detaches_its_input_is_refused_before_any_work(small_image):
+    class Detaching(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))  # the response requires grad, but not through x
+
+        def forward(self, x):
+            return x.detach() * self.w
+
+    with pytest.raises(ValueError, match="does not depend on the image through autograd: the model detaches"):
+        FisherOperator(Detaching(), small_image)
+
+
+PLENOPTIC_REPRODUCER = """
+import plenoptic as po, torch
+from eigdist_core.eigendistortion import Eigendistortion
+torch.set_num_threads(1)
+m = po.models.OnOff((31, 31), pretrained=True, cache_filt=True)
+po.remove_grad(m)
+m.eval()
+x = po.data.einstein()[..., :20, :20]
+eig = Eigendistortion(x, m)
+with torch.no_grad():
+    m(x)
+eig.synthesize(method="lobpcg", k=1, tol=1e-3)
+m(x).sum()
+print(eig.diagnostics["fisher"]["path"], float(eig.eigenvalues[0]))
+"""
+
+
+def test_issue_17_reproducer_plenoptic_onoff_does_not_crash():
+    """Constructing an Eigendistortion for plenoptic's OnOff used to corrupt it (segfault later): in a subprocess."""
+    pytest.importorskip("plenoptic")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run([sys.executable, "-c", PLENOPTIC_REPRODUCER], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    path, lam = run.stdout.split()
+    assert path == "autograd" and float(lam) > 0

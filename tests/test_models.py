@@ -141,8 +141,18 @@ def test_torchvision_random_weights_seeded_and_file_round_trip(tmp_path):
 
 def test_torchvision_imagenet_offline_says_where_the_file_goes(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"put resnet18-f37072fd\.pth .* into .*checkpoints"):
+    with pytest.raises(FileNotFoundError, match=r"put resnet18-f37072fd\.pth .* into .*checkpoints") as err:
         models.load("resnet18:layer2", "imagenet")
+    assert str(err.value).endswith(f"into {tmp_path / 'checkpoints'}")  # no promise of a download: none happens
+
+
+@pytest.mark.parametrize("spec", ["resnet18:conv1", "efficientnet_lite0:_blocks.1"])
+def test_random_weights_leave_the_global_rng_alone(spec):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    models.load(spec, "random:7")
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_unknown_model_lists_every_family():

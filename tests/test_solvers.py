@@ -22,13 +22,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread is faster than two on a shared machine, and results depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Spectrum(torch.nn.Module):
@@ -188,3 +182,96 @@ def test_history_records_every_iteration_of_both_phases():
     assert top[-1]["residual"] <= 1e-3 < top[0]["residual"]
     assert [h["seconds"] for h in result.history] == sorted(h["seconds"] for h in result.history)
     assert result.history[-1]["products"] <= op.products
+
+
+# --- every k: a null space smaller than k (issue 17) ------------------------------------------------
+
+METHODS = ["exact", "lanczos", "lobpcg", "power", "auto"]
+
+
+def _scaled_head(n: int, gains: list[float]):
+    """y = x[:len(gains)]·gains: F = diag(gains², 0, …, 0), a null space of n − len(gains)."""
+    g = torch.tensor(gains)
+    return lambda x: x[: len(gains)] * g.to(x.dtype)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("k", [1, 2])
+def test_diag_9_4_1_0_every_k(method, k):
+    """The issue's F = diag(9, 4, 1, 0): k = 2 must give 9, 4 | 1, 0 with e1…e4 (e3 and e4 used to mix)."""
+    eig = Eigendistortion(torch.rand(4), _scaled_head(4, [3.0, 2.0, 1.0])).synthesize(method=method, k=k, max_iter=5000)
+    expected = {1: ([9.0, 0.0], [0, 3]), 2: ([9.0, 4.0, 1.0, 0.0], [0, 1, 2, 3])}[k]
+    assert torch.allclose(eig.eigenvalues, torch.tensor(expected[0]), atol=1e-5)
+    assert eig.eigendistortions.abs().argmax(1).tolist() == expected[1]
+    assert (eig.eigendistortions.abs().max(1).values > 1 - 1e-5).all()  # the unit vectors themselves
+    assert eig.diagnostics["degenerate"]
+
+
+def test_k_above_half_the_inputs_is_refused():
+    eig = Eigendistortion(torch.rand(4), _scaled_head(4, [3.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= n/2 = 2 \(n = 4 input values\), got k=3"):
+        eig.synthesize(k=3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("gains, null", [([3.0, 2.0, 1.0, 0.5], 2), ([3.0, 2.0, 1.0, 0.5, 0.3], 1)])
+def test_k_3_with_a_null_space_of_1_or_2(method, gains, null):
+    """k = 3 on six inputs: the bottom is the 3 − d smallest non-null eigenpairs, then the d null directions."""
+    eig = Eigendistortion(torch.rand(6, dtype=torch.float64), _scaled_head(6, gains), dtype=torch.float64)
+    eig.synthesize(method=method, k=3, tol=1e-9, max_iter=20000)
+    squares = [g * g for g in gains] + [0.0] * null
+    expected = squares[:3] + squares[3:]
+    assert torch.allclose(eig.eigenvalues, torch.tensor(expected, dtype=torch.float64), atol=1e-8)
+    idx = eig.eigendistortions.abs().argmax(1).tolist()
+    assert idx[: 6 - null] == list(range(6 - null))  # eigenvectors e1, e2, … up to the null part
+    exact = Eigendistortion(torch.rand(6, dtype=torch.float64), _scaled_head(6, gains), dtype=torch.float64)
+    exact.synthesize(method="exact", k=3)
+    cos = (eig.eigendistortions[-null:] * exact.eigendistortions[-null:]).sum(1)
+    assert cos.min() > 1 - 1e-8  # the same seeded null directions as exact, same order and sign
+
+
+class NullConv(torch.nn.Module):
+    """3 → 2 channels, same size: on 3 × 3 × 3 images 27 inputs, 18 outputs, a null space of 9."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.Softplus())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.fixture(scope="module")
+def null_conv():
+    image = torch.rand(1, 3, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return NullConv().double(), image
+
+
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg", "power", "auto"])
+def test_conv_net_with_a_null_space_smaller_than_k_matches_exact(method, null_conv):
+    """k = 12 > 9 null directions: 3 smallest non-null eigenpairs then the 9 seeded null directions, sorted."""
+    net, image = null_conv
+    k = 12
+    ref = Eigendistortion(image, net, dtype=torch.float64).synthesize(method="exact", k=k)
+    eig = Eigendistortion(image, net, dtype=torch.float64).synthesize(method=method, k=k, tol=1e-7, max_iter=20000)
+    lam = float(ref.eigenvalues[0])
+    assert ref.diagnostics["degenerate"] and eig.diagnostics["degenerate"]
+    assert torch.allclose(eig.eigenvalues, ref.eigenvalues, atol=1e-7 * lam)
+    bottom = ref.eigenvalues[k:]
+    assert (bottom[:3] > 1e-6 * lam).all() and (bottom[3:] <= 1e-6 * lam).all()
+    assert (bottom[:-1] >= bottom[1:] - 1e-9 * lam).all()
+    cos = (eig.eigendistortions.reshape(2 * k, -1) * ref.eigendistortions.reshape(2 * k, -1)).sum(1).abs()
+    assert cos.min() > 1 - 1e-6, cos
+
+
+def test_orthonormalize_never_grows_a_subspace_past_the_whole_space():
+    """A block that spans all n directions cannot grow: the extra rows were rounding noise that broke Rayleigh-Ritz."""
+    from eigdist_core.block_iteration import orthonormalize
+
+    S = torch.eye(6, dtype=torch.float64)[:4]
+    W = orthonormalize(torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), [S])
+    assert W.shape == (2, 6)
+    assert torch.allclose(W @ W.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(W @ S.T, torch.zeros(2, 4, dtype=torch.float64), atol=1e-12)
+    assert orthonormalize(torch.randn(3, 6, dtype=torch.float64), [torch.eye(6, dtype=torch.float64)]).shape == (0, 6)

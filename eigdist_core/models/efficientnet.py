@@ -7,13 +7,13 @@ docs/models.md for how this was checked (first batch-norm statistics and top-1).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .adapter import LayerModel, check_node
-from .weights import load_state_file, parse_weights
+from .weights import load_state_file, parse_weights, seeded_init
 
 NAME = "efficientnet_lite0"
 #: Weights values EfficientNet-Lite0 takes.
@@ -45,9 +45,8 @@ def load_efficientnet(layer: str, weights: str) -> nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ImportError(f"{NAME} needs the package 'efficientnet-lite-pytorch' (pip install efficientnet-lite-pytorch)") from None
-    if parsed.kind == "random":
-        torch.manual_seed(parsed.seed)
-    body = EfficientNet.from_name("efficientnet-lite0")
+    with seeded_init(parsed.seed) if parsed.kind == "random" else contextlib.nullcontext():
+        body = EfficientNet.from_name("efficientnet-lite0")
     if parsed.kind != "random":
         load_state_file(bundled_weights_path() if parsed.kind == "named" else parsed.path, body, NAME)
     body.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torchvision
 from torch import nn
 
 from .adapter import LayerModel, check_node
-from .weights import load_state_file, parse_weights
+from .weights import load_state_file, parse_weights, seeded_init
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,13 +28,12 @@ def load_torchvision(model: str, layer: str, weights: str) -> nn.Module:
     """Build torchvision's ``model`` with ``weights`` and cut it at node ``layer``.
 
     ``imagenet`` uses the model's default weights enum, read from the torch hub
-    cache (nothing is downloaded); ``random:<seed>`` is ``torch.manual_seed(seed)``
-    then the constructor with ``weights=None``; a path is a state-dict file.
+    cache (nothing is downloaded); ``random:<seed>`` is the constructor with
+    ``weights=None`` under :func:`seeded_init`; a path is a state-dict file.
     """
     parsed = parse_weights(weights, model, ALLOWED)
-    if parsed.kind == "random":
-        torch.manual_seed(parsed.seed)
-    body = torchvision.models.get_model(model, weights=None)
+    with seeded_init(parsed.seed) if parsed.kind == "random" else contextlib.nullcontext():
+        body = torchvision.models.get_model(model, weights=None)
     if parsed.kind == "named":
         body.load_state_dict(_imagenet_state(torchvision.models.get_model_weights(model).DEFAULT))
     elif parsed.kind == "file":
@@ -50,6 +50,6 @@ def _imagenet_state(enum) -> dict:
     if not file.is_file():
         raise FileNotFoundError(
             f"ImageNet weights {enum} are not on this machine: put {os.path.basename(enum.url)} "
-            f"(from {enum.url}) into {hub}, or run once with internet access"
+            f"(from {enum.url}) into {hub}"
         )
     return torch.load(file, map_location="cpu", weights_only=True)

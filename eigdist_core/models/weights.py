@@ -6,13 +6,16 @@ error that names the family and lists what it allows.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-#: Named weights values and what they mean (docs/formats.md, "Model specs").
-NAMED = ("imagenet", "published", "bundled")
+#: Named weights values and what they mean (docs/formats.md, "Model specs"); ``factory``: a
+#: ``python:`` model as its factory builds it.
+NAMED = ("imagenet", "published", "bundled", "factory")
 RANDOM_PREFIX = "random:"
 
 
@@ -88,3 +91,15 @@ def load_state_file(path: Path, module: torch.nn.Module, family: str) -> None:
         module.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"weights file {str(path)!r} does not fit {family}: {err}") from None
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Run a constructor with torch's global generator at ``seed``, and leave the caller's generator untouched.
+
+    ``random:<seed>`` weights: the same weights every time, and the caller's
+    random stream goes on as if nothing had been drawn.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
