@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .block_iteration import F64, Phase, Trace, iterate
+from .chebyshev import filtered_bottom
 from .fisher import FisherOperator
 from .nullspace import choice_coefficients, null_count, null_projection, seeded_block, split_bottom
 
@@ -170,6 +171,13 @@ def warn_unconverged(result: EigenResult, tol: float) -> None:
 #: Iterative methods.
 ITERATIVE = ("lanczos", "lobpcg", "power")
 
+#: Default block sizes (at least k). At the bottom, a dense cluster of tiny eigenvalues, extra vectors
+#: did not speed convergence per iteration, so each cost its products for nothing (docs/solvers.md).
+TOP_BLOCK, BOTTOM_BLOCK = 4, 1
+
+#: Bottom-only methods: ``chebyshev`` filters with the top's λ_max (:mod:`eigdist_core.chebyshev`).
+BOTTOM_ONLY = ("chebyshev",)
+
 #: ``auto``'s pair for inputs too large for ``exact``: (top, bottom) (see docs/solvers.md).
 AUTO_PAIR = ("lanczos", "lobpcg")
 
@@ -194,7 +202,8 @@ def solve_iterative(
     k
         Eigenvectors per end.
     top, bottom
-        Methods from :data:`ITERATIVE` for each end. The top runs first; the
+        Methods from :data:`ITERATIVE` for each end (the bottom also
+        :data:`BOTTOM_ONLY`). The top runs first; the
         bottom starts from the top's final subspace (a warm start that costs
         no product) except for ``power``, which starts from the seeded block.
     tol
@@ -206,24 +215,27 @@ def solve_iterative(
     time_budget
         Seconds for both ends (the top may use half); ``None`` for no limit.
     block
-        Block size b ≥ k; default ``max(k, 4)`` (``k`` for ``power``).
+        Block size b ≥ k for both ends; default ``max(k, 4)`` at the top and
+        ``k`` at the bottom (:data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK`; ``k``
+        for ``power``).
 
     Returns
     -------
     EigenResult
         With ``converged`` false for every vector that stopped short of ``tol``.
     """
-    for name in (top, bottom):
-        if name not in ITERATIVE:
-            raise ValueError(f"iterative method must be one of {', '.join(ITERATIVE)}; got {name!r}")
+    for name, allowed in ((top, ITERATIVE), (bottom, ITERATIVE + BOTTOM_ONLY)):
+        if name not in allowed:
+            raise ValueError(f"iterative method must be one of {', '.join(ITERATIVE)}; got {name!r} "
+                             f"(the bottom may also be {', '.join(BOTTOM_ONLY)})")
     start = time.perf_counter()
     trace = Trace(op, start)
     budget = float("inf") if time_budget is None else time_budget
 
-    def size(method: str) -> int:
-        return k if method == "power" else max(k, block or 4)
+    def size(method: str, default: int) -> int:
+        return k if method == "power" else max(k, block or default)
 
-    b_top, b_bottom = size(top), size(bottom)
+    b_top, b_bottom = size(top, TOP_BLOCK), size(bottom, BOTTOM_BLOCK)
     max_basis = 12 * max(b_top, b_bottom) + 24
     g = seeded_block(op.n, max(b_top, b_bottom), seed, F64, op.device)
     common = dict(tol=tol, max_iter=max_iter, max_basis=max_basis, trace=trace)
@@ -237,8 +249,12 @@ def solve_iterative(
         lo, d = null_projection(op, **projection), k
     else:
         warm = (g[:k], None) if bottom == "power" else hi.subspace
-        found = iterate(op, start=warm, k=k, block=k if bottom == "power" else b_bottom, largest=False,
-                        mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})", **common)
+        if bottom == "chebyshev":
+            found = filtered_bottom(op, start=warm, k=k, block=b_bottom, tol=tol, max_iter=max_iter,
+                                    deadline=deadline, lam_max=lam_max, trace=trace)
+        else:
+            found = iterate(op, start=warm, k=k, block=k if bottom == "power" else b_bottom, largest=False,
+                            mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})", **common)
         lo, d = split_bottom(found, k, seed, lam_max, at_least=min(structural, k))
         if d == k and bottom != "power":  # the null space may hold more than the k vectors found
             lo = null_projection(op, **projection)

@@ -94,14 +94,32 @@ class FrontEnd(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         check_input(image, self.family, channels=(1,), min_size=MIN_SIZE)
         x = _pad(image)
-        y = F.conv2d(x, self.center_surround)
-        if self.luminance is not None:
-            y = y / (1 + self.luminance_scalar * F.conv2d(x, self.luminance))
+        if self.luminance is None:
+            y = filter_valid(x, self.center_surround)
+        else:  # both filters see the same input: one transform of it
+            y, lum = filter_valid(x, torch.cat([self.center_surround, self.luminance])).split(self.channels, dim=1)
+            y = y / (1 + self.luminance_scalar * lum)
         if self.contrast is not None:
             # local contrast: root of the Gaussian-weighted mean square, per channel
-            contrast = F.conv2d(_pad(y.pow(2)), self.contrast, groups=self.channels).sqrt() + 1e-6
+            contrast = filter_valid(_pad(y.pow(2)), self.contrast).sqrt() + 1e-6
             y = y / (1 + self.contrast_scalar * contrast)
         return F.softplus(y)
+
+
+def filter_valid(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Valid cross-correlation of (N, C, P, Q) ``x`` with (K, 1, s, s) ``kernels``, by FFT.
+
+    C is 1 (every kernel sees the one channel) or K (kernel i sees channel i, a
+    grouped convolution). Equal to ``F.conv2d(x, kernels, groups=C)`` to float
+    rounding: the circular convolution of size P × Q with the flipped kernel
+    wraps only into the first s − 1 rows and columns, which are cut. For the
+    31 × 31 kernels it is 4–16× faster than direct convolution on 64–256 pixel
+    images (docs/solvers.md, "The product").
+    """
+    size = x.shape[-2:]
+    s = kernels.shape[-1]
+    spectrum = torch.fft.rfft2(x, s=size) * torch.fft.rfft2(kernels.flip(-2, -1)[:, 0], s=size)
+    return torch.fft.irfft2(spectrum, s=size)[..., s - 1:, s - 1:]
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,324 @@
+"""Study-scale synthesis (issue 22): the three goals in one run, with ratios against a baseline commit.
+
+1. Goal 1: resnet18 ``random:0`` layer2 and ``frontend:onoff`` on the 256×256 grey
+   camera image (value range [0.2, 0.8], ``auto``, tol 1e-4, k = 1), this tree
+   against ``--baseline`` (a commit, checked out with ``git archive``), each
+   item in fresh processes in the order baseline, ours, ours, baseline; each
+   side's faster run is kept. Met when ours takes ≤ 1/3 of the baseline's
+   time, its max has |cos| ≥ 0.999 with the baseline's and its min Rayleigh
+   quotient is at most 1.1 × the baseline's.
+2. Goal 2: ``stimuli/study256.toml`` (6 images × 8 networks, max + min +
+   random) by ``--jobs 2`` in ≤ 45 minutes, every item converged, peak memory
+   ≤ 2 GB per worker. Estimated from a build of the set restricted to
+   ``--sample-images`` (through the build's own code, one group at a time at
+   the build's one thread, seconds and peak RSS of each group) scaled to all
+   images and divided over the two workers; plenoptic's cost for the same set
+   is extrapolated from its measured seconds per power iteration (a short run
+   per network) to max_iter 400 at both ends. ``--build`` times the real build.
+3. Goal 3: resnet18 ``random:0`` at 128×128 grey, maxpool…layer3, on
+   ``--goal3-images``: ours ≤ 1/5 of plenoptic's 400-iteration run for every
+   layer, both unwrapped (:func:`bench_synthesis.alternate`: a warm-up run each,
+   then plenoptic, ours, ours, plenoptic); products come from the warm-up runs
+   (ours from its diagnostics, plenoptic from the instrumented counting run).
+
+``--levers`` adds the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
+scale"): one top phase, then each bottom method and block size from the same warm start, products
+to converge and the min Rayleigh quotient reached (deterministic, independent of the machine's load).
+
+Run from the repository root (on a quiet machine: timings of a loaded one are
+pessimistic and noisy; product counts do not depend on the load)::
+
+    python benchmarks/bench_study.py [--goals 1 2 3] [--threads 2] [--baseline REV] [--build]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The commit issue 22 measured (LOBPCG bottom with blocks of 4, direct 31×31 convolutions).
+BASELINE = "f38d069"
+GOAL1_ITEMS = [("resnet18:layer2", "random:0"), ("frontend:onoff", "published")]
+GOAL3_LAYERS = ["maxpool", "layer1", "layer2", "layer3"]
+STUDY = ROOT / "stimuli" / "study256.toml"
+
+
+def grey_image(name: str, size: int):
+    """A built-in image, grey, central crop resized to size × size, in the sets' value range [0.2, 0.8]."""
+    from eigdist_core.images import load_image
+
+    return 0.2 + 0.6 * load_image(name, size=size, channels=1)[None]
+
+
+def reset_peak() -> None:
+    """Reset this process's RSS high-water mark (Linux ``clear_refs``)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+# ----- goal 1: one item in a fresh process of a given tree ------------------------------------
+
+def tree_at(rev: str) -> Path:
+    """The files of commit ``rev`` in a temporary folder (cached per commit)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    folder = Path(tempfile.gettempdir()) / f"eigdist-bench-{commit[:12]}"
+    if not (folder / "eigdist_core").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run_item(tree: Path, spec: str, weights: str, size: int, threads: int, out: Path) -> dict:
+    """Synthesize one item with the eigdist of ``tree`` in a fresh process; its figures (vectors in ``out``)."""
+    cmd = [sys.executable, __file__, "--item-child", str(tree), spec, weights, str(size), str(threads), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    if done.returncode:
+        raise RuntimeError(f"item child failed ({spec}, {tree}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def item_child(spec: str, weights: str, size: int, threads: int, out: str) -> None:
+    """In the child: warm up (model load, one forward), then time one ``auto`` synthesis; print JSON."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from eigdist_core import models
+    from eigdist_core.eigendistortion import Eigendistortion
+
+    torch.set_num_threads(threads)
+    image, model = grey_image("camera", size), models.load(spec, weights)
+    model(image)
+    reset_peak()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # converged flags are reported
+        eig = Eigendistortion(image, model).synthesize(method="auto", k=1, tol=1e-4)
+    seconds = time.perf_counter() - t0
+    d = eig.result.diagnostics
+    np.save(out, eig.result.eigenvectors.double().numpy())
+    print(json.dumps({
+        "seconds": seconds, "products": [d[0].products, d[1].products], "top": d[0].rayleigh,
+        "bottom": d[1].rayleigh, "converged": [d[0].converged, d[1].converged], "peak_mb": peak_mb(),
+        "method": eig.result.method,
+    }))
+
+
+def goal1(args) -> list[str]:
+    import numpy as np
+
+    trees = {"baseline": tree_at(args.baseline), "ours": ROOT}
+    order = ["baseline", "ours", "ours", "baseline"][: 2 * args.repeats]
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec, weights in GOAL1_ITEMS:
+            runs: dict[str, dict] = {}
+            for side in order:
+                got = run_item(trees[side], spec, weights, args.size, args.threads, Path(tmp) / f"{side}.npy")
+                print(f"  {spec} {side}: {got['seconds']:.1f} s", flush=True)
+                if side not in runs or got["seconds"] < runs[side]["seconds"]:
+                    runs[side] = got
+            vec = {side: np.load(Path(tmp) / f"{side}.npy") for side in runs}
+            base, ours = runs["baseline"], runs["ours"]
+            cos = abs(float(vec["ours"][0] @ vec["baseline"][0]))
+            ratio, rq = ours["seconds"] / base["seconds"], ours["bottom"] / base["bottom"]
+            for side, r in runs.items():
+                lines.append(f"| {spec} {args.size} | {side} ({r['method']}) | {r['seconds']:.1f} | {r['products'][0]} / "
+                             f"{r['products'][1]} | {r['top']:.4g} | {r['bottom']:.4g} | {r['converged']} | {r['peak_mb']:.0f} |")
+            lines.append(f"goal 1 {spec}: time {ratio:.2f} of baseline (≤ 0.33), top |cos| {cos:.4f} (≥ 0.999), "
+                         f"min RQ {rq:.3f} of baseline (≤ 1.1): {'met' if ratio <= 1 / 3 and cos >= 0.999 and rq <= 1.1 else 'NOT met'}")
+    return ["| item | tree | seconds | products top / bottom | max RQ | min RQ | converged | peak MB |",
+            "|---|---|---|---|---|---|---|---|", *lines]
+
+
+# ----- goal 2: the study set -----------------------------------------------------------------
+
+def goal2(args) -> list[str]:
+    import torch
+
+    from bench_synthesis import plenoptic_power
+    from eigdist_core import models
+    from eigdist_core.build import build_set
+    from eigdist_core.config import load_config
+
+    config, _ = load_config(STUDY)
+    per_group: list[tuple[str, str, float, float]] = []
+
+    def timed(fn, tasks):
+        for task in tasks:
+            reset_peak()
+            t0 = time.perf_counter()
+            result = fn(task)
+            per_group.append((task.group.image_id, task.group.network.spec, time.perf_counter() - t0, peak_mb()))
+            print(f"  {task.group.image_id} {task.group.network.spec}: {per_group[-1][2]:.1f} s, "
+                  f"{per_group[-1][3]:.0f} MB", flush=True)
+            yield task, result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.toml"
+        text = re.sub(r"^images = .*$", f"images = {json.dumps(args.sample_images)}", STUDY.read_text(), flags=re.M)
+        text = re.sub(r"^size = .*$", f"size = {args.size}", text, flags=re.M)
+        sample.write_text(text)
+        folder = build_set(sample, out=Path(tmp) / "set", runner=timed, progress=False)
+        manifest = json.loads((folder / "manifest.json").read_text())
+    unconverged = [i["item_id"] for i in manifest["items"] if not i["converged"]]
+    scale = len(config.images) / len(args.sample_images)
+    total = sum(s for _, _, s, _ in per_group) * scale
+    peak = max(m for _, _, _, m in per_group)
+    lines = [f"| {spec} | {img} | {s:.1f} | {m:.0f} |" for img, spec, s, m in per_group]
+    torch.set_num_threads(1)
+    plenoptic = 0.0
+    for net in config.models:
+        model, image = models.load(net.spec, net.weights), grey_image(args.sample_images[0], args.size)
+        t0 = time.perf_counter()
+        plenoptic_power(model, image, args.plenoptic_iters)  # top and bottom: 2 × iters iterations
+        per_iteration = (time.perf_counter() - t0) / (2 * args.plenoptic_iters)
+        plenoptic += per_iteration * 2 * args.plenoptic_max_iter * len(config.images)
+        print(f"  plenoptic {net.spec}: {per_iteration:.2f} s per power iteration", flush=True)
+    estimate = total / 2 / 60
+    return [
+        "| network | image | seconds (1 thread) | peak MB |", "|---|---|---|---|", *lines,
+        f"goal 2: {len(per_group)} groups measured, estimated build of {len(config.images)} images × "
+        f"{len(config.models)} networks with --jobs 2: {estimate:.1f} min (≤ 45), peak {peak:.0f} MB per worker "
+        f"(≤ 2048), unconverged items in the sample: {unconverged or 'none'}: "
+        f"{'met' if estimate <= 45 and peak <= 2048 and not unconverged else 'NOT met'} (estimate)",
+        f"goal 2: plenoptic power, max_iter {args.plenoptic_max_iter} at both ends, same set, --jobs 2: ≈ {plenoptic / 2 / 60:.0f} min "
+        f"(extrapolated from {args.plenoptic_iters} iterations per end per network; its min does not converge)",
+    ]
+
+
+def build_time(args) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "eigdist", "stimuli", "build", str(STUDY), "--jobs", "2",
+                        "--out", str(Path(tmp) / "set"), "--quiet"], check=True, cwd=ROOT)
+        minutes = (time.perf_counter() - t0) / 60
+        manifest = json.loads((Path(tmp) / "set" / "manifest.json").read_text())
+    unconverged = [i["item_id"] for i in manifest["items"] if not i["converged"]]
+    return f"goal 2 (real build): {minutes:.1f} min with --jobs 2, unconverged: {unconverged or 'none'}"
+
+
+# ----- goal 3: fair timing against plenoptic -----------------------------------------------------
+
+def goal3(args) -> list[str]:
+    import warnings
+
+    import torch
+
+    from bench_synthesis import alternate, plenoptic_power, run_ours, run_plenoptic
+    from eigdist_core import models
+
+    torch.set_num_threads(args.threads)
+    lines, met = [], True
+    for name in args.goal3_images:
+        image = grey_image(name, 128)
+        for layer in GOAL3_LAYERS:
+            model = models.load(f"resnet18:{layer}", "random:0")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                counted = run_plenoptic(model, image, args.plenoptic_max_iter)  # the warm-up; counts its products
+                ours = run_ours(model, image)
+                theirs_s, ours_s = alternate(
+                    lambda: plenoptic_power(model, image, args.plenoptic_max_iter), lambda: run_ours(model, image))
+            d = ours["eig"].result.diagnostics
+            ratio = ours_s / theirs_s
+            met &= ratio <= 0.2
+            lines.append(f"| resnet18:{layer} | {name} | {theirs_s:.1f} | {counted['products']} | {ours_s:.1f} | "
+                         f"{d[0].products + d[1].products} | {ratio:.2f} |")
+            print(lines[-1], flush=True)
+    return ["| layer | image | plenoptic s | plenoptic products | ours s | ours products | ours/plenoptic |",
+            "|---|---|---|---|---|---|---|", *lines,
+            f"goal 3: ours ≤ 0.2 of plenoptic for every layer and image: {'met' if met else 'NOT met'}"]
+
+
+# ----- levers: bottom methods from one top phase ----------------------------------------------
+
+#: (label, method, block) of the bottom solvers compared by ``--levers``.
+BOTTOMS = [("LOBPCG b=4 (before)", "lobpcg", 4), ("LOBPCG b=1 (default)", "lobpcg", 1), ("LOBPCG b=8", "lobpcg", 8),
+           ("Lanczos b=1", "lanczos", 1), ("Chebyshev deg 8, b=1", "chebyshev", 1),
+           ("Chebyshev deg 8, b=4", "chebyshev", 4)]
+
+
+def levers(args) -> list[str]:
+    import torch
+
+    from eigdist_core import models
+    from eigdist_core.block_iteration import F64, Trace, iterate
+    from eigdist_core.chebyshev import filtered_bottom
+    from eigdist_core.fisher import FisherOperator
+    from eigdist_core.nullspace import seeded_block
+
+    torch.set_num_threads(args.threads)
+    lines = []
+    for spec, weights in GOAL1_ITEMS:
+        op = FisherOperator(models.load(spec, weights), grey_image("camera", args.levers_size))
+        common = dict(tol=1e-4, max_iter=100_000, deadline=float("inf"), trace=Trace(op, time.perf_counter()))
+        top = iterate(op, start=(seeded_block(op.n, 4, 0, F64, op.device), None), k=1, block=4, largest=True,
+                      mode="lanczos", lam_max=None, max_basis=72, desc="top", **common)
+        lam_max = float(top.rayleigh()[0])
+        for label, method, block in BOTTOMS:
+            p0, t0 = op.products, time.perf_counter()
+            if method == "chebyshev":
+                lo = filtered_bottom(op, start=top.subspace, k=1, block=block, lam_max=lam_max, **common)
+            else:
+                lo = iterate(op, start=top.subspace, k=1, block=block, largest=False, mode=method, lam_max=lam_max,
+                             max_basis=12 * block + 24, desc=label, **common)
+            lines.append(f"| {spec} {args.levers_size} | {label} | {op.products - p0} | {float(lo.rayleigh()[0]):.4g} | "
+                         f"{time.perf_counter() - t0:.1f} |")
+            print(lines[-1], flush=True)
+    return ["| item | bottom | products to tol 1e-4 | min RQ | seconds |", "|---|---|---|---|---|", *lines]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--goals", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for goals 1 and 3 (the build uses 1 per worker)")
+    parser.add_argument("--baseline", default=BASELINE, help=f"commit to compare with in goal 1 (default {BASELINE})")
+    parser.add_argument("--repeats", type=int, default=2, choices=[1, 2], help="goal 1: 2 = baseline, ours, ours, baseline")
+    parser.add_argument("--sample-images", nargs="+", default=["camera"], help="goal 2: images actually built")
+    parser.add_argument("--plenoptic-iters", type=int, default=5, help="goal 2: plenoptic iterations per end measured")
+    parser.add_argument("--goal3-images", nargs="+", default=["camera", "coffee"])
+    parser.add_argument("--size", type=int, default=256, help="goals 1 and 2: image size (smaller for a smoke run)")
+    parser.add_argument("--plenoptic-max-iter", type=int, default=400, help="plenoptic's max_iter (goals 2 and 3)")
+    parser.add_argument("--build", action="store_true", help="goal 2: also time the real build (about 45 minutes)")
+    parser.add_argument("--levers", action="store_true", help="also compare bottom solvers (products to converge)")
+    parser.add_argument("--levers-size", type=int, default=128, help="image size of the lever comparison")
+    parser.add_argument("--item-child", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.item_child:
+        tree, spec, weights, size, threads, out = args.item_child
+        sys.path.insert(0, tree)
+        item_child(spec, weights, int(size), int(threads), out)
+        return
+    sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+    import torch
+
+    print(f"torch {torch.__version__}, threads {args.threads}, baseline {args.baseline}", flush=True)
+    report = []
+    for goal, fn in ((1, goal1), (2, goal2), (3, goal3)):
+        if goal in args.goals:
+            report += [""] + fn(args)
+    if args.levers:
+        report += [""] + levers(args)
+    if args.build:
+        report.append(build_time(args))
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
