@@ -98,13 +98,10 @@ def test_every_readme_command_is_accounted_for():
     assert not stale, f"commands this test checks that the README no longer has: {stale}"
 
 
-@pytest.mark.parametrize("command", sorted(_known()))
+@pytest.mark.parametrize("command", sorted(c for c in _known() if _argv(c) is not None))
 def test_every_eigdist_command_of_the_readme_parses(command):
-    argv = _argv(command)
-    if argv is None:
-        pytest.skip("not an eigdist command")
     try:
-        build_parser().parse_args(argv)
+        build_parser().parse_args(_argv(command))
     except SystemExit as exc:
         pytest.fail(f"README command no longer parses (exit {exc.code}): {command}")
 
