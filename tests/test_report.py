@@ -193,5 +193,6 @@ def test_power_command(tmp_path, capsys):
     table = pd.read_csv(out / "power.csv")
     assert table["observers"].tolist() == [2, 3] and table["power"].between(0, 1).all()
     assert (out / "power.png").stat().st_size > 0
-    assert main(["power", "--delta-d", "0"]) == 2
-    assert "delta_d must be a positive number of log10 units, got 0.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["power", "--delta-d", "0"])
+    assert "argument --delta-d: must be a number > 0, got 0.0" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import number
+
 
 def _ints(text: str) -> list[int]:
     try:
@@ -14,19 +16,19 @@ def _ints(text: str) -> list[int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("power", help="plan observers and trials by simulation")
-    p.add_argument("--delta-d", type=float, required=True, help="difference of D to detect (log10 units)")
+    p.add_argument("--delta-d", type=number(low=0, low_open=True), required=True, help="difference of D to detect (log10 units)")
     p.add_argument("--observers", type=_ints, default=[4, 6, 8, 12], help="participants per lab, e.g. 4,6,8")
     p.add_argument("--trials", type=_ints, default=[40, 60], help="trials per condition, e.g. 40,60")
-    p.add_argument("--images", type=int, default=6, help="images per lab (default 6)")
-    p.add_argument("--labs", type=int, default=100, help="simulated labs per design (default 100)")
-    p.add_argument("--d-low", type=float, default=0.3, help="true D of the weaker layer (default 0.3)")
-    p.add_argument("--sd-participant", type=float, default=0.1, help="log10 SD of participants' sensitivity")
-    p.add_argument("--sd-image", type=float, default=0.1, help="log10 SD of images' visibility")
-    p.add_argument("--sd-d", type=float, default=0.1, help="log10 SD of D across participant × image")
+    p.add_argument("--images", type=number(integer=True, low=1), default=6, help="images per lab (default 6)")
+    p.add_argument("--labs", type=number(integer=True, low=1), default=100, help="simulated labs per design (default 100)")
+    p.add_argument("--d-low", type=number(), default=0.3, help="true D of the weaker layer (default 0.3)")
+    p.add_argument("--sd-participant", type=number(low=0), default=0.1, help="log10 SD of participants' sensitivity")
+    p.add_argument("--sd-image", type=number(low=0), default=0.1, help="log10 SD of images' visibility")
+    p.add_argument("--sd-d", type=number(low=0), default=0.1, help="log10 SD of D across participant × image")
     p.add_argument("--method", default="constant", choices=["constant", "quest", "updown"],
                    help="how trials are drawn (quest/updown: the experiment's tracks; slower)")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap draws per lab (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=number(integer=True, low=1), default=200, help="bootstrap draws per lab (default 200)")
+    p.add_argument("--seed", type=number(integer=True, low=0), default=0)
     p.add_argument("--out", help="folder for power.csv and power.png")
     p.set_defaults(func=run)
 
