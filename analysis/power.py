@@ -34,7 +34,7 @@ def _validate(delta_d: float, observers: Sequence[int], trials: Sequence[int], n
 def power_table(delta_d: float, observers: Sequence[int], trials: Sequence[int], *, n_images: int = 6,
                 n_labs: int = 100, d_low: float = 0.3, method: str = "constant", n_boot: int = 200,
                 spread: LabSpread = LabSpread(), alpha_max: float = 30.0, seed: int = 0,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, make_track: Callable[..., Any] | None = None) -> pd.DataFrame:
     """Power to separate two layers whose true D differ by ``delta_d``.
 
     Parameters
@@ -61,6 +61,8 @@ def power_table(delta_d: float, observers: Sequence[int], trials: Sequence[int],
         Seed of everything.
     progress
         Show a progress bar.
+    make_track
+        The experiment's track factory, for ``quest`` and ``updown`` (see :func:`simulate_trials`).
 
     Returns
     -------
@@ -80,7 +82,7 @@ def power_table(delta_d: float, observers: Sequence[int], trials: Sequence[int],
             truth["participant"] = f"lab{lab:04d}-" + truth["participant"]
             truths.append(truth[truth["direction"] != "random"])
         lab_trials = simulate_trials(pd.concat(truths, ignore_index=True), n_trials=n_trials, method=method,
-                                     alpha_max=alpha_max, seed=seed + k)
+                                     alpha_max=alpha_max, seed=seed + k, make_track=make_track)
         # Power needs only the thresholds: no per-condition intervals or goodness-of-fit draws.
         fits = fit_thresholds(lab_trials, alpha_max=alpha_max, options=FitOptions(gof_draws=0, intervals=False))
         d = compute_d(fits)

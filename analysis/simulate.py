@@ -4,14 +4,15 @@ A lab is a table of true thresholds per participant × image × (model, layer,
 weights) × direction (:func:`make_truth`), turned into contract trial rows by a
 Weibull observer (:func:`simulate_trials`; :func:`eigdist_core.psychometric_function.weibull`,
 the threshold at F = ½ as in the fits and the tracks) either at constant stimuli or
-through the experiment's own adaptive tracks (``experiments.staircase``).
+through the experiment's own adaptive tracks (``experiments.staircase.make_track``, passed in
+by the caller: the analysis never imports the experiment).
 Everything is seeded: the same arguments give the same trials.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,10 +116,8 @@ def _constant(truth: pd.DataFrame, n_trials: int, levels: Sequence[float],
 
 def _adaptive(truth: pd.DataFrame, n_trials: int, method: str, alpha_max: float, slope: float,
               lapse: float, n_alternatives: int, seed: int, rng: np.random.Generator,
-              track_options: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Trials drawn through the experiment's own tracks, one per condition."""
-    from experiments.staircase import make_track
-
+              make_track: Callable[..., Any], track_options: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trials drawn through the experiment's own tracks (``make_track``), one per condition."""
     cond = np.repeat(np.arange(len(truth)), n_trials)
     alpha = np.empty(len(cond))
     correct = np.empty(len(cond), bool)
@@ -135,7 +134,8 @@ def _adaptive(truth: pd.DataFrame, n_trials: int, method: str, alpha_max: float,
 def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "constant",
                     alpha_max: float = 30.0, slope: float = 3.5, lapse: float = 0.02,
                     n_alternatives: int = 2, levels: Sequence[float] = DEFAULT_LEVELS,
-                    seed: int = 0, set_id: str = SIMULATED_SET, **track_options) -> pd.DataFrame:
+                    seed: int = 0, set_id: str = SIMULATED_SET, make_track: Callable[..., Any] | None = None,
+                    **track_options) -> pd.DataFrame:
     """Contract trial rows (one session per participant) answered by a Weibull observer.
 
     Parameters
@@ -146,7 +146,7 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         Trials per condition.
     method
         ``"constant"`` (``levels`` × the true threshold, capped at ``alpha_max``),
-        or ``"quest"`` / ``"updown"``: ``experiments.staircase.make_track``.
+        or ``"quest"`` / ``"updown"``: through ``make_track``.
     alpha_max
         Largest amplitude shown.
     slope, lapse, n_alternatives
@@ -157,6 +157,10 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         Seed of the responses (and of the tracks).
     set_id
         The ``set_id`` column (the rows' ``alpha_ceiling`` is ``alpha_max``).
+    make_track
+        For ``quest`` and ``updown``: the experiment's track factory,
+        ``experiments.staircase.make_track`` (given by the caller, so that the analysis
+        never imports the experiment).
     **track_options
         Passed to ``make_track``.
 
@@ -168,6 +172,9 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "constant" and make_track is None:
+        raise ValueError(f"method {method!r} draws trials through the experiment's tracks: pass "
+                         "make_track=experiments.staircase.make_track")
     if n_alternatives not in TASK:
         raise ValueError(f"n_alternatives must be 2 or 3, got {n_alternatives}")
     if int(n_trials) < 1:
@@ -180,7 +187,7 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         correct = rng.random(len(cond)) < p
     else:
         cond, alpha, correct = _adaptive(truth, n_trials, method, alpha_max, slope, lapse,
-                                         n_alternatives, seed, rng, track_options)
+                                         n_alternatives, seed, rng, make_track, track_options)
     # One order for the whole lab (by participant, trials interleaved at random), applied
     # to integer indices before any text column is built: text columns are slow to permute.
     person = pd.factorize(truth["participant"])[0][cond]

@@ -22,6 +22,7 @@ from analysis.pipeline import AnalysisSettings, analyze
 from analysis.psychometric import FitOptions, fit_thresholds
 from analysis.ranking import compute_d, rank_layers
 from analysis.simulate import make_truth, simulate_trials
+from experiments.staircase import make_track
 
 
 def prior_table(seed: int = 0) -> pd.DataFrame:
@@ -36,7 +37,8 @@ def prior_table(seed: int = 0) -> pd.DataFrame:
     rows = []
     for method in ("constant", "quest"):
         for n_trials in (40, 60, 120):
-            trials = simulate_trials(truth, n_trials=n_trials, method=method, seed=seed + n_trials)
+            trials = simulate_trials(truth, n_trials=n_trials, method=method, seed=seed + n_trials,
+                                     make_track=make_track)
             for slope in ("free", "shared"):
                 for prior in (False, True):
                     fits = fit_thresholds(trials, alpha_max=30.0, options=FitOptions(

@@ -10,10 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Packages each package must not import (docs/formats.md: the stages talk through files).
 FORBIDDEN = {"analysis": ("experiments",), "eigdist_core": ("experiments", "analysis")}
 
-#: Known exceptions, each with its reason. analysis/simulate.py draws simulated labs through
-#: the experiment's own adaptive tracks (power analysis); it reads no data. It goes when the
-#: tracks move to eigdist_core.
-ALLOWED = {"analysis/simulate.py": ["experiments"]}
 
 
 def imported(path: Path) -> set[str]:
@@ -31,7 +27,7 @@ def imported(path: Path) -> set[str]:
 def test_no_upward_imports(package):
     offenders = {str(p.relative_to(ROOT)): sorted(imported(p) & set(FORBIDDEN[package]))
                  for p in sorted((ROOT / package).rglob("*.py"))}
-    assert {k: v for k, v in offenders.items() if v and ALLOWED.get(k) != v} == {}
+    assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_the_check_sees_an_import(tmp_path):

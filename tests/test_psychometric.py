@@ -15,6 +15,7 @@ from scipy import optimize
 from analysis import psychometric as ps
 from eigdist_core.contract import TRACK_KEY
 from analysis.simulate import make_truth, simulate_trials
+from experiments.staircase import make_track
 
 LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("vgg16", "conv5", "imagenet"): 0.2}
 
@@ -28,7 +29,7 @@ def _relative_errors(fits: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
 @pytest.mark.parametrize("method, n_participants", [("constant", 10), ("updown", 6)])
 def test_thresholds_recovered_within_ten_percent(method, n_participants):
     truth = make_truth(LAYERS, n_participants=n_participants, n_images=3, seed=5)
-    trials = simulate_trials(truth, n_trials=60, method=method, seed=3)
+    trials = simulate_trials(truth, n_trials=60, method=method, seed=3, make_track=make_track)
     fits = ps.fit_thresholds(trials, alpha_max=30.0)
     assert fits["converged"].all() and not fits["censored"].any()
     assert (fits["n_trials"] == 60).all()
@@ -39,7 +40,8 @@ def test_quest_tracks_recover_thresholds_and_d():
     """QUEST+ tracks the same F = 1/2 threshold the fit reports (one psychometric function):
     no systematic shift (before, the track's 1 - 1/e point left thresholds ~8 % high)."""
     truth = make_truth(LAYERS, n_participants=4, n_images=2, seed=5)
-    fits = ps.fit_thresholds(simulate_trials(truth, n_trials=60, method="quest", seed=3), alpha_max=30.0)
+    trials = simulate_trials(truth, n_trials=60, method="quest", seed=3, make_track=make_track)
+    fits = ps.fit_thresholds(trials, alpha_max=30.0)
     assert np.median(_relative_errors(fits, truth)) < 0.15
     merged = fits.merge(truth, on=list(TRACK_KEY), suffixes=("", "_true"))
     log_ratio = np.log10(merged["threshold"] / merged["threshold_true"])
@@ -50,7 +52,8 @@ def test_quest_tracks_recover_thresholds_and_d():
 def test_threshold_above_alpha_max_is_censored_not_invented(method):
     truth = make_truth({("m", "l", "w"): 0.0}, n_participants=2, n_images=1, seed=1)
     truth.loc[truth["direction"] == "min", "threshold"] = 60.0     # invisible below alpha_max = 30
-    fits = ps.fit_thresholds(simulate_trials(truth, n_trials=60, method=method, seed=2), alpha_max=30.0)
+    trials = simulate_trials(truth, n_trials=60, method=method, seed=2, make_track=make_track)
+    fits = ps.fit_thresholds(trials, alpha_max=30.0)
     hidden = fits["direction"] == "min"
     assert fits.loc[hidden, "censored"].all()
     assert (fits.loc[hidden, "threshold"] == 30.0).all()
@@ -208,7 +211,8 @@ def test_profile_intervals_cover_the_true_threshold(method):
     """95 % profile-likelihood intervals on 60-trial conditions hold the truth in ≥ 85 % of them
     (shared slope held at its joint estimate: slightly under 95 %, measured ≈ 0.90)."""
     truth = make_truth(LAYERS, n_participants=8, n_images=3, seed=5)
-    fits = ps.fit_thresholds(simulate_trials(truth, n_trials=60, method=method, seed=3), alpha_max=30.0,
+    trials = simulate_trials(truth, n_trials=60, method=method, seed=3, make_track=make_track)
+    fits = ps.fit_thresholds(trials, alpha_max=30.0,
                              options=ps.FitOptions(gof_draws=0))
     merged = fits.merge(truth, on=list(TRACK_KEY), suffixes=("", "_true"))
     covered = (merged["ci_low"] <= merged["threshold_true"]) & (merged["threshold_true"] <= merged["ci_high"])
@@ -227,7 +231,7 @@ def test_censored_threshold_has_an_open_interval():
 
 def test_slope_prior_keeps_small_sample_slopes_off_the_bound():
     truth = make_truth(LAYERS, n_participants=10, n_images=3, seed=4)
-    trials = simulate_trials(truth, n_trials=40, method="quest", seed=6)
+    trials = simulate_trials(truth, n_trials=40, method="quest", seed=6, make_track=make_track)
     at_bound = {prior: ps.fit_thresholds(trials, alpha_max=30.0, options=ps.FitOptions(
         slope="free", slope_prior=prior, gof_draws=0, intervals=False))["slope_at_bound"].mean()
         for prior in (False, True)}

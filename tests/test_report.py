@@ -153,8 +153,9 @@ def test_analyze_reports_bad_input(lab, tmp_path, capsys):
     assert "eigdist analyze: error: no such file or folder" in capsys.readouterr().err
     assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--observers", "human"]) == 2
     assert "no trials left after exclusions (1440 read); see the reasons: simulated observer" in capsys.readouterr().err
-    assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--alpha-max", "-1"]) == 2
-    assert "alpha_max must be a positive number, got -1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--alpha-max", "-1"])
+    assert "argument --alpha-max: must be a number > 0, got -1.0" in capsys.readouterr().err
     assert main(["analyze", str(lab), "--out", str(tmp_path / "o"), "--stimuli", str(tmp_path)]) == 2
     assert "no stimulus-set manifest at" in capsys.readouterr().err
 

@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from analysis.power import power_table
     from analysis.report import power_figure, save_figure, save_table
     from analysis.simulate import LabSpread
+    from experiments.staircase import make_track
 
     table = power_table(args.delta_d, args.observers, args.trials, n_images=args.images, n_labs=args.labs,
                         d_low=args.d_low, method=args.method, n_boot=args.n_boot, seed=args.seed,
-                        spread=LabSpread(args.sd_participant, args.sd_image, args.sd_d))
+                        spread=LabSpread(args.sd_participant, args.sd_image, args.sd_d), make_track=make_track)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.out:
         out = Path(args.out)
