@@ -42,7 +42,6 @@ class ExperimentConfig:
     """The parsed, checked experiment configuration (see ``noticeability.toml`` for meanings)."""
 
     task: str = "2afc_ref"
-    n_alternatives: int = 2
     feedback: bool = False
     timing: Timing = field(default_factory=Timing)
     per_condition: int = 50
@@ -62,16 +61,20 @@ class ExperimentConfig:
     size_tolerance: float = 0.05
     seed: int = 0
 
+    @property
+    def n_alternatives(self) -> int:
+        """The task's number of alternatives (guess rate 1 / n): it follows from the task."""
+        return TASKS[self.task]
+
     def as_dict(self) -> dict:
-        """Plain data for the session sidecar."""
-        return asdict(self)
+        """Plain data for the session sidecar (with the task's ``n_alternatives``)."""
+        return {**asdict(self), "n_alternatives": self.n_alternatives}
 
 
 # (section, key) -> (field name, kind, check); kind is "int", "float", "bool" or "str".
 _SCHEMA: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("", "seed"): ("seed", "int", (0, None)),
     ("task", "name"): ("task", "str", tuple(TASKS)),
-    ("task", "n_alternatives"): ("n_alternatives", "int", (2, 3)),
     ("task", "feedback"): ("feedback", "bool", None),
     ("trials", "per_condition"): ("per_condition", "int", (1, None)),
     ("trials", "catch_rate"): ("catch_rate", "float", (0.0, 0.5)),
@@ -135,6 +138,9 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
     for key in data:
         if key not in known_top:
             raise ConfigError(f"{name}: unknown key {key!r}; allowed: {', '.join(sorted(known_top))}")
+    if "n_alternatives" in data.get("task", {}):
+        raise ConfigError(f"{name}: task.n_alternatives is not set any more: it follows from task.name "
+                          f"({', '.join(f'{t}: {n}' for t, n in TASKS.items())}); remove the key")
     fields: dict[str, Any] = {}
     for section in ("", *_SECTIONS):
         table = data if not section else data.get(section, {})
@@ -166,11 +172,6 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
         raise ConfigError(
             f"{name}: set display.stimulus_deg or display.magnification, not both (got {config.stimulus_deg:g} "
             f"degrees and magnification {config.magnification})"
-        )
-    if TASKS[config.task] != config.n_alternatives:
-        raise ConfigError(
-            f"{name}: task.n_alternatives must be {TASKS[config.task]} for task {config.task!r}, "
-            f"got {config.n_alternatives}"
         )
     return config
 

@@ -18,7 +18,7 @@ def test_shipped_defaults():
 
 
 def test_updown_and_oddity():
-    config = parse_config({"task": {"name": "3afc_oddity", "n_alternatives": 3},
+    config = parse_config({"task": {"name": "3afc_oddity"},
                            "track": {"kind": "updown", "updown": {"n_down": 3}}})
     assert config.n_alternatives == 3 and config.track_options == {"n_down": 3}
 
@@ -28,7 +28,8 @@ def test_updown_and_oddity():
     ({"timing": {"tset_ms": 5}}, "noticeability.toml: unknown key 'timing.tset_ms'; allowed: feedback_ms, fixation_ms"),
     ({"trial": {}}, "unknown key 'trial'; allowed: display, schedule, seed, task, timing, track, trials"),
     ({"task": {"name": "yesno"}}, "task.name must be one of '2afc_ref', '3afc_oddity', got 'yesno'"),
-    ({"task": {"name": "3afc_oddity"}}, "task.n_alternatives must be 3 for task '3afc_oddity', got 2"),
+    ({"task": {"name": "3afc_oddity", "n_alternatives": 2}},
+     "task.n_alternatives is not set any more: it follows from task.name (2afc_ref: 2, 3afc_oddity: 3)"),
     ({"task": {"feedback": "yes"}}, "task.feedback must be true or false, got 'yes'"),
     ({"trials": {"catch_rate": 0.9}}, "trials.catch_rate must be between 0.0 and 0.5, got 0.9"),
     ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an integer, got 2.5"),

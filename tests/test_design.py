@@ -98,7 +98,7 @@ def test_breaks_every_n_and_at_blocks():
 
 
 def test_oddity_targets_use_three_intervals():
-    config = small_config(task="3afc_oddity", n_alternatives=3, per_condition=9)
+    config = small_config(task="3afc_oddity", per_condition=9)
     tracked = [t for t in plan_session(make_manifest(), config, "P01", 1).trials if not t.is_catch and not t.is_practice]
     assert set(Counter(t.target_interval for t in tracked).values()) == {len(tracked) // 3}
 

@@ -41,7 +41,6 @@ def config_text(per_condition: int = 3, feedback: bool = True, task: str = "2afc
     return f"""seed = 1
 [task]
 name = "{task}"
-n_alternatives = {3 if task == "3afc_oddity" else 2}
 feedback = {str(feedback).lower()}
 [timing]
 fixation_ms = 16
