@@ -5,7 +5,7 @@ A PsychoPy monitor holds calibrations keyed by date; each has ``width``, ``dista
 (0 … 255) and ``lumsPre`` (rows lum, R, G, B, or one row) and the fitted ``gammaGrid`` (rows
 lum, R, G, B; columns minLum, maxLum, gamma). An eigdist profile maps onto it one to one: its
 calibration and its ``history`` become PsychoPy calibrations, and back. Readings are refitted
-on import with :func:`experiments.monitor.fit_calibration`, so a round trip gives the same curves.
+on import with :func:`experiments.calibration.fit_calibration`, so a round trip gives the same curves.
 
 PsychoPy keeps no refresh rate, bit depth or chromaticities in these files: they are asked for on
 import, and chromaticities stay in the eigdist profile only.
@@ -21,10 +21,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .monitor import (
-    GUNS, Calibration, MonitorProfile, ProfileError, calibrated, fit_calibration, gamma_curve, new_profile,
-    parse_date,
-)
+from .calibration import calibrated, fit_calibration
+from .monitor import GUNS, Calibration, MonitorProfile, ProfileError, gamma_curve, new_profile, parse_date
 
 #: ``levelsPre`` are 8-bit output values in PsychoPy.
 PSYCHOPY_TOP = 255

@@ -18,7 +18,8 @@ from experiments.luminance import (
     background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
     replicate, size_deg, texture, top_left,
 )
-from experiments.monitor import ProfileError, calibrated, fit_calibration, gamma_curve, new_profile, save_profile
+from experiments.calibration import calibrated, fit_calibration
+from experiments.monitor import ProfileError, gamma_curve, new_profile, save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 
 

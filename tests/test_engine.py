@@ -85,7 +85,8 @@ def test_open_stimuli_refusals(stimulus_set, tmp_path, monkeypatch):
     manifest = load_json(colour / "manifest.json")
     stimulus_set_module.write_manifest(colour, {**manifest, "channels": 3})  # resealed: a set built so
     monkeypatch.setattr(stimulus_set_module, "verify_set", lambda path: [])
-    from experiments.monitor import calibrated, fit_calibration, gamma_curve, new_profile
+    from experiments.calibration import calibrated, fit_calibration
+    from experiments.monitor import gamma_curve, new_profile
 
     levels = np.rint(np.linspace(0, 255, 9))
     lum = gamma_curve(levels / 255, 0.5, 100.0, 2.2)

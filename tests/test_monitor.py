@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from eigdist.cli.main import main as eigdist
+from experiments.calibration import calibrated, fit_calibration, read_readings
 from experiments.monitor import (
-    ProfileError, calibrated, check_calibrated, fit_calibration, gamma_curve, load_profile, monitors_dir,
-    new_profile, parse_resolution, pixels_per_degree, profile_from_dict, profile_to_dict, read_readings,
-    save_profile, utc_now,
+    ProfileError, check_calibrated, gamma_curve, load_profile, monitors_dir, new_profile, parse_resolution,
+    pixels_per_degree, profile_from_dict, profile_to_dict, save_profile, utc_now,
 )
 
 

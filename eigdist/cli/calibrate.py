@@ -87,7 +87,8 @@ def fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from eigdist_core.io import sha256_file
-    from experiments.monitor import calibrated, fit_calibration, load_profile, read_readings, save_profile
+    from experiments.calibration import calibrated, fit_calibration, read_readings
+    from experiments.monitor import load_profile, save_profile
 
     if not Path(args.readings).is_file():
         what = "a folder" if Path(args.readings).is_dir() else "missing"

@@ -117,8 +117,10 @@ def simulated_monitor(folder: Path) -> str:
     """
     import numpy as np
 
-    from experiments.monitor import (ProfileError, calibrated, check_calibrated, fit_calibration, gamma_curve,
-                                     load_profile, new_profile, save_profile)
+    from experiments.calibration import calibrated, fit_calibration
+    from experiments.monitor import (
+        ProfileError, check_calibrated, gamma_curve, load_profile, new_profile, save_profile,
+    )
 
     try:
         if check_calibrated(load_profile(MONITOR, folder)).guns is not None:
