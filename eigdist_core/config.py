@@ -2,7 +2,7 @@
 
 Every error names the key (``models[1].weights: ...``) and what is allowed.
 Checks that need the models or the image files (unknown node, missing file)
-happen when the build starts, in :func:`eigdist_core.build.check_inputs`.
+happen when the build starts, in :func:`eigdist_core.build_inputs.check_inputs`.
 """
 
 from __future__ import annotations

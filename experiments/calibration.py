@@ -230,11 +230,3 @@ def calibrated(profile: MonitorProfile, calibration: Calibration) -> MonitorProf
     every.sort(key=lambda c: parse_date(c.date, "calibration.date"))  # stable: a tie keeps the new one last
     return replace(profile, calibration=every[-1], history=tuple(every[:-1]))
 
-
-__all__ = [
-    "BIT_DEPTHS", "CHROMATICITIES", "CURVES", "Calibration", "Curve", "GUNS", "MAX_LUMINANCE", "MAX_RESOLUTION",
-    "Readings", "fit_curve", "DEFAULT_EXPIRY_DAYS", "MonitorProfile", "ProfileError",
-    "calibrated", "check_calibrated", "fit_calibration", "gamma_curve", "load_profile", "monitors_dir",
-    "new_profile", "parse_date", "parse_resolution", "pixels_per_degree", "profile_from_dict",
-    "profile_path", "profile_to_dict", "read_readings", "save_profile", "utc_now",
-]

@@ -473,3 +473,11 @@ def check_calibrated(
             f"'eigdist calibrate fit', or use --pilot"
         )
     return cal
+
+
+__all__ = [
+    "BIT_DEPTHS", "CHROMATICITIES", "CURVES", "Calibration", "Curve", "GUNS", "MAX_LUMINANCE", "MAX_RESOLUTION",
+    "DEFAULT_EXPIRY_DAYS", "MonitorProfile", "ProfileError", "check_calibrated", "check_chromaticity", "gamma_curve",
+    "load_profile", "monitors_dir", "new_profile", "parse_date", "parse_resolution", "pixels_per_degree",
+    "profile_from_dict", "profile_path", "profile_to_dict", "save_profile", "utc_now",
+]
