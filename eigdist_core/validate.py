@@ -22,14 +22,6 @@ if TYPE_CHECKING:
 METHODS = ("auto", "exact", "lanczos", "lobpcg", "power")
 
 
-def _describe(value: Any) -> str:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return repr(value)
-
-
 def validate_image(image: Any) -> torch.Tensor:
     """Check an input image or vector and return it unchanged.
 
@@ -75,22 +67,6 @@ def validate_image(image: Any) -> torch.Tensor:
         bad = int((~torch.isfinite(image)).sum())
         raise ValueError(f"image must be finite; it has {bad} NaN or infinite values")
     return image
-
-
-def validate_range(image: torch.Tensor, value_range: Sequence[float]) -> None:
-    """Check that every value of ``image`` lies inside ``value_range`` (inclusive).
-
-    Raises
-    ------
-    ValueError
-        If the range is not an increasing pair or a value lies outside it.
-    """
-    lo, hi = validate_value_range(value_range)
-    vmin, vmax = float(image.min()), float(image.max())
-    if vmin < lo or vmax > hi:
-        raise ValueError(
-            f"image values must lie in [{lo}, {hi}], got min {vmin:.6g} and max {vmax:.6g}"
-        )
 
 
 def validate_value_range(value_range: Sequence[float]) -> tuple[float, float]:

@@ -26,13 +26,11 @@ def test_bad_images(image, exc, message):
 
 
 def test_value_range_checks():
-    with pytest.raises(ValueError, match="must lie in \\[0.2, 0.8\\], got min 0 and max 1"):
-        validate.validate_range(torch.tensor([0.0, 1.0]), (0.2, 0.8))
     with pytest.raises(ValueError, match="0 <= low < high <= 1, got \\[0.8, 0.2\\]"):
         validate.validate_value_range((0.8, 0.2))
     with pytest.raises(ValueError, match="two numbers \\[low, high\\], got 'ab'"):
         validate.validate_value_range("ab")
-    validate.validate_range(torch.tensor([0.3, 0.7]), (0.2, 0.8))
+    assert validate.validate_value_range([0.2, 0.8]) == (0.2, 0.8)
 
 
 class DictModel(nn.Module):
