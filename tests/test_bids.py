@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from trial_fixtures import run_session, validate_bids
+from tests.trial_fixtures import run_session, validate_bids
 
 
 def test_sessions_of_two_participants_validate(tmp_path):

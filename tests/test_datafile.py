@@ -16,7 +16,7 @@ from eigdist_core.io import load_json
 from experiments.datafile import (
     COLUMNS, REQUIRED_COLUMNS, open_session, read_trials, session_paths,
 )
-from trial_fixtures import SET_ID, run_session, small_config
+from tests.trial_fixtures import SET_ID, run_session, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_resume_refuses_a_different_plan(tmp_path):
     path = session_paths(tmp_path, "P01", 1).trials
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:10]))
-    from trial_fixtures import small_config
+    from tests.trial_fixtures import small_config
 
     with pytest.raises(ValueError, match=r"config.seed was \d+ when the session started, now 99 \(--config differs\)"):
         run_session(tmp_path, resume=True, config=small_config(seed=99))
@@ -163,7 +163,7 @@ def test_tracks_carry_across_sessions(tmp_path):
     """Session 2 revisits the images of session 1: its tracks start from session 1's trials."""
     from dataclasses import replace
 
-    from trial_fixtures import small_config
+    from tests.trial_fixtures import small_config
 
     config = replace(small_config(), images_per_session=3, visits_per_image=2, per_condition=16)
     first = run_session(tmp_path, config=config)
@@ -280,7 +280,7 @@ def test_resume_of_a_finished_session_changes_nothing(tmp_path):
 ])
 def test_resume_with_other_settings_is_refused_naming_both(tmp_path, change, message):
     from experiments.engine import open_engine
-    from trial_fixtures import ArraySource
+    from tests.trial_fixtures import ArraySource
 
     _partial(tmp_path)
     before = _listing(tmp_path)

@@ -15,7 +15,7 @@ from eigdist.cli.demo import OBSERVER_MODEL, demo_plan, observer_spec
 from eigdist.cli.main import main
 from experiments.observers import parse_simulate
 from experiments.xvfb import start_xvfb
-from trial_fixtures import validate_bids
+from tests.trial_fixtures import validate_bids
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")

@@ -10,7 +10,7 @@ from experiments.datafile import read_trials, session_paths
 from experiments.design import (
     conditions, frame_sequence, latin_square_row, participant_number, plan_session, schedule,
 )
-from trial_fixtures import IMAGES, make_manifest, run_session, small_config
+from tests.trial_fixtures import IMAGES, make_manifest, run_session, small_config
 
 
 def test_conditions_follow_manifest():

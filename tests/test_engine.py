@@ -13,7 +13,7 @@ from eigdist_core.io import load_json
 from experiments.datafile import read_trials, session_paths
 from experiments.engine import open_engine, open_stimuli, run_headless
 from experiments.observers import make_responder
-from trial_fixtures import small_config
+from tests.trial_fixtures import small_config
 
 SET = """\
 name = "trials"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from eigdist_core.eigendistortion import Eigendistortion
-from tests.conftest import LinearModel
+from tests.nets import LinearModel
 
 
 def test_linear_model_jacobian_eigenvalues_and_null_space():
@@ -57,7 +57,7 @@ def test_save_load_round_trip(tmp_path, conv_net, small_image):
 
 
 def test_load_refuses_another_model(tmp_path, conv_net, small_image):
-    from tests.conftest import SmallConvNet
+    from tests.nets import SmallConvNet
 
     Eigendistortion(small_image, conv_net).synthesize(method="exact").save(tmp_path / "e")
     with pytest.raises(ValueError, match="does not reproduce the response"):
@@ -72,7 +72,7 @@ def test_results_before_synthesize_raise(conv_net, small_image):
 def test_exact_matches_plenoptic_exact():
     import plenoptic as po
 
-    from tests.conftest import SmoothNet
+    from tests.nets import SmoothNet
 
     net = SmoothNet().double()
     po.remove_grad(net)  # plenoptic's contract; eigdist leaves the model as it is

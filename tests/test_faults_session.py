@@ -24,7 +24,7 @@ import pytest
 
 from eigdist_core.io import load_json
 from experiments.datafile import read_trials, session_paths
-from trial_fixtures import run_session
+from tests.trial_fixtures import run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 20

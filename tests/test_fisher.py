@@ -11,7 +11,7 @@ import torch
 
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
-from tests.conftest import SmallConvNet
+from tests.nets import SmallConvNet
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,7 +48,7 @@ def test_jacobian_equals_weight_matrix(linear_model):
 
 
 def test_jacobian_by_forward_mode_when_outputs_outnumber_inputs():
-    from tests.conftest import LinearModel
+    from tests.nets import LinearModel
 
     model = LinearModel(n=6, m=15)
     op = FisherOperator(model, torch.ones(6))

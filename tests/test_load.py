@@ -11,7 +11,7 @@ from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.load import TrialDataError, load_trials
 from analysis.simulate import make_truth, simulate_trials
 from experiments.datafile import write_trial_file
-from trial_fixtures import write_lab
+from tests.trial_fixtures import write_lab
 
 
 def _session(participant: str = "p01", n_participants: int = 1) -> pd.DataFrame:

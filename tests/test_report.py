@@ -12,7 +12,7 @@ import pytest
 from analysis.ranking import RANKING_COLUMNS
 from analysis.simulate import SIMULATED_SET, make_truth, simulate_trials
 from eigdist.cli.main import main
-from trial_fixtures import write_lab
+from tests.trial_fixtures import write_lab
 
 LAYERS = {("vgg16", "conv1", "imagenet"): 0.8, ("frontend", "lgg", "published"): 0.3}
 
@@ -162,7 +162,7 @@ def test_analyze_reports_bad_input(lab, tmp_path, capsys):
 
 def test_analyze_reads_what_the_experiment_writes(tmp_path):
     """Sessions written by the headless experiment engine load, fit and rank as they are."""
-    from trial_fixtures import make_manifest, run_session
+    from tests.trial_fixtures import make_manifest, run_session
 
     from eigdist_core.io import save_json
 

@@ -28,7 +28,7 @@ from experiments.session import dropped_frames, summary
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.test_display import make_profile
 from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
-from trial_fixtures import validate_bids
+from tests.trial_fixtures import validate_bids
 
 WEIBULL = "weibull;threshold=0.2;seed=1"
 MODEL = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"

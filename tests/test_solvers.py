@@ -10,7 +10,7 @@ import torch
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
 from eigdist_core.solvers import EigenResult, solve_exact, solve_iterative
-from tests.conftest import LinearModel, SmallConvNet, SmoothNet
+from tests.nets import LinearModel, SmallConvNet, SmoothNet
 
 #: (net, image shape): a conv net whose bottom is a null space (fewer outputs
 #: than inputs) and a smooth net with as many outputs as inputs (no null space).
