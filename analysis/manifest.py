@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from eigdist_core.contract import CONDITION_KEY, alpha_ceiling
-from eigdist_core.io import load_json
+from eigdist_core.stimulus_set import StimulusSet
 
 from .load import TrialDataError
 
@@ -24,12 +24,16 @@ KEY = list(CONDITION_KEY)
 
 
 def load_manifest(folder: str | os.PathLike) -> dict:
-    """Read ``<folder>/manifest.json`` (or the file itself)."""
+    """The manifest of the set in ``folder`` (or of the manifest file itself), its identity checked.
+
+    A manifest edited after its build (its fields no longer give its ``set_id``) is refused,
+    naming the edited fields, as ``eigdist run`` refuses it.
+    """
     path = Path(folder)
     path = path / "manifest.json" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"no stimulus-set manifest at {path}")
-    return load_json(path)
+    return StimulusSet.open(path.parent).manifest
 
 
 def condition_table(manifest: dict) -> pd.DataFrame:

@@ -95,8 +95,8 @@ def test_vectorised_fit_matches_scipy_per_condition():
         a, y = data["alpha"].to_numpy(), data["correct"].to_numpy()
 
         def nll(t):
-            p = ps.psychometric(a, np.exp(t[0]), np.exp(t[1]), t[2], 0.5)
-            return -np.sum(np.where(y, np.log(p), np.log(1 - p)))
+            p = np.clip(ps.psychometric(a, np.exp(t[0]), np.exp(t[1]), t[2], 0.5), 1e-12, 1 - 1e-12)
+            return -np.sum(np.where(y, np.log(p), np.log1p(-p)))
 
         best = min((optimize.minimize(nll, [m, s, 0.02], method="L-BFGS-B",
                                       bounds=[(-5, 6), (0, np.log(10)), (0, 0.06)])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.ranking import RANKING_COLUMNS
-from analysis.simulate import SIMULATED_SET, make_truth, simulate_trials
+from analysis.simulate import make_truth, simulate_trials
 from eigdist.cli.main import main
 from tests.trial_fixtures import write_lab
 
@@ -82,8 +82,9 @@ def test_analyze_with_psignifit_feeds_the_same_ranking(tmp_path):
         pd.read_csv(out["eigdist"] / "ranking.csv")["layer"])
 
 
-def _manifest(folder, alpha_max: float, set_id: str = SIMULATED_SET) -> None:
-    from eigdist_core.io import save_json
+def _manifest(folder, alpha_max: float) -> str:
+    """A sealed stimulus-set manifest of the lab's layers in ``folder``; returns its set_id."""
+    from eigdist_core.stimulus_set import SCHEMA_VERSION, write_manifest
 
     images = [{"image_id": f"img{i}", "source": "test", "file": f"images/img{i}.npy", "sha256": ""} for i in (1, 2)]
     items = []
@@ -98,11 +99,16 @@ def _manifest(folder, alpha_max: float, set_id: str = SIMULATED_SET) -> None:
                     "eigenvalue": eigenvalue, "alpha_displayable_max": 100.0,
                     "response_curve": {"alpha": alpha, "distance": [gain * a for a in alpha]},
                 })
-    save_json(folder / "manifest.json", {"set_id": set_id, "alpha_max": alpha_max, "images": images, "items": items})
+    manifest = {"schema_version": SCHEMA_VERSION, "alpha_max": alpha_max, "images": images, "items": items}
+    write_manifest(folder, manifest)
+    return manifest["set_id"]
 
 
-def test_analyze_with_stimulus_set(lab, tmp_path):
-    _manifest(tmp_path, alpha_max=30.0)
+def test_analyze_with_stimulus_set(tmp_path):
+    set_id = _manifest(tmp_path, alpha_max=30.0)
+    truth = make_truth(LAYERS, n_participants=3, n_images=2, seed=0, predicted_d={k: 1.0 for k in LAYERS})
+    lab = tmp_path / "data"
+    write_lab(lab, simulate_trials(truth, n_trials=40, seed=1, set_id=set_id))
     out = tmp_path / "out"
     assert main(["analyze", str(lab), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path)]) == 0
     assert (out / "response_curves.png").stat().st_size > 0 and (out / "ratio.png").stat().st_size > 0
@@ -112,12 +118,12 @@ def test_analyze_with_stimulus_set(lab, tmp_path):
 
 def test_analyze_refuses_trials_of_another_set(lab, tmp_path, capsys):
     """Issue 16 item 7: rows of another set than --stimuli, or of two sets, are refused, naming the files."""
-    _manifest(tmp_path, alpha_max=30.0, set_id="ffffffffffffffff")
+    set_id = _manifest(tmp_path, alpha_max=30.0)
     out = tmp_path / "out"
     assert main(["analyze", str(lab), "--out", str(out), "--stimuli", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert re.search(r"sub-p01_ses-1_task-noticeability_beh.tsv, .*: recorded with stimulus set 0{16}, not the set "
-                     rf"given with --stimuli {re.escape(str(tmp_path))} \(set_id f{{16}}\)", err), err
+                     rf"given with --stimuli {re.escape(str(tmp_path))} \(set_id {set_id}\)", err), err
     other = tmp_path / "other"
     truth = make_truth(LAYERS, n_participants=1, n_images=2, seed=0)
     (path,) = write_lab(other, simulate_trials(truth, n_trials=5, seed=1, set_id="ffffffffffffffff")
@@ -197,3 +203,23 @@ def test_power_command(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["power", "--delta-d", "0"])
     assert "argument --delta-d: must be a number > 0, got 0.0" in capsys.readouterr().err
+
+
+def test_analyze_refuses_a_hand_edited_set(tmp_path, capsys):
+    """Issue 16 item 6: an edited manifest (alpha_max 1 → 0.4) flipped a ranking; analyze now refuses it."""
+    from eigdist_core.io import load_json, save_json
+    from tests.trial_fixtures import make_manifest, run_session
+
+    from eigdist_core.stimulus_set import write_manifest
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    write_manifest(folder, make_manifest())
+    data = tmp_path / "data"
+    run_session(data)
+    manifest = load_json(folder / "manifest.json")
+    manifest["alpha_max"] = 0.4
+    save_json(folder / "manifest.json", manifest)
+    assert main(["analyze", str(data), "--out", str(tmp_path / "o"), "--stimuli", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"stimulus set {folder} was changed after it was built" in err and "alpha_max was edited" in err

@@ -16,22 +16,26 @@ import numpy as np
 
 from experiments.config import load_config
 from experiments.engine import open_engine, run_headless
+from eigdist_core.stimulus_set import SCHEMA_VERSION, seal
 from experiments.observers import WeibullObserver
 
-SET_ID = "0123456789abcdef"
 IMAGES = ("parrot", "door", "boats")
 LAYERS = ("conv1", "layer2")
 
 
 def make_manifest(n_images: int = 3, alpha_max: float = 1.0) -> dict:
-    """A manifest dict with n_images × 2 layers × 3 directions items (no files needed)."""
+    """A sealed manifest (``set_id`` from its content) with n_images × 2 layers × 3 directions items (no files)."""
     items = [
         {"item_id": f"{im}__resnet18__{layer}__random_0__{d}0", "image_id": im, "model": "resnet18",
          "layer": layer, "weights": "random:0", "direction": d, "eigenvalue": 1.0, "alpha_displayable_max": 0.8}
         for im in IMAGES[:n_images] for layer in LAYERS for d in ("max", "min", "random")
     ]
-    return {"set_id": SET_ID, "alpha_max": alpha_max, "images": [{"image_id": im} for im in IMAGES[:n_images]],
-            "items": items}
+    return seal({"schema_version": SCHEMA_VERSION, "alpha_max": alpha_max,
+                 "images": [{"image_id": im} for im in IMAGES[:n_images]], "items": items})
+
+
+#: The set_id of the default :func:`make_manifest` (what :class:`ArraySource` records).
+SET_ID = make_manifest()["set_id"]
 
 
 class ArraySource:
