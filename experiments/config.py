@@ -76,7 +76,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("", "seed"): ("seed", "int", (0, None)),
     ("task", "name"): ("task", "str", tuple(TASKS)),
     ("task", "feedback"): ("feedback", "bool", None),
-    ("trials", "per_condition"): ("per_condition", "int", (1, None)),
+    ("trials", "per_condition"): ("per_condition", "int", (1, 1000)),  # more is hours per condition: a typo
     ("trials", "catch_rate"): ("catch_rate", "float", (0.0, 0.5)),
     ("trials", "easy_fraction"): ("easy_fraction", "float", (0.0, 1.0)),
     ("trials", "easy_factor"): ("easy_factor", "float", (1.0, 100.0)),

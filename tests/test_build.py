@@ -154,7 +154,7 @@ def test_rebuild_with_another_config_is_refused_unless_forced(built, tmp_path):
 
 
 def test_response_curve_starts_as_sqrt_lambda_alpha():
-    from conftest import SmoothNet
+    from tests.nets import SmoothNet
 
     model = SmoothNet()
     image = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 0.6 + 0.2

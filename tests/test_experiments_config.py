@@ -33,6 +33,7 @@ def test_updown_and_oddity():
     ({"task": {"feedback": "yes"}}, "task.feedback must be true or false, got 'yes'"),
     ({"trials": {"catch_rate": 0.9}}, "trials.catch_rate must be between 0.0 and 0.5, got 0.9"),
     ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an integer, got 2.5"),
+    ({"trials": {"per_condition": 100000}}, "trials.per_condition must be between 1 and 1000, got 100000"),
     ({"trials": {"break_every": 0}}, "trials.break_every must be >= 1, got 0"),
     ({"seed": -1}, "noticeability.toml: seed must be >= 0, got -1"),
     ({"track": {"kind": "quest", "quest": {"n_grid": 1}}}, "track.quest: quest.n_grid must be an int >= 2, got 1"),
