@@ -1,4 +1,4 @@
-"""Figures and the HTML report of an analysis (matplotlib Agg; files via eigdist_core.io).
+"""Figures and the HTML report of an analysis (plain matplotlib Figures; files via eigdist_core.io).
 
 Each figure function takes plain tables and returns a matplotlib Figure;
 :func:`write_report` saves them and writes ``report.html``, which refers only
@@ -8,23 +8,20 @@ to the files it has just written.
 from __future__ import annotations
 
 import html
-import io
 import os
 from pathlib import Path
 from typing import Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from eigdist_core.io import atomic_write_bytes
+from eigdist_core.plots import save_figure as _save_png
 
-from eigdist_core.io import atomic_write_bytes  # noqa: E402
-
-from .psychometric import FLAGS, QUALITY_FLAGS, psychometric  # noqa: E402
-from .ranking import ALL, LAYER  # noqa: E402
+from .psychometric import FLAGS, QUALITY_FLAGS, psychometric
+from .ranking import ALL, LAYER
 
 DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
 MAX_CURVES = 40  # fitted curves drawn per panel
@@ -35,10 +32,11 @@ def layer_label(row: Mapping) -> str:
     return f"{row['model']}:{row['layer']} ({row['weights']})"
 
 
-def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
+def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> Figure:
     """D per layer with its 95 % CI, the control D_random below each, and the zero line."""
     n = len(ranking)
-    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.55 * n))
+    fig = Figure(figsize=(7, 1.6 + 0.55 * n))
+    ax = fig.subplots()
     y = np.arange(n)[::-1]
     ax.errorbar(ranking["D"], y, xerr=[ranking["D"] - ranking["ci_low"], ranking["ci_high"] - ranking["D"]],
                 fmt="o", color="k", capsize=3, label="D = log10 T_min − log10 T_max")
@@ -58,7 +56,7 @@ def forest_plot(ranking: pd.DataFrame, control: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
+def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> Figure:
     """Per layer (rows) and direction (columns): fitted curves, thresholds with 95 % intervals, data.
 
     Curves: solid; dashed where censored; dotted where the threshold carries a
@@ -68,8 +66,8 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
     """
     layers = fits[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
     directions = [d for d in DIRECTION_COLOURS if d in set(fits["direction"])]
-    fig, axes = plt.subplots(len(layers), len(directions), figsize=(3.4 * len(directions), 2.6 * len(layers)),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    fig = Figure(figsize=(3.4 * len(directions), 2.6 * len(layers)), layout="constrained")
+    axes = fig.subplots(len(layers), len(directions), squeeze=False, sharex=True, sharey=True)
     data = trials[~trials["is_catch"]]
     alpha = np.geomspace(max(data["alpha"][data["alpha"] > 0].min() / 2, 1e-6), data["alpha"].max() * 1.5, 200)
     quality = fits[list(QUALITY_FLAGS)].any(axis=1)
@@ -115,11 +113,12 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def d_per_image_figure(d: pd.DataFrame) -> plt.Figure:
+def d_per_image_figure(d: pd.DataFrame) -> Figure:
     """Mean D per image and layer (± SEM across participants)."""
     stats = d.groupby([*LAYER, "image_id"])["D"].agg(["mean", "sem"]).reset_index()
     images = sorted(stats["image_id"].unique())
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(images) + 3), 4))
+    fig = Figure(figsize=(max(5, 1.1 * len(images) + 3), 4))
+    ax = fig.subplots()
     layers = stats[LAYER].drop_duplicates().to_dict("records")
     for k, layer in enumerate(layers):
         sel = stats[(stats[LAYER] == pd.Series(layer)).all(axis=1)]
@@ -133,7 +132,7 @@ def d_per_image_figure(d: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def ratio_figure(d: pd.DataFrame, eigen: pd.DataFrame) -> plt.Figure | None:
+def ratio_figure(d: pd.DataFrame, eigen: pd.DataFrame) -> Figure | None:
     """Measured T_min / T_max against the model's predicted √(λ_max / λ_min), per layer × image."""
     wide = eigen.pivot_table(index=["image_id", *LAYER], columns="direction", values="eigenvalue")
     if "max" not in wide or "min" not in wide:
@@ -143,7 +142,8 @@ def ratio_figure(d: pd.DataFrame, eigen: pd.DataFrame) -> plt.Figure | None:
     both = predicted.merge(measured, on=["image_id", *LAYER]).dropna()
     if both.empty:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for layer, sel in both.groupby(LAYER):
         ax.scatter(10 ** sel["predicted"], 10 ** sel["measured"], s=20, label=layer_label(dict(zip(LAYER, layer))))
     lim = [10 ** min(both["predicted"].min(), both["measured"].min(), 0) / 1.3,
@@ -158,14 +158,15 @@ def ratio_figure(d: pd.DataFrame, eigen: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
-def response_curves_figure(curves: pd.DataFrame) -> plt.Figure | None:
+def response_curves_figure(curves: pd.DataFrame) -> Figure | None:
     """The stimulus set's response curves ‖f(x + αe) − f(x)‖ per layer, coloured by direction."""
     if curves.empty:
         return None
     layers = curves[LAYER].drop_duplicates().sort_values(LAYER).to_dict("records")
     cols = min(4, len(layers))
     rows = int(np.ceil(len(layers) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, layer in zip(axes.flat, layers):
         sel = curves[(curves[LAYER] == pd.Series(layer)).all(axis=1)]
         for (image, direction), c in sel.groupby(["image_id", "direction"]):
@@ -181,12 +182,9 @@ def response_curves_figure(curves: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """PNG through the project's atomic writer."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+def save_figure(fig: Figure, path: Path) -> None:
+    """PNG through the project's one figure writer (atomic)."""
+    _save_png(fig, path, dpi=110)
 
 
 def save_table(table: pd.DataFrame, path: Path) -> None:
@@ -225,7 +223,7 @@ def _estimability_note(ranking: pd.DataFrame) -> str:
 
 
 def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
-                 figures: Mapping[str, plt.Figure | None], settings: Mapping[str, object],
+                 figures: Mapping[str, Figure | None], settings: Mapping[str, object],
                  exclusions: pd.DataFrame) -> Path:
     """Write the tables, the figures and ``report.html`` into ``out``; return the report's path.
 
@@ -285,9 +283,10 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
     return path
 
 
-def power_figure(table: pd.DataFrame) -> plt.Figure:
+def power_figure(table: pd.DataFrame) -> Figure:
     """Power against observers, one line per trial count."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     for trials, sel in table.groupby("trials"):
         ax.plot(sel["observers"], sel["power"], "o-", label=f"{trials} trials per condition")
     ax.axhline(0.8, color="k", lw=0.8, ls=":")
