@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .config_table import Rule, check_keys, check_value
 from .images import BUILTIN_IMAGES
 from .errors import in_context
 from .io import read_toml
 from .models import parse_spec
 from .contract import DIRECTIONS
 from .stimulus_set import safe_name
-from .validate import METHODS, validate_number, validate_value_range
+from .validate import METHODS, validate_value_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".npy")
 COLORS = {"grey": 1, "gray": 1, "rgb": 3}
@@ -27,6 +28,19 @@ KEYS = {
     "solver", "tol", "max_iter", "response_points", "models",
 }
 MODEL_KEYS = {"spec", "weights"}
+#: The scalar keys and their rules (one checker: :mod:`eigdist_core.config_table`); the lists
+#: (images, models, directions), name and value_range have their own checks below.
+RULES = {
+    "color": Rule("choice", choices=tuple(COLORS)),
+    "size": Rule("int", low=8),
+    "alpha_max": Rule("float", low=0, low_open=True),
+    "k": Rule("int", low=0, low_open=True),
+    "solver": Rule("choice", choices=METHODS),
+    "tol": Rule("float", low=0, low_open=True),
+    "max_iter": Rule("int", low=0, low_open=True),
+    "response_points": Rule("int", low=3),  # 3 at least: 0, alpha_max/1000 and alpha_max
+    "seed": Rule("int", low=0),
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ def load_config(path: str | os.PathLike) -> tuple[SetConfig, Path]:
 
 def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     """Check the keys of a parsed TOML table and build a :class:`SetConfig`."""
-    _no_unknown(raw, KEYS, "")
+    check_keys(raw, KEYS)
     for key in ("name", "images", "models"):
         if key not in raw:
             raise ValueError(f"{key}: missing (required)")
@@ -102,10 +116,7 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     if not isinstance(name, str) or not name or safe_name(name) != name:
         raise ValueError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
     defaults = SetConfig(name=name, images=(), models=())
-    color = raw.get("color", defaults.color)
-    if color not in COLORS:
-        raise ValueError(f"color: must be 'grey' or 'rgb', got {color!r}")
-    size = _number(raw, "size", defaults.size, integer=True, low=8)
+    scalars = {key: check_value(key, raw.get(key, getattr(defaults, key)), rule) for key, rule in RULES.items()}
     try:
         value_range = validate_value_range(raw.get("value_range", defaults.value_range))
     except ValueError as exc:
@@ -115,42 +126,14 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
         raise ValueError(f"directions: must be a non-empty list drawn from {', '.join(DIRECTIONS)}; got {directions!r}")
     if len(set(directions)) != len(directions):
         raise ValueError(f"directions: lists a direction twice: {directions!r}")
-    solver = raw.get("solver", defaults.solver)
-    if solver not in METHODS:
-        raise ValueError(f"solver: must be one of {', '.join(METHODS)}; got {solver!r}")
-    seed = _number(raw, "seed", defaults.seed, integer=True, low=0)
-    # 3 at least: 0, alpha_max/1000 and alpha_max
-    response_points = _number(raw, "response_points", defaults.response_points, integer=True, low=3)
     return SetConfig(
         name=name,
         images=_images(raw["images"], base),
         models=_models(raw["models"]),
-        color="rgb" if color == "rgb" else "grey",
-        size=size,
         value_range=value_range,
-        alpha_max=float(_number(raw, "alpha_max", defaults.alpha_max)),
         directions=tuple(d for d in DIRECTIONS if d in directions),  # one canonical order
-        k=_number(raw, "k", defaults.k, integer=True),
-        solver=solver,
-        tol=float(_number(raw, "tol", defaults.tol)),
-        max_iter=_number(raw, "max_iter", defaults.max_iter, integer=True),
-        response_points=response_points,
-        seed=seed,
+        **{**scalars, "color": "rgb" if scalars["color"] == "rgb" else "grey"},
     )
-
-
-def _no_unknown(table: dict, allowed: set[str], prefix: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(allowed))}")
-
-
-def _number(raw: dict, key: str, default: Any, integer: bool = False, low: float | None = None) -> Any:
-    """``raw[key]`` (or ``default``) checked as a finite number > 0, or >= ``low`` when ``low`` is given."""
-    value = raw.get(key, default)
-    if low is None:
-        return validate_number(key, value, integer=integer, low=0, low_open=True)
-    return validate_number(key, value, integer=integer, low=low)
 
 
 def _images(value: Any, base: Path) -> tuple[str, ...]:
@@ -201,7 +184,7 @@ def _models(value: Any) -> tuple[ModelEntry, ...]:
     for i, table in enumerate(value):
         if not isinstance(table, dict):
             raise ValueError(f"models[{i}]: must be a table with spec and weights, got {table!r}")
-        _no_unknown(table, MODEL_KEYS, f"models[{i}].")
+        check_keys(table, MODEL_KEYS, f"models[{i}].")
         spec, weights = table.get("spec"), table.get("weights")
         try:
             parse_spec(spec)

@@ -7,11 +7,11 @@ what is allowed and what was found, e.g.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eigdist_core.config_table import Rule, check_keys, check_value
 from eigdist_core.contract import TASKS
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import read_toml
@@ -71,27 +71,30 @@ class ExperimentConfig:
         return {**asdict(self), "n_alternatives": self.n_alternatives}
 
 
-# (section, key) -> (field name, kind, check); kind is "int", "float", "bool" or "str".
-_SCHEMA: dict[tuple[str, str], tuple[str, str, Any]] = {
-    ("", "seed"): ("seed", "int", (0, None)),
-    ("task", "name"): ("task", "str", tuple(TASKS)),
-    ("task", "feedback"): ("feedback", "bool", None),
-    ("trials", "per_condition"): ("per_condition", "int", (1, 1000)),  # more is hours per condition: a typo
-    ("trials", "catch_rate"): ("catch_rate", "float", (0.0, 0.5)),
-    ("trials", "easy_fraction"): ("easy_fraction", "float", (0.0, 1.0)),
-    ("trials", "easy_factor"): ("easy_factor", "float", (1.0, 100.0)),
-    ("trials", "practice"): ("practice", "int", (0, None)),
-    ("trials", "practice_alpha_ratio"): ("practice_alpha_ratio", "float", (1e-6, 1.0)),
-    ("trials", "break_every"): ("break_every", "int", (1, None)),
-    ("schedule", "images_per_session"): ("images_per_session", "int", (1, None)),
-    ("schedule", "visits_per_image"): ("visits_per_image", "int", (1, None)),
-    ("track", "kind"): ("track_kind", "str", KINDS),
-    ("display", "dithering"): ("dithering", "str", DITHERING),
-    ("display", "magnification"): ("magnification", "int", (1, 64)),
-    ("display", "stimulus_deg"): ("stimulus_deg", "float", (0.01, 180.0)),
-    ("display", "size_tolerance"): ("size_tolerance", "float", (0.0, 0.5)),
+# (section, key) -> (field name, rule): the one table the checker reads (eigdist_core.config_table).
+_SCHEMA: dict[tuple[str, str], tuple[str, Rule]] = {
+    ("", "seed"): ("seed", Rule("int", low=0)),
+    ("task", "name"): ("task", Rule("choice", choices=tuple(TASKS))),
+    ("task", "feedback"): ("feedback", Rule("bool")),
+    # more than 1000 trials per condition is hours per condition: a typo
+    ("trials", "per_condition"): ("per_condition", Rule("int", low=1, high=1000)),
+    ("trials", "catch_rate"): ("catch_rate", Rule("float", low=0.0, high=0.5)),
+    ("trials", "easy_fraction"): ("easy_fraction", Rule("float", low=0.0, high=1.0)),
+    ("trials", "easy_factor"): ("easy_factor", Rule("float", low=1.0, high=100.0)),
+    ("trials", "practice"): ("practice", Rule("int", low=0)),
+    ("trials", "practice_alpha_ratio"): ("practice_alpha_ratio", Rule("float", low=1e-6, high=1.0)),
+    ("trials", "break_every"): ("break_every", Rule("int", low=1)),
+    ("schedule", "images_per_session"): ("images_per_session", Rule("int", low=1)),
+    ("schedule", "visits_per_image"): ("visits_per_image", Rule("int", low=1)),
+    ("track", "kind"): ("track_kind", Rule("choice", choices=KINDS)),
+    ("display", "dithering"): ("dithering", Rule("choice", choices=DITHERING)),
+    ("display", "magnification"): ("magnification", Rule("int", low=1, high=64)),
+    ("display", "stimulus_deg"): ("stimulus_deg", Rule("float", low=0.01, high=180.0)),
+    ("display", "size_tolerance"): ("size_tolerance", Rule("float", low=0.0, high=0.5)),
 }
 _TIMING = tuple(Timing.__dataclass_fields__)
+#: Every timing.* key: a duration in ms.
+DURATION = Rule("float", low=0, low_open=True)
 _SECTIONS = ("task", "timing", "trials", "schedule", "track", "display")
 
 
@@ -99,27 +102,12 @@ class ConfigError(EigdistError):
     """A bad experiment configuration; the message names the file and the key."""
 
 
-def _value(name: str, where: str, raw: Any, kind: str, check: Any) -> Any:
-    def fail(what: str) -> ConfigError:
-        return ConfigError(f"{name}: {where} must be {what}, got {raw!r}")
-
-    if kind == "bool":
-        if not isinstance(raw, bool):
-            raise fail("true or false")
-        return raw
-    if kind == "str":
-        if raw not in check:
-            raise fail(f"one of {', '.join(repr(c) for c in check)}")
-        return raw
-    if kind == "int":
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise fail("an integer")
-    elif isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-        raise fail("a number")
-    low, high = check
-    if raw < low or (high is not None and raw > high):
-        raise fail(f">= {low}" if high is None else f"between {low} and {high}")
-    return float(raw) if kind == "float" else raw
+def _checked(name: str, check: Any, *args: Any) -> Any:
+    """``check(*args)`` with its error as a :class:`ConfigError` naming the file."""
+    try:
+        return check(*args)
+    except EigdistError as err:
+        raise ConfigError(f"{name}: {err}") from err
 
 
 def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConfig:
@@ -134,10 +122,7 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
     ConfigError
         Naming the file, the key, what is allowed and what was found.
     """
-    known_top = {key for section, key in _SCHEMA if not section} | set(_SECTIONS)
-    for key in data:
-        if key not in known_top:
-            raise ConfigError(f"{name}: unknown key {key!r}; allowed: {', '.join(sorted(known_top))}")
+    _checked(name, check_keys, data, {key for section, key in _SCHEMA if not section} | set(_SECTIONS))
     if "n_alternatives" in data.get("task", {}):
         raise ConfigError(f"{name}: task.n_alternatives is not set any more: it follows from task.name "
                           f"({', '.join(f'{t}: {n}' for t, n in TASKS.items())}); remove the key")
@@ -148,21 +133,21 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
             raise ConfigError(f"{name}: [{section}] must be a table, got {table!r}")
         allowed = {key for sec, key in _SCHEMA if sec == section}
         allowed |= set(_TIMING) if section == "timing" else set(KINDS) if section == "track" else set()
+        if section:
+            _checked(name, check_keys, table, allowed, f"{section}.")
         for key, raw in table.items():
             if not section and key in _SECTIONS:
                 continue
             where = f"{section}.{key}" if section else key
-            if key not in allowed:
-                raise ConfigError(f"{name}: unknown key {where!r}; allowed: {', '.join(sorted(allowed))}")
             if section == "timing":
-                fields.setdefault("timing", {})[key] = _timing(name, where, raw)
+                fields.setdefault("timing", {})[key] = _checked(name, check_value, where, raw, DURATION)
             elif section == "track" and key in KINDS:
                 if not isinstance(raw, dict):
                     raise ConfigError(f"{name}: [{where}] must be a table, got {raw!r}")
                 fields.setdefault("_track_tables", {})[key] = raw
             else:
-                field_name, kind, check = _SCHEMA[(section, key)]
-                fields[field_name] = _value(name, where, raw, kind, check)
+                field_name, rule = _SCHEMA[(section, key)]
+                fields[field_name] = _checked(name, check_value, where, raw, rule)
     fields["timing"] = Timing(**fields.get("timing", {}))
     tables = fields.pop("_track_tables", {})
     kind = fields.get("track_kind", "quest")
@@ -174,12 +159,6 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
             f"degrees and magnification {config.magnification})"
         )
     return config
-
-
-def _timing(name: str, where: str, raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
-        raise ConfigError(f"{name}: {where} must be > 0, got {raw!r}")
-    return float(raw)
 
 
 def _track_options(name: str, kind: str, table: dict) -> dict:

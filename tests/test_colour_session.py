@@ -140,7 +140,7 @@ def test_config_takes_degrees_or_magnification_not_both(tmp_path):
     assert parse_config({"display": {"magnification": 3}}).magnification == 3
     with pytest.raises(ConfigError, match="set display.stimulus_deg or display.magnification, not both"):
         parse_config({"display": {"stimulus_deg": 4.0, "magnification": 3}})
-    with pytest.raises(ConfigError, match="display.magnification must be an integer, got 2.5"):
+    with pytest.raises(ConfigError, match="display.magnification must be an int >= 1 and <= 64, got 2.5"):
         parse_config({"display": {"magnification": 2.5}})
 
 

@@ -55,12 +55,12 @@ def test_image_folder_is_expanded_relative_to_the_config(tmp_path):
 
 @pytest.mark.parametrize("keys,message", [
     ({"name": None}, "name: missing"),
-    ({"colour": '"grey"'}, "colour: unknown key; allowed keys: "),
-    ({"color": '"sepia"'}, "color: must be 'grey' or 'rgb', got 'sepia'"),
+    ({"colour": '"grey"'}, "unknown key 'colour'; allowed: alpha_max, color, "),
+    ({"color": '"sepia"'}, "color must be one of 'grey', 'gray', 'rgb', got 'sepia'"),
     ({"value_range": "[0.8, 0.2]"}, r"value_range: value_range must satisfy 0 <= low < high <= 1, got \[0.8, 0.2\]"),
     ({"value_range": "[-0.1, 0.9]"}, r"value_range: .*got \[-0.1, 0.9\]"),
     ({"directions": '["max", "sideways"]'}, "directions: must be a non-empty list drawn from max, min, random; got"),
-    ({"solver": '"magic"'}, "solver: must be one of auto, exact, lanczos, lobpcg, power; got 'magic'"),
+    ({"solver": '"magic"'}, "solver must be one of 'auto', 'exact', 'lanczos', 'lobpcg', 'power', got 'magic'"),
     ({"alpha_max": "-1"}, "alpha_max must be a number > 0, got -1"),
     ({"k": "1.5"}, "k must be an int > 0, got 1.5"),
     ({"images": '["camera", "no_such_photo.png"]'}, r"images\[1\]: 'no_such_photo.png' is neither a file, a folder nor a built-in name"),
@@ -77,7 +77,7 @@ def test_bad_config_keys_are_named(tmp_path, keys, message):
     ("", "models: missing"),
     ('[[models]]\nspec = "resnet18"\nweights = "random:0"\n', r"models\[0\].spec: model spec must look like '<model>:<layer>'"),
     ('[[models]]\nspec = "resnet18:conv1"\n', r"models\[0\].weights: missing"),
-    ('[[models]]\nspec = "resnet18:conv1"\nweights = "random:0"\nlayer = "x"\n', r"models\[0\].layer: unknown key"),
+    ('[[models]]\nspec = "resnet18:conv1"\nweights = "random:0"\nlayer = "x"\n', r"unknown key 'models\[0\].layer'; allowed: spec, weights"),
 ])
 def test_bad_model_tables_are_named(tmp_path, models, message):
     with pytest.raises(ValueError, match=message):

@@ -24,18 +24,18 @@ def test_updown_and_oddity():
 
 
 @pytest.mark.parametrize("data,message", [
-    ({"timing": {"test_ms": -5}}, "noticeability.toml: timing.test_ms must be > 0, got -5"),
+    ({"timing": {"test_ms": -5}}, "noticeability.toml: timing.test_ms must be a number > 0, got -5"),
     ({"timing": {"tset_ms": 5}}, "noticeability.toml: unknown key 'timing.tset_ms'; allowed: feedback_ms, fixation_ms"),
     ({"trial": {}}, "unknown key 'trial'; allowed: display, schedule, seed, task, timing, track, trials"),
     ({"task": {"name": "yesno"}}, "task.name must be one of '2afc_ref', '3afc_oddity', got 'yesno'"),
     ({"task": {"name": "3afc_oddity", "n_alternatives": 2}},
      "task.n_alternatives is not set any more: it follows from task.name (2afc_ref: 2, 3afc_oddity: 3)"),
     ({"task": {"feedback": "yes"}}, "task.feedback must be true or false, got 'yes'"),
-    ({"trials": {"catch_rate": 0.9}}, "trials.catch_rate must be between 0.0 and 0.5, got 0.9"),
-    ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an integer, got 2.5"),
-    ({"trials": {"per_condition": 100000}}, "trials.per_condition must be between 1 and 1000, got 100000"),
-    ({"trials": {"break_every": 0}}, "trials.break_every must be >= 1, got 0"),
-    ({"seed": -1}, "noticeability.toml: seed must be >= 0, got -1"),
+    ({"trials": {"catch_rate": 0.9}}, "trials.catch_rate must be a number >= 0 and <= 0.5, got 0.9"),
+    ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an int >= 1 and <= 1000, got 2.5"),
+    ({"trials": {"per_condition": 100000}}, "trials.per_condition must be an int >= 1 and <= 1000, got 100000"),
+    ({"trials": {"break_every": 0}}, "trials.break_every must be an int >= 1, got 0"),
+    ({"seed": -1}, "noticeability.toml: seed must be an int >= 0, got -1"),
     ({"track": {"kind": "quest", "quest": {"n_grid": 1}}}, "track.quest: quest.n_grid must be an int >= 2, got 1"),
     ({"track": {"quest": {"alpha_min": 0.1}}}, "track.quest.alpha_min cannot be set here"),
     ({"track": {"quest": 3}}, "[track.quest] must be a table, got 3"),
@@ -56,5 +56,5 @@ def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="mine.toml: not valid TOML"):
         load_config(bad)
     bad.write_text("[timing]\nisi_ms = 0\n")
-    with pytest.raises(ConfigError, match="mine.toml: timing.isi_ms must be > 0, got 0"):
+    with pytest.raises(ConfigError, match="mine.toml: timing.isi_ms must be a number > 0, got 0"):
         load_config(bad)

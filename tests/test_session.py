@@ -254,7 +254,7 @@ def test_bad_config_fails_naming_the_key(lab, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text(config_text().replace("test_ms = 30", "test_ms = -5"))
     err = _fail(lab, tmp_path, monkeypatch, capsys, f"--config={bad}")
-    assert "eigdist run: error: bad.toml: timing.test_ms must be > 0, got -5" in err
+    assert "eigdist run: error: bad.toml: timing.test_ms must be a number > 0, got -5" in err
 
 
 def test_tampered_stimulus_set_fails_naming_the_file(lab, tmp_path, monkeypatch, capsys):
