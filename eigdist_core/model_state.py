@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 #: (module path, attribute) → (the tensor object or None, its storage pointer, its version counter).
-Snapshot = dict[tuple[str, str], tuple[Any, int, int]]
+Snapshot = dict[tuple[str, str], tuple[Any, int, int, Any]]
 
 
 @contextlib.contextmanager
@@ -57,7 +57,11 @@ def snapshot(model: Any) -> Snapshot:
         for slots in (module._parameters, module._buffers, plain):
             for attr, tensor in slots.items():
                 key = (path, attr)
-                state[key] = (tensor, 0, 0) if tensor is None else (tensor, tensor.data_ptr(), tensor._version)
+                # The detached alias keeps the old storage alive: a forward that replaces ``.data``
+                # (``self.std.data = self.std.data.abs()``) and frees it could otherwise get the
+                # same address back on its next call, and the change would go unseen.
+                state[key] = ((tensor, 0, 0, None) if tensor is None
+                              else (tensor, tensor.data_ptr(), tensor._version, tensor.detach()))
     return state
 
 
@@ -67,6 +71,6 @@ def changed_tensors(model: Any, before: Snapshot) -> list[str]:
     changed = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
-        if old is None or new is None or old[0] is not new[0] or old[1:] != new[1:]:
+        if old is None or new is None or old[0] is not new[0] or old[1:3] != new[1:3]:
             changed.append(".".join(p for p in key if p))
     return changed
