@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
@@ -180,3 +181,24 @@ def test_issue_17_reproducer_plenoptic_onoff_does_not_crash():
     assert run.returncode == 0, run.stderr[-2000:]
     path, lam = run.stdout.split()
     assert path == "autograd" and float(lam) > 0
+
+
+def test_a_forward_that_replaces_data_is_seen_even_when_the_address_comes_back():
+    """The snapshot keeps the old storage alive, so a replaced ``.data`` cannot reuse its address."""
+    from eigdist_core.model_state import changed_tensors, snapshot
+
+    class Abs(nn.Module):  # plenoptic's Gaussian: self.std.data = self.std.data.abs()
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            self.w.data = self.w.data.abs()
+            return x * self.w
+
+    model = Abs()
+    before = snapshot(model)
+    for _ in range(20):  # many replacements: without the alias, one may land on the old address
+        model(torch.ones(1))
+    assert changed_tensors(model, before) == ["w"]
+    assert before[("", "w")][3].data_ptr() != model.w.data_ptr()
