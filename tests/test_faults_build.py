@@ -41,6 +41,7 @@ weights = "published"
 
 def start(config: Path, out: Path, log: Path) -> int:
     """Fork a child that runs ``eigdist stimuli build``; its stderr goes to ``log``; return its pid."""
+    log.write_text("")  # here, not in the child: a signal can come before the child opens it
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 99
