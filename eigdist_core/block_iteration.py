@@ -35,6 +35,13 @@ class Phase:
         """vᵀFv of every row."""
         return (self.vectors * self.products_of).sum(1)
 
+    @classmethod
+    def ended(cls, X: torch.Tensor, FX: torch.Tensor, k: int, iterations: int, products: int, t0: float,
+              subspace: tuple[torch.Tensor, torch.Tensor]) -> "Phase":
+        """The phase that ends now, keeping the first ``k`` rows of ``X`` (``t0``: its start time)."""
+        return cls(vectors=X[:k], products_of=FX[:k], iterations=iterations, products=products,
+                   seconds=time.perf_counter() - t0, subspace=subspace)
+
 
 @dataclass
 class Trace:
@@ -188,11 +195,4 @@ def iterate(
             break
         S, FS = torch.cat([S, W]), torch.cat([FS, apply(op, W)])
     bar.close()
-    return Phase(
-        vectors=X[:k],
-        products_of=FX[:k],
-        iterations=iterations,
-        products=op.products - p0,
-        seconds=time.perf_counter() - t0,
-        subspace=(S, FS),
-    )
+    return Phase.ended(X, FX, k, iterations, op.products - p0, t0, (S, FS))

@@ -124,11 +124,4 @@ def filtered_bottom(
             break
         S, FS = torch.cat([X, W]), torch.cat([FX, apply(op, W)])
     bar.close()
-    return Phase(
-        vectors=X[:k],
-        products_of=FX[:k],
-        iterations=iterations,
-        products=op.products - p0,
-        seconds=time.perf_counter() - t0,
-        subspace=(S, FS),
-    )
+    return Phase.ended(X, FX, k, iterations, op.products - p0, t0, (S, FS))
