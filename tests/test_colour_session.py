@@ -5,7 +5,6 @@ Sessions run as subprocesses (``python -m eigdist run``), as in tests/test_sessi
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +14,9 @@ from experiments.datafile import load_sidecar, read_trials, session_paths
 from experiments.monitor import save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.test_display import make_profile
+from tests.trial_fixtures import set_config_toml
 
-COLOUR_SET = """\
-name = "colour"
-images = ["coffee"]
-color = "rgb"
-size = 16
-value_range = [0.2, 0.8]
-alpha_max = 2.0
-directions = ["max", "min", "random"]
-solver = "exact"
-response_points = 3
-
-[[models]]
-spec = "resnet18:conv1"
-weights = "random:0"
-"""
+COLOUR_SET = set_config_toml("colour", "coffee", "rgb")
 
 CONFIG = """seed = 1
 [task]

@@ -13,23 +13,9 @@ from eigdist_core.io import load_json
 from experiments.datafile import read_trials, session_paths
 from experiments.engine import open_engine, open_stimuli, run_headless
 from experiments.observers import make_responder
-from tests.trial_fixtures import small_config
+from tests.trial_fixtures import set_config_toml, small_config
 
-SET = """\
-name = "trials"
-images = ["camera"]
-color = "grey"
-size = 16
-value_range = [0.2, 0.8]
-alpha_max = 2.0
-directions = ["max", "min", "random"]
-solver = "exact"
-response_points = 3
-
-[[models]]
-spec = "resnet18:conv1"
-weights = "random:0"
-"""
+SET = set_config_toml("trials", "camera", "grey")
 
 
 @pytest.fixture(scope="module")

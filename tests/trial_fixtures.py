@@ -55,6 +55,25 @@ class ArraySource:
         return v / np.linalg.norm(v)
 
 
+def set_config_toml(name: str, image: str, color: str) -> str:
+    """A one-image, 16-pixel stimulus-set config of resnet18 conv1 (random weights), exact solver."""
+    return f"""\
+name = "{name}"
+images = ["{image}"]
+color = "{color}"
+size = 16
+value_range = [0.2, 0.8]
+alpha_max = 2.0
+directions = ["max", "min", "random"]
+solver = "exact"
+response_points = 3
+
+[[models]]
+spec = "resnet18:conv1"
+weights = "random:0"
+"""
+
+
 def small_config(**changes):
     """The shipped config with few trials, so a session takes well under a second."""
     base = replace(load_config(), per_condition=12, practice=4, break_every=20, images_per_session=2)
