@@ -3,16 +3,19 @@
 J = ∂f/∂x is never built for iterative solvers. Two ways to apply it, with the
 same results:
 
-- ``torch.func`` (default): ``F @ V`` is a forward-mode Jacobian-vector product
-  (``torch.func.jvp``) followed by a vector-Jacobian product whose
-  linearisation (``torch.func.vjp``) is computed once per image and reused;
-  blocks of vectors go through ``torch.func.vmap``, so b vectors cost one
-  batched pass.
-- ``autograd``: plain ``torch.autograd.grad`` on one recorded graph, the
-  "double-vjp" trick for J·v (plenoptic's way), one vector at a time. Used for
+- ``torch.func`` (default): a block of vectors goes through ``torch.func.vmap``
+  as a forward-mode Jacobian-vector product (``torch.func.jvp``) followed by a
+  vector-Jacobian product whose linearisation (``torch.func.vjp``) is computed
+  once per image and reused, so b vectors cost one batched pass. A single
+  vector (the bottom's LOBPCG step) goes through the recorded graph below: two
+  passes and no vmap set-up, 1.5–2.5× cheaper than a vmapped block of one
+  (docs/solvers.md).
+- ``autograd``: plain ``torch.autograd.grad`` on one recorded graph, every
+  vector that way, one at a time. J·v by the "double-vjp" trick (plenoptic's),
+  with the graph of Jᵀu recorded once instead of once per product. Used for
   models that change their own tensors in ``forward`` (detected from a plain
   call, before any transform runs) and for models ``torch.func`` cannot trace
-  (tried once, then abandoned). ``diagnostics["fisher"]`` says which ran and why.
+  (tried once, then abandoned). ``diagnostics["fisher"]`` says which path ran and why.
 
 The caller's model is never changed (:mod:`eigdist_core.model_state`).
 """
@@ -27,6 +30,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .frozen_batchnorm import AffineBatchNorm
 from .model_state import changed_tensors, in_eval_mode, snapshot
 from .validate import validate_dtype, validate_image, validate_model
 
@@ -85,7 +89,8 @@ class FisherOperator:
         call = in_eval_mode(model)
 
         def f(v: torch.Tensor) -> torch.Tensor:
-            return call(v.view(shape)).reshape(-1)
+            with AffineBatchNorm():
+                return call(v.view(shape)).reshape(-1)
 
         self._f, self._x = f, x
         self.n, self.chunk_size, self.products = x.numel(), chunk_size, 0
@@ -99,26 +104,37 @@ class FisherOperator:
         if changed:
             self._use_autograd(f"forward changes the model's own tensors ({', '.join(changed[:5])})")
             return
-        graph, self._graph = self._graph, None  # the transforms have their own linearisation
         try:
             _, self._vjp_fn = torch.func.vjp(f, x)
-            self.jvp(torch.zeros(1, self.n, dtype=dtype, device=x.device))  # traces the forward mode once
+            self._vmapped_jvp(torch.zeros(2, self.n, dtype=dtype, device=x.device))  # traces the forward mode once
         except Exception as err:  # any failure of the transforms: the plain path still works
-            self._graph = graph
             self._use_autograd(f"torch.func cannot trace the model: {type(err).__name__}: {str(err).splitlines()[0]}")
+            return
+        try:
+            self._graph.prepare_jvp()
+        except (ValueError, RuntimeError):  # no double backward: single vectors go through vmap too
+            self._graph = None
 
     def _use_autograd(self, reason: str) -> None:
         self.path, self.reason = "autograd", reason
-        self._graph.prepare_jvp()
+        self._vjp_fn = None
+        try:
+            self._graph.prepare_jvp()
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"{reason}; and plain autograd cannot take J·v either: {err}") from None
 
     @property
     def device(self) -> torch.device:
         return self._x.device
 
+    def _through_graph(self, block: torch.Tensor) -> bool:
+        return self._vjp_fn is None or (block.shape[0] == 1 and self._graph is not None)
+
     def jvp(self, V: torch.Tensor) -> torch.Tensor:
         """J·v for each row v of ``V`` (b × n) → b × m."""
-        if self._graph is not None:
-            return self._graph.jvp(V)
+        return self._graph.jvp(V) if self._through_graph(V) else self._vmapped_jvp(V)
+
+    def _vmapped_jvp(self, V: torch.Tensor) -> torch.Tensor:
         _load_forward_ad_quietly()
         x, f = self._x, self._f
 
@@ -129,7 +145,7 @@ class FisherOperator:
 
     def vjp(self, U: torch.Tensor) -> torch.Tensor:
         """Jᵀ·u for each row u of ``U`` (b × m) → b × n, reusing the linearisation."""
-        if self._graph is not None:
+        if self._through_graph(U):
             return self._graph.vjp(U)
         return torch.func.vmap(lambda u: self._vjp_fn(u)[0], chunk_size=self.chunk_size)(U).detach()
 
@@ -172,9 +188,30 @@ class _Graph:
         self.u = self.g = None
 
     def prepare_jvp(self) -> None:
+        """Record g(u) = Jᵀu once for the double-vjp trick.
+
+        Raises
+        ------
+        ValueError
+            If g does not depend on u although J ≠ 0: the model's backward is not
+            differentiable (an ``autograd.Function`` marked ``once_differentiable``),
+            so J·v cannot come from it (using it would return J·v = 0).
+        """
         with torch.enable_grad():
             self.u = torch.zeros_like(self.y, requires_grad=True)
             self.g = torch.autograd.grad(self.y, self.x, self.u, create_graph=True)[0]
+        if self.g.requires_grad and torch.autograd.grad(
+            self.g, self.u, torch.ones_like(self.g), retain_graph=True, allow_unused=True
+        )[0] is not None:
+            return
+        self.g = None
+        probe = torch.randn(self.y.shape, generator=torch.Generator(self.y.device).manual_seed(0),
+                            dtype=self.y.dtype, device=self.y.device)
+        if self.vjp(probe[None]).any():
+            raise ValueError(
+                "the model's backward is not differentiable (an autograd.Function marked once_differentiable?), "
+                "so its Jacobian-vector products cannot be taken by the double-vjp trick"
+            )
 
     def vjp(self, U: torch.Tensor) -> torch.Tensor:
         return torch.stack([
@@ -182,11 +219,9 @@ class _Graph:
         ]) if len(U) else U.new_zeros(0, self.x.numel())
 
     def jvp(self, V: torch.Tensor) -> torch.Tensor:
-        if not self.g.requires_grad:  # J does not depend on u only if J = 0
+        if self.g is None or not len(V):  # g(u) is constant in u only where J = 0
             return V.new_zeros(len(V), self.y.numel())
-        return torch.stack([
-            torch.autograd.grad(self.g, self.u, v, retain_graph=True, allow_unused=True)[0] for v in V
-        ]) if len(V) else V.new_zeros(0, self.y.numel())
+        return torch.stack([torch.autograd.grad(self.g, self.u, v, retain_graph=True)[0] for v in V])
 
 
 def _module_dtype(model: nn.Module) -> torch.dtype | None:

@@ -43,6 +43,19 @@ def test_single_vector_and_counter(linear_model):
     assert op.products == 1
 
 
+def test_a_single_vector_goes_through_the_recorded_graph_with_the_blocks_products(conv_net, small_image, monkeypatch):
+    image = small_image.double()
+    op = FisherOperator(conv_net, image, dtype=torch.float64)
+    jac = explicit_jacobian(copy.deepcopy(conv_net).double(), image)
+    V = torch.randn(3, op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    block = op @ V
+    monkeypatch.setattr(torch.func, "vmap", None)  # a single vector must not need it
+    singles = torch.stack([op @ v for v in V])
+    assert torch.allclose(singles, (jac.T @ (jac @ V.T)).T, atol=1e-10, rtol=0)
+    assert torch.allclose(singles, block, atol=1e-12, rtol=0)
+    assert op.path == "torch.func" and op.products == 6
+
+
 def test_jacobian_equals_weight_matrix(linear_model):
     op = FisherOperator(linear_model, torch.ones(25))
     assert torch.allclose(op.jacobian(), linear_model.M.weight, atol=1e-6)
@@ -141,6 +154,47 @@ def test_a_model_torch_func_cannot_trace_falls_back_to_autograd(small_image):
     ref = Eigendistortion(small_image, CustomOpNet(custom=False)).synthesize(method="exact", k=2)
     assert ref.diagnostics["fisher"]["path"] == "torch.func"
     assert torch.allclose(eig.eigenvalues, ref.eigenvalues, rtol=1e-3, atol=1e-6)
+
+
+class OnceDifferentiableSquare(OldStyleSquare):
+    """x², with a backward that cannot itself be differentiated (the subclass below adds what torch.func needs)."""
+
+    backward = staticmethod(torch.autograd.function.once_differentiable(OldStyleSquare.backward))
+
+
+class TraceableOnceDifferentiableSquare(OnceDifferentiableSquare):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return 2 * x * tangent
+
+
+def test_a_once_differentiable_backward_gives_true_products_or_a_clear_error():
+    x = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 0.5
+    v = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    op = FisherOperator(lambda t: TraceableOnceDifferentiableSquare.apply(torch.tanh(t)), x, dtype=torch.float64)
+    jac = torch.diag(2 * torch.tanh(x) * (1 - torch.tanh(x) ** 2))
+    assert op.path == "torch.func"
+    assert torch.allclose(op @ v, jac @ jac @ v, atol=1e-12)  # the single vector through vmap, not zeros
+    with pytest.raises(ValueError, match=r"torch.func cannot trace the model.*plain autograd cannot take J·v "
+                                         r"either.*once_differentiable"):
+        FisherOperator(lambda t: OnceDifferentiableSquare.apply(torch.tanh(t)), x, dtype=torch.float64)
+
+
+def test_a_model_whose_jacobian_is_zero_has_zero_products():
+    op = FisherOperator(torch.sign, torch.linspace(-1, 1, 5, dtype=torch.float64), dtype=torch.float64)
+    assert torch.equal(op @ torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64))
 
 
 def test_a_model_that_detaches_its_input_is_refused_before_any_work(small_image):
