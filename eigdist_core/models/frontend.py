@@ -101,7 +101,8 @@ class FrontEnd(nn.Module):
             y = y / (1 + self.luminance_scalar * lum)
         if self.contrast is not None:
             # local contrast: root of the Gaussian-weighted mean square, per channel
-            contrast = filter_valid(_pad(y.pow(2)), self.contrast).sqrt() + 1e-6
+            energy = gaussian_valid(_pad(y.pow(2)), self.contrast)
+            contrast = energy.clamp_min(torch.finfo(energy.dtype).tiny).sqrt() + 1e-6  # finite slope where 0
             y = y / (1 + self.contrast_scalar * contrast)
         return F.softplus(y)
 
@@ -120,6 +121,21 @@ def filter_valid(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     s = kernels.shape[-1]
     spectrum = torch.fft.rfft2(x, s=size) * torch.fft.rfft2(kernels.flip(-2, -1)[:, 0], s=size)
     return torch.fft.irfft2(spectrum, s=size)[..., s - 1:, s - 1:]
+
+
+def gaussian_valid(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """:func:`filter_valid` for separable kernels (the Gaussians), as a column then a row convolution.
+
+    Used for the local contrast energy, the root of a Gaussian-weighted mean
+    square: a sum of non-negative terms stays non-negative in floating point,
+    where FFT rounding (about 1e-7 of the largest energy in float32) turns the
+    energy of a uniform region (a clipped highlight) negative and its square
+    root NaN. Two 31-tap passes also cost less than the FFT.
+    """
+    s = kernels.shape[-1]
+    column, row = kernels.sum(-1), kernels.sum(-2)  # outer(column, row) = kernel, for a kernel summing to 1
+    y = F.conv2d(x, column.view(-1, 1, s, 1), groups=x.shape[1] if x.shape[1] > 1 else 1)
+    return F.conv2d(y, row.view(-1, 1, 1, s), groups=y.shape[1])
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
