@@ -23,6 +23,7 @@ import platform
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 from . import __version__
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
+from .errors import in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
@@ -112,6 +114,7 @@ def compute_group(task: Task) -> list[dict]:
     import torch
 
     from . import models
+    from .device import device_kind
     from .eigendistortion import Eigendistortion
     from .fisher import FisherOperator
 
@@ -161,11 +164,15 @@ def compute_group(task: Task) -> list[dict]:
             entries.append({
                 "item_id": item_id, "image_id": group.image_id, "model": net.model, "layer": net.layer,
                 "weights": net.weights, "direction": key[0], "index": key[1], **found,
-                "degenerate": degenerate, "alpha_displayable_max": alpha_displayable(image_np, vec),
+                "degenerate": degenerate, "device": device_kind(device),
+                "alpha_displayable_max": alpha_displayable(image_np, vec),
                 "response_curve": response_curve(model, image, torch.from_numpy(vec).to(device), cfg.alpha_max, cfg.response_points),
                 "file": file, "sha256": save_npy(folder / file, vec),
             })
         return entries
+    except ValueError as exc:  # the model refused this image (non-finite response, detached input, …)
+        raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.network.spec} "
+                              f"({task.group.network.weights})") from exc
     finally:
         torch.set_num_threads(threads)
 
@@ -227,7 +234,8 @@ def build_set(
         with ``jobs`` workers (the SLURM executor plugs in here).
     device
         ``cpu``, or ``auto`` for the worker's GPU when it has one (GPU bytes
-        differ from CPU bytes: a set is reproducible on one kind of device).
+        differ from CPU bytes: a set is reproducible on one kind of device,
+        which each item records as ``device``; see :mod:`eigdist_core.device`).
     progress
         Show a progress bar (items done/total, current item, ETA).
     """
@@ -309,21 +317,26 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
                       f"({time.perf_counter() - start:.1f} s since start)")
     record(True)
     log.write(f"complete: {len(order)} items in {folder} (set {manifest['set_id']})")
-    note = unconverged_note(manifest)
-    if note:
+    for note in build_notes(manifest):
         log.write(note)
     return folder
 
 
-def unconverged_note(manifest: dict) -> str | None:
-    """One line on the items whose solver stopped short of ``tol``; None when every item converged."""
-    bad = [item for item in manifest["items"] if not item["converged"]]
-    if not bad:
-        return None
-    worst = max(item["residual"] for item in bad)
-    return (f"{len(bad)} of {len(manifest['items'])} items did not reach tol={manifest['config']['tol']:g} "
-            f"(largest residual {worst:.2e}; each item's converged and residual are in manifest.json); "
-            f"raise max_iter to go further")
+def build_notes(manifest: dict) -> list[str]:
+    """One line each on what a user must know of a finished set: items short of ``tol``, mixed device kinds."""
+    items, notes = manifest["items"], []
+    bad = [item for item in items if not item["converged"]]
+    if bad:
+        worst = max(item["residual"] for item in bad)
+        notes.append(f"{len(bad)} of {len(items)} items did not reach tol={manifest['config']['tol']:g} "
+                     f"(largest residual {worst:.2e}; each item's converged and residual are in manifest.json); "
+                     f"raise max_iter to go further")
+    kinds = Counter(item.get("device", "unrecorded") for item in items)
+    if len(kinds) > 1:
+        notes.append(f"items were computed on {len(kinds)} kinds of device ("
+                     f"{', '.join(f'{kind}: {count}' for kind, count in sorted(kinds.items()))}): each kind rounds "
+                     f"differently, so a rebuild on one kind will not give these bytes (item device in manifest.json)")
+    return notes
 
 
 def _label(group: Group) -> str:

@@ -30,8 +30,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .device import reproducible
 from .frozen_batchnorm import AffineBatchNorm
-from .model_state import changed_tensors, in_eval_mode, snapshot
+from .model_state import Snapshot, changed_tensors, in_eval_mode, snapshot
 from .validate import validate_dtype, validate_image, validate_model
 
 
@@ -96,6 +97,12 @@ class FisherOperator:
         self.n, self.chunk_size, self.products = x.numel(), chunk_size, 0
         before = snapshot(model)
         validate_model(call if callable(model) else model, x.view(shape))
+        with reproducible(x.device):
+            self._linearize(model, before)
+
+    def _linearize(self, model: Callable[[torch.Tensor], torch.Tensor], before: Snapshot) -> None:
+        """Record the graph at x and, unless the model needs plain autograd, the torch.func linearisation."""
+        f, x, dtype = self._f, self._x, self.dtype
         self._graph = _Graph(f, x)  # a plain call: also the autograd path's graph
         self.response = self._graph.y.detach()
         self.m = self.response.numel()
@@ -132,7 +139,8 @@ class FisherOperator:
 
     def jvp(self, V: torch.Tensor) -> torch.Tensor:
         """J·v for each row v of ``V`` (b × n) → b × m."""
-        return self._graph.jvp(V) if self._through_graph(V) else self._vmapped_jvp(V)
+        with reproducible(self.device):
+            return self._graph.jvp(V) if self._through_graph(V) else self._vmapped_jvp(V)
 
     def _vmapped_jvp(self, V: torch.Tensor) -> torch.Tensor:
         _load_forward_ad_quietly()
@@ -145,9 +153,10 @@ class FisherOperator:
 
     def vjp(self, U: torch.Tensor) -> torch.Tensor:
         """Jᵀ·u for each row u of ``U`` (b × m) → b × n, reusing the linearisation."""
-        if self._through_graph(U):
-            return self._graph.vjp(U)
-        return torch.func.vmap(lambda u: self._vjp_fn(u)[0], chunk_size=self.chunk_size)(U).detach()
+        with reproducible(self.device):
+            if self._through_graph(U):
+                return self._graph.vjp(U)
+            return torch.func.vmap(lambda u: self._vjp_fn(u)[0], chunk_size=self.chunk_size)(U).detach()
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
         """F·v for each row v of ``V`` (b × n, or a single n-vector) → same shape."""

@@ -67,6 +67,7 @@ def test_small_set_builds_verifies_and_matches_schema(built):
     assert s.manifest["complete"] is True and s.manifest["channels"] == 1
     assert len(s.images) == 4 and len(s.items) == 4 * 2 * 3
     assert {it["direction"] for it in s.items} == {"max", "min", "random"}
+    assert {it["device"] for it in s.items} == {"cpu"}
     for it in s.items:
         assert s.item(it["item_id"]).shape == (1, 16, 16)
         if it["direction"] != "random":
@@ -254,3 +255,26 @@ def test_bad_executor_and_preview_arguments_are_named(built, tmp_path, capsys):
         list(run_submitit(print, [1], SlurmOptions(log_folder=str(tmp_path), cluster="pbs")))
     with pytest.raises(ValueError, match="alpha must be >= 0, got -1.0"):
         write_previews(built, alpha=-1)
+
+
+def test_a_model_that_fails_on_one_image_is_named_with_the_image(tmp_path, monkeypatch):
+    from eigdist_core import models
+    from eigdist_core.errors import EigdistError
+
+    load = models.load
+
+    class InfOnPhotos(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x) / (x.max() < 0.6)  # finite on the build's mid-grey probe, inf on a photo
+
+    def inf_on_photos(spec, weights):
+        return InfOnPhotos(load(spec, weights))
+
+    monkeypatch.setattr(models, "load", inf_on_photos)
+    with pytest.raises(EigdistError, match=r"^image '(camera|coffee|chelsea|astronaut)', model resnet18:conv1 "
+                                           r"\(random:0\): model response must be finite"):
+        build_set(write_config(tmp_path), tmp_path / "set", progress=False)

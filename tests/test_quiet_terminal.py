@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from eigdist.cli.main import main
-from eigdist_core.build import build_set, unconverged_note
+from eigdist_core.build import build_notes, build_set
 from eigdist_core.io import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_unconverged_items_are_noted_once_not_warned_per_item(tmp_path, capsys):
     manifest = load_json(folder / "manifest.json")
     bad = [i for i in manifest["items"] if not i["converged"]]
     assert bad, "max_iter = 1 must leave an item unconverged, or this test checks nothing"
-    note = unconverged_note(manifest)
+    (note,) = build_notes(manifest)
     assert note.startswith(f"{len(bad)} of 2 items did not reach tol=0.0001 (largest residual ")
     assert (folder / "build.log").read_text().count("did not reach tol") == 1
     capsys.readouterr()
@@ -45,5 +45,13 @@ def test_unconverged_items_are_noted_once_not_warned_per_item(tmp_path, capsys):
     assert f"note: {note}" in out.out and "did not reach" not in out.err
 
 
-def test_a_converged_set_has_no_note():
-    assert unconverged_note({"items": [{"converged": True, "residual": 1e-9}], "config": {"tol": 1e-4}}) is None
+def test_a_converged_set_on_one_device_has_no_note():
+    assert build_notes({"items": [{"converged": True, "residual": 1e-9, "device": "cpu"}] * 2,
+                        "config": {"tol": 1e-4}}) == []
+
+
+def test_a_set_computed_on_two_kinds_of_device_says_so():
+    items = [{"converged": True, "residual": 1e-9, "device": "cpu"}] * 3 + [
+        {"converged": True, "residual": 1e-9, "device": "cuda: NVIDIA H200"}]
+    (note,) = build_notes({"items": items, "config": {"tol": 1e-4}})
+    assert note.startswith("items were computed on 2 kinds of device (cpu: 3, cuda: NVIDIA H200: 1)")

@@ -98,13 +98,12 @@ def stage(text: str) -> None:
 def build_stimuli(plan: DemoPlan, out: Path) -> Path:
     """Build (or finish building) the demo set into ``<out>/stimuli/<name>``; return its folder."""
     from eigdist.configs import built_in_config
-    from eigdist_core.build import build_set, unconverged_note
+    from eigdist_core.build import build_notes, build_set
     from eigdist_core.io import load_json
 
     with built_in_config(plan.set_config) as path:
         folder = Path(build_set(path, out=out / "stimuli" / plan.set_config, jobs=plan.jobs, progress=True))
-    note = unconverged_note(load_json(folder / "manifest.json"))
-    if note:
+    for note in build_notes(load_json(folder / "manifest.json")):
         stage(f"    note: {note}")
     return folder
 

@@ -51,7 +51,7 @@ def build(args: argparse.Namespace) -> int:
 def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) -> int:
     import time
 
-    from eigdist_core.build import build_set, unconverged_note
+    from eigdist_core.build import build_notes, build_set
     from eigdist_core.io import load_json
     from eigdist_core.stimulus_set import verify_set
     from eigdist_core.validate import validate_number
@@ -76,8 +76,7 @@ def _build(config_path: Path, out: str | Path | None, args: argparse.Namespace) 
                        device=device, progress=not args.quiet)
     problems = verify_set(folder)
     print(f"built {folder} in {time.perf_counter() - start:.1f} s")
-    note = unconverged_note(load_json(Path(folder) / "manifest.json"))
-    if note:
+    for note in build_notes(load_json(Path(folder) / "manifest.json")):
         print(f"note: {note}")
     return _report(folder, problems)
 

@@ -1,0 +1,66 @@
+"""Device kind and the CUDA settings for reproducible float32 products (checked without a GPU)."""
+
+import pytest
+import torch
+
+from eigdist_core.device import device_kind, reproducible
+
+FLAGS = {
+    "cudnn.allow_tf32": (torch.backends.cudnn, "allow_tf32"),
+    "matmul.allow_tf32": (torch.backends.cuda.matmul, "allow_tf32"),
+    "cudnn.benchmark": (torch.backends.cudnn, "benchmark"),
+    "cudnn.deterministic": (torch.backends.cudnn, "deterministic"),
+}
+
+
+def flags() -> dict[str, bool]:
+    return {name: getattr(owner, attr) for name, (owner, attr) in FLAGS.items()}
+
+
+@pytest.fixture
+def callers_flags():
+    """The opposite of what eigdist wants on CUDA, restored after the test."""
+    saved = flags()
+    wanted = {"cudnn.allow_tf32": True, "matmul.allow_tf32": True, "cudnn.benchmark": True, "cudnn.deterministic": False}
+    for name, value in wanted.items():
+        setattr(*FLAGS[name], value)
+    yield wanted
+    for name, value in saved.items():
+        setattr(*FLAGS[name], value)
+
+
+def test_cuda_products_run_in_full_float32_with_deterministic_kernels_and_the_callers_flags_come_back(callers_flags):
+    with reproducible("cuda"):
+        assert flags() == {"cudnn.allow_tf32": False, "matmul.allow_tf32": False, "cudnn.benchmark": False,
+                           "cudnn.deterministic": True}
+    assert flags() == callers_flags
+    with pytest.raises(KeyError), reproducible(torch.device("cuda", 0)):
+        raise KeyError("a failure inside")
+    assert flags() == callers_flags
+
+
+def test_the_cpu_changes_nothing(callers_flags):
+    with reproducible("cpu"):
+        assert flags() == callers_flags
+    assert device_kind("cpu") == device_kind(torch.device("cpu")) == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_device_is_named_by_its_model():
+    assert device_kind("cuda") == f"cuda: {torch.cuda.get_device_name(0)}"
+
+
+def test_the_fisher_operator_records_and_takes_products_under_the_settings(monkeypatch, conv_net, small_image):
+    from eigdist_core import fisher
+
+    entered = []
+
+    def spy(device):
+        entered.append(torch.device(device))
+        return reproducible(device)
+
+    monkeypatch.setattr(fisher, "reproducible", spy)
+    op = fisher.FisherOperator(conv_net, small_image)
+    op @ torch.ones(op.n)  # one vector: the recorded graph
+    op @ torch.ones(2, op.n)  # a block: vmap
+    assert entered == [torch.device("cpu")] * 5  # the linearisation, then a jvp and a vjp per product
