@@ -21,7 +21,9 @@
    then plenoptic, ours, ours, plenoptic); products come from the warm-up runs
    (ours from its diagnostics, plenoptic from the instrumented counting run).
 
-``--levers`` adds the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
+``--products`` adds the cost of one Fisher product by each path (resnet18 at 128 px: plenoptic's,
+the vmapped block, the recorded graph, with and without the affine batch norm). ``--levers`` adds
+the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
 scale"): one top phase, then each bottom method and block size from the same warm start, products
 to converge and the min Rayleigh quotient reached (deterministic, independent of the machine's load).
 
@@ -246,6 +248,65 @@ def goal3(args) -> list[str]:
             f"goal 3: ours ≤ 0.2 of plenoptic for every layer and image: {'met' if met else 'NOT met'}"]
 
 
+# ----- the product: cost per Fisher product of each path ------------------------------------------
+
+def product_costs(args) -> list[str]:
+    """Milliseconds per Fisher product on resnet18 ``random:0`` at 128 px, each path, medians of A/B rounds."""
+    import contextlib
+    import statistics
+
+    import plenoptic._synthesize.eigendistortion as plenoptic_module
+    import torch
+
+    from eigdist_core import fisher, models
+
+    torch.set_num_threads(args.threads)
+    image, lines = grey_image("camera", 128), []
+
+    def ms(fn, reps: int = 10) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps * 1000
+
+    for layer in GOAL3_LAYERS:
+        model = models.load(f"resnet18:{layer}", "random:0")
+        ops = {}
+        for affine in (False, True):
+            # the operator without the batch-norm lever: its mode swapped for a no-op while it is built
+            original = fisher.AffineBatchNorm
+            fisher.AffineBatchNorm = original if affine else contextlib.nullcontext
+            try:
+                ops[affine] = fisher.FisherOperator(model, image)
+            finally:
+                fisher.AffineBatchNorm = original
+        gen = torch.Generator().manual_seed(0)
+        one, four = torch.randn(1, ops[True].n, generator=gen), torch.randn(4, ops[True].n, generator=gen)
+        x = image.detach().clone().reshape(-1, 1).requires_grad_(True)  # plenoptic's column layout
+        y = model(x.view(image.shape)).reshape(-1, 1)
+        dummy = torch.ones_like(y, requires_grad=True)
+        paths = {
+            "plenoptic (double-vjp per product)": lambda: plenoptic_module._fisher_info_matrix_vector_product(
+                y, x, one.T, dummy),
+            "vmapped block of 1 (before)": lambda: ops[False].vjp(ops[False]._vmapped_jvp(one)),
+            "vmapped block of 4, per vector": lambda: ops[False] @ four,
+            "recorded graph, 1 vector": lambda: ops[False] @ one,
+            "recorded graph + affine batch norm (now)": lambda: ops[True] @ one,
+            "vmapped block of 4 + affine batch norm, per vector": lambda: ops[True] @ four,
+        }
+        times = {label: [] for label in paths}
+        for _ in range(3):  # rounds: each path once per round, the median kept
+            for label, fn in paths.items():
+                times[label].append(ms(fn) / (4 if "block of 4" in label else 1))
+        medians = {label: statistics.median(t) for label, t in times.items()}
+        base = medians["plenoptic (double-vjp per product)"]
+        for label, value in medians.items():
+            lines.append(f"| resnet18:{layer} | {label} | {value:.2f} | {value / base:.2f} |")
+            print(lines[-1], flush=True)
+    return ["| layer (128 px) | product path | ms per vector | / plenoptic |", "|---|---|---|---|", *lines]
+
+
 # ----- levers: bottom methods from one top phase ----------------------------------------------
 
 #: (label, method, block) of the bottom solvers compared by ``--levers``.
@@ -286,7 +347,8 @@ def levers(args) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--goals", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
+    parser.add_argument("--goals", nargs="*", type=int, default=[1, 2, 3], choices=[1, 2, 3],
+                        help="goals to measure (none: only the tables asked for by --levers / --products)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for goals 1 and 3 (the build uses 1 per worker)")
     parser.add_argument("--baseline", default=BASELINE, help=f"commit to compare with in goal 1 (default {BASELINE})")
     parser.add_argument("--repeats", type=int, default=2, choices=[1, 2], help="goal 1: 2 = baseline, ours, ours, baseline")
@@ -298,6 +360,7 @@ def main() -> None:
     parser.add_argument("--build", action="store_true", help="goal 2: also time the real build (about 45 minutes)")
     parser.add_argument("--levers", action="store_true", help="also compare bottom solvers (products to converge)")
     parser.add_argument("--levers-size", type=int, default=128, help="image size of the lever comparison")
+    parser.add_argument("--products", action="store_true", help="also time one Fisher product by each path")
     parser.add_argument("--item-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.item_child:
@@ -315,6 +378,8 @@ def main() -> None:
             report += [""] + fn(args)
     if args.levers:
         report += [""] + levers(args)
+    if args.products:
+        report += [""] + product_costs(args)
     if args.build:
         report.append(build_time(args))
     print("\n".join(report))
