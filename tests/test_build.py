@@ -15,8 +15,9 @@ import torch
 
 from eigdist_core.build import build_set, response_curve
 from eigdist_core.eigendistortion import Eigendistortion
-from eigdist_core.io import load_json, sha256_file
+from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import StimulusSet, schema_problems, verify_set
+from tests.build_fixtures import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,14 +45,6 @@ def write_config(folder: Path, seed: int = 0) -> Path:
     path = folder / "tiny.toml"
     path.write_text(TINY.format(seed=seed))
     return path
-
-
-def fingerprint(folder: Path) -> dict:
-    """Every array's sha256 and the manifest without its ``created`` time."""
-    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.glob("*/*.npy"))}
-    manifest = load_json(folder / "manifest.json")
-    manifest.pop("created")
-    return {"files": files, "manifest": manifest}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from eigdist_core.block_iteration import Trace
 from eigdist_core.chebyshev import chebyshev_filter, filtered_bottom
 from eigdist_core.fisher import FisherOperator
 from eigdist_core.solvers import solve_exact, solve_iterative
-from tests.test_solvers import Spectrum, check_against_exact, exact, operator
+from tests.spectra import Spectrum, check_against_exact, exact, operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

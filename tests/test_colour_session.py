@@ -13,7 +13,7 @@ import pytest
 from experiments.datafile import load_sidecar, read_trials, session_paths
 from experiments.monitor import save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
-from tests.test_display import make_profile
+from tests.profiles import make_profile
 from tests.trial_fixtures import set_config_toml
 
 COLOUR_SET = set_config_toml("colour", "coffee", "rgb")

@@ -18,26 +18,9 @@ from experiments.luminance import (
     background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
     replicate, size_deg, texture, top_left,
 )
-from experiments.calibration import calibrated, fit_calibration
-from experiments.monitor import ProfileError, gamma_curve, new_profile, save_profile
+from experiments.monitor import ProfileError, save_profile
 from tests.display_fixtures import VirtualDisplay, run_python, xvfb, xvfb_factory  # noqa: F401 (fixtures)
-
-
-#: Known per-gun gammas and peak luminances of the colour profile.
-GUN_GAMMAS = {"r": 1.9, "g": 2.2, "b": 2.5}
-GUN_PEAKS = {"r": 30.0, "g": 60.0, "b": 10.0}
-
-
-def make_profile(bits: int = 8, gamma: float = 2.2, resolution: tuple[int, int] = (800, 600), name: str = "g",
-                 guns: bool = False):
-    """A profile calibrated now from exact gamma readings (so its LUT is known in closed form);
-    ``guns``: also R, G, B curves with gammas 1.9, 2.2, 2.5."""
-    top = 2**bits - 1
-    levels = np.rint(np.linspace(0, top, 33))
-    lum = gamma_curve(levels / top, 0.5, 100.0, gamma)
-    per_gun = {g: (levels, gamma_curve(levels / top, 0.2, GUN_PEAKS[g], GUN_GAMMAS[g])) for g in GUN_GAMMAS}
-    base = new_profile(name, width_cm=40.0, distance_cm=57.0, resolution=resolution, refresh_hz=60.0, bits=bits)
-    return calibrated(base, fit_calibration(levels, lum, bits, curve="gamma", guns=per_gun if guns else None))
+from tests.profiles import GUN_GAMMAS, make_profile
 
 
 def gun_levels(values: np.ndarray, bits: int = 8) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,19 +12,8 @@ from eigdist_core.io import load_json
 from experiments.datafile import read_trials, session_paths
 from experiments.engine import open_engine, open_stimuli, run_headless
 from experiments.observers import make_responder
-from tests.trial_fixtures import set_config_toml, small_config
-
-SET = set_config_toml("trials", "camera", "grey")
-
-
-@pytest.fixture(scope="module")
-def stimulus_set(tmp_path_factory) -> Path:
-    from eigdist_core.build import build_set
-
-    base = tmp_path_factory.mktemp("set")
-    (base / "trials.toml").write_text(SET)
-    return build_set(base / "trials.toml", base / "set", progress=False)
-
+from tests.build_fixtures import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+from tests.trial_fixtures import small_config
 
 def test_model_observer_session_on_a_built_set(stimulus_set, tmp_path):
     stimuli = open_stimuli(stimulus_set)

@@ -22,8 +22,9 @@ import torch  # noqa: F401
 import eigdist_core.build  # noqa: F401
 import eigdist_core.models.frontend  # noqa: F401
 from eigdist.cli.main import main
-from eigdist_core.io import load_json, sha256_file
+from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import verify_set
+from tests.build_fixtures import fingerprint
 
 TRIALS = 20
 
@@ -67,16 +68,6 @@ def finish(pid: int) -> int:
     """Wait for the child; its exit status, or minus the signal that killed it."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
-def fingerprint(folder: Path) -> dict:
-    """Every file's sha256 (temporary files included) and the manifest without its ``created``."""
-    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != "build.log"}
-    manifest = load_json(folder / "manifest.json")
-    manifest.pop("created")
-    files.pop("manifest.json")
-    return {"files": files, "manifest": manifest}
 
 
 def temporaries(folder: Path) -> list[Path]:

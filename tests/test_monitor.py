@@ -17,6 +17,7 @@ from experiments.monitor import (
     ProfileError, check_calibrated, gamma_curve, load_profile, monitors_dir, new_profile, parse_resolution,
     pixels_per_degree, profile_from_dict, profile_to_dict, save_profile, utc_now,
 )
+from tests.profiles import GUN_GAMMAS
 
 
 def synthetic_readings(bits: int = 8, n: int = 18, lum0: float = 0.4, lum1: float = 120.0, gamma: float = 2.4,
@@ -262,8 +263,6 @@ def test_shipped_example_profile_is_uncalibrated_and_refused(monkeypatch):
 
 
 # ---------------------------------------------------------------- per-gun calibration (issue 18)
-
-GUN_GAMMAS = {"r": 1.9, "g": 2.2, "b": 2.5}
 
 
 def readings_csv(path, gammas=GUN_GAMMAS, noise=0.0, seed=0, chroma=False) -> str:

@@ -26,8 +26,8 @@ from experiments.observers import make_responder
 from experiments.participant_form import check_info, participant_form
 from experiments.session import dropped_frames, summary
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
-from tests.test_display import make_profile
-from tests.test_engine import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+from tests.profiles import make_profile
+from tests.build_fixtures import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
 from tests.trial_fixtures import validate_bids
 
 WEIBULL = "weibull;threshold=0.2;seed=1"

@@ -23,7 +23,7 @@ from eigdist_core.executors import ClusterError, SlurmOptions, run_submitit
 from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import verify_set
 from tests.slurm_cluster import ROOT, SlurmCluster, slurm_cluster  # noqa: F401 (fixture)
-from tests.test_build import fingerprint
+from tests.build_fixtures import fingerprint
 
 CONFIG = """\
 name = "tiny"

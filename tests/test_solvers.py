@@ -2,67 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
-from eigdist_core.solvers import EigenResult, solve_exact, solve_iterative
-from tests.nets import LinearModel, SmallConvNet, SmoothNet
-
-#: (net, image shape): a conv net whose bottom is a null space (fewer outputs
-#: than inputs) and a smooth net with as many outputs as inputs (no null space).
-CASES = {
-    "conv-1x24x24": (SmallConvNet, (1, 1, 24, 24)),
-    "smooth-1x24x24": (SmoothNet, (1, 1, 24, 24)),
-    "conv-3x16x16": (SmallConvNet, (1, 3, 16, 16)),
-    "smooth-3x16x16": (SmoothNet, (1, 3, 16, 16)),
-}
-
+from eigdist_core.solvers import solve_exact, solve_iterative
+from tests.nets import LinearModel
+from tests.spectra import CASES, Spectrum, check_against_exact, exact, net_and_image, operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Spectrum(torch.nn.Module):
-    """y = diag(√λ)·Qx: F = Qᵀ diag(λ) Q with chosen eigenvalues λ (gaps that power iteration can cross)."""
-
-    def __init__(self, eigenvalues: list[float]) -> None:
-        super().__init__()
-        n = len(eigenvalues)
-        q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-        self.register_buffer("M", torch.tensor(eigenvalues, dtype=torch.float64).sqrt()[:, None] * q.T)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.M.to(x.dtype) @ x
-
-
-def operator(case: str, dtype: torch.dtype = torch.float32) -> FisherOperator:
-    net, image = _net_and_image(case)
-    return FisherOperator(net, image, dtype=dtype)
-
-
-@functools.cache
-def exact(case: str, k: int) -> EigenResult:
-    return solve_exact(operator(case), k)
-
-
-def check_against_exact(result: EigenResult, reference: EigenResult, k: int) -> None:
-    """Top |cos| ≥ 0.999; bottom Rayleigh quotients ≤ exact's + 1e-3·λ_max; diagnostics honest."""
-    lam_max = float(reference.eigenvalues[0])
-    cos = (result.eigenvectors[:k] * reference.eigenvectors[:k]).sum(1).abs()
-    assert cos.min() >= 0.999, cos
-    bottom = result.eigenvalues[k:].double()
-    assert (bottom <= reference.eigenvalues[k:].double() + 1e-3 * lam_max).all()
-    assert result.degenerate == reference.degenerate
-    assert all(d.converged for d in result.diagnostics)
-    # the reported Rayleigh quotients are the eigenvalues, and close to the true ones
-    assert torch.allclose(
-        torch.tensor([d.rayleigh for d in result.diagnostics], dtype=torch.float64),
-        result.eigenvalues.double(),
-    )
-    assert abs(float(result.eigenvalues[0]) - lam_max) <= 1e-4 * lam_max
 
 
 @pytest.mark.parametrize("method", ["lanczos", "lobpcg"])
@@ -125,7 +74,7 @@ def test_same_seed_same_vectors(method):
 
 
 def test_stopping_short_says_so_in_result_and_warning():
-    eig = Eigendistortion(*reversed(_net_and_image("smooth-1x24x24")))
+    eig = Eigendistortion(*reversed(net_and_image("smooth-1x24x24")))
     with pytest.warns(RuntimeWarning, match=r"lobpcg did not reach tol=1e-08 for eigenindex 0 \(residual"):
         eig.synthesize(method="lobpcg", tol=1e-8, max_iter=3)
     vectors = eig.diagnostics["vectors"]
@@ -134,7 +83,7 @@ def test_stopping_short_says_so_in_result_and_warning():
 
 
 def test_time_budget_stops_the_solver_and_warns():
-    eig = Eigendistortion(*reversed(_net_and_image("smooth-1x24x24")))
+    eig = Eigendistortion(*reversed(net_and_image("smooth-1x24x24")))
     with pytest.warns(RuntimeWarning, match="did not reach tol"):
         eig.synthesize(method="lanczos", tol=1e-12, time_budget=1e-9)
     assert all(v["iterations"] == 0 for v in eig.diagnostics["vectors"])
@@ -153,7 +102,7 @@ def test_diagnostics_count_products_and_time():
 def test_synthesize_auto_uses_exact_when_small_and_the_pair_otherwise(monkeypatch):
     import eigdist_core.eigendistortion as module
 
-    net, image = _net_and_image("smooth-1x24x24")
+    net, image = net_and_image("smooth-1x24x24")
     assert Eigendistortion(image, net).synthesize().diagnostics["method"] == "exact"
     monkeypatch.setattr(module, "EXACT_LIMIT", 0)
     eig = Eigendistortion(image, net).synthesize(k=2)
@@ -165,11 +114,6 @@ def test_synthesize_auto_uses_exact_when_small_and_the_pair_otherwise(monkeypatc
 def test_unknown_iterative_method_is_refused():
     with pytest.raises(ValueError, match="iterative method must be one of lanczos, lobpcg, power; got 'arnoldi'"):
         solve_iterative(operator("smooth-1x24x24"), 1, "lanczos", "arnoldi")
-
-
-def _net_and_image(case: str):
-    net, shape = CASES[case]
-    return net(channels=shape[1]), torch.rand(*shape, generator=torch.Generator().manual_seed(0))
 
 
 def test_history_records_every_iteration_of_both_phases():
