@@ -237,6 +237,250 @@ def flag_text(table: pd.DataFrame) -> pd.Series:
     return pd.Series([";".join(f for f, m in zip(present, row) if m) for row in marks], index=table.index)
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """The best parameters of every condition and how well they explain its counts.
+
+    Attributes
+    ----------
+    theta
+        ``(conditions, 3)``: ln threshold, ln spread (β or σ), lapse λ.
+    converged, iterations
+        From :func:`analysis.fitting.fit`.
+    objective
+        The maximised objective (log-likelihood, plus the slope log-prior when used).
+    log_likelihood
+        Binomial log-likelihood at ``theta``.
+    deviance
+        Against the saturated model.
+    """
+
+    theta: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    objective: np.ndarray
+    log_likelihood: np.ndarray
+    deviance: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where each fitted threshold lies relative to the tested α and the ceiling.
+
+    Attributes
+    ----------
+    fitted
+        The fit's own threshold.
+    ceiling
+        alpha_max of each condition.
+    lowest
+        The lowest tested α.
+    n_levels
+        Number of tested α.
+    censored
+        At or above the ceiling, or not ruled out to be there.
+    below
+        Below the lowest tested α (and not censored).
+    estimable
+        Tested at two or more α, or one of the bounds above.
+    """
+
+    fitted: np.ndarray
+    ceiling: np.ndarray
+    lowest: np.ndarray
+    n_levels: np.ndarray
+    censored: np.ndarray
+    below: np.ndarray
+    estimable: np.ndarray
+
+
+def _fit_conditions(batch: fitting.Batch, participants: pd.Series, options: FitOptions) -> _Fitted:
+    """Fit every condition of ``batch``; with shared slopes, first fix each participant's spread.
+
+    Parameters
+    ----------
+    batch
+        The pooled counts and parameter bounds; with ``options.slope == "shared"`` its spread bounds
+        are pinned in place to each participant's joint estimate.
+    participants
+        The participant of each condition (row of ``batch``).
+    options
+        Slope mode and iteration limit.
+
+    Returns
+    -------
+    _Fitted
+        Parameters, convergence, objective, log-likelihood and deviance per condition.
+    """
+    if options.slope == "shared":
+        person = pd.factorize(participants)[0]
+        batch.lower[:, 1] = batch.upper[:, 1] = fitting.shared_spread(batch, person, options.max_iter)[person]
+    theta, converged, iterations = fitting.fit(batch, options.max_iter)
+    ll = fitting.loglik(fitting.curve(theta, batch.x, batch.guess, batch.function)[0], batch.n, batch.k)
+    return _Fitted(theta, converged, iterations, fitting.objective(batch, theta), ll,
+                   2 * (fitting.saturated_loglik(batch.n, batch.k) - ll))
+
+
+def _place_thresholds(batch: fitting.Batch, fit: _Fitted, ceiling: np.ndarray, max_iter: int) -> _Placement:
+    """Decide per condition whether the threshold is censored, below the tested range or not estimable.
+
+    Parameters
+    ----------
+    batch
+        The fitted batch.
+    fit
+        Its fit (:func:`_fit_conditions`).
+    ceiling
+        alpha_max of each condition.
+    max_iter
+        Iterations of the refit with the threshold held at or above the ceiling.
+
+    Returns
+    -------
+    _Placement
+    """
+    fitted = np.exp(fit.theta[:, 0])
+    lowest = np.exp(np.where(batch.n > 0, batch.x, np.inf).min(axis=1))
+    n_levels = (batch.n > 0).sum(axis=1)
+    above = fitting.held_threshold(batch, fit.theta, np.log(ceiling), max_iter, at_least=True)
+    # censored also when the data cannot rule the ceiling out: the best fit with the threshold at
+    # alpha_max or beyond is not worse by χ²₁(95 %)
+    censored = (fitted >= ceiling) | (2 * (fit.objective - above) < fitting.CHI2_95)
+    below = ~censored & (fitted < lowest)
+    estimable = (n_levels >= 2) | censored | below
+    return _Placement(fitted, ceiling, lowest, n_levels, censored, below, estimable)
+
+
+def _threshold_intervals(batch: fitting.Batch, fit: _Fitted, censored: np.ndarray,
+                         options: FitOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % profile-likelihood interval of each threshold (NaN when ``options.intervals`` is off).
+
+    Parameters
+    ----------
+    batch, fit
+        The fitted batch and its fit.
+    censored
+        Conditions whose interval is open upwards (``ci_high`` = inf).
+    options
+        Whether to compute intervals, and the iteration limit.
+
+    Returns
+    -------
+    (ci_low, ci_high)
+        In α units.
+    """
+    if not options.intervals:
+        nan = np.full(len(fit.theta), np.nan)
+        return nan, nan
+    lo, hi = fitting.profile_interval(batch, fit.theta, fit.objective, options.max_iter)
+    return np.exp(lo), np.where(censored, np.inf, np.exp(hi))
+
+
+def _gof_p(batch: fitting.Batch, fit: _Fitted, options: FitOptions) -> np.ndarray:
+    """Parametric-bootstrap p-value of each deviance (NaN when ``options.gof_draws`` is 0).
+
+    Parameters
+    ----------
+    batch, fit
+        The fitted batch and its fit.
+    options
+        Number of draws, iteration limit and seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        One p-value per condition.
+    """
+    if not options.gof_draws:
+        return np.full(len(fit.theta), np.nan)
+    return fitting.deviance_p_value(batch, fit.theta, fit.deviance, options.gof_draws, options.max_iter, options.seed)
+
+
+def _threshold_columns(place: _Placement, ci_low: np.ndarray, ci_high: np.ndarray) -> dict[str, np.ndarray]:
+    """The reported threshold (bounds substituted), its interval and log10 (NaN where not estimable).
+
+    Parameters
+    ----------
+    place
+        From :func:`_place_thresholds`.
+    ci_low, ci_high
+        From :func:`_threshold_intervals`.
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``ci_low``, ``ci_high``, ``log10_threshold``, in table order.
+    """
+    threshold = np.where(~place.estimable, np.nan,
+                         np.where(place.censored, place.ceiling, np.where(place.below, place.lowest, place.fitted)))
+    return {"threshold": threshold, "ci_low": np.where(place.estimable, ci_low, np.nan),
+            "ci_high": np.where(place.estimable, ci_high, np.nan), "log10_threshold": np.log10(threshold)}
+
+
+def _flag_columns(n_trials: np.ndarray, fit: _Fitted, place: _Placement, gof_p: np.ndarray,
+                  options: FitOptions) -> dict[str, np.ndarray]:
+    """The boolean :data:`FLAGS` of each condition.
+
+    Parameters
+    ----------
+    n_trials
+        Trials per condition.
+    fit, place, gof_p
+        The fit, where its thresholds lie, and the bootstrap p-values.
+    options
+        Function (its spread bounds), ``min_trials`` and ``poor_fit_p``.
+
+    Returns
+    -------
+    dict
+        One boolean array per flag, in the order of :data:`FLAGS`.
+    """
+    spread_bounds = np.array(SPREAD_BOUNDS[options.function])
+    return {
+        "not_estimable": ~place.estimable,
+        "censored": place.censored & place.estimable,
+        "below_range": place.below,
+        "few_trials": n_trials < options.min_trials,
+        "slope_at_bound": np.abs(fit.theta[:, 1, None] - spread_bounds).min(axis=1) < 1e-3,
+        "poor_fit": gof_p < options.poor_fit_p,
+        "unconverged": ~fit.converged,
+    }
+
+
+def _fit_columns(fit: _Fitted, place: _Placement, gof_p: np.ndarray, options: FitOptions) -> dict[str, object]:
+    """The fit's own values and settings, reported after the flags.
+
+    Parameters
+    ----------
+    fit, place, gof_p
+        The fit, where its thresholds lie, and the bootstrap p-values.
+    options
+        Function, slope mode, lapse bound and prior.
+
+    Returns
+    -------
+    dict
+        ``threshold_fit`` … ``fitter``, in table order.
+    """
+    free = 1 + (options.slope == "free") + (options.max_lapse > 0)
+    return {
+        "threshold_fit": place.fitted,
+        "slope": np.exp(fit.theta[:, 1]),
+        "lapse": fit.theta[:, 2],
+        "log_likelihood": fit.log_likelihood,
+        "deviance": fit.deviance,
+        "deviance_df": np.maximum(place.n_levels - free, 0),
+        "gof_p": gof_p,
+        "n_levels": place.n_levels,
+        "converged": fit.converged,
+        "iterations": fit.iterations,
+        "function": options.function,
+        "criterion": CRITERION,
+        "slope_prior": options.slope_prior,
+        "fitter": "eigdist",
+    }
+
+
 def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
                    options: FitOptions = FitOptions()) -> pd.DataFrame:
     """Fit one psychometric function per participant × image × (model, layer, weights) × direction.
@@ -274,58 +518,11 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     if "alpha_max" not in conditions:
         conditions["alpha_max"] = float(alpha_max)
     batch = _batch(conditions, levels, options)
-    if options.slope == "shared":
-        person = pd.factorize(conditions["participant"])[0]
-        batch.lower[:, 1] = batch.upper[:, 1] = fitting.shared_spread(batch, person, options.max_iter)[person]
-    theta, converged, iterations = fitting.fit(batch, options.max_iter)
-    best = fitting.objective(batch, theta)
-    ll = fitting.loglik(fitting.curve(theta, batch.x, batch.guess, batch.function)[0], batch.n, batch.k)
-    deviance = 2 * (fitting.saturated_loglik(batch.n, batch.k) - ll)
-
-    fitted = np.exp(theta[:, 0])
-    ceiling = conditions["alpha_max"].to_numpy(dtype=float)
-    lowest = np.exp(np.where(batch.n > 0, batch.x, np.inf).min(axis=1))
-    n_levels = (batch.n > 0).sum(axis=1)
-    above = fitting.held_threshold(batch, theta, np.log(ceiling), options.max_iter, at_least=True)
-    censored = (fitted >= ceiling) | (2 * (best - above) < fitting.CHI2_95)
-    below = ~censored & (fitted < lowest)
-    estimable = (n_levels >= 2) | censored | below
-    if options.intervals:
-        lo, hi = fitting.profile_interval(batch, theta, best, options.max_iter)
-        ci_low, ci_high = np.exp(lo), np.where(censored, np.inf, np.exp(hi))
-    else:
-        ci_low = ci_high = np.full(len(theta), np.nan)
-    gof_p = (fitting.deviance_p_value(batch, theta, deviance, options.gof_draws, options.max_iter, options.seed)
-             if options.gof_draws else np.full(len(theta), np.nan))
-    free = 1 + (options.slope == "free") + (options.max_lapse > 0)
-
-    out = conditions.copy()
-    out["guess"] = batch.guess
-    out["threshold"] = np.where(~estimable, np.nan, np.where(censored, ceiling, np.where(below, lowest, fitted)))
-    out["ci_low"] = np.where(estimable, ci_low, np.nan)
-    out["ci_high"] = np.where(estimable, ci_high, np.nan)
-    out["log10_threshold"] = np.log10(out["threshold"])
-    out["not_estimable"] = ~estimable
-    out["censored"] = censored & estimable
-    out["below_range"] = below
-    out["few_trials"] = out["n_trials"].to_numpy() < options.min_trials
-    spread_bounds = np.array(SPREAD_BOUNDS[options.function])
-    out["slope_at_bound"] = np.abs(theta[:, 1, None] - spread_bounds).min(axis=1) < 1e-3
-    out["poor_fit"] = gof_p < options.poor_fit_p
-    out["unconverged"] = ~converged
+    fit = _fit_conditions(batch, conditions["participant"], options)
+    place = _place_thresholds(batch, fit, conditions["alpha_max"].to_numpy(dtype=float), options.max_iter)
+    ci_low, ci_high = _threshold_intervals(batch, fit, place.censored, options)
+    gof_p = _gof_p(batch, fit, options)
+    out = conditions.assign(guess=batch.guess, **_threshold_columns(place, ci_low, ci_high),
+                            **_flag_columns(conditions["n_trials"].to_numpy(), fit, place, gof_p, options))
     out["flags"] = flag_text(out)
-    out["threshold_fit"] = fitted
-    out["slope"] = np.exp(theta[:, 1])
-    out["lapse"] = theta[:, 2]
-    out["log_likelihood"] = ll
-    out["deviance"] = deviance
-    out["deviance_df"] = np.maximum(n_levels - free, 0)
-    out["gof_p"] = gof_p
-    out["n_levels"] = n_levels
-    out["converged"] = converged
-    out["iterations"] = iterations
-    out["function"] = options.function
-    out["criterion"] = CRITERION
-    out["slope_prior"] = options.slope_prior
-    out["fitter"] = "eigdist"
-    return out
+    return out.assign(**_fit_columns(fit, place, gof_p, options))

@@ -164,6 +164,144 @@ def _gl_int(name: Any) -> int:
     return int(value.value)
 
 
+def _window_settings(profile: MonitorProfile, requested: tuple[int, int], *, fullscreen: bool, screen: int,
+                     simulated: bool, identity_ramp: bool) -> dict[str, Any]:
+    """The keyword arguments of PsychoPy's ``visual.Window`` for ``profile``.
+
+    Parameters
+    ----------
+    profile
+        Monitor geometry, calibration and bit depth (``bpc``); its background level is the window colour.
+    requested
+        Window size ``(w, h)`` in pixels.
+    fullscreen, screen
+        As for :func:`open_window`.
+    simulated
+        ``waitBlanking`` off: a simulated observer counts frames, it does not wait for the screen.
+    identity_ramp
+        Set the hardware gamma ramp to identity (``gamma=1``, failing loudly); otherwise leave the OS ramp.
+
+    Returns
+    -------
+    dict
+        Everything ``visual.Window`` is called with.
+    """
+    bg = float(level_to_signed(background_level(profile), profile.bits))
+    return dict(
+        size=requested, fullscr=fullscreen, screen=screen, units="pix", color=(bg, bg, bg),
+        colorSpace="rgb", monitor=psychopy_monitor(profile), bpc=(profile.bits,) * 3,
+        gamma=1.0 if identity_ramp else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
+        checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
+    )
+
+
+def _create_window(profile: MonitorProfile, requested: tuple[int, int], *, fullscreen: bool, screen: int,
+                   simulated: bool, identity_ramp: bool) -> Any:
+    """A PsychoPy window with :func:`_window_settings`; its failures become a :class:`DisplayError` naming the cause.
+
+    Parameters
+    ----------
+    profile, requested, fullscreen, screen, simulated, identity_ramp
+        As for :func:`_window_settings`.
+
+    Returns
+    -------
+    psychopy.visual.Window
+
+    Raises
+    ------
+    DisplayError
+        The screen offers no frame buffer of the profile's depth, or the identity gamma ramp cannot be set.
+    """
+    from psychopy import visual
+
+    try:
+        return visual.Window(**_window_settings(profile, requested, fullscreen=fullscreen, screen=screen,
+                                                simulated=simulated, identity_ramp=identity_ramp))
+    except RuntimeError as exc:
+        if "configuration is not supported" not in str(exc):  # pyglet: no GL config with these bits per gun
+            raise
+        raise DisplayError(
+            f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
+            f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
+        ) from exc
+    except OSError as exc:
+        raise DisplayError(
+            f"could not set the hardware gamma ramp to identity ({exc}); linearisation is done in "
+            f"software and needs an identity ramp: fix the driver, or run with --pilot"
+        ) from exc
+
+
+def _window_report(win: Any, profile: MonitorProfile, requested: tuple[int, int], *, simulated: bool,
+                   identity_ramp: bool, enforced: bool) -> WindowReport:
+    """What the opened window turned out to be, next to the profile, with its :func:`window_problems`.
+
+    Parameters
+    ----------
+    win
+        The opened window.
+    profile
+        What it should be.
+    requested
+        The size it was opened with.
+    simulated
+        Leave the refresh rate unmeasured and unchecked (a simulated run counts frames).
+    identity_ramp
+        Whether the hardware gamma ramp was set to identity (else the OS ramp was left).
+    enforced
+        Whether the problems stop the run (:attr:`WindowReport.enforced`).
+
+    Returns
+    -------
+    WindowReport
+    """
+    from pyglet import gl
+
+    handle = win.winHandle
+    report = WindowReport(
+        requested_size=requested,
+        framebuffer_size=tuple(int(v) for v in handle.get_framebuffer_size()),
+        screen_size=(int(handle.screen.width), int(handle.screen.height)),
+        profile_resolution=tuple(profile.resolution),
+        refresh_hz_profile=profile.refresh_hz,
+        refresh_hz_measured=None if simulated else win.getActualFrameRate(),
+        red_bits=_gl_int(gl.GL_RED_BITS),
+        bits_profile=profile.bits,
+        hardware_ramp="identity" if identity_ramp else "os",
+        enforced=enforced,
+    )
+    report.problems = window_problems(report, check_refresh=not simulated)
+    return report
+
+
+def _refuse_or_warn(win: Any, profile: MonitorProfile, report: WindowReport, *, pilot: bool) -> None:
+    """Close ``win`` and raise on the report's problems when enforced; else log each as a warning.
+
+    Parameters
+    ----------
+    win
+        The opened window.
+    profile
+        Named in the error.
+    report
+        From :func:`_window_report`.
+    pilot
+        Names the warnings ``pilot:`` (else ``not enforced:``).
+
+    Raises
+    ------
+    DisplayError
+        Listing every problem, when the report is enforced.
+    """
+    from psychopy import logging
+
+    if report.problems and report.enforced:
+        win.close()
+        raise DisplayError(f"monitor {profile.name!r}: " + "; ".join(report.problems) + " (use --pilot to go on)")
+    for problem in report.problems:
+        logging.warning(f"{'pilot' if pilot else 'not enforced'}: {problem}")
+
+
 def open_window(
     profile: MonitorProfile,
     *,
@@ -209,51 +347,13 @@ def open_window(
         profile's depth.
     """
     require_display()
-    from psychopy import logging, visual
-
     requested = tuple(profile.resolution) if fullscreen or size is None else (int(size[0]), int(size[1]))
     real = not (pilot or simulated)
-    bg = float(level_to_signed(background_level(profile), profile.bits))
-    try:
-        win = visual.Window(
-            size=requested, fullscr=fullscreen, screen=screen, units="pix", color=(bg, bg, bg),
-            colorSpace="rgb", monitor=psychopy_monitor(profile), bpc=(profile.bits,) * 3,
-            gamma=1.0 if real else None, gammaErrorPolicy="raise", waitBlanking=not simulated,
-            checkTiming=False, allowGUI=not fullscreen, useRetina=False, autoLog=False,
-        )
-    except RuntimeError as exc:
-        if "configuration is not supported" not in str(exc):  # pyglet: no GL config with these bits per gun
-            raise
-        raise DisplayError(
-            f"monitor {profile.name!r}: the screen offers no {profile.bits}-bit frame buffer "
-            f"(bpc={(profile.bits,) * 3}: {exc}); use a 30-bit screen mode or a profile with --bits 8"
-        ) from exc
-    except OSError as exc:
-        raise DisplayError(
-            f"could not set the hardware gamma ramp to identity ({exc}); linearisation is done in "
-            f"software and needs an identity ramp: fix the driver, or run with --pilot"
-        ) from exc
-    from pyglet import gl
-
-    handle = win.winHandle
-    report = WindowReport(
-        requested_size=requested,
-        framebuffer_size=tuple(int(v) for v in handle.get_framebuffer_size()),
-        screen_size=(int(handle.screen.width), int(handle.screen.height)),
-        profile_resolution=tuple(profile.resolution),
-        refresh_hz_profile=profile.refresh_hz,
-        refresh_hz_measured=None if simulated else win.getActualFrameRate(),
-        red_bits=_gl_int(gl.GL_RED_BITS),
-        bits_profile=profile.bits,
-        hardware_ramp="identity" if real else "os",
-        enforced=not (pilot or simulated) if enforce is None else enforce,
-    )
-    report.problems = window_problems(report, check_refresh=not simulated)
-    if report.problems and report.enforced:
-        win.close()
-        raise DisplayError(f"monitor {profile.name!r}: " + "; ".join(report.problems) + " (use --pilot to go on)")
-    for problem in report.problems:
-        logging.warning(f"{'pilot' if pilot else 'not enforced'}: {problem}")
+    win = _create_window(profile, requested, fullscreen=fullscreen, screen=screen, simulated=simulated,
+                         identity_ramp=real)
+    report = _window_report(win, profile, requested, simulated=simulated, identity_ramp=real,
+                            enforced=real if enforce is None else enforce)
+    _refuse_or_warn(win, profile, report, pilot=pilot)
     return win, report
 
 
