@@ -36,7 +36,7 @@ from tqdm import tqdm
 from eigdist_core.executors import run_tasks
 from eigdist_core.psychometric_function import CRITERION
 
-from .psychometric import FitOptions, fit_thresholds, flag_text, pool_levels, validate_trials
+from .psychometric import FitOptions, fit_thresholds, flag_text, pool_levels, reported_threshold, validate_trials
 
 #: psignifit's width: the ln α distance from F = 0.05 to F = 0.95 (its default width_alpha).
 WIDTH_ALPHA = 0.05
@@ -123,7 +123,7 @@ def fit_thresholds_psignifit(trials: pd.DataFrame, alpha_max: float | None = Non
     censored = (ml["censored"].to_numpy() | (fitted >= ceiling)) & estimable
     below = ~censored & estimable & ((fitted < lowest) | (np.isnan(fitted) & ml["below_range"].to_numpy()))
     out = ml.copy()
-    out["threshold"] = np.where(~estimable, np.nan, np.where(censored, ceiling, np.where(below, lowest, fitted)))
+    out["threshold"] = reported_threshold(fitted, ceiling, lowest, censored, below, estimable)
     out["log10_threshold"] = np.log10(out["threshold"])
     out["ci_low"] = np.where(estimable, np.exp(lo), np.nan)
     out["ci_high"] = np.where(estimable, np.where(censored, np.inf, np.exp(hi)), np.nan)

@@ -396,6 +396,15 @@ def _gof_p(batch: fitting.Batch, fit: _Fitted, options: FitOptions) -> np.ndarra
     return fitting.deviance_p_value(batch, fit.theta, fit.deviance, options.gof_draws, options.max_iter, options.seed)
 
 
+def reported_threshold(fitted: np.ndarray, ceiling: np.ndarray, lowest: np.ndarray, censored: np.ndarray,
+                       below: np.ndarray, estimable: np.ndarray) -> np.ndarray:
+    """The threshold a table reports: NaN if not estimable, the ceiling if censored, the lowest α if below range.
+
+    The one rule for every fitter (maximum likelihood here, psignifit in :mod:`analysis.psignifit_fit`).
+    """
+    return np.where(~estimable, np.nan, np.where(censored, ceiling, np.where(below, lowest, fitted)))
+
+
 def _threshold_columns(place: _Placement, ci_low: np.ndarray, ci_high: np.ndarray) -> dict[str, np.ndarray]:
     """The reported threshold (bounds substituted), its interval and log10 (NaN where not estimable).
 
@@ -411,8 +420,8 @@ def _threshold_columns(place: _Placement, ci_low: np.ndarray, ci_high: np.ndarra
     dict
         ``threshold``, ``ci_low``, ``ci_high``, ``log10_threshold``, in table order.
     """
-    threshold = np.where(~place.estimable, np.nan,
-                         np.where(place.censored, place.ceiling, np.where(place.below, place.lowest, place.fitted)))
+    threshold = reported_threshold(place.fitted, place.ceiling, place.lowest, place.censored, place.below,
+                                   place.estimable)
     return {"threshold": threshold, "ci_low": np.where(place.estimable, ci_low, np.nan),
             "ci_high": np.where(place.estimable, ci_high, np.nan), "log10_threshold": np.log10(threshold)}
 
