@@ -101,6 +101,79 @@ def _ritz(S: torch.Tensor, FS: torch.Tensor, largest: bool) -> tuple[torch.Tenso
     return theta, Y
 
 
+def _estimate(
+    S: torch.Tensor, FS: torch.Tensor, block: int, largest: bool, mode: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The current block of approximate eigenvectors drawn from the subspace S.
+
+    Returns
+    -------
+    X, FX, theta, Y
+        At most ``block`` rows X, their products, the values (wanted end
+        first), and the Ritz coefficients of all of S (``None`` for
+        ``power``, whose block is S itself).
+    """
+    if mode == "power":  # plenoptic's orthogonal iteration: QR only, no Rayleigh-Ritz rotation
+        return S, FS, (S * FS).sum(1), None
+    theta, Y = _ritz(S, FS, largest)
+    Yx = Y[:, :block]
+    return Yx.T @ S, Yx.T @ FS, theta, Y
+
+
+def _residuals(
+    X: torch.Tensor, FX: torch.Tensor, theta: torch.Tensor, lam_max: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual rows FX − θX and their norms relative to ``lam_max`` (``None``: to ``theta[0]``).
+
+    Returns
+    -------
+    R, relative
+        The residual block and one relative norm per row.
+    """
+    R = FX - theta[:, None] * X
+    scale = lam_max if lam_max is not None else float(theta[0])
+    return R, torch.linalg.vector_norm(R, dim=1) / max(abs(scale), 1e-300)
+
+
+def _report(trace: Trace, bar: tqdm, iteration: int, theta: torch.Tensor, res: torch.Tensor, largest: bool) -> None:
+    """Record one iteration of the wanted values ``theta`` and residuals ``res`` in the trace and on the bar."""
+    worst = float(res.max())
+    trace.record("top" if largest else "bottom", iteration, float(theta.max() if largest else theta.min()), worst)
+    bar.set_postfix(residual=f"{worst:.1e}", refresh=False)
+
+
+def _power_block(X: torch.Tensor, FX: torch.Tensor, largest: bool, lam_max: float | None) -> torch.Tensor:
+    """The next orthonormal block of orthogonal iteration on F (top) or on λ_max·I − F (bottom)."""
+    W = FX if largest else lam_max * X - FX
+    q, r = torch.linalg.qr(W.T)
+    return (q * torch.sign(torch.diagonal(r))).T  # nested spans kept in order
+
+
+def _with_directions(
+    S: torch.Tensor, FS: torch.Tensor, X: torch.Tensor, FX: torch.Tensor, Y: torch.Tensor, block: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LOBPCG's [X, P] and products: P spans the move from the previous X (the first rows of S).
+
+    ``Y`` holds the Ritz coefficients of X in S; P is kept orthonormal and ⟂ X
+    in coefficient space, so it costs no product.
+    """
+    Yx = Y[:, :block]
+    C = Yx.clone()
+    C[: min(block, S.shape[0])] = 0
+    C = orthonormalize(C.T, [Yx.T]).T
+    return torch.cat([X, C.T @ S]), torch.cat([FX, C.T @ FS])
+
+
+def _restarted(
+    S: torch.Tensor, FS: torch.Tensor, Y: torch.Tensor, keep: int, limit: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """S unchanged up to ``limit`` rows, else restarted thick on its ``keep`` wanted Ritz vectors (Y's columns)."""
+    if S.shape[0] <= limit:
+        return S, FS
+    Yk = Y[:, :keep]
+    return Yk.T @ S, Yk.T @ FS
+
+
 def iterate(
     op: FisherOperator,
     *,
@@ -156,42 +229,25 @@ def iterate(
     iterations = 0
     bar = tqdm(total=max_iter, desc=desc, leave=False, disable=None)
     while True:
-        if mode == "power":  # plenoptic's orthogonal iteration: QR only, no Rayleigh-Ritz rotation
-            X, FX, theta = S, FS, (S * FS).sum(1)
-        else:
-            theta, Y = _ritz(S, FS, largest)
-            Yx = Y[:, :block]
-            X, FX = Yx.T @ S, Yx.T @ FS
-        scale = lam_max if lam_max is not None else float(theta[0])
-        res = torch.linalg.vector_norm(FX - theta[:block, None] * X, dim=1) / max(abs(scale), 1e-300)
+        X, FX, theta, Y = _estimate(S, FS, block, largest, mode)
+        R, res = _residuals(X, FX, theta[:block], lam_max)
+        _report(trace, bar, iterations, theta[:k], res[:k], largest)
         done = bool((res[:k] <= tol).all())
-        extreme = int(torch.argmax(theta[:k]) if largest else torch.argmin(theta[:k]))
-        trace.record("top" if largest else "bottom", iterations, float(theta[extreme]),
-                     float(res[:k].max()))
-        bar.set_postfix(residual=f"{float(res[:k].max()):.1e}", refresh=False)
         if done or iterations >= max_iter or time.perf_counter() > deadline:
             break
         iterations += 1
         bar.update()
         if mode == "power":
-            W = FX if largest else lam_max * X - FX
-            q, r = torch.linalg.qr(W.T)
-            S = (q * torch.sign(torch.diagonal(r))).T  # nested spans kept in order
+            S = _power_block(X, FX, largest, lam_max)
             FS = apply(op, S)
             continue
-        R = (FX - theta[:block, None] * X)[res > tol]  # converged residuals would be noise
+        R = R[res > tol]  # converged residuals would be noise
         if mode == "lobpcg":
-            # P spans the move from the previous X, kept orthonormal and ⟂ X in coefficient space
-            C = Yx.clone()
-            C[: min(block, S.shape[0])] = 0
-            C = orthonormalize(C.T, [Yx.T]).T
-            P, FP = C.T @ S, C.T @ FS
-            S, FS = torch.cat([X, P]), torch.cat([FX, FP])
-        elif S.shape[0] + R.shape[0] > max_basis:  # thick restart on the wanted Ritz vectors
-            keep = Y[:, : max(block, max_basis // 2)]
-            S, FS = keep.T @ S, keep.T @ FS
+            S, FS = _with_directions(S, FS, X, FX, Y, block)
+        else:  # lanczos: thick restart on the wanted Ritz vectors before the basis outgrows max_basis
+            S, FS = _restarted(S, FS, Y, keep=max(block, max_basis // 2), limit=max_basis - R.shape[0])
         W = orthonormalize(R, [S])
-        if W.shape[0] == 0:
+        if W.shape[0] == 0:  # R lies in S already: the subspace cannot grow
             break
         S, FS = torch.cat([S, W]), torch.cat([FS, apply(op, W)])
     bar.close()

@@ -56,6 +56,17 @@ def test_power_is_plenoptics_algorithm_and_reaches_exact():
     assert result.diagnostics[0].products == 2 * result.diagnostics[0].iterations + 2
 
 
+def test_lanczos_stops_once_its_subspace_spans_everything():
+    # tol=0 is never met: only the full space (no direction left to add) can end the iteration early
+    eigenvalues = [6.0, 5.0, 3.0, 2.0, 1.0, 0.2]
+    op = FisherOperator(Spectrum(eigenvalues), torch.ones(6, dtype=torch.float64), dtype=torch.float64)
+    result = solve_iterative(op, 1, "lanczos", "lanczos", tol=0.0, max_iter=50)
+    top, bottom = result.diagnostics
+    assert top.iterations < 50 and top.products == 6  # each of the 6 directions multiplied once
+    assert bottom.iterations < 50 and bottom.products == 0  # the warm start spans everything already
+    assert torch.allclose(result.eigenvalues, torch.tensor([6.0, 0.2], dtype=torch.float64))
+
+
 def test_power_degenerate_bottom_tends_to_the_same_choice():
     op = FisherOperator(LinearModel(25, 10), torch.ones(25), dtype=torch.float64)
     reference = solve_exact(op, 1, seed=3)
