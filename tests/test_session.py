@@ -7,6 +7,7 @@ path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy wi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -275,7 +276,7 @@ def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, mo
     base = ["run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb", "--monitors", str(lab["monitors"])]
     assert main([*base, "--simulate", WEIBULL]) == 2
     assert "--participant is required with --simulate" in capsys.readouterr().err
-    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # input that has ended
     assert main(base) == 2
     assert "the participant form got no answer (input ended); give --participant" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
