@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -424,10 +425,17 @@ class XKeys:
                 time.sleep(0.2)
 
 
-def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb, tmp_path):
+@pytest.fixture
+def keys(xvfb: VirtualDisplay) -> Iterator[XKeys]:
+    """An :class:`XKeys` on the test's screen; its X connection is closed afterwards."""
+    keys = XKeys(xvfb.display)
+    yield keys
+    keys.d.close()
+
+
+def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb, keys, tmp_path):
     cwd = tmp_path / "cwd"
     trials = session_paths(cwd / "data", "P01", 1).trials
-    keys = XKeys(xvfb.display)
 
     def key_for(trial: int) -> str:
         return "1" if trial % 3 == 0 else "2"
