@@ -91,7 +91,10 @@ def _read(source: str | os.PathLike) -> np.ndarray:
         else:
             from skimage import io
 
-            array = io.imread(path)
+            # an open file, not the path: given a path, imageio leaves a handle open for each plugin
+            # that fails to read it (an unreadable file leaked several)
+            with path.open("rb") as file:
+                array = io.imread(file)
     except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated or unknown files; numpy: bad headers
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"image {name!r} is not a readable image file ({first})") from None

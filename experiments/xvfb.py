@@ -84,11 +84,11 @@ def launch_xvfb_retrying(width: int, height: int, depth: int, *, timeout: float 
 def stop_xvfb(proc: subprocess.Popen) -> None:
     """Stop a server started by :func:`launch_xvfb` (terminate, then kill after 10 s)."""
     proc.terminate()
-    try:
-        proc.wait(timeout=10)
+    try:  # communicate, not wait: it also reads and closes the server's stderr pipe
+        proc.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
+        proc.communicate()
 
 
 __all__ = ["launch_xvfb", "launch_xvfb_retrying", "start_xvfb", "stop_xvfb"]

@@ -127,7 +127,8 @@ def test_a_second_build_into_a_folder_being_built_is_refused_naming_the_holder(t
     while not holder.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     code, err = cli(capsys, "stimuli", "build", str(second), "--out", str(out), "--quiet")
-    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    _, first_err = proc.communicate(timeout=300)  # reads and closes the pipe
+    assert proc.returncode == 0, first_err.decode()
     assert code == 2
     assert f"stimulus set {out} is in use by another process (pid {proc.pid} on " in err
     assert verify_set(out) == [] and StimulusSet.open(out).manifest["size"] == 16

@@ -326,7 +326,8 @@ def test_cli_fit_reads_a_gun_column_and_show_plots_four_curves(tmp_path, capsys)
     assert "gamma grey 2.400, r 1.900, g 2.200, b 2.500" in capsys.readouterr().out
     from PIL import Image
 
-    assert Image.open(png).size == (1440, 540)  # four panels side by side
+    with Image.open(png) as image:  # .size alone reads no pixels, so nothing would close the file
+        assert image.size == (1440, 540)  # four panels side by side
 
 
 # ---------------------------------------------------------------- calibration trust (issue 16)

@@ -7,6 +7,7 @@ path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy wi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -275,7 +277,7 @@ def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, mo
     base = ["run", "--stimuli", str(lab["stimuli"]), "--monitor", "xvfb", "--monitors", str(lab["monitors"])]
     assert main([*base, "--simulate", WEIBULL]) == 2
     assert "--participant is required with --simulate" in capsys.readouterr().err
-    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # input that has ended
     assert main(base) == 2
     assert "the participant form got no answer (input ended); give --participant" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -423,10 +425,17 @@ class XKeys:
                 time.sleep(0.2)
 
 
-def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb, tmp_path):
+@pytest.fixture
+def keys(xvfb: VirtualDisplay) -> Iterator[XKeys]:
+    """An :class:`XKeys` on the test's screen; its X connection is closed afterwards."""
+    keys = XKeys(xvfb.display)
+    yield keys
+    keys.d.close()
+
+
+def test_keyboard_answers_real_x_key_events_and_escape_keeps_the_data(lab, xvfb, keys, tmp_path):
     cwd = tmp_path / "cwd"
     trials = session_paths(cwd / "data", "P01", 1).trials
-    keys = XKeys(xvfb.display)
 
     def key_for(trial: int) -> str:
         return "1" if trial % 3 == 0 else "2"
