@@ -11,6 +11,7 @@ import os
 import select
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,25 +25,30 @@ def launch_xvfb(width: int, height: int, depth: int, timeout: float = 20.0) -> t
         When the server exits or names no display within ``timeout`` seconds (its error is quoted).
     """
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}", "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    os.close(write_fd)
-    data = b""
-    try:  # read up to the newline: closing the pipe earlier kills Xvfb ("Cannot write display number")
-        while not data.endswith(b"\n") and select.select([read_fd], [], [], timeout)[0]:
-            chunk = os.read(read_fd, 64)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(read_fd)
-    number = data.decode().strip()
-    if not number or proc.poll() is not None:
-        proc.kill()
-        err = proc.communicate()[1].decode(errors="replace")[-500:]
-        raise RuntimeError(f"Xvfb {width}x{height}x{depth} did not start: {err}")
+    # The server's messages go to an unnamed file, not a pipe: a pipe nobody reads while the server
+    # runs would block it once full (64 KiB), in the middle of a session.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}", "-nolisten", "tcp"],
+            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=log,
+        )
+        os.close(write_fd)
+        data = b""
+        try:  # read up to the newline: closing the pipe earlier kills Xvfb ("Cannot write display number")
+            while not data.endswith(b"\n") and select.select([read_fd], [], [], timeout)[0]:
+                chunk = os.read(read_fd, 64)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(read_fd)
+        number = data.decode().strip()
+        if not number or proc.poll() is not None:
+            proc.kill()
+            proc.wait()
+            log.seek(0)
+            err = log.read().decode(errors="replace")[-500:]
+            raise RuntimeError(f"Xvfb {width}x{height}x{depth} did not start: {err}")
     return proc, f":{number}"
 
 
@@ -84,11 +90,11 @@ def launch_xvfb_retrying(width: int, height: int, depth: int, *, timeout: float 
 def stop_xvfb(proc: subprocess.Popen) -> None:
     """Stop a server started by :func:`launch_xvfb` (terminate, then kill after 10 s)."""
     proc.terminate()
-    try:  # communicate, not wait: it also reads and closes the server's stderr pipe
-        proc.communicate(timeout=10)
+    try:
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
+        proc.wait()
 
 
 __all__ = ["launch_xvfb", "launch_xvfb_retrying", "start_xvfb", "stop_xvfb"]
