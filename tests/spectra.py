@@ -1,4 +1,4 @@
-"""Test operators with known spectra, and the check of an iterative result against the exact one."""
+"""Test operators with known spectra, the explicit Jacobian, and the check of an iterative result against exact."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ CASES = {
     "conv-3x16x16": (SmallConvNet, (1, 3, 16, 16)),
     "smooth-3x16x16": (SmoothNet, (1, 3, 16, 16)),
 }
+
+
+def explicit_jacobian(model, image: torch.Tensor) -> torch.Tensor:
+    """J = ∂f/∂x of ``model`` at ``image`` (m × n), by torch's own dense Jacobian: the reference for products."""
+    x = image.reshape(-1)
+    return torch.autograd.functional.jacobian(lambda v: model(v.view(image.shape)).reshape(-1), x)
 
 
 def net_and_image(case: str) -> tuple[torch.nn.Module, torch.Tensor]:

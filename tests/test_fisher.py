@@ -13,14 +13,10 @@ from torch import nn
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
 from tests.nets import SmallConvNet
+from tests.spectra import explicit_jacobian
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def explicit_jacobian(model, image):
-    x = image.reshape(-1)
-    return torch.autograd.functional.jacobian(lambda v: model(v.view(image.shape)).reshape(-1), x)
 
 
 def test_products_equal_explicit_jtjv_float64(conv_net, small_image):

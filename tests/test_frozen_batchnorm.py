@@ -8,6 +8,7 @@ from torch import nn
 
 from eigdist_core.fisher import FisherOperator
 from eigdist_core.frozen_batchnorm import AffineBatchNorm
+from tests.spectra import explicit_jacobian
 
 
 def trained_bn_net(dims: int = 2) -> nn.Module:
@@ -58,7 +59,7 @@ def test_fisher_products_skip_torch_batch_norm_and_equal_explicit_jtjv():
         names.add(type(fn).__name__)
         todo += [next_fn for next_fn, _ in fn.next_functions if next_fn is not None]
     assert not any("BatchNorm" in name for name in names)
-    jac = torch.autograd.functional.jacobian(lambda v: net(v.view(x.shape)).reshape(-1), x.reshape(-1))
+    jac = explicit_jacobian(net, x)
     V = torch.randn(3, op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     expected = (jac.T @ (jac @ V.T)).T
     assert torch.allclose(op @ V, expected, atol=1e-10, rtol=0)
