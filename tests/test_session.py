@@ -278,6 +278,7 @@ def test_simulate_needs_a_participant_and_the_form_needs_input(lab, tmp_path, mo
     assert main([*base, "--simulate", WEIBULL]) == 2
     assert "--participant is required with --simulate" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # input that has ended
+    monkeypatch.setattr("experiments.participant_form.display_available", lambda: False)  # the terminal form
     assert main(base) == 2
     assert "the participant form got no answer (input ended); give --participant" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
