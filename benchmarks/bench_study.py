@@ -22,7 +22,8 @@
    (ours from its diagnostics, plenoptic from the instrumented counting run).
 
 ``--products`` adds the cost of one Fisher product by each path (resnet18 at 128 px: plenoptic's,
-the vmapped block, the recorded graph, with and without the affine batch norm). ``--levers`` adds
+the recorded graph with torch's own derivative rules, with the input-only convolutions, with the
+sub-pixel stem, and a vmapped block). ``--levers`` adds
 the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
 scale"): one top phase, then each bottom method and block size from the same warm start, products
 to converge and the min Rayleigh quotient reached (deterministic, independent of the machine's load).
@@ -262,13 +263,12 @@ def goal3(args) -> list[str]:
 
 def product_costs(args) -> list[str]:
     """Milliseconds per Fisher product on resnet18 ``random:0`` at 128 px, each path, medians of A/B rounds."""
-    import contextlib
     import statistics
 
     import plenoptic._synthesize.eigendistortion as plenoptic_module
     import torch
 
-    from eigdist_core import fisher, models
+    from eigdist_core import fisher, input_only_conv, models
 
     torch.set_num_threads(args.threads)
     image, lines = grey_image("camera", 128), []
@@ -280,30 +280,34 @@ def product_costs(args) -> list[str]:
             fn()
         return (time.perf_counter() - t0) / reps * 1000
 
+    def stem_rule(channels: int):  # the sub-pixel stem on (4) or off (0) while a product runs
+        def product(op, V):
+            input_only_conv.STEM_CHANNELS = channels
+            try:
+                return op @ V
+            finally:
+                input_only_conv.STEM_CHANNELS = stem
+        return product
+
+    stem = input_only_conv.STEM_CHANNELS
     for layer in GOAL3_LAYERS:
         model = models.load(f"resnet18:{layer}", "random:0")
-        ops = {}
-        for affine in (False, True):
-            # the operator without the batch-norm lever: its mode swapped for a no-op while it is built
-            original = fisher.AffineBatchNorm
-            fisher.AffineBatchNorm = original if affine else contextlib.nullcontext
-            try:
-                ops[affine] = fisher.FisherOperator(model, image)
-            finally:
-                fisher.AffineBatchNorm = original
+        op = fisher.FisherOperator(model, image)
+        torch_rules = fisher.FisherOperator(model, image)
+        torch_rules._graph = fisher._Graph(op._f, op._x)  # the graph recorded without the input-only convolutions
+        torch_rules._graph.prepare_jvp()
         gen = torch.Generator().manual_seed(0)
-        one, four = torch.randn(1, ops[True].n, generator=gen), torch.randn(4, ops[True].n, generator=gen)
+        one, four = torch.randn(1, op.n, generator=gen), torch.randn(4, op.n, generator=gen)
         x = image.detach().clone().reshape(-1, 1).requires_grad_(True)  # plenoptic's column layout
         y = model(x.view(image.shape)).reshape(-1, 1)
         dummy = torch.ones_like(y, requires_grad=True)
         paths = {
             "plenoptic (double-vjp per product)": lambda: plenoptic_module._fisher_info_matrix_vector_product(
                 y, x, one.T, dummy),
-            "vmapped block of 1 (before)": lambda: ops[False].vjp(ops[False]._vmapped_jvp(one)),
-            "vmapped block of 4, per vector": lambda: ops[False] @ four,
-            "recorded graph, 1 vector": lambda: ops[False] @ one,
-            "recorded graph + affine batch norm (now)": lambda: ops[True] @ one,
-            "vmapped block of 4 + affine batch norm, per vector": lambda: ops[True] @ four,
+            "recorded graph, torch's derivative rules (session 3)": lambda: torch_rules @ one,
+            "+ input-only convolutions": lambda: stem_rule(0)(op, one),
+            "+ sub-pixel stem (now)": lambda: stem_rule(stem)(op, one),
+            "vmapped block of 4, per vector (larger blocks)": lambda: op.vjp(op._vmapped_jvp(four)),
         }
         times = {label: [] for label in paths}
         for _ in range(3):  # rounds: each path once per round, the median kept

@@ -3,19 +3,23 @@
 J = ∂f/∂x is never built for iterative solvers. Two ways to apply it, with the
 same results:
 
-- ``torch.func`` (default): a block of vectors goes through ``torch.func.vmap``
-  as a forward-mode Jacobian-vector product (``torch.func.jvp``) followed by a
+- The recorded graph (every block the solvers use, up to :data:`GRAPH_BLOCK`
+  vectors): one autograd graph of f at x, recorded once per image, and the graph
+  of g(u) = Jᵀu, also recorded once. Jᵀu is a backward pass of the first, J·v
+  the "double-vjp" trick on the second (plenoptic's, which records it for every
+  product): two passes per vector and no per-product set-up. Convolutions run
+  with an input-only backward (:mod:`eigdist_core.input_only_conv`), so J·v
+  costs one convolution per layer where torch's own double backward runs two.
+- ``torch.func`` for larger blocks (the exact Jacobian): a forward-mode
+  Jacobian-vector product (``torch.func.jvp``) vmapped over the block, then a
   vector-Jacobian product whose linearisation (``torch.func.vjp``) is computed
-  once per image and reused, so b vectors cost one batched pass. A single
-  vector (the bottom's LOBPCG step) goes through the recorded graph below: two
-  passes and no vmap set-up, 1.6–1.9× cheaper than a vmapped block of one on
-  resnet18 (docs/solvers.md).
-- ``autograd``: plain ``torch.autograd.grad`` on one recorded graph, every
-  vector that way, one at a time. J·v by the "double-vjp" trick (plenoptic's),
-  with the graph of Jᵀu recorded once instead of once per product. Used for
-  models that change their own tensors in ``forward`` (detected from a plain
-  call, before any transform runs) and for models ``torch.func`` cannot trace
-  (tried once, then abandoned). ``diagnostics["fisher"]`` says which path ran and why.
+  once per image; it also serves every block of a model whose backward cannot
+  itself be differentiated (``once_differentiable``).
+
+Models that change their own tensors in ``forward`` (detected from a plain
+call, before any transform runs) and models ``torch.func`` cannot trace (tried
+once, then abandoned) take every block through the recorded graph: path
+``autograd``, and ``diagnostics["fisher"]`` says why.
 
 Every forward pass runs with eval-mode batch norm as its affine map
 (:mod:`eigdist_core.frozen_batchnorm`), and every computation with the device
@@ -35,8 +39,16 @@ from torch import nn
 
 from .device import reproducible
 from .frozen_batchnorm import AffineBatchNorm
+from .input_only_conv import InputOnlyConvolution
 from .model_state import Snapshot, changed_tensors, in_eval_mode, snapshot
 from .validate import validate_dtype, validate_image, validate_model
+
+
+#: Blocks of at most this many vectors go through the recorded graph one vector at a time; larger ones
+#: (the exact Jacobian) through one vmapped pass. At 128 px and above the graph is cheaper per vector
+#: at every block size; on small images a vmapped pass amortises per-call overheads over blocks of 32
+#: and more (docs/solvers.md).
+GRAPH_BLOCK = 8
 
 
 class FisherOperator:
@@ -95,7 +107,11 @@ class FisherOperator:
             with AffineBatchNorm():
                 return call(v.view(shape)).reshape(-1)
 
-        self._f, self._x = f, x
+        def f_graph(v: torch.Tensor) -> torch.Tensor:
+            with InputOnlyConvolution():
+                return f(v)
+
+        self._f, self._f_graph, self._x = f, f_graph, x
         self.n, self.chunk_size, self.products = x.numel(), chunk_size, 0
         before = snapshot(model)
         validate_model(call if callable(model) else model, x.view(shape))
@@ -105,7 +121,7 @@ class FisherOperator:
     def _linearize(self, model: Callable[[torch.Tensor], torch.Tensor], before: Snapshot) -> None:
         """Record the graph at x and, unless the model needs plain autograd, the torch.func linearisation."""
         f, x, dtype = self._f, self._x, self.dtype
-        self._graph = _Graph(f, x)  # a plain call: also the autograd path's graph
+        self._graph = _Graph(self._f_graph, x)  # a plain call: also the autograd path's graph
         self.response = self._graph.y.detach()
         self.m = self.response.numel()
         changed = changed_tensors(model, before)
@@ -137,7 +153,7 @@ class FisherOperator:
         return self._x.device
 
     def _through_graph(self, block: torch.Tensor) -> bool:
-        return self._vjp_fn is None or (block.shape[0] == 1 and self._graph is not None)
+        return self._vjp_fn is None or (block.shape[0] <= GRAPH_BLOCK and self._graph is not None)
 
     def jvp(self, V: torch.Tensor) -> torch.Tensor:
         """J·v for each row v of ``V`` (b × n) → b × m."""
