@@ -91,18 +91,16 @@ class _Geometry:
                 and self.dilation == (1, 1) and self.stride[0] == self.stride[1] > 1 and grad.device.type == "cpu")
 
 
+# Both functions use the ctx-in-forward style: with a separate ``setup_context`` torch binds the
+# arguments through ``inspect.signature`` on every call, 0.6 ms per Fisher product of resnet18's layer1.
 class _InputOnly(torch.autograd.Function):
     """y = conv(x, w, b); its backward is :class:`_Transposed`, differentiable with respect to the gradient."""
 
     @staticmethod
-    def forward(x, weight, bias, geometry):
-        return geometry.convolve(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, weight, _, geometry = inputs
+    def forward(ctx, x, weight, bias, geometry):
         ctx.save_for_backward(weight)
         ctx.shape, ctx.geometry = x.shape, geometry
+        return geometry.convolve(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -114,7 +112,9 @@ class _Transposed(torch.autograd.Function):
     """The input gradient conv_transpose(g, w) of a convolution; its derivative is that convolution."""
 
     @staticmethod
-    def forward(grad, weight, shape, geometry):
+    def forward(ctx, grad, weight, shape, geometry):
+        ctx.save_for_backward(weight)
+        ctx.geometry = geometry
         if geometry.is_stem(grad, weight):
             return _subpixel_transposed(grad, weight, shape, geometry)
         dims = weight.ndim - 2
@@ -126,12 +126,6 @@ class _Transposed(torch.autograd.Function):
         )
         return _BY_DIMS[dims][1](grad, weight, None, geometry.stride, geometry.padding, output_padding,
                                  geometry.groups, geometry.dilation)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, weight, _, geometry = inputs
-        ctx.save_for_backward(weight)
-        ctx.geometry = geometry
 
     @staticmethod
     def backward(ctx, v):
