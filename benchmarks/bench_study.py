@@ -321,6 +321,34 @@ def product_costs(args) -> list[str]:
     return ["| layer (128 px) | product path | ms per vector | / plenoptic |", "|---|---|---|---|", *lines]
 
 
+def prefix_starts(args) -> list[str]:
+    """resnet18 maxpool…layer3 at 128 px, each item alone and each started from the previous layer's min."""
+    import torch
+
+    from bench_synthesis import run_ours
+    from eigdist_core import models
+
+    torch.set_num_threads(args.threads)
+    lines = []
+    for name in args.goal3_images:
+        image, previous, chain = grey_image(name, 128), None, 0.0
+        for layer in GOAL3_LAYERS:
+            model = models.load(f"resnet18:{layer}", "random:0")
+            run_ours(model, image)  # warm-up
+            alone = run_ours(model, image)
+            started = run_ours(model, image, bottom_start=previous) if previous is not None else alone
+            chain += started["seconds"]
+            previous = started["eig"].eigendistortions[-1]
+            cells = []
+            for run in (alone, started):
+                d = run["eig"].result.diagnostics
+                cells.append(f"{run['seconds']:.1f} | {d[0].products} + {d[1].products} | {d[1].rayleigh:.4g}")
+            lines.append(f"| resnet18:{layer} | {name} | {' | '.join(cells)} | {chain:.1f} |")
+            print(lines[-1], flush=True)
+    return ["| layer (128 px) | image | alone: s | products top + bottom | min RQ | started from the previous layer's "
+            "min: s | products | min RQ | the chain so far, s |", "|---|---|---|---|---|---|---|---|---|", *lines]
+
+
 # ----- levers: bottom methods from one top phase ----------------------------------------------
 
 #: (label, method, block) of the bottom solvers compared by ``--levers``.
@@ -375,6 +403,8 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="also compare bottom solvers (products to converge)")
     parser.add_argument("--levers-size", type=int, default=128, help="image size of the lever comparison")
     parser.add_argument("--products", action="store_true", help="also time one Fisher product by each path")
+    parser.add_argument("--prefix-starts", action="store_true",
+                        help="also run resnet18 maxpool…layer3 each started from the previous layer's min (--goal3-images)")
     parser.add_argument("--item-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.item_child:
@@ -394,6 +424,8 @@ def main() -> None:
         report += [""] + levers(args)
     if args.products:
         report += [""] + product_costs(args)
+    if args.prefix_starts:
+        report += [""] + prefix_starts(args)
     if args.build:
         report.append(build_time(args))
     print("\n".join(report))

@@ -141,12 +141,12 @@ def score(op, vectors: torch.Tensor) -> dict:
     return {"top": float(rq[0]), "residual": residual, "bottom": float(rq[1])}
 
 
-def run_ours(model, image, budget: float | None = None) -> dict:
+def run_ours(model, image, budget: float | None = None, bottom_start=None) -> dict:
     from eigdist_core.eigendistortion import Eigendistortion
 
     t0 = time.perf_counter()
     eig = Eigendistortion(image, model)
-    eig.synthesize(method="auto", k=1, tol=1e-4, max_iter=100_000, time_budget=budget)
+    eig.synthesize(method="auto", k=1, tol=1e-4, max_iter=100_000, time_budget=budget, bottom_start=bottom_start)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "eig": eig, "history": eig.result.history}
 

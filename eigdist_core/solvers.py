@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .block_iteration import F64, Phase, Trace, iterate
+from .block_iteration import F64, Phase, Trace, apply, iterate, orthonormalize
 from .chebyshev import filtered_bottom
 from .fisher import FisherOperator
 from .nullspace import choice_coefficients, null_count, null_projection, seeded_block, split_bottom
@@ -192,6 +192,7 @@ def solve_iterative(
     seed: int = 0,
     time_budget: float | None = None,
     block: int | None = None,
+    bottom_start: torch.Tensor | None = None,
 ) -> EigenResult:
     """Top k and bottom k eigenpairs of F by iterative methods, never forming F.
 
@@ -218,12 +219,21 @@ def solve_iterative(
         Block size b ≥ k for both ends; default ``max(k, 4)`` at the top and
         ``k`` at the bottom (:data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK`; ``k``
         for ``power``).
+    bottom_start
+        c × n rows added to the bottom's warm start (the top's subspace), e.g.
+        the min eigendistortions of a shallower layer of the same network at
+        the same image, which that layer's insensitive directions start close
+        to (docs/solvers.md); not for ``power``, which starts from the seeded
+        block.
 
     Returns
     -------
     EigenResult
         With ``converged`` false for every vector that stopped short of ``tol``.
     """
+    if bottom_start is not None and bottom == "power":
+        raise ValueError("bottom_start needs lanczos, lobpcg or chebyshev at the bottom; power starts from the "
+                         "seeded block, as plenoptic's does")
     for name, allowed in ((top, ITERATIVE), (bottom, ITERATIVE + BOTTOM_ONLY)):
         if name not in allowed:
             raise ValueError(f"iterative method must be one of {', '.join(ITERATIVE)}; got {name!r} "
@@ -249,6 +259,10 @@ def solve_iterative(
         lo, d = null_projection(op, **projection), k
     else:
         warm = (g[:k], None) if bottom == "power" else hi.subspace
+        if bottom_start is not None:
+            S, FS = warm
+            W = orthonormalize(bottom_start.to(device=op.device, dtype=F64), [S])
+            warm = (torch.cat([S, W]), torch.cat([FS, apply(op, W)]))
         if bottom == "chebyshev":
             found = filtered_bottom(op, start=warm, k=k, block=b_bottom, tol=tol, max_iter=max_iter,
                                     deadline=deadline, lam_max=lam_max, trace=trace)

@@ -166,6 +166,28 @@ def validate_k(k: Any, n: int) -> int:
     return k
 
 
+def validate_bottom_start(start: Any, n: int) -> torch.Tensor | None:
+    """Check a warm start for the bottom: a finite float tensor of c·n values (c vectors of n), or ``None``.
+
+    Returns
+    -------
+    torch.Tensor or None
+        The c × n rows.
+    """
+    import torch
+
+    if start is None:
+        return None
+    if not isinstance(start, torch.Tensor) or not start.is_floating_point():
+        raise TypeError(f"bottom_start must be a float tensor of vectors of {n} values, got {type(start).__name__}")
+    if start.numel() == 0 or start.numel() % n:
+        raise ValueError(f"bottom_start must hold whole vectors of n = {n} values (the image's size); "
+                         f"got shape {tuple(start.shape)}")
+    if not torch.isfinite(start).all():
+        raise ValueError("bottom_start must be finite (it holds NaN or inf)")
+    return start.detach().reshape(-1, n)
+
+
 class NumberError(EigdistError, TypeError):
     """A value that is not the number asked for; also a ``TypeError`` for callers of the synthesis API."""
 

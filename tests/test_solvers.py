@@ -230,3 +230,44 @@ def test_orthonormalize_never_grows_a_subspace_past_the_whole_space():
     assert torch.allclose(W @ W.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
     assert torch.allclose(W @ S.T, torch.zeros(2, 4, dtype=torch.float64), atol=1e-12)
     assert orthonormalize(torch.randn(3, 6, dtype=torch.float64), [torch.eye(6, dtype=torch.float64)]).shape == (0, 6)
+
+
+def _dense_bottom() -> Spectrum:
+    """One large eigenvalue over a dense cluster of small ones: a bottom that takes many iterations."""
+    values = torch.linspace(1e-3, 2e-2, 199).tolist() + [100.0]
+    return Spectrum(values)
+
+
+@pytest.mark.parametrize("method", ["lobpcg", "lanczos"])
+def test_a_bottom_start_near_the_answer_saves_products_and_finds_it(method):
+    net = _dense_bottom()
+    x = torch.rand(200, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    cold = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, k=1, tol=1e-6, max_iter=5000)
+    truth = torch.linalg.eigh(net.M.T @ net.M).eigenvectors[:, 0]
+    nudge = 0.01 * torch.randn(200, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    warm = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, k=1, tol=1e-6, max_iter=5000,
+                                                                   bottom_start=truth + nudge)
+    cold_products, warm_products = cold.result.diagnostics[1].products, warm.result.diagnostics[1].products
+    assert warm_products < cold_products / 3, (warm_products, cold_products)
+    assert warm.result.diagnostics[1].converged
+    assert float(warm.eigenvalues[1]) == pytest.approx(1e-3, rel=1e-2)
+    assert abs(float(warm.eigendistortions[1] @ truth)) > 0.999
+
+
+@pytest.mark.parametrize("start, error, message", [
+    (torch.ones(7), ValueError, r"bottom_start must hold whole vectors of n = 200 values.*got shape \(7,\)"),
+    (torch.ones(0), ValueError, r"bottom_start must hold whole vectors"),
+    (torch.full((200,), float("nan")), ValueError, r"bottom_start must be finite"),
+    (torch.ones(200, dtype=torch.int64), TypeError, r"bottom_start must be a float tensor.*got Tensor"),
+    ([0.0] * 200, TypeError, r"bottom_start must be a float tensor.*got list"),
+])
+def test_a_bad_bottom_start_is_refused_with_its_shape(start, error, message):
+    eig = Eigendistortion(torch.rand(200, dtype=torch.float64), _dense_bottom(), dtype=torch.float64)
+    with pytest.raises(error, match=message):
+        eig.synthesize(method="lobpcg", bottom_start=start)
+
+
+def test_power_refuses_a_bottom_start():
+    eig = Eigendistortion(torch.rand(200, dtype=torch.float64), _dense_bottom(), dtype=torch.float64)
+    with pytest.raises(ValueError, match="bottom_start needs lanczos, lobpcg or chebyshev at the bottom"):
+        eig.synthesize(method="power", bottom_start=torch.ones(200))
