@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from eigdist_core.eigendistortion import Eigendistortion
-from eigdist_core.fisher import FisherOperator
+from eigdist_core.fisher import GRAPH_BLOCK, FisherOperator
 from tests.nets import SmallConvNet
 from tests.spectra import explicit_jacobian
 
@@ -39,17 +39,21 @@ def test_single_vector_and_counter(linear_model):
     assert op.products == 1
 
 
-def test_a_single_vector_goes_through_the_recorded_graph_with_the_blocks_products(conv_net, small_image, monkeypatch):
+def test_solver_blocks_go_through_the_recorded_graph_and_larger_ones_through_vmap(conv_net, small_image, monkeypatch):
+    """Blocks of up to GRAPH_BLOCK vectors need no vmap; larger ones take one vmapped pass; both equal JᵀJV."""
     image = small_image.double()
     op = FisherOperator(conv_net, image, dtype=torch.float64)
     jac = explicit_jacobian(copy.deepcopy(conv_net).double(), image)
-    V = torch.randn(3, op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    block = op @ V
-    monkeypatch.setattr(torch.func, "vmap", None)  # a single vector must not need it
-    singles = torch.stack([op @ v for v in V])
-    assert torch.allclose(singles, (jac.T @ (jac @ V.T)).T, atol=1e-10, rtol=0)
-    assert torch.allclose(singles, block, atol=1e-12, rtol=0)
-    assert op.path == "torch.func" and op.products == 6
+    V = torch.randn(GRAPH_BLOCK + 1, op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    vmapped = []
+    monkeypatch.setattr(op, "_vmapped_jvp", lambda block, jvp=op._vmapped_jvp: vmapped.append(len(block)) or jvp(block))
+    large = op @ V
+    assert vmapped == [GRAPH_BLOCK + 1]
+    small = torch.cat([op @ V[:GRAPH_BLOCK], op @ V[GRAPH_BLOCK:]])  # a block of 8 and a block of one
+    assert vmapped == [GRAPH_BLOCK + 1]
+    assert torch.allclose(small, (jac.T @ (jac @ V.T)).T, atol=1e-10, rtol=0)
+    assert torch.allclose(small, large, atol=1e-12, rtol=0)
+    assert op.path == "torch.func" and op.products == 2 * (GRAPH_BLOCK + 1)
 
 
 def test_jacobian_equals_weight_matrix(linear_model):
