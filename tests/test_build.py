@@ -18,6 +18,7 @@ from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import StimulusSet, schema_problems, verify_set
 from tests.build_fixtures import fingerprint
+from tests.trial_fixtures import set_config_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,3 +272,19 @@ def test_a_model_that_fails_on_one_image_is_named_with_the_image(tmp_path, monke
     with pytest.raises(EigdistError, match=r"^image '(camera|coffee|chelsea|astronaut)', model resnet18:conv1 "
                                            r"\(random:0\): model response must be finite"):
         build_set(write_config(tmp_path), tmp_path / "set", progress=False)
+
+
+def test_a_null_space_bottom_is_confirmed_with_true_products(tmp_path):
+    """The demo's chelsea × frontend:ln min (a null-space bottom, found by CG): the CG recurrence's residual
+    drifted below tol while the true ‖Fv‖ stayed at 1.06e-4 (tol 1e-4), and the item was flagged unconverged
+    after 167 of 1000 iterations; the stop is now confirmed with true products and CG restarts."""
+    config = set_config_toml("ln", "chelsea", "grey")  # size 16, exact, resnet18 conv1: made the demo's item
+    for old, demo in (("size = 16", "size = 64"), ('solver = "exact"', 'solver = "auto"'),
+                      ('["max", "min", "random"]', '["min"]'), ('"resnet18:conv1"', '"frontend:ln"'),
+                      ('"random:0"', '"published"')):
+        assert old in config
+        config = config.replace(old, demo)
+    (tmp_path / "ln.toml").write_text(config)
+    build_set(tmp_path / "ln.toml", tmp_path / "set", progress=False)
+    (item,) = load_json(tmp_path / "set" / "manifest.json")["items"]
+    assert item["degenerate"] and item["converged"] and item["residual"] <= 1e-4
