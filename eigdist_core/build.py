@@ -328,9 +328,17 @@ def build_notes(manifest: dict) -> list[str]:
     bad = [item for item in items if not item["converged"]]
     if bad:
         worst = max(item["residual"] for item in bad)
+        max_iter = manifest["config"].get("max_iter")
+        early = [item for item in bad if max_iter is not None and item.get("iterations", max_iter) < max_iter]
+        advice = []
+        if len(early) < len(bad):
+            advice.append("raise max_iter to go further")
+        if early:
+            advice.append(f"{len(early)} stopped before max_iter, where more iterations would not help: "
+                          f"a looser tol, or the exact solver for small images")
         notes.append(f"{len(bad)} of {len(items)} items did not reach tol={manifest['config']['tol']:g} "
                      f"(largest residual {worst:.2e}; each item's converged and residual are in manifest.json); "
-                     f"raise max_iter to go further")
+                     + "; ".join(advice))
     kinds = Counter(item.get("device", "unrecorded") for item in items)
     if len(kinds) > 1:
         notes.append(f"items were computed on {len(kinds)} kinds of device ("

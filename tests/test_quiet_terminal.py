@@ -50,6 +50,20 @@ def test_a_converged_set_on_one_device_has_no_note():
                         "config": {"tol": 1e-4}}) == []
 
 
+def test_the_note_advises_more_iterations_only_to_items_that_used_them_all():
+    config = {"tol": 1e-4, "max_iter": 100}
+    capped = {"converged": False, "residual": 2e-4, "iterations": 100, "device": "cpu"}
+    early = {"converged": False, "residual": 3e-4, "iterations": 40, "device": "cpu"}
+    (note,) = build_notes({"items": [capped], "config": config})
+    assert note.endswith("in manifest.json); raise max_iter to go further")
+    (note,) = build_notes({"items": [capped, early], "config": config})
+    assert note.startswith("2 of 2 items did not reach tol=0.0001 (largest residual 3.00e-04;")
+    assert note.endswith("raise max_iter to go further; 1 stopped before max_iter, where more iterations would not "
+                         "help: a looser tol, or the exact solver for small images")
+    (note,) = build_notes({"items": [early], "config": config})
+    assert "raise max_iter" not in note and "1 stopped before max_iter" in note
+
+
 def test_a_set_computed_on_two_kinds_of_device_says_so():
     items = [{"converged": True, "residual": 1e-9, "device": "cpu"}] * 3 + [
         {"converged": True, "residual": 1e-9, "device": "cuda: NVIDIA H200"}]
