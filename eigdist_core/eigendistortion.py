@@ -116,7 +116,8 @@ class Eigendistortion:
             shallower layer of the same network at the same image start it
             close, often in a sixth of the products and at a lower Rayleigh
             quotient (docs/solvers.md). Iterative methods other than ``power``;
-            ``exact`` needs none and ignores it.
+            ``exact`` needs none and ignores it, and so does a bottom that is a
+            null space (its vectors are the seeded rule's choice).
 
         Returns
         -------

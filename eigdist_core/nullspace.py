@@ -96,13 +96,13 @@ def null_projection(
     bar = tqdm(total=max_iter, desc="bottom (null space)", leave=False, disable=None)
     while True:
         norms2 = (V * V).sum(1)
-        active = rr > (tol * lam_max) ** 2 * norms2
-        if not active.any() and not checked:
+        bound = (tol * lam_max) ** 2 * norms2
+        if not (rr > bound).any() and not checked:
             # The recurrence's residual drifts from the true F·v over many float32 products (1.06e-4
             # against tol 1e-4 on a demo item): check it with a product, and restart CG from there.
             R = apply(op, V)
             Pd, rr, checked = R.clone(), (R * R).sum(1), True
-            active = rr > (tol * lam_max) ** 2 * norms2
+        active = rr > bound
         trace.record("bottom", iterations, float(((V * R).sum(1) / norms2).min()),
                      float((rr / norms2).sqrt().max()) / lam_max)  # ‖Fv‖ bounds ‖Fv − ρv‖
         if not active.any() or iterations >= max_iter or time.perf_counter() > deadline:

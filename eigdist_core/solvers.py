@@ -224,7 +224,8 @@ def solve_iterative(
         the min eigendistortions of a shallower layer of the same network at
         the same image, which that layer's insensitive directions start close
         to (docs/solvers.md); not for ``power``, which starts from the seeded
-        block.
+        block. Unused where the bottom is a null space (fewer outputs than
+        inputs), whose vectors the seeded rule chooses.
 
     Returns
     -------
