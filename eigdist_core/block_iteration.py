@@ -30,6 +30,7 @@ class Phase:
     products: int
     seconds: float
     subspace: tuple[torch.Tensor, torch.Tensor] | None = None  # (S, FS) for a warm start
+    diagonal_probes: int = 0  # products Jᵀz spent on a preconditioner
 
     def rayleigh(self) -> torch.Tensor:
         """vᵀFv of every row."""
@@ -189,6 +190,7 @@ def iterate(
     max_basis: int,
     trace: Trace,
     desc: str,
+    preconditioner: torch.Tensor | None = None,
 ) -> Phase:
     """The k extreme eigenpairs at one end of the spectrum of F.
 
@@ -214,6 +216,10 @@ def iterate(
         Scale of the relative residual; ``None`` at the top (its own estimate).
     trace, desc
         Where each iteration is recorded, and the progress bar's label.
+    preconditioner
+        A length-n diagonal T (float64) by which the residuals are scaled
+        before they join the subspace (LOBPCG's preconditioner;
+        :mod:`eigdist_core.preconditioner`); ``None`` for none. Not for ``power``.
 
     Returns
     -------
@@ -242,6 +248,8 @@ def iterate(
             FS = apply(op, S)
             continue
         R = R[res > tol]  # converged residuals would be noise
+        if preconditioner is not None:
+            R = R * preconditioner
         if mode == "lobpcg":
             S, FS = _with_directions(S, FS, X, FX, Y, block)
         else:  # lanczos: thick restart on the wanted Ritz vectors before the basis outgrows max_basis

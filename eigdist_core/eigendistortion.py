@@ -19,7 +19,10 @@ from .solvers import (
     solve_iterative,
     warn_unconverged,
 )
-from .validate import validate_bottom_start, validate_image, validate_k, validate_method, validate_positive
+from .preconditioner import PROBES
+from .validate import (
+    validate_bottom_start, validate_image, validate_k, validate_method, validate_number, validate_positive,
+)
 
 #: Above this many Jacobian entries (m·n) ``auto`` switches from exact to iterative.
 EXACT_LIMIT = 4_000_000
@@ -88,6 +91,7 @@ class Eigendistortion:
         time_budget: float | None = None,
         stop_criterion: float | None = None,
         bottom_start: torch.Tensor | None = None,
+        diagonal_probes: int = PROBES,
     ) -> "Eigendistortion":
         """Compute the top k and bottom k eigendistortions.
 
@@ -118,6 +122,11 @@ class Eigendistortion:
             quotient (docs/solvers.md). Iterative methods other than ``power``;
             ``exact`` needs none and ignores it, and so does a bottom that is a
             null space (its vectors are the seeded rule's choice).
+        diagonal_probes
+            Products Jᵀz (each about half a Fisher product) that estimate F's
+            diagonal for the Jacobi preconditioner of a LOBPCG bottom, which
+            then needs a half to a fifth of the products (docs/solvers.md);
+            0 turns it off, otherwise at least 2.
 
         Returns
         -------
@@ -133,11 +142,15 @@ class Eigendistortion:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         start = validate_bottom_start(bottom_start, op.n)
+        if validate_number("diagonal_probes", diagonal_probes, integer=True, low=0) == 1:
+            raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the "
+                             "probes measures the estimate's noise); got 1")
         if method == "exact" or (method == "auto" and op.m * op.n <= EXACT_LIMIT):
             result = solve_exact(op, k, seed)
         else:
             top, bottom = AUTO_PAIR if method == "auto" else (method, method)
-            result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget, bottom_start=start)
+            result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget, bottom_start=start,
+                                     diagonal_probes=diagonal_probes)
         warn_unconverged(result, tol)
         self._result = result
         return self

@@ -70,7 +70,7 @@ def split_bottom(lo: Phase, k: int, seed: int, lam_max: float, at_least: int) ->
         C = choice_coefficients(vectors[k - d:], d, k, seed)
         vectors = torch.cat([vectors[: k - d], C @ vectors[k - d:]])
         products = torch.cat([products[: k - d], C @ products[k - d:]])
-    return Phase(vectors, products, lo.iterations, lo.products, lo.seconds, lo.subspace), d
+    return Phase(vectors, products, lo.iterations, lo.products, lo.seconds, lo.subspace, lo.diagonal_probes), d
 
 
 def null_projection(

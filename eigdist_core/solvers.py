@@ -34,6 +34,7 @@ from .block_iteration import F64, Phase, Trace, apply, iterate, orthonormalize
 from .chebyshev import filtered_bottom
 from .fisher import FisherOperator
 from .nullspace import choice_coefficients, null_count, null_projection, seeded_block, split_bottom
+from .preconditioner import PROBES, estimate_diagonal, jacobi
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class VectorDiagnostics:
         ‖Fv − λv‖ / λ_max.
     iterations, products : int
         Solver iterations and Fisher products spent on this end of the spectrum.
+    diagonal_probes : int
+        Products Jᵀz (each about half a Fisher product) spent estimating F's
+        diagonal for this end's preconditioner (0: none).
     converged : bool
         Whether ``residual`` reached the requested tolerance.
     seconds : float
@@ -60,6 +64,7 @@ class VectorDiagnostics:
     products: int
     converged: bool
     seconds: float
+    diagonal_probes: int = 0
 
 
 @dataclass
@@ -193,6 +198,7 @@ def solve_iterative(
     time_budget: float | None = None,
     block: int | None = None,
     bottom_start: torch.Tensor | None = None,
+    diagonal_probes: int = PROBES,
 ) -> EigenResult:
     """Top k and bottom k eigenpairs of F by iterative methods, never forming F.
 
@@ -226,6 +232,10 @@ def solve_iterative(
         to (docs/solvers.md); not for ``power``, which starts from the seeded
         block. Unused where the bottom is a null space (fewer outputs than
         inputs), whose vectors the seeded rule chooses.
+    diagonal_probes
+        Products Jᵀz that estimate F's diagonal for the bottom's Jacobi
+        preconditioner (:mod:`eigdist_core.preconditioner`; LOBPCG only);
+        0 for none.
 
     Returns
     -------
@@ -268,12 +278,18 @@ def solve_iterative(
             found = filtered_bottom(op, start=warm, k=k, block=b_bottom, tol=tol, max_iter=max_iter,
                                     deadline=deadline, lam_max=lam_max, trace=trace)
         else:
+            t0, used = time.perf_counter(), diagonal_probes if bottom == "lobpcg" else 0
+            outside = (hi.vectors, hi.products_of)  # the max eigendistortions: the bottom lives outside them
+            preconditioner = jacobi(estimate_diagonal(op, used, seed, outside)) if used else None
             found = iterate(op, start=warm, k=k, block=k if bottom == "power" else b_bottom, largest=False,
-                            mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})", **common)
+                            mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})",
+                            preconditioner=preconditioner, **common)
+            found.diagonal_probes, found.seconds = used, time.perf_counter() - t0
         lo, d = split_bottom(found, k, seed, lam_max, at_least=min(structural, k))
         if d == k and bottom != "power":  # the null space may hold more than the k vectors found
             lo = null_projection(op, **projection)
             lo.products += found.products
+            lo.diagonal_probes += found.diagonal_probes
             lo.seconds += found.seconds
             lo.iterations += found.iterations
     result = _assemble(op, hi, lo, k, tol, lam_max, d > 0, top if top == bottom else f"{top}+{bottom}")
@@ -296,7 +312,7 @@ def _assemble(
             vectors.append(v)
             values.append(rq[i])
             diags.append(VectorDiagnostics(
-                float(rq[i]), res, phase.iterations, phase.products, res <= tol, phase.seconds
+                float(rq[i]), res, phase.iterations, phase.products, res <= tol, phase.seconds, phase.diagonal_probes
             ))
     return EigenResult(
         eigenvalues=torch.stack(values).clamp(min=0).to(op.dtype),
