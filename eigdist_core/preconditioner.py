@@ -29,7 +29,7 @@ from .fisher import GRAPH_BLOCK, FisherOperator
 PROBES = 32
 
 #: The preconditioner is 1 / (d + SHIFT · mean(d)): the shift bounds the step in pixels whose estimated
-#: sensitivity is tiny or underestimated (docs/solvers.md, where 0.001–1 were measured).
+#: sensitivity is tiny or underestimated (docs/solvers.md, where 0.001–0.1 were measured).
 SHIFT = 0.01
 
 #: The estimated diagonal is used when at least this share of its variance across entries is not the probes'
@@ -70,11 +70,11 @@ def estimate_diagonal(
         total += squares.sum(0)
         total_sq += squares.square().sum(0)
     mean = total / probes
+    noise = ((total_sq - probes * mean**2) / (probes - 1)).clamp(min=0) / probes  # variance of each mean
     if outside is not None:
         S, FS = outside
         H = S @ FS.T
         mean = (mean - 2 * (S * FS).sum(0) + (((H + H.T) / 2) @ S * S).sum(0)).clamp(min=0)
-    noise = ((total_sq - probes * mean**2) / (probes - 1)).clamp(min=0) / probes  # variance of each mean
     spread = mean.var() if mean.numel() > 1 else mean.new_zeros(())
     if spread <= 0 or 1 - noise.mean() / spread < SIGNAL:
         return mean.mean().expand_as(mean).clone()
