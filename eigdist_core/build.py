@@ -133,7 +133,8 @@ def compute_group(task: Task) -> list[dict]:
             with warnings.catch_warnings():  # recorded per item (converged, residual), summarised once by build_set
                 warnings.filterwarnings("ignore", message=r".* did not reach tol=", category=RuntimeWarning)
                 eig = Eigendistortion(image, model).synthesize(
-                    method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed
+                    method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
+                    diagonal_probes=cfg.diagonal_probes,
                 )
             op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
             dist = eig.eigendistortions.detach()

@@ -18,6 +18,7 @@ from .errors import in_context
 from .io import read_toml
 from .models import parse_spec
 from .contract import DIRECTIONS
+from .preconditioner import PROBES
 from .stimulus_set import safe_name
 from .validate import METHODS, validate_value_range
 
@@ -25,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".np
 COLORS = {"grey": 1, "gray": 1, "rgb": 3}
 KEYS = {
     "name", "seed", "images", "color", "size", "value_range", "alpha_max", "directions", "k",
-    "solver", "tol", "max_iter", "response_points", "models",
+    "solver", "tol", "max_iter", "diagonal_probes", "response_points", "models",
 }
 MODEL_KEYS = {"spec", "weights"}
 #: The scalar keys and their rules (one checker: :mod:`eigdist_core.config_table`); the lists
@@ -38,6 +39,7 @@ RULES = {
     "solver": Rule("choice", choices=METHODS),
     "tol": Rule("float", low=0, low_open=True),
     "max_iter": Rule("int", low=0, low_open=True),
+    "diagonal_probes": Rule("int", low=0),  # and not 1: parse_config
     "response_points": Rule("int", low=3),  # 3 at least: 0, alpha_max/1000 and alpha_max
     "seed": Rule("int", low=0),
 }
@@ -79,6 +81,7 @@ class SetConfig:
     solver: str = "auto"
     tol: float = 1e-4
     max_iter: int = 1000
+    diagonal_probes: int = PROBES
     response_points: int = 9
     seed: int = 0
 
@@ -117,6 +120,9 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
         raise ValueError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
     defaults = SetConfig(name=name, images=(), models=())
     scalars = {key: check_value(key, raw.get(key, getattr(defaults, key)), rule) for key, rule in RULES.items()}
+    if scalars["diagonal_probes"] == 1:
+        raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the probes "
+                         "measures the estimate's noise); got 1")
     try:
         value_range = validate_value_range(raw.get("value_range", defaults.value_range))
     except ValueError as exc:

@@ -67,6 +67,8 @@ def test_image_folder_is_expanded_relative_to_the_config(tmp_path):
     ({"images": '["camera", "camera"]'}, "images: two images have the id 'camera'"),
     ({"name": '"my set"'}, "name: must be a non-empty string of letters"),
     ({"response_points": "2"}, "response_points must be an int >= 3, got 2"),
+    ({"diagonal_probes": "-4"}, "diagonal_probes must be an int >= 0, got -4"),
+    ({"diagonal_probes": "1"}, r"diagonal_probes must be 0 \(no preconditioner\) or >= 2 .*got 1"),
 ])
 def test_bad_config_keys_are_named(tmp_path, keys, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
@@ -132,3 +134,21 @@ def test_seed_set_says_where_the_imagenet_weights_go(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"models\[0\].weights \('imagenet'\): .*put resnet18-f37072fd.pth .* into .*hub/checkpoints"), \
             built_in_config("seed") as path:
         build_set(path, tmp_path / "seed", progress=False)
+
+
+@pytest.mark.parametrize("probes", [None, "0", "8"])
+def test_diagonal_probes_reach_the_solver(tmp_path, monkeypatch, probes):
+    from eigdist_core.eigendistortion import Eigendistortion
+
+    seen = []
+    real = Eigendistortion.synthesize
+
+    def spy(self, **kwargs):
+        seen.append(kwargs["diagonal_probes"])
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Eigendistortion, "synthesize", spy)
+    config = write(tmp_path, diagonal_probes=probes)
+    assert load_config(config)[0].diagonal_probes == (32 if probes is None else int(probes))
+    build_set(config, tmp_path / "set", progress=False)
+    assert seen == [32 if probes is None else int(probes)]
