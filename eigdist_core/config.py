@@ -20,7 +20,7 @@ from .models import parse_spec
 from .contract import DIRECTIONS
 from .preconditioner import PROBES
 from .stimulus_set import safe_name
-from .validate import METHODS, validate_value_range
+from .validate import METHODS, validate_diagonal_probes, validate_value_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".npy")
 COLORS = {"grey": 1, "gray": 1, "rgb": 3}
@@ -39,7 +39,7 @@ RULES = {
     "solver": Rule("choice", choices=METHODS),
     "tol": Rule("float", low=0, low_open=True),
     "max_iter": Rule("int", low=0, low_open=True),
-    "diagonal_probes": Rule("int", low=0),  # and not 1: parse_config
+    "diagonal_probes": Rule("int", low=0),  # and not 1: validate_diagonal_probes
     "response_points": Rule("int", low=3),  # 3 at least: 0, alpha_max/1000 and alpha_max
     "seed": Rule("int", low=0),
 }
@@ -120,9 +120,7 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
         raise ValueError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
     defaults = SetConfig(name=name, images=(), models=())
     scalars = {key: check_value(key, raw.get(key, getattr(defaults, key)), rule) for key, rule in RULES.items()}
-    if scalars["diagonal_probes"] == 1:
-        raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the probes "
-                         "measures the estimate's noise); got 1")
+    validate_diagonal_probes(scalars["diagonal_probes"])
     try:
         value_range = validate_value_range(raw.get("value_range", defaults.value_range))
     except ValueError as exc:

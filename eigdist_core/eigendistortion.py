@@ -21,7 +21,7 @@ from .solvers import (
 )
 from .preconditioner import PROBES
 from .validate import (
-    validate_bottom_start, validate_image, validate_k, validate_method, validate_number, validate_positive,
+    validate_bottom_start, validate_diagonal_probes, validate_image, validate_k, validate_method, validate_positive,
 )
 
 #: Above this many Jacobian entries (m·n) ``auto`` switches from exact to iterative.
@@ -142,9 +142,7 @@ class Eigendistortion:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         start = validate_bottom_start(bottom_start, op.n)
-        if validate_number("diagonal_probes", diagonal_probes, integer=True, low=0) == 1:
-            raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the "
-                             "probes measures the estimate's noise); got 1")
+        validate_diagonal_probes(diagonal_probes)
         if method == "exact" or (method == "auto" and op.m * op.n <= EXACT_LIMIT):
             result = solve_exact(op, k, seed)
         else:

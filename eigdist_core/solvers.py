@@ -279,8 +279,8 @@ def solve_iterative(
                                     deadline=deadline, lam_max=lam_max, trace=trace)
         else:
             t0, used = time.perf_counter(), diagonal_probes if bottom == "lobpcg" else 0
-            outside = (hi.vectors, hi.products_of)  # the max eigendistortions: the bottom lives outside them
-            preconditioner = jacobi(estimate_diagonal(op, used, seed, outside)) if used else None
+            # F's diagonal outside the max eigendistortions, where the bottom lives
+            preconditioner = jacobi(estimate_diagonal(op, used, seed, (hi.vectors, hi.products_of))) if used else None
             found = iterate(op, start=warm, k=k, block=k if bottom == "power" else b_bottom, largest=False,
                             mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})",
                             preconditioner=preconditioner, **common)

@@ -166,6 +166,14 @@ def validate_k(k: Any, n: int) -> int:
     return k
 
 
+def validate_diagonal_probes(probes: Any) -> int:
+    """Check the preconditioner's probe count: 0 (none) or an int ≥ 2 (two probes measure the estimate's noise)."""
+    if validate_number("diagonal_probes", probes, integer=True, low=0) == 1:
+        raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the "
+                         "probes measures the estimate's noise); got 1")
+    return probes
+
+
 def validate_bottom_start(start: Any, n: int) -> torch.Tensor | None:
     """Check a warm start for the bottom: a finite float tensor of c·n values (c vectors of n), or ``None``.
 
