@@ -49,7 +49,8 @@ WORKLOADS = [
     ("efficientnet_lite0:_blocks.10", "bundled"),
     ("frontend:onoff", "published"),
 ]
-#: plenoptic's bottom Rayleigh quotient after 3000 iterations (shared/notes/plenoptic.md): goal (2).
+#: plenoptic's bottom Rayleigh quotient after 3000 power iterations on these workloads (measured once, before
+#: this benchmark existed; benchmarks/README.md): goal (2).
 PLENOPTIC_3000 = {"resnet18:maxpool": 0.0242, "resnet18:layer2": 0.0991}
 
 

@@ -1,4 +1,5 @@
 """experiments: the PsychoPy noticeability experiment and its screen-free trial engine.
 
-Only ``session.py`` and ``display.py`` import PsychoPy's display parts.
+Only ``session.py``, ``display.py`` and ``participant_form.py`` (``psychopy.gui``) import PsychoPy's
+window, keyboard and dialog parts, inside functions; ``psychopy_monitors.py`` its monitor files.
 """

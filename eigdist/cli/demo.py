@@ -14,8 +14,8 @@ Stages (each skips work already done, so an interrupted demo resumes where it st
    the ranking: ``frontend:ln`` should come first (its min eigendistortion is a null
    direction of ln, invisible to these observers, while the other layers' min directions are not).
 
-``--color`` runs the colour demo instead (``stimuli/demo_color.toml``, ``demo_color_quick.toml``
-with ``--quick``): RGB photographs, observers seeing through ``efficientnet_lite0:_blocks.1``
+``--color`` runs the colour demo instead (the built-in configs ``demo_color`` and ``demo_color_quick``
+with ``--quick``, in ``eigdist/configs/``): RGB photographs, observers seeing through ``efficientnet_lite0:_blocks.1``
 (bundled weights), the same simulated monitor with per-gun curves (gammas 1.9, 2.2, 2.5).
 """
 
