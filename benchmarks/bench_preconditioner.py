@@ -6,7 +6,7 @@
 For every image × model: the top once (Lanczos), then the LOBPCG bottom from the same warm start with
 each count of diagonal probes (0: unpreconditioned), tol 1e-4, k = 1. Products are deterministic, so
 the table holds on a loaded machine; seconds do not. Prints one markdown row per item and a summary
-per model (docs/solvers.md, "A diagonal preconditioner for the bottom").
+per model (docs/solvers.md, "Measured").
 """
 
 from __future__ import annotations

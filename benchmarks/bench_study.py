@@ -24,8 +24,7 @@
 ``--products`` adds the cost of one Fisher product by each path (resnet18 at 128 px: plenoptic's,
 the recorded graph with torch's own derivative rules, with the input-only convolutions, with the
 sub-pixel stem, and a vmapped block). ``--levers`` adds
-the bottom-solver comparison behind the defaults (docs/solvers.md, "Study
-scale"): one top phase, then each bottom method and block size from the same warm start, products
+the bottom-solver comparison behind the defaults (benchmarks/README.md, "History"): one top phase, then each bottom method and block size from the same warm start, products
 to converge and the min Rayleigh quotient reached (deterministic, independent of the machine's load).
 
 Run from the repository root (on a quiet machine: timings of a loaded one are
