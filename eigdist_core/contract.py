@@ -23,6 +23,16 @@ DISPLAY_RANGE = (0.0, 1.0)
 #: What names a stimulus condition: one item of the set, one adaptive track per participant.
 CONDITION_KEY = ("image_id", "model", "layer", "weights", "direction")
 
+#: The characters of a file-safe name (set names, image and item ids), as a regex character class.
+SAFE_CHARACTERS = "A-Za-z0-9._-"
+
+#: What every other character of a name becomes in an image or item id.
+UNSAFE_REPLACEMENT = "-"
+
+#: An item id joins the safe names of its condition's first four fields with this, then ``<direction><index>``:
+#: ``<image_id>__<model>__<layer>__<weights>__<direction><index>``.
+ITEM_ID_SEPARATOR = "__"
+
 #: What names a network layer in the ranking.
 LAYER_KEY = ("model", "layer", "weights")
 

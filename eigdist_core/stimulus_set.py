@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import DIRECTIONS, DISPLAY_RANGE
+from .contract import DIRECTIONS, DISPLAY_RANGE, ITEM_ID_SEPARATOR, SAFE_CHARACTERS, UNSAFE_REPLACEMENT
 from .errors import EigdistError
 from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_file
@@ -39,12 +39,12 @@ NORM_TOL = 1e-4
 OVERLAP_TOL = 0.1
 ALPHA_RTOL = 1e-4
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UNSAFE = re.compile(f"[^{SAFE_CHARACTERS}]")
 
 
 def safe_name(text: str) -> str:
-    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``-``."""
-    return _UNSAFE.sub("-", str(text))
+    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``-`` (the contract's rule)."""
+    return _UNSAFE.sub(UNSAFE_REPLACEMENT, str(text))
 
 
 def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: str, index: int) -> str:
@@ -58,8 +58,8 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
     validate_number("index", index, integer=True, low=0)
-    parts = (image_id, model, layer, weights)
-    return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
+    names = (image_id, model, layer, weights)
+    return ITEM_ID_SEPARATOR.join([*(safe_name(p) for p in names), f"{direction}{index}"])
 
 
 def compute_build_id(config: dict[str, Any], versions: dict[str, str], models: list[dict] | None = None) -> str:
