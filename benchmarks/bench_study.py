@@ -1,4 +1,4 @@
-"""Study-scale synthesis (issue 22): the three goals in one run, with ratios against a baseline commit.
+"""Study-scale synthesis: the three goals (benchmarks/README.md) in one run, with ratios against a baseline commit.
 
 1. Goal 1: resnet18 ``random:0`` layer2 and ``frontend:onoff`` on the 256×256 grey
    camera image (value range [0.2, 0.8], ``auto``, tol 1e-4, k = 1), this tree
@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The commit issue 22 measured (LOBPCG bottom with blocks of 4, direct 31×31 convolutions).
+#: The solvers before the study-scale work (LOBPCG bottom with blocks of 4, direct 31×31 convolutions).
 BASELINE = "f38d069"
 GOAL1_ITEMS = [("resnet18:layer2", "random:0"), ("frontend:onoff", "published")]
 GOAL3_LAYERS = ["maxpool", "layer1", "layer2", "layer3"]
@@ -303,7 +303,7 @@ def product_costs(args) -> list[str]:
         paths = {
             "plenoptic (double-vjp per product)": lambda: plenoptic_module._fisher_info_matrix_vector_product(
                 y, x, one.T, dummy),
-            "recorded graph, torch's derivative rules (session 3)": lambda: torch_rules @ one,
+            "recorded graph, torch's derivative rules": lambda: torch_rules @ one,
             "+ input-only convolutions": lambda: stem_rule(0)(op, one),
             "+ sub-pixel stem (now)": lambda: stem_rule(stem)(op, one),
             "vmapped block of 4, per vector (larger blocks)": lambda: op.vjp(op._vmapped_jvp(four)),
