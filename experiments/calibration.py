@@ -117,7 +117,7 @@ def load_readings(path: str | os.PathLike) -> Readings:
     """
     path = Path(path)
     data = path.read_bytes()
-    if b"\0" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\0" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise EigdistError(f"readings {str(path)!r} holds NUL bytes: a binary file, not a CSV of photometer readings "
                            f"(columns level, luminance_cd_m2); give the CSV file")
     text = decode_text(data, path)

@@ -129,7 +129,8 @@ def _psychopy_calib(profile: MonitorProfile, cal: Calibration | None) -> dict[st
             "levelsPre": levels, "lumsPre": lums, "meanLum": cal.lum_mean}
 
 
-def write_psychopy_monitor(profile: MonitorProfile, folder: str | os.PathLike | None = None) -> tuple[Path, int]:
+def write_psychopy_monitor(profile: MonitorProfile,
+                           folder: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
     """Add every calibration of ``profile`` to the PsychoPy monitor ``<folder>/<name>.json``.
 
     ``folder`` defaults to PsychoPy's own monitor folder. Calibrations PsychoPy already has are
@@ -141,7 +142,8 @@ def write_psychopy_monitor(profile: MonitorProfile, folder: str | os.PathLike | 
     Returns
     -------
     tuple
-        The file written and how many calibrations it holds.
+        The file written and the names of every calibration it holds, in PsychoPy's order (it
+        uses the last).
 
     Note: PsychoPy loads a monitor's ``gammaGrid`` into the hardware ramp when a PsychoPy window
     uses it; eigdist never does (its windows get a fresh monitor with the default grid).
@@ -159,7 +161,7 @@ def write_psychopy_monitor(profile: MonitorProfile, folder: str | os.PathLike | 
         key = datetime.fromtimestamp(geometry_only["calibDate"], timezone.utc).strftime("%Y_%m_%d %H:%M:%S")
         calibs[key] = geometry_only
     atomic_write_bytes(file, json_tricks.dumps(calibs, indent=2, allow_nan=True).encode())
-    return file, len(calibs)
+    return file, sorted(calibs)
 
 
 def _readings(calib: dict[str, Any], bits: int, where: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from eigdist_core.errors import EigdistError
+from eigdist_core.errors import EigdistError, in_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,9 +107,12 @@ def fit(args: argparse.Namespace) -> int:
     _writable_monitors(args)
     readings = load_readings(args.readings)
     guns = {g: v for g, v in readings.curves.items() if g != "grey"}
-    cal = fit_calibration(*readings.curves["grey"], profile.bits, curve=args.curve, guns=guns or None,
-                          chromaticity=readings.chromaticity or None,
-                          source=f"{args.readings} sha256:{sha256_file(args.readings)}")
+    try:
+        cal = fit_calibration(*readings.curves["grey"], profile.bits, curve=args.curve, guns=guns or None,
+                              chromaticity=readings.chromaticity or None,
+                              source=f"{args.readings} sha256:{sha256_file(args.readings)}")
+    except EigdistError as exc:  # the readings' checks name the gun and level; add the file
+        raise in_context(exc, args.readings) from exc
     new = calibrated(profile, cal)
     path = save_profile(new, args.monitors)
     for name, curve in [("grey", cal.grey), *(cal.guns or {}).items()]:
@@ -158,6 +161,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    from eigdist_core.io import check_output_folder
     from experiments.display import run_check
     from experiments.monitor import check_calibrated, load_profile, parse_resolution
 
@@ -167,7 +171,7 @@ def check(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise EigdistError(f"--frames must be >= 1, got {args.frames}")
     if args.save:
-        _png(args.save, "--save")
+        check_output_folder(Path(_png(args.save, "--save")).absolute().parent, "--save")
     size = parse_resolution(args.window) if args.window else None
     for line in run_check(profile, fullscreen=args.fullscreen, size=size, pilot=args.pilot,
                           frames=args.frames, save=args.save, gun=args.gun):
@@ -204,9 +208,9 @@ def export_psychopy(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.name, args.monitors)
     check_output_folder(psychopy_folder(args.psychopy_folder), "--psychopy-folder")
-    path, total = write_psychopy_monitor(profile, args.psychopy_folder)
+    path, names = write_psychopy_monitor(profile, args.psychopy_folder)
     n = len(profile.history) + (profile.calibration is not None)
-    print(f"wrote PsychoPy monitor {path}: {n} calibration(s) of profile {profile.name!r} added, {total} in all "
-          f"(PsychoPy's other calibrations kept); PsychoPy loads its gammaGrid into the hardware ramp when a "
-          f"PsychoPy window uses it (eigdist windows do not)")
+    print(f"wrote PsychoPy monitor {path}: {n} calibration(s) of profile {profile.name!r} added, {len(names)} in all "
+          f"(PsychoPy's others kept); PsychoPy uses the last, {names[-1]!r}, and loads its gammaGrid into the "
+          f"hardware ramp when a PsychoPy window uses it (eigdist windows do not)")
     return 0
