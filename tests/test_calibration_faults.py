@@ -84,7 +84,8 @@ def test_export_psychopy_adds_to_an_existing_monitor_and_keeps_its_calibrations(
     pp = tmp_path / "pp"
     mine = {f"2025_0{i}_01 10:00": measured_calib(1.74e9 + i * 1e6, gamma=2.0 + i / 10) for i in (1, 2, 3)}
     path = psychopy_file(pp, "m", mine)
-    assert cli(capsys, "calibrate", "--monitors", mon, "fit", readings_csv(tmp_path / "r.csv"), "--monitor", "m")[0] == 0
+    csv = readings_csv(tmp_path / "r.csv")
+    assert cli(capsys, "calibrate", "--monitors", mon, "fit", csv, "--monitor", "m")[0] == 0
     assert eigdist(["calibrate", "--monitors", mon, "export-psychopy", "m", "--psychopy-folder", str(pp)]) == 0
     out = capsys.readouterr().out
     assert "1 calibration(s) of profile 'm' added, 4 in all (PsychoPy's others kept); PsychoPy uses the last" in out
@@ -241,7 +242,8 @@ def test_a_psychopy_monitor_with_swapped_rows_is_refused_naming_the_calibration(
 def test_readings_that_leave_most_of_the_range_unmeasured_are_refused(tmp_path, capsys, mon, levels, gap):
     path = readings_csv(tmp_path / "r.csv", levels=np.array(levels, float))
     code, err = cli(capsys, "calibrate", "--monitors", mon, "fit", path, "--monitor", "m")
-    assert code == 2 and f"{path}: grey: no readings {gap}" in err and "measure levels spread over the whole range" in err
+    assert code == 2 and f"{path}: grey: no readings {gap}" in err
+    assert "measure levels spread over the whole range" in err
     assert load_profile("m", mon).calibration is None
 
 
@@ -300,7 +302,8 @@ def test_read_only_folders_are_refused_by_every_calibrate_command(tmp_path, caps
         (["--monitors", ro, "import-psychopy", "m", "--psychopy-folder", pp, "--refresh", 60],
          f"--monitors '{ro}' is read-only"),
         (["--monitors", mon, "show", "m", "--out", ro / "cal.png"], f"--out '{ro}' is read-only"),
-        (["--monitors", mon, "export-psychopy", "m", "--psychopy-folder", ro], f"--psychopy-folder '{ro}' is read-only"),
+        (["--monitors", mon, "export-psychopy", "m", "--psychopy-folder", ro],
+         f"--psychopy-folder '{ro}' is read-only"),
         (["--monitors", mon, "check", "m", "--save", ro / "f.png", "--frames", 1], f"--save '{ro}' is read-only"),
         (["--monitors", csv, *new], f"--monitors '{csv}' is a file; give a folder"),
     ]

@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--gun", choices=("grey", "r", "g", "b"), default="grey",
                    help="patches of one gun alone (the others at 0), as calibrated (default grey)")
     c.set_defaults(func=check)
-    i = actions.add_parser("import-psychopy", help="a profile from a monitor calibrated in PsychoPy's Monitor Center (uncalibrated if its newest "
-                                   "calibration measured nothing)")
+    i = actions.add_parser("import-psychopy", help="a profile from a monitor calibrated in PsychoPy's Monitor "
+                                                   "Center (uncalibrated if its newest calibration measured nothing)")
     i.add_argument("name", help="the PsychoPy monitor's name")
     i.add_argument("--psychopy-folder", help="PsychoPy's monitor folder (default: PsychoPy's own, ~/.psychopy3/monitors)")
     i.add_argument("--as", dest="profile", help="the eigdist profile's name (default: the same)")
@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--bits", type=int, choices=(8, 10), default=8)
     i.add_argument("--force", action="store_true", help="replace an existing eigdist profile of that name")
     i.set_defaults(func=import_psychopy)
-    e = actions.add_parser("export-psychopy", help="add a profile's calibrations to a PsychoPy monitor (its own are kept)")
+    e = actions.add_parser("export-psychopy",
+                           help="add a profile's calibrations to a PsychoPy monitor (its own are kept)")
     e.add_argument("name")
     e.add_argument("--psychopy-folder", help="where to write (default: PsychoPy's own monitor folder)")
     e.set_defaults(func=export_psychopy)
