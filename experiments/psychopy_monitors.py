@@ -19,6 +19,7 @@ import, and chromaticities stay in the eigdist profile only. The files are read 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import replace
@@ -53,17 +54,27 @@ def psychopy_folder(folder: str | os.PathLike | None = None) -> Path:
     return Path(calibTools.monitorFolder)
 
 
-def quiet_monitor(name: str) -> Any:
-    """``psychopy.monitors.Monitor(name)`` without its "Monitor specification not found" warning (expected here)."""
-    from psychopy import logging, monitors
+def quiet_monitor(name: str, *, saved: bool = True) -> Any:
+    """``psychopy.monitors.Monitor(name)`` without its "Monitor specification not found" warning (expected here).
 
-    level = logging.console.level
+    ``saved=False``: a fresh monitor that never reads PsychoPy's file of that name (which may hold
+    anything, or be unreadable): PsychoPy is pointed at an empty folder while it is built.
+    """
+    import tempfile
+
+    from psychopy import logging, monitors
+    from psychopy.monitors import calibTools
+
+    level, folder = logging.console.level, calibTools.monitorFolder
     logging.console.setLevel(logging.ERROR)
     try:
-        mon = monitors.Monitor(name, autoLog=False, verbose=False)
+        with contextlib.nullcontext(folder) if saved else tempfile.TemporaryDirectory() as where:
+            calibTools.monitorFolder = where
+            mon = monitors.Monitor(name, autoLog=False, verbose=False)
         logging.flush()  # messages are filtered when flushed
     finally:
         logging.console.setLevel(level)
+        calibTools.monitorFolder = folder
     return mon
 
 

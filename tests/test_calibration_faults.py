@@ -392,3 +392,16 @@ def test_a_psychopy_calibration_with_a_bad_field_names_the_file_and_the_field(tm
     code, err = cli(capsys, "calibrate", "--monitors", tmp_path / "mon", "import-psychopy", "x", "--psychopy-folder",
                     path.parent, "--refresh", 60)
     assert code == 2 and f"{path} calibration '2025_01_01 10:00': {message}" in err
+
+
+def test_the_window_monitor_never_reads_psychopys_file_of_the_same_name(tmp_path, monkeypatch):
+    """An unreadable (or any) PsychoPy monitor file named like the profile must not reach a session's window."""
+    from psychopy.monitors import calibTools
+
+    from experiments.display import psychopy_monitor
+    from tests.profiles import make_profile
+
+    (tmp_path / "g.json").write_bytes(bytes(range(256)) * 4)
+    monkeypatch.setattr(calibTools, "monitorFolder", str(tmp_path))
+    mon = psychopy_monitor(make_profile(name="g"))  # was: json_tricks' decode exception
+    assert (mon.getWidth(), mon.getSizePix()) == (40.0, [800, 600]) and calibTools.monitorFolder == str(tmp_path)
