@@ -4,8 +4,8 @@
 :func:`read_readings` reads a CSV (``level``, ``luminance_cd_m2``, optionally ``gun`` and
 ``cie_x``/``cie_y``) and refuses readings a photometer cannot have produced, naming the row;
 :func:`fit_calibration` fits a gamma model and a monotone lookup table per gun and refuses readings
-that leave most of the range unmeasured (:data:`MAX_LEVEL_GAP`) or per-gun readings that do not add
-up to grey (:func:`check_additivity`); :func:`calibrated` adds the result to a profile's dated
+that leave most of the range unmeasured or per-gun readings that do not add up to grey (the rules of
+:mod:`experiments.readings_rules`); :func:`calibrated` adds the result to a profile's dated
 history (the newest calibration is used).
 """
 
@@ -28,15 +28,8 @@ from .monitor import (
     CURVES, FALL_TOLERANCE, GUNS, MAX_LUMINANCE, MIN_READINGS, Calibration, Curve, MonitorProfile, ProfileError,
     check_chromaticity, gamma_curve, parse_date, utc_now,
 )
+from .readings_rules import check_additivity, check_level_gaps
 
-#: Largest step between two neighbouring measured levels, as a fraction of the level range (85 of
-#: 255, 341 of 1023): beyond it the LUT is a guess over most of a stretch (levels 0–4 and 255 leave
-#: mid-grey 13–25 % off), so such readings are refused.
-MAX_LEVEL_GAP = 1 / 3
-#: Per-gun readings must add up to grey: at every level, r + g + b above black may differ from grey
-#: above black by at most this fraction of grey's range (displays are additive to a few per cent; a
-#: larger miss is a mislabelled gun or a reading of another patch).
-ADDITIVITY_TOLERANCE = 0.10
 #: Column separators other than the comma that a spreadsheet may save (for the error's hint).
 _OTHER_DELIMITERS = (";", "\t", "|")
 
@@ -182,15 +175,7 @@ def fit_curve(levels: Sequence[float], luminance: Sequence[float], bits: int, *,
             f"{gun}: need at least {MIN_READINGS} distinct levels including 0 and {top}, got {uniq.size} levels "
             f"spanning {uniq.min() if uniq.size else 'nothing'}..{uniq.max() if uniq.size else ''}"
         )
-    gaps = np.diff(uniq)
-    if gaps.max() > MAX_LEVEL_GAP * top + 1e-9:
-        i = int(np.argmax(gaps))
-        step = math.floor(MAX_LEVEL_GAP * top + 1e-9)
-        raise EigdistError(
-            f"{gun}: no readings between levels {uniq[i]:g} and {uniq[i + 1]:g} ({100 * gaps[i] / top:.0f}% of the "
-            f"range 0..{top} unmeasured; at most {step} levels apart): the LUT there would be a guess; measure "
-            f"levels spread over the whole range, e.g. every {max(1, top // 16)}"
-        )
+    check_level_gaps(uniq, top, gun)
     mean = np.bincount(inverse, weights=lum) / np.bincount(inverse)
     if mean[-1] <= mean[0]:
         raise EigdistError(
@@ -259,7 +244,7 @@ def fit_calibration(
         if sorted(guns) != sorted(GUNS[1:]):
             raise EigdistError(f"per-gun readings need all of r, g, b; got {', '.join(sorted(guns))}")
         fitted = {g: fit_curve(*guns[g], bits, curve=curve, gun=g) for g in GUNS[1:]}
-        check_additivity(grey, fitted)
+        check_additivity(grey.lut, {g: c.lut for g, c in fitted.items()})
     table = grey.table()
     lo, hi = float(table[0]), float(table[-1])
     mid = float(table[np.argmin(np.abs(table - (lo + hi) / 2))])
@@ -269,43 +254,6 @@ def fit_calibration(
         source=source, guns=fitted,
         chromaticity=check_chromaticity(dict(chromaticity), "chromaticity") if chromaticity else None,
     )
-
-
-def check_additivity(grey: Curve, guns: dict[str, Curve]) -> None:
-    """Refuse per-gun curves that cannot belong with the grey curve: the rule grey ≈ r + g + b.
-
-    Each gun alone must stay dimmer than grey (all guns on) at the top level, and at every level
-    r + g + b above black (each curve's level 0, where every gun is off) must match grey above black
-    within :data:`ADDITIVITY_TOLERANCE` of grey's range. Checked on the LUTs (the monotone fits
-    through the readings), so the levels need not be the same for every curve.
-
-    Raises
-    ------
-    EigdistError
-        Naming the gun (or the level) and the luminances, with the likely cause.
-    """
-    grey_lut = np.asarray(grey.lut) - grey.lut[0]
-    gun_luts = {g: np.asarray(c.lut) - c.lut[0] for g, c in guns.items()}
-    top = len(grey_lut) - 1
-    brighter = sorted((g for g, lut in gun_luts.items() if lut[-1] >= grey_lut[-1]), key=lambda g: -gun_luts[g][-1])
-    if brighter:
-        g = brighter[0]
-        also = " and ".join(f"{o} {gun_luts[o][-1]:.4g}" for o in brighter[1:])
-        raise EigdistError(
-            f"{g}: at level {top} the {g} gun alone reads {gun_luts[g][-1]:.4g} cd/m2 above black but grey (all guns "
-            f"on) only {grey_lut[-1]:.4g}{f' ({also} also outshine it)' if also else ''}: one gun cannot outshine all "
-            f"three; are the labels grey and {g} swapped?"
-        )
-    total = sum(gun_luts.values())
-    miss = np.abs(total - grey_lut)
-    if miss.max() > ADDITIVITY_TOLERANCE * grey_lut[-1]:
-        i = int(np.argmax(miss))
-        parts = ", ".join(f"{g} {lut[i]:.3g}" for g, lut in gun_luts.items())
-        raise EigdistError(
-            f"per-gun readings do not add up to grey: at level {i} r + g + b read {total[i]:.3g} cd/m2 above black "
-            f"({parts}) but grey {grey_lut[i]:.3g}, more than {100 * ADDITIVITY_TOLERANCE:g}% of grey's range "
-            f"{grey_lut[-1]:.3g} apart: check the gun labels and measure the guns again"
-        )
 
 
 def calibrated(profile: MonitorProfile, calibration: Calibration) -> MonitorProfile:

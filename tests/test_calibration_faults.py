@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from eigdist.cli.main import main as eigdist
-from experiments.calibration import ADDITIVITY_TOLERANCE, MAX_LEVEL_GAP, fit_calibration
+from experiments.calibration import fit_calibration
 from experiments.monitor import gamma_curve, load_profile
+from experiments.readings_rules import ADDITIVITY_TOLERANCE, MAX_LEVEL_GAP
 
 PEAKS = {"grey": (120.0, 2.4), "r": (30.0, 1.9), "g": (80.0, 2.2), "b": (10.0, 2.5)}  # r + g + b = grey
 BLACK = 0.4
