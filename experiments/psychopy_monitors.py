@@ -87,9 +87,13 @@ def _load_calibs(file: Path) -> dict[str, dict[str, Any]]:
     except ValueError as exc:  # EigdistError (not text) and JSONDecodeError are ValueErrors
         raise ProfileError(f"{file}: not a readable PsychoPy monitor file ({exc}); open it in PsychoPy's Monitor "
                            f"Center or restore it from a backup") from None
-    if not isinstance(calibs, dict) or not all(isinstance(c, dict) for c in calibs.values()):
+    if not isinstance(calibs, dict):
         raise ProfileError(f"{file}: not a PsychoPy monitor file (an object of calibrations keyed by date), got "
                            f"{type(calibs).__name__}")
+    for key, calib in calibs.items():
+        if not isinstance(calib, dict):
+            raise ProfileError(f"{file} calibration {key!r}: must be an object of PsychoPy fields (width, distance, "
+                               f"sizePix, calibDate, …), got {type(calib).__name__}")
     return calibs
 
 
@@ -200,11 +204,13 @@ def _readings(calib: dict[str, Any], bits: int, where: str) -> tuple[dict[str, t
 def _date(calib: dict[str, Any], where: str) -> datetime:
     """A PsychoPy ``calibDate`` (seconds since 1970) as a UTC time; a bad one names the field."""
     value = calib.get("calibDate")
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-    if not ok:
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(value)
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    except (ValueError, OverflowError, OSError):  # NaN, or beyond the year 9999
         raise ProfileError(f"{where}: PsychoPy field 'calibDate' must be the calibration time in seconds since "
-                           f"1970, got {value!r}; set it in Monitor Center or the file")
-    return datetime.fromtimestamp(float(value), timezone.utc)
+                           f"1970, got {value!r}; set it in Monitor Center or the file") from None
 
 
 def _geometry(calib: dict[str, Any], where: str) -> dict[str, Any]:

@@ -362,11 +362,24 @@ def test_a_readings_header_with_spaces_after_the_commas_is_read(tmp_path, capsys
     (b"{}", "no calibrations (PsychoPy keeps each monitor's settings in a calibration keyed by date)"),
 ])
 def test_an_unreadable_psychopy_file_is_named(tmp_path, capsys, content, message):
+    _import_refused(tmp_path, capsys, content, f"{tmp_path / 'pp' / 'x.json'}: {message}")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"2025_01_01 10:00": 3}', "calibration '2025_01_01 10:00': must be an object of PsychoPy fields"),
+    (b'{"2025_01_01 10:00": {"width": "40"}}', "calibration '2025_01_01 10:00': PsychoPy field 'width' must be a "
+                                              "positive number (cm), got '40'"),
+])
+def test_a_psychopy_file_with_a_bad_calibration_is_named(tmp_path, capsys, content, message):
+    _import_refused(tmp_path, capsys, content, f"{tmp_path / 'pp' / 'x.json'} {message}")
+
+
+def _import_refused(tmp_path, capsys, content: bytes, message: str) -> None:
     (tmp_path / "pp").mkdir()
     (tmp_path / "pp" / "x.json").write_bytes(content)
     code, err = cli(capsys, "calibrate", "--monitors", tmp_path / "mon", "import-psychopy", "x", "--psychopy-folder",
                     tmp_path / "pp", "--refresh", 60)
-    assert code == 2 and f"{tmp_path / 'pp' / 'x.json'}: {message}" in err
+    assert code == 2 and message in err, err
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -377,6 +390,7 @@ def test_an_unreadable_psychopy_file_is_named(tmp_path, capsys, content, message
     ("calibDate", "yesterday", "PsychoPy field 'calibDate' must be the calibration time in seconds since 1970, "
                                "got 'yesterday'"),
     ("calibDate", None, "PsychoPy field 'calibDate' must be the calibration time in seconds since 1970, got None"),
+    ("calibDate", 1e15, "PsychoPy field 'calibDate' must be the calibration time in seconds since 1970, got 1000000000000000.0"),
     ("lumsPre", [[1, "x"]], "PsychoPy field 'lumsPre' must hold numbers"),
     ("lumsPre", [[1, 2, 3]], "PsychoPy field 'lumsPre' must be 1 or 4 rows of 9 readings (one per levelsPre), got "
                              "shape (1, 3)"),
