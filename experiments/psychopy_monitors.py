@@ -81,10 +81,12 @@ def quiet_monitor(name: str, *, saved: bool = True) -> Any:
 def _load_calibs(file: Path) -> dict[str, dict[str, Any]]:
     """The calibrations of the PsychoPy monitor file ``file`` by name; an unreadable file is named."""
     import json_tricks
+    from json_tricks.decoders import json_numpy_obj_hook
 
-    try:
-        calibs = json_tricks.loads(decode_text(file.read_bytes(), file), ignore_comments=False, preserve_order=False)
-    except ValueError as exc:  # EigdistError (not text) and JSONDecodeError are ValueErrors
+    try:  # arrays decoded, nothing else: json_tricks' other hooks would build any class a file names
+        calibs = json_tricks.loads(decode_text(file.read_bytes(), file), ignore_comments=False, preserve_order=False,
+                                   obj_pairs_hooks=[json_numpy_obj_hook])
+    except (ValueError, TypeError, KeyError) as exc:  # not text, not JSON, or a malformed array
         raise ProfileError(f"{file}: not a readable PsychoPy monitor file ({exc}); open it in PsychoPy's Monitor "
                            f"Center or restore it from a backup") from None
     if not isinstance(calibs, dict):

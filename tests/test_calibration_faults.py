@@ -359,6 +359,7 @@ def test_a_readings_header_with_spaces_after_the_commas_is_read(tmp_path, capsys
     (bytes(range(256)) * 4, "not a readable PsychoPy monitor file (x.json: not UTF-8 or UTF-16 text"),
     (b'{"2025_01_01 10:00": {"width": ', "not a readable PsychoPy monitor file (Expecting value"),
     (b"[1, 2]", "not a PsychoPy monitor file (an object of calibrations keyed by date), got list"),
+    (b'{"k": {"gammaGrid": {"__ndarray__": [1, 2], "dtype": "float64"}}}', "not a readable PsychoPy monitor file ("),
     (b"{}", "no calibrations (PsychoPy keeps each monitor's settings in a calibration keyed by date)"),
 ])
 def test_an_unreadable_psychopy_file_is_named(tmp_path, capsys, content, message):
@@ -369,6 +370,9 @@ def test_an_unreadable_psychopy_file_is_named(tmp_path, capsys, content, message
     (b'{"2025_01_01 10:00": 3}', "calibration '2025_01_01 10:00': must be an object of PsychoPy fields"),
     (b'{"2025_01_01 10:00": {"width": "40"}}', "calibration '2025_01_01 10:00': PsychoPy field 'width' must be a "
                                               "positive number (cm), got '40'"),
+    # json_tricks would build the class a file names; only arrays are decoded
+    (b'{"k": {"__instance_type__": ["pathlib", "PurePath"], "attributes": {}}}',
+     "calibration 'k': PsychoPy field 'width' must be a positive number (cm), got None"),
 ])
 def test_a_psychopy_file_with_a_bad_calibration_is_named(tmp_path, capsys, content, message):
     _import_refused(tmp_path, capsys, content, f"{tmp_path / 'pp' / 'x.json'} {message}")
