@@ -19,7 +19,6 @@ import, and chromaticities stay in the eigdist profile only. The files are read 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import replace
@@ -54,11 +53,11 @@ def psychopy_folder(folder: str | os.PathLike | None = None) -> Path:
     return Path(calibTools.monitorFolder)
 
 
-def quiet_monitor(name: str, *, saved: bool = True) -> Any:
-    """``psychopy.monitors.Monitor(name)`` without its "Monitor specification not found" warning (expected here).
+def quiet_monitor(name: str) -> Any:
+    """A fresh ``psychopy.monitors.Monitor(name)``, without its "Monitor specification not found" warning.
 
-    ``saved=False``: a fresh monitor that never reads PsychoPy's file of that name (which may hold
-    anything, or be unreadable): PsychoPy is pointed at an empty folder while it is built.
+    It never reads PsychoPy's saved file of that name (which may hold anything, or be unreadable):
+    PsychoPy is pointed at an empty folder while the monitor is built.
     """
     import tempfile
 
@@ -68,8 +67,8 @@ def quiet_monitor(name: str, *, saved: bool = True) -> Any:
     level, folder = logging.console.level, calibTools.monitorFolder
     logging.console.setLevel(logging.ERROR)
     try:
-        with contextlib.nullcontext(folder) if saved else tempfile.TemporaryDirectory() as where:
-            calibTools.monitorFolder = where
+        with tempfile.TemporaryDirectory() as empty:
+            calibTools.monitorFolder = empty
             mon = monitors.Monitor(name, autoLog=False, verbose=False)
         logging.flush()  # messages are filtered when flushed
     finally:

@@ -100,12 +100,15 @@ def test_export_psychopy_adds_to_an_existing_monitor_and_keeps_its_calibrations(
     assert cli(capsys, "calibrate", "--monitors", mon, "export-psychopy", "m", "--psychopy-folder", pp)[0] == 0
     assert len(_load_calibs(path)) == 4  # the same calibration exported again replaces itself
     # PsychoPy itself reads the merged file and uses the newest calibration (eigdist's, fitted now)
-    from experiments.psychopy_monitors import psychopy_folder, quiet_monitor
+    from psychopy import monitors
     from psychopy.monitors import calibTools
+
+    from experiments.psychopy_monitors import psychopy_folder
 
     old, calibTools.monitorFolder = calibTools.monitorFolder, str(pp)
     try:
-        assert len(quiet_monitor("m").calibNames) == 4 and psychopy_folder() == pp
+        saved = monitors.Monitor("m", verbose=False, autoLog=False)
+        assert len(saved.calibNames) == 4 and saved.currentCalibName == max(after) and psychopy_folder() == pp
     finally:
         calibTools.monitorFolder = old
 
@@ -134,10 +137,10 @@ def _psychopy_default(tmp_path: Path, capsys, mon: str) -> Path:
 
     from experiments.psychopy_monitors import quiet_monitor
 
+    m = quiet_monitor("m")
     old, calibTools.monitorFolder = calibTools.monitorFolder, str(tmp_path / "pp")
     (tmp_path / "pp").mkdir()
     try:
-        m = quiet_monitor("m")
         m.setWidth(40.0)
         m.setDistance(70.0)
         m.setSizePix([1024, 768])
