@@ -168,8 +168,13 @@ def write_psychopy_monitor(profile: MonitorProfile,
 
     file = psychopy_folder(folder) / f"{profile.name}.json"
     calibs = _load_calibs(file) if file.exists() else {}
+    mine: list[str] = []
     for cal in [*profile.history, *([profile.calibration] if profile.calibration else [])]:
-        calibs[_calib_name(cal)] = _psychopy_calib(profile, cal)
+        key = _calib_name(cal)
+        # two calibrations of the same second keep a key each, numbered in the profile's order (the newest last)
+        key += f" ({sum(k.split(' (')[0] == key for k in mine) + 1})" if key in mine else ""
+        mine.append(key)
+        calibs[key] = _psychopy_calib(profile, cal)
     newest = calibs[max(calibs)] if calibs else None
     if profile.calibration is None and (newest is None or _measured(newest, str(file))
                                         or not _same_geometry(profile, newest)):

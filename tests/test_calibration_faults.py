@@ -427,3 +427,24 @@ def test_the_window_monitor_never_reads_psychopys_file_of_the_same_name(tmp_path
     monkeypatch.setattr(calibTools, "monitorFolder", str(tmp_path))
     mon = psychopy_monitor(make_profile(name="g"))  # was: json_tricks' decode exception
     assert (mon.getWidth(), mon.getSizePix()) == (40.0, [800, 600]) and calibTools.monitorFolder == str(tmp_path)
+
+
+def test_export_keeps_two_calibrations_of_the_same_second(tmp_path):
+    """PsychoPy keys calibrations by date: two fitted within one second must not become one."""
+    from datetime import datetime, timezone
+
+    from experiments.calibration import calibrated
+    from experiments.monitor import new_profile
+    from experiments.psychopy_monitors import read_psychopy_monitor, write_psychopy_monitor
+
+    when = datetime(2026, 1, 5, 10, 0, 0, tzinfo=timezone.utc)
+    levels = np.rint(np.linspace(0, 255, 18))
+    profile = new_profile("twice", width_cm=40.0, distance_cm=57.0, resolution=(800, 600), refresh_hz=60.0)
+    for gamma in (2.0, 2.4):
+        profile = calibrated(profile, fit_calibration(levels, gamma_curve(levels / 255, 0.4, 100.0, gamma), 8,
+                                                      date=when))
+    path, names = write_psychopy_monitor(profile, tmp_path)
+    assert names == ["2026_01_05 10:00:00", "2026_01_05 10:00:00 (2)"]  # was: one key, the first one lost
+    assert write_psychopy_monitor(profile, tmp_path)[1] == names  # exported again: the same keys, replaced
+    back = read_psychopy_monitor("twice", tmp_path, refresh_hz=60.0)
+    assert [c.gamma["gamma"] for c in (*back.history, back.calibration)] == pytest.approx([2.0, 2.4], abs=1e-6)
