@@ -1,26 +1,37 @@
-"""Photometer readings → a fitted calibration of a monitor profile (pure: no window).
+"""Photometer readings → a fitted calibration of a monitor profile (pure: no window, files only in
+:func:`load_readings`).
 
 :func:`read_readings` reads a CSV (``level``, ``luminance_cd_m2``, optionally ``gun`` and
 ``cie_x``/``cie_y``) and refuses readings a photometer cannot have produced, naming the row;
-:func:`fit_calibration` fits a gamma model and a monotone lookup table per gun; :func:`calibrated`
-adds the result to a profile's dated history (the newest calibration is used).
+:func:`fit_calibration` fits a gamma model and a monotone lookup table per gun and refuses readings
+that leave most of the range unmeasured or per-gun readings that do not add up to grey (the rules of
+:mod:`experiments.readings_rules`); :func:`calibrated` adds the result to a profile's dated
+history (the newest calibration is used).
 """
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from eigdist_core.errors import EigdistError
+from eigdist_core.io import decode_text
 
 from .monitor import (
     CURVES, FALL_TOLERANCE, GUNS, MAX_LUMINANCE, MIN_READINGS, Calibration, Curve, MonitorProfile, ProfileError,
     check_chromaticity, gamma_curve, parse_date, utc_now,
 )
+from .readings_rules import check_additivity, check_level_gaps
+
+#: Column separators other than the comma that a spreadsheet may save (for the error's hint).
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,32 @@ def read_readings(rows: Iterable[dict[str, str]], where: str = "readings") -> Re
                     check_chromaticity(chroma, f"{where}: cie_x, cie_y") if chroma else {})
 
 
+def load_readings(path: str | os.PathLike) -> Readings:
+    """Photometer readings from the CSV file ``path`` (:func:`read_readings` on its rows).
+
+    UTF-8 (with or without a byte-order mark) or UTF-16 text, comma-separated. A binary file, another
+    encoding, or a header separated by ``;``, a tab or ``|`` (a spreadsheet's regional CSV) is
+    refused naming the file and what was found.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if b"\0" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise EigdistError(f"readings {str(path)!r} holds NUL bytes: a binary file, not a CSV of photometer readings "
+                           f"(columns level, luminance_cd_m2); give the CSV file")
+    text = decode_text(data, path)
+    header = text.partition("\n")[0].strip()
+    names = [c.strip() for c in header.split(",")]
+    if not {"level", "luminance_cd_m2"} <= set(names):
+        found = [d for d in _OTHER_DELIMITERS if d in header]
+        if found:
+            shown = "a tab" if found[0] == "\t" else repr(found[0])
+            raise EigdistError(
+                f"readings {str(path)!r}: the header {header[:80]!r} is separated by {shown}, not by commas: save the "
+                f"file as comma-separated CSV (columns level, luminance_cd_m2; optional: gun, cie_x, cie_y)"
+            )
+    return read_readings(csv.DictReader(text.splitlines(), skipinitialspace=True), where=str(path))
+
+
 def fit_curve(levels: Sequence[float], luminance: Sequence[float], bits: int, *, curve: str = "lut",
               gun: str = "grey") -> Curve:
     """Fit a gamma model and a monotone LUT to one curve's photometer readings.
@@ -138,6 +175,7 @@ def fit_curve(levels: Sequence[float], luminance: Sequence[float], bits: int, *,
             f"{gun}: need at least {MIN_READINGS} distinct levels including 0 and {top}, got {uniq.size} levels "
             f"spanning {uniq.min() if uniq.size else 'nothing'}..{uniq.max() if uniq.size else ''}"
         )
+    check_level_gaps(uniq, top, gun)
     mean = np.bincount(inverse, weights=lum) / np.bincount(inverse)
     if mean[-1] <= mean[0]:
         raise EigdistError(
@@ -206,6 +244,7 @@ def fit_calibration(
         if sorted(guns) != sorted(GUNS[1:]):
             raise EigdistError(f"per-gun readings need all of r, g, b; got {', '.join(sorted(guns))}")
         fitted = {g: fit_curve(*guns[g], bits, curve=curve, gun=g) for g in GUNS[1:]}
+        check_additivity(grey.lut, {g: c.lut for g, c in fitted.items()})
     table = grey.table()
     lo, hi = float(table[0]), float(table[-1])
     mid = float(table[np.argmin(np.abs(table - (lo + hi) / 2))])

@@ -144,8 +144,8 @@ def psychopy_monitor(profile: MonitorProfile) -> Any:
     """
     from .psychopy_monitors import quiet_monitor
 
+    # never a monitor PsychoPy saved under this name: its gamma would reach the ramp, and its file may be unreadable
     mon = quiet_monitor(profile.name)
-    # a fresh calibration, never one PsychoPy saved under this name (its gamma would reach the ramp)
     mon.newCalib(width=profile.width_cm, distance=profile.distance_cm, notes=profile.notes, verbose=False)
     mon.setSizePix(list(profile.resolution))
     cal = profile.calibration

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from eigdist_core.errors import EigdistError
 from eigdist_core.io import sha256_bytes
 
 from eigdist_core.contract import CONDITION_KEY, DISPLAY_RANGE
@@ -33,6 +34,7 @@ from .datafile import TrialWriter, check_session_files, open_session, participan
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
 from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
+from .readings_rules import check_additivity
 from .staircase import Track, rebuild_track
 
 class StimulusSource(Protocol):
@@ -242,6 +244,12 @@ def open_stimuli(path: str | os.PathLike, *, profile: MonitorProfile | None = No
             f"{cal.date}): measure the r, g and b guns and run 'eigdist calibrate fit' with a 'gun' column, "
             "or build the set with color = \"grey\""
         )
+    if stimuli.manifest["channels"] != 1 and cal is not None:
+        try:  # a profile fitted before the rule existed, or edited by hand
+            check_additivity(cal.lut, {g: c.lut for g, c in cal.guns.items()})
+        except EigdistError as exc:
+            raise ProfileError(f"monitor {profile.name!r} calibration of {cal.date}: {exc}; refit it with "
+                               f"'eigdist calibrate fit'") from None
     conditions(stimuli.manifest)
     return stimuli
 

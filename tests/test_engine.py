@@ -69,7 +69,17 @@ def test_open_stimuli_refusals(stimulus_set, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="is colour \\(3 channels\\) but monitor 'lab' has no per-gun calibration "
                                          "\\(field 'calibration.guns' is missing"):
         open_stimuli(colour, profile=grey_only)
-    per_gun = calibrated(base, fit_calibration(levels, lum, 8, guns={g: (levels, lum) for g in "rgb"}))
+    thirds = (levels, 0.5 + (lum - 0.5) / 3)  # each gun a third of grey above black: r + g + b = grey
+    per_gun = calibrated(base, fit_calibration(levels, lum, 8, guns={g: thirds for g in "rgb"}))
     assert open_stimuli(colour, profile=per_gun).manifest["channels"] == 3
+    # a profile fitted before the rule grey = r + g + b (here: grey and b swapped) is refused by a colour session
+    from dataclasses import replace
+
+    swapped = replace(per_gun, calibration=replace(per_gun.calibration, guns={
+        **per_gun.calibration.guns, "b": replace(per_gun.calibration.guns["b"], lut=per_gun.calibration.lut)}))
+    with pytest.raises(ValueError, match=r"monitor 'lab' calibration of .*: b: at level 255 the b gun alone reads .* "
+                                         r"are the labels grey and b swapped\?; refit it with 'eigdist calibrate fit'"):
+        open_stimuli(colour, profile=swapped)
+    assert open_stimuli(stimulus_set, profile=swapped).manifest["channels"] == 1  # grey sets use grey only
     assert open_stimuli(colour, profile=base).manifest["channels"] == 3  # uncalibrated pilot: linear guns
     assert open_stimuli(colour).manifest["channels"] == 3  # no screen (headless)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-from eigdist_core.errors import EigdistError
+from eigdist_core.errors import EigdistError, in_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--gun", choices=("grey", "r", "g", "b"), default="grey",
                    help="patches of one gun alone (the others at 0), as calibrated (default grey)")
     c.set_defaults(func=check)
-    i = actions.add_parser("import-psychopy", help="a profile from a monitor calibrated in PsychoPy's Monitor Center")
+    i = actions.add_parser("import-psychopy", help="a profile from a monitor calibrated in PsychoPy's Monitor "
+                                                   "Center (uncalibrated if its newest calibration measured nothing)")
     i.add_argument("name", help="the PsychoPy monitor's name")
     i.add_argument("--psychopy-folder", help="PsychoPy's monitor folder (default: PsychoPy's own, ~/.psychopy3/monitors)")
     i.add_argument("--as", dest="profile", help="the eigdist profile's name (default: the same)")
@@ -52,10 +55,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--bits", type=int, choices=(8, 10), default=8)
     i.add_argument("--force", action="store_true", help="replace an existing eigdist profile of that name")
     i.set_defaults(func=import_psychopy)
-    e = actions.add_parser("export-psychopy", help="write a profile as a PsychoPy monitor (every calibration)")
+    e = actions.add_parser("export-psychopy",
+                           help="add a profile's calibrations to a PsychoPy monitor (its own are kept)")
     e.add_argument("name")
     e.add_argument("--psychopy-folder", help="where to write (default: PsychoPy's own monitor folder)")
     e.set_defaults(func=export_psychopy)
+
+
+def _writable_monitors(args: argparse.Namespace) -> Path:
+    """The profile folder, checked writable before any work (the check build, run and analyze use)."""
+    from eigdist_core.io import check_output_folder
+    from experiments.monitor import monitors_dir
+
+    option = ("--monitors" if args.monitors else "$EIGDIST_MONITORS" if os.environ.get("EIGDIST_MONITORS")
+              else "the monitor folder (--monitors)")
+    return check_output_folder(monitors_dir(args.monitors), option)
 
 
 def new(args: argparse.Namespace) -> int:
@@ -64,6 +78,7 @@ def new(args: argparse.Namespace) -> int:
     path = profile_path(args.name, args.monitors)
     if path.exists() and not args.force:
         raise EigdistError(f"{path} exists; use --force to replace it (its calibration is dropped)")
+    _writable_monitors(args)
     profile = new_profile(
         args.name, width_cm=args.width_cm, distance_cm=args.distance_cm,
         resolution=parse_resolution(args.resolution), refresh_hz=args.refresh, bits=args.bits,
@@ -83,23 +98,23 @@ def _png(path: str, option: str) -> str:
 
 
 def fit(args: argparse.Namespace) -> int:
-    import csv
-    from pathlib import Path
-
     from eigdist_core.io import sha256_file
-    from experiments.calibration import calibrated, fit_calibration, read_readings
+    from experiments.calibration import calibrated, fit_calibration, load_readings
     from experiments.monitor import load_profile, save_profile
 
     if not Path(args.readings).is_file():
         what = "a folder" if Path(args.readings).is_dir() else "missing"
         raise EigdistError(f"readings {args.readings!r} is {what}: give the CSV file of photometer readings")
     profile = load_profile(args.monitor, args.monitors)
-    with open(args.readings, newline="", encoding="utf-8-sig") as fh:
-        readings = read_readings(csv.DictReader(fh), where=args.readings)
+    _writable_monitors(args)
+    readings = load_readings(args.readings)
     guns = {g: v for g, v in readings.curves.items() if g != "grey"}
-    cal = fit_calibration(*readings.curves["grey"], profile.bits, curve=args.curve, guns=guns or None,
-                          chromaticity=readings.chromaticity or None,
-                          source=f"{args.readings} sha256:{sha256_file(args.readings)}")
+    try:
+        cal = fit_calibration(*readings.curves["grey"], profile.bits, curve=args.curve, guns=guns or None,
+                              chromaticity=readings.chromaticity or None,
+                              source=f"{args.readings} sha256:{sha256_file(args.readings)}")
+    except EigdistError as exc:  # the readings' checks name the gun and level; add the file
+        raise in_context(exc, args.readings) from exc
     new = calibrated(profile, cal)
     path = save_profile(new, args.monitors)
     for name, curve in [("grey", cal.grey), *(cal.guns or {}).items()]:
@@ -118,15 +133,18 @@ def fit(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     import io
 
-    from eigdist_core.io import atomic_write_bytes
+    from eigdist_core.io import atomic_write_bytes, check_output_folder
     from experiments.calibration_plot import calibration_figure
-    from experiments.monitor import load_profile, profile_path
+    from experiments.monitor import load_profile
 
     profile = load_profile(args.name, args.monitors)
     if profile.calibration is None:
         raise EigdistError(f"monitor {args.name!r} has no calibration yet: run eigdist calibrate fit first")
-    out = _png(args.out, "--out") if args.out else str(
-        profile_path(args.name, args.monitors).with_name(f"{args.name}_calibration.png"))
+    if args.out:
+        check_output_folder(Path(_png(args.out, "--out")).absolute().parent, "--out")
+        out = args.out
+    else:
+        out = str(_writable_monitors(args) / f"{args.name}_calibration.png")
     buf = io.BytesIO()
     calibration_figure(profile).savefig(buf, format="png", dpi=100)
     atomic_write_bytes(out, buf.getvalue())
@@ -145,6 +163,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    from eigdist_core.io import check_output_folder
     from experiments.display import run_check
     from experiments.monitor import check_calibrated, load_profile, parse_resolution
 
@@ -154,7 +173,7 @@ def check(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise EigdistError(f"--frames must be >= 1, got {args.frames}")
     if args.save:
-        _png(args.save, "--save")
+        check_output_folder(Path(_png(args.save, "--save")).absolute().parent, "--save")
     size = parse_resolution(args.window) if args.window else None
     for line in run_check(profile, fullscreen=args.fullscreen, size=size, pilot=args.pilot,
                           frames=args.frames, save=args.save, gun=args.gun):
@@ -170,25 +189,30 @@ def import_psychopy(args: argparse.Namespace) -> int:
     path = profile_path(name, args.monitors)
     if path.exists() and not args.force:
         raise EigdistError(f"{path} exists; use --force to replace it, or --as NAME for another name")
+    _writable_monitors(args)
     profile = read_psychopy_monitor(args.name, args.psychopy_folder, refresh_hz=args.refresh, bits=args.bits,
                                     profile_name=name)
     save_profile(profile, args.monitors)
     cal = profile.calibration
-    got = "no calibration" if cal is None else (
-        f"calibrated {cal.date}, {'grey + R, G, B' if cal.guns else 'grey only'}, "
-        f"{len(profile.history)} earlier calibration(s) in its history")
+    got = (f"calibrated {cal.date}, {'grey + R, G, B' if cal.guns else 'grey only'}" if cal else
+           "NOT calibrated: its newest PsychoPy calibration holds no photometer readings (no lumsPre, gammaGrid at "
+           "PsychoPy's default luminances 0 and 1); measure and run eigdist calibrate fit, or use --pilot")
     print(f"wrote {path} from PsychoPy monitor {args.name!r}: {profile.resolution[0]}x{profile.resolution[1]} px, "
-          f"{profile.width_cm:g} cm at {profile.distance_cm:g} cm; {got}")
+          f"{profile.width_cm:g} cm at {profile.distance_cm:g} cm; {got}; "
+          f"{len(profile.history)} earlier calibration(s) in its history")
     return 0
 
 
 def export_psychopy(args: argparse.Namespace) -> int:
+    from eigdist_core.io import check_output_folder
     from experiments.monitor import load_profile
-    from experiments.psychopy_monitors import write_psychopy_monitor
+    from experiments.psychopy_monitors import psychopy_folder, write_psychopy_monitor
 
     profile = load_profile(args.name, args.monitors)
-    path = write_psychopy_monitor(profile, args.psychopy_folder)
+    check_output_folder(psychopy_folder(args.psychopy_folder), "--psychopy-folder")
+    path, names = write_psychopy_monitor(profile, args.psychopy_folder)
     n = len(profile.history) + (profile.calibration is not None)
-    print(f"wrote PsychoPy monitor {path} ({n} calibration(s)); PsychoPy loads its gammaGrid into the hardware "
-          f"ramp when a PsychoPy window uses it (eigdist windows do not)")
+    print(f"wrote PsychoPy monitor {path}: {n} calibration(s) of profile {profile.name!r} added, {len(names)} in all "
+          f"(PsychoPy's others kept); PsychoPy uses the last, {names[-1]!r}, and loads its gammaGrid into the "
+          f"hardware ramp when a PsychoPy window uses it (eigdist windows do not)")
     return 0
