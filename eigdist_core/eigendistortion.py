@@ -17,7 +17,7 @@ from .solvers import (
     VectorDiagnostics,
     solve_exact,
     solve_iterative,
-    warn_unconverged,
+    warn_about,
 )
 from .preconditioner import PROBES
 from .validate import (
@@ -149,7 +149,7 @@ class Eigendistortion:
             top, bottom = AUTO_PAIR if method == "auto" else (method, method)
             result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget, bottom_start=start,
                                      diagonal_probes=diagonal_probes)
-        warn_unconverged(result, tol)
+        warn_about(result, tol)
         self._result = result
         return self
 
