@@ -147,8 +147,9 @@ def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
     return first
 
 
-def validate_response(response: Any, image: torch.Tensor) -> torch.Tensor:
-    """Check one response of a model to ``image``: a non-empty finite tensor of the image's dtype and device."""
+def validate_response(response: Any, image: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Check one response of a model to ``image``: a non-empty finite tensor of the image's dtype and device,
+    of the shape of ``like`` (the response at another image) when given."""
     import torch
 
     if not isinstance(response, torch.Tensor):
@@ -169,6 +170,9 @@ def validate_response(response: Any, image: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(response).all():
         bad = int((~torch.isfinite(response)).sum())
         raise ModelError(f"model response must be finite; it has NaN or infinite values ({bad} of {response.numel()})")
+    if like is not None and response.shape != like.shape:
+        raise ModelError(f"model output size changes with the image ({tuple(like.shape)}, then {tuple(response.shape)}): "
+                         "eigdist needs a fixed-size response; fix the model's forward")
     return response
 
 
