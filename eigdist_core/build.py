@@ -131,8 +131,8 @@ def compute_group(task: Task) -> list[dict]:
         vectors: dict[tuple[str, int], dict] = {}
         if any(d != "random" for d, _ in wanted):
             with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
-                warnings.filterwarnings("ignore", message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix "
-                                        r"is 0)", category=RuntimeWarning)
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
                 eig = Eigendistortion(image, model).synthesize(
                     method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
                     diagonal_probes=cfg.diagonal_probes,

@@ -1,4 +1,5 @@
-"""Leaving a caller's model as it was: its mode, its buffers, and a record of its tensors to spot a forward that writes to them.
+"""Leaving a caller's model as it was: its mode, its buffers, and a record of its tensors to spot a forward
+that writes to them.
 
 eigdist never changes a model: it runs it in eval mode only for the duration
 of each call (:func:`evaluating`), takes gradients with respect to the image

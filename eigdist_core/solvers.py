@@ -96,9 +96,10 @@ class EigenResult:
         The m × n Jacobian (``exact`` only).
     possibly_degenerate : bool
         Iterative methods: a bottom eigenvalue that is not null by the rule is
-        still within the solver's accuracy of 0 (ρ ≤ max(tol, residual)·λ_max),
-        so it cannot be told from null; its vector is the solver's, not the
-        seeded choice. A smaller ``tol`` or ``exact`` resolves it.
+        still within the solver's tolerance of 0 (ρ ≤ tol·λ_max; the solver
+        promised its eigenvalues only to tol·λ_max), so it cannot be told from
+        null; its vector is the solver's, not the seeded choice. A smaller
+        ``tol`` or ``exact`` resolves it.
     history : list of dict
         Iterative methods: one entry per iteration, ``phase`` (``top`` or
         ``bottom``), ``iteration``, ``products`` and ``seconds`` since the
@@ -197,9 +198,8 @@ def warn_about(result: EigenResult, tol: float) -> None:
         low = min(result.diagnostics[k:], key=lambda d: d.rayleigh)
         warnings.warn(
             f"{result.method}: possibly degenerate: the bottom eigenvalue {low.rayleigh / lam_max:.2g}·λ_max cannot "
-            f"be told from 0 at the solver's accuracy (tol={tol:g}, residual {low.residual:.2g}), so the min "
-            "eigendistortion may be one of many null directions; converge further (smaller tol, larger max_iter) "
-            "or use method='exact' to resolve it",
+            f"be told from 0 at tol={tol:g} (residual {low.residual:.2g}), so the min eigendistortion may be one of "
+            "many null directions; use a smaller tol or method='exact' to resolve it",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -352,8 +352,8 @@ def _assemble(
             order = torch.argsort(rq, descending=True, stable=True)
         else:
             order = torch.argsort(torch.where(rq > tol * lam_max, rq, 0), descending=True, stable=True)
-            # not null by the rule, yet within the solver's accuracy of 0: cannot be told from null
-            possibly = bool((rq[: k - d] <= torch.clamp(res[: k - d], min=tol) * lam_max).any())
+            # not null by the rule, yet within the solver's tolerance of 0: cannot be told from null
+            possibly = bool((rq[: k - d] <= tol * lam_max).any())
         for i in order.tolist():
             vectors.append(phase.vectors[i])
             values.append(rq[i])

@@ -171,8 +171,8 @@ def validate_response(response: Any, image: torch.Tensor, like: torch.Tensor | N
         bad = int((~torch.isfinite(response)).sum())
         raise ModelError(f"model response must be finite; it has NaN or infinite values ({bad} of {response.numel()})")
     if like is not None and response.shape != like.shape:
-        raise ModelError(f"model output size changes with the image ({tuple(like.shape)}, then {tuple(response.shape)}): "
-                         "eigdist needs a fixed-size response; fix the model's forward")
+        raise ModelError(f"model output size changes with the image ({tuple(like.shape)}, then "
+                         f"{tuple(response.shape)}): eigdist needs a fixed-size response; fix the model's forward")
     return response
 
 

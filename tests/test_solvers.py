@@ -88,8 +88,7 @@ def test_same_seed_same_vectors(method):
 
 def test_stopping_short_says_so_in_result_and_warning():
     eig = Eigendistortion(*reversed(net_and_image("smooth-1x24x24")))
-    with pytest.warns(RuntimeWarning, match=r"lobpcg did not reach tol=1e-08 for eigenindex 0 \(residual"), \
-            pytest.warns(RuntimeWarning, match="possibly degenerate"):  # a bottom short of its residual
+    with pytest.warns(RuntimeWarning, match=r"lobpcg did not reach tol=1e-08 for eigenindex 0 \(residual"):
         eig.synthesize(method="lobpcg", tol=1e-8, max_iter=3)
     vectors = eig.diagnostics["vectors"]
     assert not any(v["converged"] for v in vectors)
@@ -317,7 +316,7 @@ def test_resnet18_layer2_bottom_below_the_tolerance_is_possibly_degenerate():
     image = load_image("camera", size=64)[None]
     model = models.load("resnet18:layer2", "random:0")
     with pytest.warns(RuntimeWarning, match=r"lanczos\+lobpcg: possibly degenerate: the bottom eigenvalue .*·λ_max "
-                                            r"cannot be told from 0 at the solver's accuracy \(tol=0.0001"):
+                                            r"cannot be told from 0 at tol=0.0001 \(residual"):
         eig = Eigendistortion(image, model).synthesize()  # auto: the Jacobian is too large for exact
     lam = eig.eigenvalues
     assert float(lam[1]) <= 1e-4 * float(lam[0])
@@ -325,7 +324,8 @@ def test_resnet18_layer2_bottom_below_the_tolerance_is_possibly_degenerate():
 
 
 def test_power_stopped_short_returns_sorted_pairs_and_names_the_unconverged(small_image, conv_net):
-    with pytest.warns(RuntimeWarning, match=r"power did not reach tol=0.0001 for eigenindex 0 .*eigenindex 143") as caught:
+    with pytest.warns(RuntimeWarning, match=r"power did not reach tol=0.0001 for eigenindex 0 .*eigenindex 143") \
+            as caught:
         eig = Eigendistortion(small_image, conv_net).synthesize(method="power", k=3, max_iter=3)
     lam = eig.eigenvalues
     assert (lam[:2] >= lam[1:3]).all() and (lam[3:5] >= lam[4:]).all(), lam  # the bottom used to come unsorted
@@ -334,3 +334,17 @@ def test_power_stopped_short_returns_sorted_pairs_and_names_the_unconverged(smal
     message = next(str(w.message) for w in caught if "did not reach" in str(w.message))
     named = {int(i) for i in re.findall(r"eigenindex (\d+)", message)}
     assert named == {int(i) for i, v in zip(eig.eigenindex, vectors) if not v["converged"]}
+
+
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg", "power"])
+def test_a_bottom_within_tol_of_zero_is_possibly_degenerate_and_a_smaller_tol_resolves_it(method):
+    """F with eigenvalues 1e-5 and 0.1 … 1: at tol 1e-4 the bottom cannot be told from 0; at 1e-8 it can."""
+    net = Spectrum([1e-5] + torch.linspace(0.1, 1.0, 19).tolist())
+    x = torch.rand(20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match=rf"{method}: possibly degenerate: the bottom eigenvalue .*·λ_max cannot be "
+                                            r"told from 0 at tol=0.0001"):
+        loose = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, tol=1e-4, max_iter=5000)
+    assert loose.diagnostics["degenerate"] and loose.diagnostics["possibly_degenerate"]
+    tight = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, tol=1e-8, max_iter=20000)
+    assert not tight.diagnostics["degenerate"] and not tight.diagnostics["possibly_degenerate"]
+    assert float(tight.eigenvalues[1]) == pytest.approx(1e-5, rel=1e-3)
