@@ -47,7 +47,7 @@ from .stimulus_set import (
     item_id_for,
     write_manifest,
 )
-from .validate import freeze, validate_number
+from .validate import freeze, validate_number, validate_response, validate_sensitivity
 
 #: torch threads while a group is computed (results must not depend on the machine's core count).
 THREADS = 1
@@ -130,12 +130,14 @@ def compute_group(task: Task) -> list[dict]:
         wanted = directions_of(cfg)
         vectors: dict[tuple[str, int], dict] = {}
         if any(d != "random" for d, _ in wanted):
-            with warnings.catch_warnings():  # recorded per item (converged, residual), summarised once by build_set
-                warnings.filterwarnings("ignore", message=r".* did not reach tol=", category=RuntimeWarning)
+            with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
                 eig = Eigendistortion(image, model).synthesize(
                     method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
                     diagonal_probes=cfg.diagonal_probes,
                 )
+            validate_sensitivity(float(eig.eigenvalues[0]))  # a zero Fisher matrix gives no stimulus
             op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
             dist = eig.eigendistortions.detach()
             for j, diag in enumerate(eig.diagnostics["vectors"]):
@@ -157,6 +159,7 @@ def compute_group(task: Task) -> list[dict]:
                 "vector": v.view(image.shape[1:]), "eigenvalue": None, "rayleigh": float(v @ (op @ v)),
                 "residual": None, "converged": True, "iterations": 0, "seed": seed,
             }
+            validate_sensitivity(vectors[("random", 0)]["rayleigh"])  # vᵀFv = 0 for a random v only where F = 0
         entries = []
         for item_id, key in zip(group.item_ids, wanted):
             found = vectors[key]
@@ -189,12 +192,19 @@ def response_curve(model, image, direction, alpha_max: float, points: int) -> di
 
     import torch
 
+    from .model_state import keeping_buffers
+
     alphas = [0.0] + [float(a) for a in np.geomspace(alpha_max * 1e-3, alpha_max, points - 1)]
     model64 = freeze(copy.deepcopy(model).double())  # a deep-copied GraphModule comes back in training mode
+
+    def f(image: torch.Tensor) -> torch.Tensor:
+        with keeping_buffers(model64):  # every call sees the model as given
+            return model64(image)
+
     x, e = image.double(), direction.double()[None]
     with torch.no_grad():
-        base = model64(x)
-        dist = [float((model64(x + a * e) - base).norm()) for a in alphas]
+        base = f(x)
+        dist = [float((validate_response(f(x + a * e), x, like=base) - base).norm()) for a in alphas]
     return {"alpha": alphas, "distance": dist}
 
 

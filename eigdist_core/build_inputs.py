@@ -16,7 +16,7 @@ import numpy as np
 from .config import ModelEntry, SetConfig, image_id_of
 from .contract import DISPLAY_RANGE
 from .errors import EigdistError, in_context
-from .validate import validate_model
+from .validate import ModelError, validate_model
 
 
 #: Side of the input of the first dry forward pass of each model (colour and output-size check).
@@ -87,6 +87,9 @@ def _dry_run(i: int, net: ModelEntry, model, config: SetConfig, size: int) -> in
     x = torch.full((1, config.channels, size, size), (lo + hi) / 2, dtype=torch.float32)
     try:
         return validate_model(model, x).numel()
+    except ModelError as exc:  # the model is at fault, not the set's colour or size
+        raise BuildError(f"models[{i}] ({net.spec}, weights {net.weights}) on a mid-grey {size} × {size} image: "
+                         f"{exc}; or remove this [[models]] entry") from None
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BuildError(

@@ -6,18 +6,20 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from . import __version__
 from .fisher import FisherOperator
-from .io import load_json, load_npy, save_json, save_npy
+from .errors import EigdistError
+from .io import load_json, load_npy, save_json, save_npy, sha256_file
 from .solvers import (
     AUTO_PAIR,
     EigenResult,
     VectorDiagnostics,
     solve_exact,
     solve_iterative,
-    warn_unconverged,
+    warn_about,
 )
 from .preconditioner import PROBES
 from .validate import (
@@ -56,7 +58,7 @@ class Eigendistortion:
     jacobian : torch.Tensor or None
         m × n Jacobian, ``exact`` only.
     diagnostics : dict
-        ``{"vectors": [per-vector dicts], "degenerate": bool, "method": str,
+        ``{"vectors": [per-vector dicts], "degenerate": bool, "possibly_degenerate": bool, "method": str,
         "fisher": {"path": "torch.func" | "autograd", "reason": str}}``.
     """
 
@@ -149,7 +151,7 @@ class Eigendistortion:
             top, bottom = AUTO_PAIR if method == "auto" else (method, method)
             result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget, bottom_start=start,
                                      diagonal_probes=diagonal_probes)
-        warn_unconverged(result, tol)
+        warn_about(result, tol)
         self._result = result
         return self
 
@@ -180,29 +182,43 @@ class Eigendistortion:
     def diagnostics(self) -> dict[str, Any]:
         r, op = self.result, self.operator
         return {
-            "vectors": r.diagnostics_dicts(), "degenerate": r.degenerate, "method": r.method,
+            "vectors": r.diagnostics_dicts(), "degenerate": r.degenerate,
+            "possibly_degenerate": r.possibly_degenerate, "method": r.method,
             "fisher": {"path": op.path, "reason": op.reason},
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the results to the folder ``path`` (``.npy`` arrays + ``eigendistortion.json``)."""
+        """Write the results to the folder ``path``: ``.npy`` arrays, then ``eigendistortion.json`` listing them.
+
+        The metadata lists every array with its sha256 (``sha256``: name → hex).
+        A result already in the folder is replaced whole: its metadata goes
+        first, then every array of :data:`ARRAYS` this result does not write,
+        and the new metadata comes last, so a save stopped at any moment leaves
+        a folder :meth:`load` refuses, never a mix of two results. Other files
+        (``eigdist synth``'s figure) are left alone.
+        """
         r = self.result
         path = Path(path)
-        files = {
-            "image": save_npy(path / "image.npy", self.image.cpu().numpy()),
-            "eigendistortions": save_npy(
-                path / "eigendistortions.npy", self.eigendistortions.detach().cpu().numpy()
-            ),
-            "response": save_npy(path / "response.npy", self.operator.response.cpu().numpy()),
+        arrays = {
+            "image": self.image.cpu().numpy(),
+            "eigendistortions": self.eigendistortions.detach().cpu().numpy(),
+            "response": self.operator.response.cpu().numpy(),
         }
         if r.jacobian is not None:
-            files["jacobian"] = save_npy(path / "jacobian.npy", r.jacobian.detach().cpu().numpy())
+            arrays["jacobian"] = r.jacobian.detach().cpu().numpy()
+        path.mkdir(parents=True, exist_ok=True)
+        (path / META).unlink(missing_ok=True)
+        for name in ARRAYS:
+            if name not in arrays:
+                (path / f"{name}.npy").unlink(missing_ok=True)
+        files = {name: save_npy(path / f"{name}.npy", array) for name, array in arrays.items()}
         save_json(
-            path / "eigendistortion.json",
+            path / META,
             {
                 "eigdist_version": __version__,
                 "method": r.method,
                 "degenerate": r.degenerate,
+                "possibly_degenerate": r.possibly_degenerate,
                 "eigenvalues": [float(v) for v in r.eigenvalues],
                 "eigenindex": [int(i) for i in r.eigenindex],
                 "diagnostics": r.diagnostics_dicts(),
@@ -222,24 +238,32 @@ class Eigendistortion:
     ) -> "Eigendistortion":
         """Read results written by :meth:`save` for ``model``.
 
-        The model's response at the saved image must match the saved response
-        (to 1e-5 relative), so results are never attached to the wrong model.
+        Only the arrays ``eigendistortion.json`` lists are read, each after its
+        sha256 is checked; a folder that also holds an array of :data:`ARRAYS`
+        the metadata does not list (another result's) is refused. The dtype is
+        one of :data:`DTYPES`. The model's response at the saved image must
+        match the saved response (to 1e-5 relative), so results are never
+        attached to the wrong model.
+
+        Raises
+        ------
+        ResultError
+            Naming the folder and the missing, unlisted, changed or unknown file or field.
         """
         path = Path(path)
-        meta = load_json(path / "eigendistortion.json")
-        image = torch.from_numpy(load_npy(path / "image.npy"))
-        dtype = dtype or getattr(torch, meta["dtype"])
+        meta, files = _read_meta(path)
+        dtype = dtype or DTYPES[meta["dtype"]]
+        image = torch.from_numpy(files["image"])
         obj = cls(image, model, dtype=dtype)
-        saved = torch.from_numpy(load_npy(path / "response.npy")).to(obj.operator.response)
+        saved = torch.from_numpy(files["response"]).to(obj.operator.response)
         if saved.shape != obj.operator.response.shape or not torch.allclose(
             saved, obj.operator.response, rtol=1e-5, atol=1e-6 * float(saved.abs().max())
         ):
-            raise ValueError(
+            raise ResultError(
                 f"the model given to load() does not reproduce the response saved in {path}: "
                 "pass the model the eigendistortions were computed for"
             )
-        vecs = torch.from_numpy(load_npy(path / "eigendistortions.npy")).to(dtype)
-        jac_file = path / "jacobian.npy"
+        vecs = torch.from_numpy(files["eigendistortions"]).to(dtype)
         obj._result = EigenResult(
             eigenvalues=torch.tensor(meta["eigenvalues"], dtype=dtype),
             eigenvectors=vecs.reshape(vecs.shape[0], -1),
@@ -247,6 +271,53 @@ class Eigendistortion:
             diagnostics=[VectorDiagnostics(**d) for d in meta["diagnostics"]],
             degenerate=meta["degenerate"],
             method=meta["method"],
-            jacobian=torch.from_numpy(load_npy(jac_file)) if jac_file.exists() else None,
+            jacobian=torch.from_numpy(files["jacobian"]) if "jacobian" in files else None,
+            possibly_degenerate=meta.get("possibly_degenerate", False),
         )
         return obj
+
+
+class ResultError(EigdistError):
+    """A folder :meth:`Eigendistortion.load` cannot read as one saved result; the message names the file."""
+
+
+#: Metadata of a saved result, and the arrays a result can hold (``<name>.npy``; the first three always).
+META = "eigendistortion.json"
+ARRAYS = ("image", "eigendistortions", "response", "jacobian")
+#: The dtypes a saved result may name.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _read_meta(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata of the result in ``path`` and the arrays it lists, each checked against its sha256."""
+    where = path / META
+    if not where.is_file():
+        raise ResultError(f"{path} holds no {META}: not a saved Eigendistortion, or its save was interrupted; "
+                          "save it again")
+    try:
+        meta = load_json(where)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{where} is not valid JSON ({exc}); save the result again") from None
+    listed = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(listed, dict) or not {"image", "eigendistortions", "response"} <= set(listed):
+        raise ResultError(f"{where} does not list the arrays image, eigendistortions and response with their "
+                          "sha256 ('sha256'); save the result again")
+    unknown = sorted(set(listed) - set(ARRAYS))
+    if unknown:
+        raise ResultError(f"{where} lists unknown arrays {unknown}; a result has {', '.join(ARRAYS)}")
+    if meta.get("dtype") not in DTYPES:
+        raise ResultError(f"{where}: dtype {meta.get('dtype')!r} is not one of {', '.join(DTYPES)}")
+    stray = [f"{name}.npy" for name in ARRAYS if name not in listed and (path / f"{name}.npy").exists()]
+    if stray:
+        raise ResultError(f"{path} holds {', '.join(stray)}, which {META} does not list: a file of another result; "
+                          "remove it, or save into an empty folder")
+    files = {}
+    for name, sha in listed.items():
+        file = path / f"{name}.npy"
+        if not file.is_file():
+            raise ResultError(f"{file} is missing ({META} lists it); save the result again")
+        if sha256_file(file) != sha:
+            raise ResultError(f"{file} does not match its sha256 in {META}: changed since the save, or a file of "
+                              "another result; save the result again")
+        files[name] = load_npy(file)
+    return meta, files

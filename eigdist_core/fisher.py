@@ -40,8 +40,8 @@ from torch import nn
 from .device import reproducible
 from .frozen_batchnorm import AffineBatchNorm
 from .input_only_conv import InputOnlyConvolution
-from .model_state import Snapshot, changed_tensors, in_eval_mode, snapshot
-from .validate import validate_dtype, validate_image, validate_model
+from .model_state import Snapshot, changed_tensors, in_eval_mode, keeping_buffers, snapshot
+from .validate import validate_dtype, validate_gradient, validate_image, validate_model
 
 
 #: Blocks of at most this many vectors go through the recorded graph one vector at a time; larger ones
@@ -83,6 +83,10 @@ class FisherOperator:
 
     Raises
     ------
+    ModelError
+        If the model is not a function of the image (:func:`~eigdist_core.validate.validate_model`),
+        or its gradient at the image is not finite (one product Jᵀu with a
+        seeded ±1 vector u, :func:`~eigdist_core.validate.validate_gradient`).
     ValueError
         If the response does not depend on the image through autograd (the
         model detaches its input or computes outside torch).
@@ -113,10 +117,12 @@ class FisherOperator:
 
         self._f, self._f_graph, self._x = f, f_graph, x
         self.n, self.chunk_size, self.products = x.numel(), chunk_size, 0
-        before = snapshot(model)
-        validate_model(call if callable(model) else model, x.view(shape))
-        with reproducible(x.device):
-            self._linearize(model, before)
+        with keeping_buffers(model):  # eigdist's own calls leave the model's buffers as they were
+            before = snapshot(model)
+            validate_model(call if callable(model) else model, x.view(shape))
+            with reproducible(x.device):
+                self._linearize(model, before)
+        validate_gradient(self.vjp(_probe(self.m, dtype, x.device)))
 
     def _linearize(self, model: Callable[[torch.Tensor], torch.Tensor], before: Snapshot) -> None:
         """Record the graph at x and, unless the model needs plain autograd, the torch.func linearisation."""
@@ -249,6 +255,12 @@ class _Graph:
         if self.g is None or not len(V):  # g(u) is constant in u only where J = 0
             return V.new_zeros(len(V), self.y.numel())
         return torch.stack([torch.autograd.grad(self.g, self.u, v, retain_graph=True)[0] for v in V])
+
+
+def _probe(m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A seeded 1 × m row of ±1 (drawn on the CPU: the same on any device)."""
+    signs = torch.randint(0, 2, (1, m), generator=torch.Generator().manual_seed(0), dtype=torch.int8)
+    return signs.mul_(2).sub_(1).to(dtype=dtype, device=device)
 
 
 def _module_dtype(model: nn.Module) -> torch.dtype | None:

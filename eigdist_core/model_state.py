@@ -1,4 +1,5 @@
-"""Leaving a caller's model as it was: its mode, and a record of its tensors to spot a forward that writes to them.
+"""Leaving a caller's model as it was: its mode, its buffers, and a record of its tensors to spot a forward
+that writes to them.
 
 eigdist never changes a model: it runs it in eval mode only for the duration
 of each call (:func:`evaluating`), takes gradients with respect to the image
@@ -74,3 +75,32 @@ def changed_tensors(model: Any, before: Snapshot) -> list[str]:
         if old is None or new is None or old[0] is not new[0] or old[1:3] != new[1:3]:
             changed.append(".".join(p for p in key if p))
     return changed
+
+
+@contextlib.contextmanager
+def keeping_buffers(model: Any) -> Iterator[None]:
+    """Give every module of ``model`` its buffers back after the block: eigdist's own calls leave no writes.
+
+    A buffer written in place (a call counter, running statistics) is replaced
+    by a copy of its old values, not written back: an autograd graph recorded
+    in the block may hold the written tensor, whose in-place change would break
+    its backward. A buffer replaced by another tensor gets its old tensor back;
+    one added in the block is removed, one removed is put back.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    saved = [(module, dict(module._buffers),
+              {name: (b._version, b.detach().clone()) for name, b in module._buffers.items() if b is not None})
+             for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, before, copies in saved:
+            for name in set(module._buffers) - set(before):
+                del module._buffers[name]
+            for name, old in before.items():
+                if old is not None and old._version != copies[name][0]:
+                    module._buffers[name] = copies[name][1]
+                else:
+                    module._buffers[name] = old

@@ -26,6 +26,24 @@ from .fisher import FisherOperator
 DEGENERATE_RATIO = 1e-6
 
 
+def fisher_is_zero(lam_max: float, dtype: torch.dtype) -> bool:
+    """Whether F counts as zero: λ_max at or below tiny / eps of the products' dtype (≈ 1e-31 in float32).
+
+    Below that level F·v underflows (a dead ReLU layer gives exactly 0), so no
+    direction can be told from another: every direction is null.
+    """
+    info = torch.finfo(dtype)
+    return not lam_max > info.tiny / info.eps
+
+
+def whole_space_choice(n: int, k: int, seed: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The rule's k null directions when the null space is everything (F = 0): the seeded block, orthonormalised.
+
+    The same as :func:`choice_coefficients` with the identity as basis, without forming it.
+    """
+    return torch.linalg.qr(seeded_block(n, k, seed, dtype, device).T)[0].T
+
+
 def seeded_block(n: int, k: int, seed: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A k × n Gaussian block from a private generator (same seed → same block on any device)."""
     gen = torch.Generator().manual_seed(seed)
@@ -104,7 +122,7 @@ def null_projection(
             Pd, rr, checked = R.clone(), (R * R).sum(1), True
         active = rr > bound
         trace.record("bottom", iterations, float(((V * R).sum(1) / norms2).min()),
-                     float((rr / norms2).sqrt().max()) / lam_max)  # ‖Fv‖ bounds ‖Fv − ρv‖
+                     float((rr / norms2).sqrt().max()) / max(lam_max, 1e-300))  # ‖Fv‖ bounds ‖Fv − ρv‖
         if not active.any() or iterations >= max_iter or time.perf_counter() > deadline:
             break
         iterations += 1

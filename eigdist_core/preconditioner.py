@@ -82,6 +82,8 @@ def estimate_diagonal(
 
 
 def jacobi(diagonal: torch.Tensor, shift: float = SHIFT) -> torch.Tensor:
-    """The preconditioner's diagonal, 1 / (d + shift · mean(d)), scaled to mean 1."""
+    """The preconditioner's diagonal, 1 / (d + shift · mean(d)), scaled to mean 1 (all ones for d = 0)."""
+    if not float(diagonal.mean()) > 0:  # F = 0 to the estimate: no pixel is more sensitive than another
+        return torch.ones_like(diagonal)
     inverse = 1 / (diagonal + shift * diagonal.mean())
     return inverse / inverse.mean()

@@ -33,7 +33,10 @@ import torch
 from .block_iteration import F64, Phase, Trace, apply, iterate, orthonormalize
 from .chebyshev import filtered_bottom
 from .fisher import FisherOperator
-from .nullspace import choice_coefficients, null_count, null_projection, seeded_block, split_bottom
+from .nullspace import (
+    choice_coefficients, fisher_is_zero, null_count, null_projection, seeded_block, split_bottom,
+    whole_space_choice,
+)
 from .preconditioner import PROBES, estimate_diagonal, jacobi
 
 
@@ -83,12 +86,20 @@ class EigenResult:
     diagnostics : list[VectorDiagnostics]
         One per row of ``eigenvectors``.
     degenerate : bool
-        The bottom k include null directions (m < n, or λ ≤ 1e-6·λ_max): those
-        min eigendistortions are one reproducible choice among many.
+        The bottom k include null directions (m < n, or λ ≤ 1e-6·λ_max), or
+        directions that cannot be told from null (``possibly_degenerate``):
+        those min eigendistortions are one choice among many. F = 0 (a dead
+        layer) is degenerate, with all eigenvalues 0.
     method : str
         The solver that produced the result (``top+bottom`` when they differ).
     jacobian : torch.Tensor or None
         The m × n Jacobian (``exact`` only).
+    possibly_degenerate : bool
+        Iterative methods: a bottom eigenvalue that is not null by the rule is
+        still within the solver's tolerance of 0 (ρ ≤ tol·λ_max; the solver
+        promised its eigenvalues only to tol·λ_max), so it cannot be told from
+        null; its vector is the solver's, not the seeded choice. A smaller
+        ``tol`` or ``exact`` resolves it.
     history : list of dict
         Iterative methods: one entry per iteration, ``phase`` (``top`` or
         ``bottom``), ``iteration``, ``products`` and ``seconds`` since the
@@ -104,6 +115,7 @@ class EigenResult:
     method: str
     jacobian: torch.Tensor | None = field(default=None, repr=False)
     history: list[dict] = field(default_factory=list, repr=False)
+    possibly_degenerate: bool = False
 
     def diagnostics_dicts(self) -> list[dict]:
         """Diagnostics as plain dicts (for JSON)."""
@@ -132,6 +144,8 @@ def solve_exact(op: FisherOperator, k: int, seed: int = 0) -> EigenResult:
     evecs = evecs.flip(1).T  # rows, descending
     n = op.n
     lam_max = float(evals[0])
+    if fisher_is_zero(lam_max, op.dtype):
+        return _zero_result(op, k, seed, "exact", (1, 0, time.perf_counter() - start), jacobian=jac)
     null_all = null_count(evals, lam_max, n - op.m)  # the whole null space, maybe more than k
     d = min(null_all, k)
     top = evecs[:k]
@@ -157,8 +171,8 @@ def solve_exact(op: FisherOperator, k: int, seed: int = 0) -> EigenResult:
     )
 
 
-def warn_unconverged(result: EigenResult, tol: float) -> None:
-    """Warn, naming each vector, when any vector stopped short of ``tol``."""
+def warn_about(result: EigenResult, tol: float) -> None:
+    """Warn of what a result cannot promise: vectors short of ``tol`` (each named), a bottom that may be null, F = 0."""
     bad = [
         f"eigenindex {int(i)} (residual {d.residual:.2e})"
         for i, d in zip(result.eigenindex, result.diagnostics)
@@ -168,6 +182,24 @@ def warn_unconverged(result: EigenResult, tol: float) -> None:
         warnings.warn(
             f"{result.method} did not reach tol={tol:g} for " + ", ".join(bad)
             + "; see .diagnostics (raise max_iter or time_budget)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not float(result.eigenvalues[0]) > 0:
+        warnings.warn(
+            f"{result.method}: the Fisher matrix is 0 at this image (the response does not change with it): every "
+            "direction is null, the eigenvalues are 0 and the eigendistortions a seeded choice (docs/solvers.md)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif result.possibly_degenerate:
+        k = len(result.eigenvalues) // 2
+        lam_max = float(result.eigenvalues[0])
+        low = min(result.diagnostics[k:], key=lambda d: d.rayleigh)
+        warnings.warn(
+            f"{result.method}: possibly degenerate: the bottom eigenvalue {low.rayleigh / lam_max:.2g}·λ_max cannot "
+            f"be told from 0 at tol={tol:g} (residual {low.residual:.2g}), so the min eigendistortion may be one of "
+            "many null directions; use a smaller tol or method='exact' to resolve it",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -263,6 +295,11 @@ def solve_iterative(
     hi = iterate(op, start=(g[:b_top], None), k=k, block=b_top, largest=True, mode=top,
                  deadline=start + budget / 2, lam_max=None, desc=f"top ({top})", **common)
     lam_max = float(hi.rayleigh()[0])
+    name = top if top == bottom else f"{top}+{bottom}"
+    if fisher_is_zero(lam_max, op.dtype):
+        result = _zero_result(op, k, seed, name, (hi.iterations, hi.products, hi.seconds))
+        result.history = trace.entries
+        return result
     deadline = start + budget
     structural = op.n - op.m  # null directions a layer with fewer outputs than inputs must have
     projection = dict(k=k, seed=seed, tol=tol, max_iter=max_iter, deadline=deadline, lam_max=lam_max, trace=trace)
@@ -292,35 +329,74 @@ def solve_iterative(
             lo.diagonal_probes += found.diagonal_probes
             lo.seconds += found.seconds
             lo.iterations += found.iterations
-    result = _assemble(op, hi, lo, k, tol, lam_max, d > 0, top if top == bottom else f"{top}+{bottom}")
+    result = _assemble(op, hi, lo, k, tol, lam_max, d, name)
     result.history = trace.entries
     return result
 
 
 def _assemble(
-    op: FisherOperator, hi: Phase, lo: Phase, k: int, tol: float, lam_max: float,
-    degenerate: bool, method: str,
+    op: FisherOperator, hi: Phase, lo: Phase, k: int, tol: float, lam_max: float, d: int, method: str,
 ) -> EigenResult:
-    """One :class:`EigenResult` from the two phases: the top sorted, the bottom in the rule's order."""
+    """One :class:`EigenResult` from the two phases, each sorted by Rayleigh quotient, descending.
+
+    The bottom's last ``d`` rows are the rule's null directions; rows within
+    tol·λ_max of 0 keep the rule's order (their values are rounding), any row
+    above it is sorted, so a stopped solver's bottom comes out sorted too.
+    """
     vectors, diags, values = [], [], []
+    possibly = False
     for phase in (hi, lo):
         rq = phase.rayleigh()
-        order = torch.argsort(rq, descending=True, stable=True) if phase is hi else torch.arange(k)
+        res = torch.linalg.vector_norm(phase.products_of - rq[:, None] * phase.vectors, dim=1) / max(lam_max, 1e-300)
+        if phase is hi:
+            order = torch.argsort(rq, descending=True, stable=True)
+        else:
+            order = torch.argsort(torch.where(rq > tol * lam_max, rq, 0), descending=True, stable=True)
+            # not null by the rule, yet within the solver's tolerance of 0: cannot be told from null
+            possibly = bool((rq[: k - d] <= tol * lam_max).any())
         for i in order.tolist():
-            v, fv = phase.vectors[i], phase.products_of[i]
-            res = float(torch.linalg.vector_norm(fv - rq[i] * v)) / max(abs(lam_max), 1e-300)
-            vectors.append(v)
+            vectors.append(phase.vectors[i])
             values.append(rq[i])
-            diags.append(VectorDiagnostics(
-                float(rq[i]), res, phase.iterations, phase.products, res <= tol, phase.seconds, phase.diagonal_probes
-            ))
+            diags.append(VectorDiagnostics(float(rq[i]), float(res[i]), phase.iterations, phase.products,
+                                           float(res[i]) <= tol, phase.seconds, phase.diagonal_probes))
     return EigenResult(
         eigenvalues=torch.stack(values).clamp(min=0).to(op.dtype),
         eigenvectors=fix_sign(torch.stack(vectors)).to(op.dtype),
         eigenindex=_eigenindex(op.n, k),
         diagnostics=diags,
-        degenerate=degenerate,
+        degenerate=d > 0 or possibly,
         method=method,
+        possibly_degenerate=possibly,
+    )
+
+
+def _zero_result(
+    op: FisherOperator, k: int, seed: int, method: str, spent: tuple[int, int, float],
+    jacobian: torch.Tensor | None = None,
+) -> EigenResult:
+    """Every method's answer for F = 0 (:func:`~eigdist_core.nullspace.fisher_is_zero`): all eigenvalues 0, degenerate.
+
+    The bottom k are the null-space rule's choice in the whole space (the
+    seeded block, orthonormalised); the top k, which no direction deserves more
+    than another, are the block of seed + 1 made orthogonal to them.
+    ``spent`` = (iterations, products, seconds) of the top's search.
+    """
+    bottom = whole_space_choice(op.n, k, seed, F64, op.device)
+    top = seeded_block(op.n, k, seed + 1, F64, op.device)
+    for _ in range(2):
+        top = top - (top @ bottom.T) @ bottom
+    top = torch.linalg.qr(top.T)[0].T
+    iterations, products, seconds = spent
+    diags = [VectorDiagnostics(0.0, 0.0, iterations, products, True, seconds)] * k
+    diags += [VectorDiagnostics(0.0, 0.0, 0, 0, True, 0.0)] * k
+    return EigenResult(
+        eigenvalues=torch.zeros(2 * k, dtype=op.dtype, device=op.device),
+        eigenvectors=fix_sign(torch.cat([top, bottom])).to(op.dtype),
+        eigenindex=_eigenindex(op.n, k),
+        diagnostics=diags,
+        degenerate=True,
+        method=method,
+        jacobian=jacobian,
     )
 
 

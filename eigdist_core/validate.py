@@ -3,8 +3,9 @@
 torch is imported inside the checks that need it, so the number checks cost
 nothing to the modules that read sets without torch.
 
-Each check raises ``ValueError`` or ``TypeError`` with a message that names the
-bad value and says what is allowed, so a lab sees at once what to fix.
+Each check raises ``ValueError`` or ``TypeError`` (the model checks
+:class:`ModelError`, both an ``EigdistError`` and a ``TypeError``) with a message
+that names the bad value and says what is allowed, so a lab sees at once what to fix.
 """
 
 from __future__ import annotations
@@ -84,8 +85,25 @@ def validate_value_range(value_range: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
+class ModelError(EigdistError, TypeError):
+    """A model eigdist cannot use: its response at an image is not one finite tensor of fixed size that
+    depends on the image alone and differentiably. Also a ``TypeError`` for callers of the synthesis API.
+    Callers add which model and image (``in_context``)."""
+
+
+#: Two calls of a model on one image must agree to this fraction of the response's largest magnitude.
+REPEAT_RTOL = 1e-5
+
+
 def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
-    """Check that ``model`` maps ``image`` to a tensor of the same dtype and device.
+    """Check that ``model`` is a function of the image: one finite tensor, the same at every call.
+
+    The model runs twice on ``image`` (without gradients; its buffers and the
+    global random generator are restored after each call): both responses must
+    be tensors of the image's dtype and device, non-empty, finite, and equal in
+    shape and (to :data:`REPEAT_RTOL` of the largest magnitude) in value, so a
+    model with dropout or noise active in ``forward``, or an output size that
+    changes between calls, is refused before any work.
 
     Parameters
     ----------
@@ -97,40 +115,82 @@ def validate_model(model: Any, image: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        The model's response to ``image`` (computed without gradients).
+        The model's response to ``image`` (the first call's).
 
     Raises
     ------
-    TypeError
-        If ``model`` is not callable or returns something other than a tensor
-        (a ``create_feature_extractor`` dict, for instance).
-    ValueError
-        If the response changes dtype or device, is empty, or is not finite.
+    ModelError
+        Naming what is wrong: not callable, not a tensor (a ``create_feature_extractor``
+        dict, for instance), another dtype or device, empty, not finite, another size
+        or other values at the second call.
     """
     import torch
 
+    from .model_state import keeping_buffers
+
     if not callable(model):
-        raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
-    with torch.no_grad():
-        response = model(image)
+        raise ModelError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        responses = []
+        for _ in range(2):
+            with keeping_buffers(model):
+                responses.append(validate_response(model(image), image))
+    first, second = responses
+    if second.shape != first.shape:
+        raise ModelError(f"model output size changes between calls on the same image ({tuple(first.shape)}, then "
+                         f"{tuple(second.shape)}): eigdist needs a fixed-size response; fix the model's forward")
+    scale = float(first.abs().max())
+    diff = float((second - first).abs().max())
+    if diff > REPEAT_RTOL * scale:
+        raise ModelError(f"model is not deterministic: two calls on the same image differ by up to {diff:.3g} "
+                         f"(largest response {scale:.3g}); turn off dropout or noise in its forward (training=False)")
+    return first
+
+
+def validate_response(response: Any, image: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Check one response of a model to ``image``: a non-empty finite tensor of the image's dtype and device,
+    of the shape of ``like`` (the response at another image) when given."""
+    import torch
+
     if not isinstance(response, torch.Tensor):
         hint = ""
         if isinstance(response, dict):
             hint = f" (a dict with keys {sorted(response)}: wrap the model so it returns one tensor)"
-        raise TypeError(f"model must return a torch.Tensor, got {type(response).__name__}{hint}")
+        raise ModelError(f"model must return a torch.Tensor, got {type(response).__name__}{hint}")
     if response.dtype != image.dtype:
-        raise ValueError(
+        raise ModelError(
             f"model must keep the image dtype: image is {image.dtype}, response is {response.dtype}"
         )
     if response.device != image.device:
-        raise ValueError(
+        raise ModelError(
             f"model must keep the image device: image is on {image.device}, response is on {response.device}"
         )
     if response.numel() == 0:
-        raise ValueError(f"model returned an empty tensor of shape {tuple(response.shape)}")
+        raise ModelError(f"model returned an empty tensor of shape {tuple(response.shape)}")
     if not torch.isfinite(response).all():
-        raise ValueError("model response must be finite; it has NaN or infinite values")
+        bad = int((~torch.isfinite(response)).sum())
+        raise ModelError(f"model response must be finite; it has NaN or infinite values ({bad} of {response.numel()})")
+    if like is not None and response.shape != like.shape:
+        raise ModelError(f"model output size changes with the image ({tuple(like.shape)}, then "
+                         f"{tuple(response.shape)}): eigdist needs a fixed-size response; fix the model's forward")
     return response
+
+
+def validate_gradient(probe: torch.Tensor) -> None:
+    """Check Jᵀu for a dense u (any non-finite entry of J makes entries of it non-finite)."""
+    import torch
+
+    if not torch.isfinite(probe).all():
+        bad = int((~torch.isfinite(probe)).sum())
+        raise ModelError(f"model gradient at the image is not finite (NaN or inf at {bad} of {probe.numel()} "
+                         "pixels): a sqrt, log or division at 0 in its forward? Fix the model or use another image")
+
+
+def validate_sensitivity(scale: float) -> None:
+    """Refuse a Fisher matrix that is zero: ``scale`` is its largest eigenvalue (0 when the solvers found F = 0)."""
+    if not scale > 0:
+        raise ModelError("model response does not change with the image here (Fisher matrix 0, e.g. a dead ReLU "
+                         "layer): no direction is more or less noticeable than another; use another layer or image")
 
 
 def freeze(model: nn.Module | Any) -> Any:

@@ -165,19 +165,49 @@ class ModelObserver:
 
             self.model = models.load(self.spec, self.weights)
 
-    def _response(self, image: np.ndarray) -> np.ndarray:
+    def check(self, source: Any) -> None:
+        """Refuse, before a session writes anything, a model eigdist cannot use at the images of ``source``.
+
+        ``source`` has ``manifest["images"]`` and ``image(image_id)`` (a stimulus set): the model must be
+        a function of each image (:func:`eigdist_core.validate.validate_model`), as a build requires.
+        """
+        for entry in source.manifest["images"]:
+            self._reference(entry["image_id"], source.image(entry["image_id"]))
+
+    def _reference(self, image_id: str, image: np.ndarray) -> Any:
+        """The response at an image, checked as a build checks a model (two calls agree, finite, fixed size)."""
+        from eigdist_core.validate import validate_model
+
+        return self._checked(image_id, image, lambda x: validate_model(self.model, x))
+
+    def _checked(self, image_id: str, image: np.ndarray, respond: Callable[[Any], Any]) -> Any:
+        """``respond`` of the image as a (1, C, H, W) tensor, its buffers kept; a refusal names the model and image."""
         import torch
 
-        with torch.no_grad():
-            x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None]
-            return self.model(x).double().numpy().ravel()
+        from eigdist_core.errors import in_context
+        from eigdist_core.model_state import keeping_buffers
+        from eigdist_core.validate import ModelError
+
+        x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None]
+        try:
+            with torch.no_grad(), keeping_buffers(self.model):
+                return respond(x)
+        except ModelError as exc:
+            raise in_context(exc, f"--simulate model={self.spec} at image {image_id!r}") from exc
 
     def respond(self, trial: Trial, stimuli: Stimuli, session: int) -> Response:
-        key = (trial.condition.image_id, stimuli.reference.shape)
+        from eigdist_core.validate import validate_response
+
+        image_id = trial.condition.image_id
+        key = (image_id, stimuli.reference.shape)
         if key not in self._cache:
-            self._cache = {key: self._response(stimuli.reference)}  # one image at a time (blocks)
-        r_ref = self._cache[key]
-        reps = [r_ref if s is stimuli.reference else self._response(s) for s in stimuli.intervals]
+            self._cache = {key: self._reference(image_id, stimuli.reference)}  # one image at a time (blocks)
+        ref = self._cache[key]
+        reps = [ref if s is stimuli.reference
+                else self._checked(image_id, s, lambda x: validate_response(self.model(x), x, like=ref))
+                for s in stimuli.intervals]
+        r_ref = ref.double().numpy().ravel()
+        reps = [r.double().numpy().ravel() for r in reps]
         target = trial.target_interval
         distance = float(np.linalg.norm(reps[target - 1] - r_ref))
         rng = _rng(self.seed, session, trial)
@@ -267,12 +297,18 @@ def _parse_value(kind: str, key: str, raw: str) -> Any:
     return value
 
 
-def make_responder(spec: str | SimulateSpec, *, model: Any = None) -> Responder:
+def make_responder(spec: str | SimulateSpec, *, model: Any = None, source: Any = None) -> Responder:
     """The simulated observer a ``--simulate`` spec names; its ``observer`` is the spec text.
 
-    ``model`` may pass an already-loaded model to a ``model=`` observer.
+    ``model`` may pass an already-loaded model to a ``model=`` observer; with a
+    stimulus set as ``source``, that model is checked at each of its images
+    first (:meth:`ModelObserver.check`), so a model a build would refuse never
+    answers a trial.
     """
     parsed = parse_simulate(spec) if isinstance(spec, str) else spec
     if parsed.kind == "weibull":
         return WeibullObserver(**parsed.params, observer=parsed.text)
-    return ModelObserver(parsed.model, **parsed.params, observer=parsed.text, model=model)
+    observer = ModelObserver(parsed.model, **parsed.params, observer=parsed.text, model=model)
+    if source is not None:
+        observer.check(source)
+    return observer

@@ -140,7 +140,7 @@ def prepare(options: RunOptions) -> Prepared:
     if spec is not None:
         if spec.kind == "model":
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
-        responder = make_responder(spec)
+        responder = make_responder(spec, source=stimuli)
     prep = Prepared(options, config, profile, stimuli, responder, magnification, stimulus_deg)
     with _session_lock(options):  # a running session is named before its files are judged
         pass

@@ -62,7 +62,8 @@ def check_against_exact(result: EigenResult, reference: EigenResult, k: int) -> 
     assert cos.min() >= 0.999, cos
     bottom = result.eigenvalues[k:].double()
     assert (bottom <= reference.eigenvalues[k:].double() + 1e-3 * lam_max).all()
-    assert result.degenerate == reference.degenerate
+    # an iterative bottom within tol·λ_max of 0 cannot be told from null: possibly degenerate (docs/solvers.md)
+    assert result.degenerate == (reference.degenerate or result.possibly_degenerate)
     assert all(d.converged for d in result.diagnostics)
     # the reported Rayleigh quotients are the eigenvalues, and close to the true ones
     assert torch.allclose(

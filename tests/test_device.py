@@ -63,4 +63,4 @@ def test_the_fisher_operator_records_and_takes_products_under_the_settings(monke
     op = fisher.FisherOperator(conv_net, small_image)
     op @ torch.ones(op.n)  # one vector: the recorded graph
     op @ torch.ones(2, op.n)  # a block: vmap
-    assert entered == [torch.device("cpu")] * 5  # the linearisation, then a jvp and a vjp per product
+    assert entered == [torch.device("cpu")] * 6  # the linearisation, the gradient probe, a jvp and a vjp per product

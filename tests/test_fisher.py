@@ -146,6 +146,34 @@ def test_a_model_that_writes_to_its_state_runs_on_plain_autograd_with_the_same_p
     assert not any("Batched" in type(t).__name__ for t in net.buffers())
 
 
+class CachingNet(CountingNet):
+    """CountingNet that also replaces one buffer and adds another in forward (a cached filter, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x):
+        self.scale = self.scale * 1.0  # a new tensor in the buffer's slot
+        self.register_buffer("cache", x.detach().clone())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("method", ["exact", "lobpcg"])
+def test_eigdists_own_calls_leave_a_models_buffers_as_they_were(small_image, method):
+    """A counter buffer stays at 0 through the constructor and synthesis; replaced and added buffers come back."""
+    net = CachingNet()
+    scale = net.scale
+    eig = Eigendistortion(small_image, net)
+    assert float(net.calls) == 0 and net.scale is scale and not hasattr(net, "cache")
+    eig.synthesize(method=method, k=2, tol=1e-3)
+    assert float(net.calls) == 0 and set(dict(net.named_buffers())) == {"calls", "scale"}
+    ref = Eigendistortion(small_image, copy.deepcopy(net.net)).synthesize(method=method, k=2, tol=1e-3)
+    assert torch.allclose(eig.eigenvalues, ref.eigenvalues, rtol=1e-4)
+    net(small_image)  # the model itself still counts
+    assert float(net.calls) == 1
+
+
 def test_a_model_torch_func_cannot_trace_falls_back_to_autograd(small_image):
     net = CustomOpNet()
     eig = Eigendistortion(small_image, net).synthesize(method="exact", k=2)

@@ -175,13 +175,15 @@ def test_method_accuracy(method, accuracy_crop, onoff_exact):
     for the top; eigdist's tol is a relative residual (docs/solvers.md), 1e-3 here, and its Krylov
     methods stand in for the SVD. eigdist also holds the top to 1e-3 relative.
     """
-    ed = Eigendistortion(accuracy_crop, get_model("OnOff")).synthesize(method=method, k=1, max_iter=2500, tol=1e-3)
+    with pytest.warns(RuntimeWarning, match="possibly degenerate"):  # its bottom, about 1e-4·λ_max, is below tol
+        ed = Eigendistortion(accuracy_crop, get_model("OnOff")).synthesize(method=method, k=1, max_iter=2500, tol=1e-3)
     assert ed.eigenvalues[0].isclose(onoff_exact.eigenvalues[0], atol=1e-2)
     assert ed.eigenvalues[-1].isclose(onoff_exact.eigenvalues[-1], atol=1e-2)
     assert ed.eigenvalues[0].isclose(onoff_exact.eigenvalues[0], rtol=1e-3)
     assert ed.diagnostics["fisher"]["path"] == "autograd"  # OnOff writes to its own tensors in forward
 
 
+@pytest.mark.filterwarnings("ignore:.*possibly degenerate:RuntimeWarning")  # bottoms of 5e-6·λ_max, below tol
 @pytest.mark.parametrize("name", ["Gaussian", "LinearNonlinear", "LuminanceGainControl",
                                   "LuminanceContrastGainControl", "OnOff"])
 def test_every_plenoptic_model_runs_and_is_left_as_it_was(name, accuracy_crop):

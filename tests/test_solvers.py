@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -271,3 +273,78 @@ def test_power_refuses_a_bottom_start():
     eig = Eigendistortion(torch.rand(200, dtype=torch.float64), _dense_bottom(), dtype=torch.float64)
     with pytest.raises(ValueError, match="bottom_start needs lanczos, lobpcg or chebyshev at the bottom"):
         eig.synthesize(method="power", bottom_start=torch.ones(200))
+
+
+# --- a zero Fisher matrix, a bottom that cannot be told from null, power's order -----------------------------
+
+
+class DeadReLU(torch.nn.Module):
+    """A conv layer whose ReLU is dead at every pixel of a [0, 1] image: J = 0 (``scale`` shrinks a live one)."""
+
+    def __init__(self, bias: float = -100.0, scale: float = 1.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+        torch.nn.init.constant_(self.conv.bias, bias)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.scale * torch.relu(self.conv(x))
+
+
+@pytest.mark.parametrize("model", [DeadReLU(), DeadReLU(bias=0.5, scale=1e-20)], ids=["dead", "underflow"])
+def test_a_zero_fisher_matrix_gives_every_method_the_same_zeros(small_image, model):
+    """Dead (J = 0) or so small that float32 products underflow: zeros, degenerate, the same vectors, a warning."""
+    results = {}
+    for method in METHODS:
+        with pytest.warns(RuntimeWarning, match=r"the Fisher matrix is 0 at this image .* every direction is null"):
+            eig = Eigendistortion(small_image, model).synthesize(method=method, k=2)
+        assert torch.equal(eig.eigenvalues, torch.zeros(4)) and eig.diagnostics["degenerate"]
+        assert all(v["converged"] for v in eig.diagnostics["vectors"])
+        results[method] = eig.eigendistortions.reshape(4, -1)
+    for method, vectors in results.items():
+        assert torch.equal(vectors, results["exact"]), method
+    assert torch.allclose(vectors @ vectors.T, torch.eye(4), atol=1e-6)  # orthonormal
+
+
+def test_resnet18_layer2_bottom_below_the_tolerance_is_possibly_degenerate():
+    """Its Jacobian at a 64 × 64 camera crop has an exact 70-dimensional null space; LOBPCG's bottom at tol 1e-4
+    (1.6e-6·λ_max) cannot be told from 0, and the result must say so."""
+    from eigdist_core import models
+    from eigdist_core.images import load_image
+
+    image = load_image("camera", size=64)[None]
+    model = models.load("resnet18:layer2", "random:0")
+    with pytest.warns(RuntimeWarning, match=r"lanczos\+lobpcg: possibly degenerate: the bottom eigenvalue .*·λ_max "
+                                            r"cannot be told from 0 at tol=0.0001 \(residual"):
+        eig = Eigendistortion(image, model).synthesize()  # auto: the Jacobian is too large for exact
+    lam = eig.eigenvalues
+    assert float(lam[1]) <= 1e-4 * float(lam[0])
+    assert eig.diagnostics["degenerate"] and eig.diagnostics["possibly_degenerate"]
+
+
+def test_power_stopped_short_returns_sorted_pairs_and_names_the_unconverged(small_image, conv_net):
+    with pytest.warns(RuntimeWarning, match=r"power did not reach tol=0.0001 for eigenindex 0 .*eigenindex 143") \
+            as caught:
+        eig = Eigendistortion(small_image, conv_net).synthesize(method="power", k=3, max_iter=3)
+    lam = eig.eigenvalues
+    assert (lam[:2] >= lam[1:3]).all() and (lam[3:5] >= lam[4:]).all(), lam  # the bottom used to come unsorted
+    vectors = eig.diagnostics["vectors"]
+    assert torch.allclose(torch.tensor([v["rayleigh"] for v in vectors], dtype=lam.dtype), lam)
+    message = next(str(w.message) for w in caught if "did not reach" in str(w.message))
+    named = {int(i) for i in re.findall(r"eigenindex (\d+)", message)}
+    assert named == {int(i) for i, v in zip(eig.eigenindex, vectors) if not v["converged"]}
+
+
+@pytest.mark.parametrize("method", ["lanczos", "lobpcg", "power"])
+def test_a_bottom_within_tol_of_zero_is_possibly_degenerate_and_a_smaller_tol_resolves_it(method):
+    """F with eigenvalues 1e-5 and 0.1 … 1: at tol 1e-4 the bottom cannot be told from 0; at 1e-8 it can."""
+    net = Spectrum([1e-5] + torch.linspace(0.1, 1.0, 19).tolist())
+    x = torch.rand(20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match=rf"{method}: possibly degenerate: the bottom eigenvalue .*·λ_max cannot be "
+                                            r"told from 0 at tol=0.0001"):
+        loose = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, tol=1e-4, max_iter=5000)
+    assert loose.diagnostics["degenerate"] and loose.diagnostics["possibly_degenerate"]
+    tight = Eigendistortion(x, net, dtype=torch.float64).synthesize(method=method, tol=1e-8, max_iter=20000)
+    assert not tight.diagnostics["degenerate"] and not tight.diagnostics["possibly_degenerate"]
+    assert float(tight.eigenvalues[1]) == pytest.approx(1e-5, rel=1e-3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 DEFAULT_ALPHA = 3.0
@@ -33,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from eigdist_core import models
     from eigdist_core.eigendistortion import Eigendistortion
+    from eigdist_core.errors import in_context
     from eigdist_core.images import load_image
     from eigdist_core.io import check_output_folder
     from eigdist_core.plots import eigendistortion_figure, save_figure
-    from eigdist_core.validate import validate_number
+    from eigdist_core.validate import ModelError, validate_number, validate_sensitivity
 
     validate_number("--alpha", args.alpha, low=0)
     validate_number("--size", args.size, integer=True, low=2, high=MAX_SIZE)
@@ -45,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or models.default_weights(args.model)
     image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
     model = models.load(args.model, weights=weights)
-    eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
+    try:
+        with warnings.catch_warnings():  # F = 0 is refused below, with the model and the image
+            warnings.filterwarnings("ignore", message=r".* the Fisher matrix is 0", category=RuntimeWarning)
+            eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
+        validate_sensitivity(float(eig.eigenvalues[0]))
+    except ModelError as exc:
+        raise in_context(exc, f"--model {args.model} ({weights}) at --image {args.image} ({args.size} px)") from exc
     out = Path(args.out)
     eig.save(out)
     dist = eig.eigendistortions.detach().numpy()
