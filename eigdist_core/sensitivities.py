@@ -271,14 +271,50 @@ def add_sensitivities(folder: str | Path, extra: Sequence[ModelEntry] = (), jobs
         if manifest.get("complete") is False:
             raise SensitivityError(f"{folder}: the build did not finish (complete = false): rerun "
                                    "'eigdist stimuli build' first")
-        own = [ModelEntry(m["spec"], m["weights"]) for m in manifest["config"]["models"]]
-        for entry in extra:
-            if entry in own or list(extra).count(entry) > 1 or entry.model == L2_MODEL[0]:
-                raise SensitivityError(f"--models {entry.spec}={entry.weights}: already a candidate of this "
-                                       "set (its own layers and the l2 baseline are always included)")
-        check_models(manifest, extra)
-        record_table(folder, manifest, [*own, *extra], runner, jobs)
+        check_extra(manifest, extra)
+        record_table(folder, manifest, [*set_models(manifest), *extra], runner, jobs)
     return folder / SENSITIVITY_FILE
+
+
+def set_models(manifest: dict) -> list[ModelEntry]:
+    """The set's own layers, in config order."""
+    return [ModelEntry(m["spec"], m["weights"]) for m in manifest["config"]["models"]]
+
+
+def check_extra(manifest: dict, extra: Sequence[ModelEntry]) -> None:
+    """Refuse, before any work, an extra model listed twice, already in the set, or unable to take its images."""
+    own = set_models(manifest)
+    for entry in extra:
+        if entry in own or list(extra).count(entry) > 1 or entry.model == L2_MODEL[0]:
+            raise SensitivityError(f"--models {entry.spec}={entry.weights}: already a candidate of this "
+                                   "set (its own layers and the l2 baseline are always included)")
+    check_models(manifest, extra)
+
+
+def extra_table(folder: str | Path, manifest: dict, extra: Sequence[ModelEntry], jobs: int = 1) -> dict[str, list]:
+    """The sensitivity rows of models not in the set (and L2), computed now and not stored (``analyze --models``)."""
+    check_extra(manifest, extra)
+    data, entry = compute_table(folder, manifest, extra, jobs=jobs)
+    return parse_table(data.decode("utf-8"), len(entry["alpha"]))
+
+
+def parse_table(text: str, k: int) -> dict[str, list]:
+    """The table's columns: text for names, floats for numbers (``n/a`` → NaN), bools for ``nonlinear``.
+
+    Raises
+    ------
+    ValueError
+        The header is not the table's for ``k`` amplitudes (the message lists both).
+    """
+    rows = list(csv.reader(io.StringIO(text)))
+    header = columns(k)
+    if not rows or rows[0] != header:
+        raise ValueError(f"columns {rows[0] if rows else []} are not {header}")
+    out: dict[str, list] = {c: [r[i] for r in rows[1:]] for i, c in enumerate(header)}
+    for c in header[6:-1]:
+        out[c] = [math.nan if v == "n/a" else float(v) for v in out[c]]
+    out["nonlinear"] = [v == "true" for v in out["nonlinear"]]
+    return out
 
 
 def record_table(folder: Path, manifest: dict, candidates: Sequence[ModelEntry], runner: Callable | None = None,
@@ -331,11 +367,10 @@ def read_table(folder: str | Path, manifest: dict) -> dict[str, list]:
     if sha256_file(path) != entry["sha256"]:
         raise SensitivityError(f"{where}: sha256 differs from the manifest's: the table was changed after it was "
                                f"computed; {fix}")
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    header = columns(len(entry["alpha"]))
-    if not rows or rows[0] != header:
-        raise SensitivityError(f"{where}: columns {rows[0] if rows else []} are not {header}; {fix}")
-    data = {c: [r[i] for r in rows[1:]] for i, c in enumerate(header)}
+    try:
+        data = parse_table(path.read_text(encoding="utf-8"), len(entry["alpha"]))
+    except ValueError as exc:
+        raise SensitivityError(f"{where}: {exc}; {fix}") from None
     expected = {it["item_id"]: it["sha256"] for it in manifest["items"]}
     candidates = [(m["spec"].split(":", 1)[0], m["spec"].split(":", 1)[1], m["weights"]) for m in entry["models"]]
     seen = {}
@@ -351,10 +386,7 @@ def read_table(folder: str | Path, manifest: dict) -> dict[str, list]:
         if missing:
             raise SensitivityError(f"{where}: item {item_id!r} has no row for {':'.join(missing[0][:2])} "
                                    f"({missing[0][2]}); {fix}")
-    out: dict[str, list] = {c: data[c] for c in ("item_id", "item_sha256", "image_id", "model", "layer", "weights")}
-    for c in header[6:-1]:
-        out[c] = [math.nan if v == "n/a" else float(v) for v in data[c]]
-    out["nonlinear"] = [v == "true" for v in data["nonlinear"]]
+    out = data
     bad = [i for i, s in enumerate(out["s"]) if not (s >= 0)]
     if bad:
         i = bad[0]

@@ -163,3 +163,43 @@ def test_a_model_that_cannot_take_the_images_is_refused_before_any_work(built):
         add_sensitivities(built, [parse_model_arg("resnet18:conv1=random:0")])
     with pytest.raises(SensitivityError, match=r"--models 'nocolon': model spec must look like"):
         parse_model_arg("nocolon")
+
+
+def test_analyze_scores_every_layer_and_extra_models(built, tmp_path, capsys):
+    """`eigdist analyze --stimuli SET --models SPEC` writes comparison.csv, matrix.csv and predictions.csv and a
+    report section; observers whose thresholds follow the set's layer put it first."""
+    import pandas as pd
+
+    from analysis.simulate import simulate_trials
+    from eigdist.cli.main import main
+    from eigdist_core.contract import TRACK_KEY
+    from tests.trial_fixtures import write_lab
+
+    m = load_json(built / "manifest.json")
+    s = {i: v for i, mo, v in zip(*(read_table(built, m)[c] for c in ("item_id", "model", "s"))) if mo == "resnet18"}
+    rows = [(f"p{p}", it["image_id"], it["model"], it["layer"], it["weights"], it["direction"],
+             0.3 * (1 + 0.1 * p) / np.sqrt(s[it["item_id"]])) for p in range(3) for it in m["items"]]
+    trials = simulate_trials(pd.DataFrame(rows, columns=[*TRACK_KEY, "threshold"]), n_trials=60, seed=2,
+                             set_id=m["set_id"], alpha_max=0.6)
+    trials["item_id"] = trials["direction"].map({it["direction"]: it["item_id"] for it in m["items"]})
+    write_lab(tmp_path / "data", trials)
+    out = tmp_path / "out"
+    args = ["analyze", str(tmp_path / "data"), "--out", str(out), "--n-boot", "50", "--stimuli", str(built)]
+    assert main([*args, "--models", "resnet18:conv1=random:1"]) == 0
+    assert "comparison.csv, matrix.csv, predictions.csv" in capsys.readouterr().out
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["weights"].iloc[:1]) == ["random:0"] and table["cv"].eq("observer").all()
+    assert set(table["weights"].dropna()) == {"random:0", "random:1", "none"}
+    assert set(pd.read_csv(out / "matrix.csv")["source"]) == {"resnet18:conv1 (random:0)", "random"}
+    assert len(pd.read_csv(out / "predictions.csv")) == 3 * 3 * 3
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Model comparison: every layer judges every stimulus" in report and "comparison_matrix.png" in report
+    assert "leave-one-image-out needs two images per participant" in report
+    # a set without the table: the D ranking is written, the comparison says how to add the table
+    del m["sensitivities"]
+    write_manifest(built, m)
+    assert main([*args, "--out", str(tmp_path / "o2")]) == 0
+    assert "no model comparison" in capsys.readouterr().out
+    assert "eigdist stimuli sensitivities" in (tmp_path / "o2" / "report.html").read_text(encoding="utf-8")
+    assert main([*args, "--out", str(tmp_path / "o3"), "--models", "resnet18:conv1=random:1"]) == 2
+    assert "has no sensitivity table" in capsys.readouterr().err
