@@ -135,31 +135,38 @@ def comparison_html(comparison: pd.DataFrame, ranking: pd.DataFrame, notes: list
     return "\n".join(parts)
 
 
-def comparison_outputs(trials: pd.DataFrame, fits: pd.DataFrame, ranking: pd.DataFrame, stimuli: str | None,
-                       manifest: dict | None, models: tuple[str, ...], options) -> tuple[dict, list, str]:
-    """The comparison's tables, its report section and a one-line status, for :func:`analysis.pipeline.analyze`.
+def sensitivities_for(stimuli: str | None, manifest: dict | None, models: tuple[str, ...]) -> tuple:
+    """The sensitivity table an analysis compares with, or (None, why not): called before any fitting.
 
-    Without ``--stimuli``, or with a set that has no sensitivity table, there is no comparison: the status
-    (and the report) say why and how to add one; ``--models`` then is an error, as it needs the set.
+    Without ``--stimuli``, or with a set that has no sensitivity table, there is no comparison and the
+    text says why and how to add one; ``--models`` then is an error, as are extra models that cannot
+    take the set's images.
     """
     from eigdist_core.errors import EigdistError
     from eigdist_core.sensitivities import SensitivityError
 
-    from .comparison_tables import compare_models
     from .manifest import sensitivity_table
 
     if manifest is None:
         if models:
             raise EigdistError("--models needs --stimuli: the sensitivities are computed on the set's items")
-        return {}, [], "no model comparison: it needs --stimuli DIR (the set's sensitivity table)"
+        return None, "no model comparison: it needs --stimuli DIR (the set's sensitivity table)"
     try:
-        sens = sensitivity_table(stimuli, manifest, models)
+        return sensitivity_table(stimuli, manifest, models), ""
     except SensitivityError as exc:
         if models:
             raise
-        text = f"no model comparison: {exc}"
-        return {}, [(f"<h2>Model comparison</h2><p>{html.escape(text)}</p>", {})], text
-    result = compare_models(trials, sens, fits, options)
+        return None, f"no model comparison: {exc}"
+
+
+def comparison_outputs(trials: pd.DataFrame, fits: pd.DataFrame, ranking: pd.DataFrame,
+                       sensitivities: pd.DataFrame | None, why_not: str, options) -> tuple[dict, list, str]:
+    """The comparison's tables, its report section and a one-line status (:func:`analysis.pipeline.analyze`)."""
+    from .comparison_tables import compare_models
+
+    if sensitivities is None:
+        return {}, [(f"<h2>Model comparison</h2><p>{html.escape(why_not)}</p>", {})], why_not
+    result = compare_models(trials, sensitivities, fits, options)
     tables = {"comparison.csv": result.comparison, "matrix.csv": result.matrix,
               "predictions.csv": result.predictions}
     figures = {"comparison_scores.png": scores_figure(result.comparison),

@@ -51,6 +51,8 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     if settings.fitter not in FITTERS:
         raise ValueError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
     from . import manifest as stimuli
+    from .comparison import CompareOptions
+    from .comparison_report import CAPTIONS, comparison_outputs, sensitivities_for
     from .ranking import compute_d, flag_summary, rank_layers
     from .report import (d_per_image_figure, fits_figure, forest_plot, ratio_figure, response_curves_figure,
                          write_report)
@@ -58,6 +60,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     start = time.perf_counter()
     check_output_folder(out, "--out")  # before the fitting, not after it
     manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
+    sensitivities, why_not = sensitivities_for(settings.stimuli, manifest, tuple(settings.models))
     trials = load_trials(paths)
     stimuli.check_sets(trials, manifest, settings.stimuli)
     kept, excluded = apply_exclusions(trials, settings.exclusions)
@@ -75,13 +78,9 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     flags = flag_summary(fits)
     d = compute_d(fits)
     result = rank_layers(d, n_boot=settings.n_boot, seed=settings.seed)
-    from .comparison import CompareOptions
-    from .comparison_report import CAPTIONS, comparison_outputs
-
     options = CompareOptions(function=settings.fit.function, max_lapse=settings.fit.max_lapse,
                              slope_prior=settings.fit.slope_prior, n_boot=settings.n_boot, seed=settings.seed)
-    compared, sections, status = comparison_outputs(kept, fits, result.ranking, settings.stimuli, manifest,
-                                                    tuple(settings.models), options)
+    compared, sections, status = comparison_outputs(kept, fits, result.ranking, sensitivities, why_not, options)
     eigen = stimuli.eigenvalues(kept, table)
     curves = stimuli.response_curves(manifest) if manifest else stimuli.response_curves({})
     report_settings = {

@@ -184,7 +184,7 @@ def test_analyze_scores_every_layer_and_extra_models(built, tmp_path, capsys):
     trials["item_id"] = trials["direction"].map({it["direction"]: it["item_id"] for it in m["items"]})
     write_lab(tmp_path / "data", trials)
     out = tmp_path / "out"
-    args = ["analyze", str(tmp_path / "data"), "--out", str(out), "--n-boot", "50", "--stimuli", str(built)]
+    args = ["analyze", str(tmp_path / "data"), "--out", str(out), "--n-boot", "20", "--stimuli", str(built)]
     assert main([*args, "--models", "resnet18:conv1=random:1"]) == 0
     assert "comparison.csv, matrix.csv, predictions.csv" in capsys.readouterr().out
     table = pd.read_csv(out / "comparison.csv")
@@ -195,11 +195,21 @@ def test_analyze_scores_every_layer_and_extra_models(built, tmp_path, capsys):
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "Model comparison: every layer judges every stimulus" in report and "comparison_matrix.png" in report
     assert "leave-one-image-out needs two images per participant" in report
-    # a set without the table: the D ranking is written, the comparison says how to add the table
+
+
+def test_without_a_table_the_analysis_says_how_to_add_one(built):
+    """The D ranking goes on; the comparison is skipped with the reason, and --models is refused before any fit."""
+    from analysis.comparison_report import sensitivities_for
+    from eigdist_core.errors import EigdistError
+
+    m = load_json(built / "manifest.json")
     del m["sensitivities"]
     write_manifest(built, m)
-    assert main([*args, "--out", str(tmp_path / "o2")]) == 0
-    assert "no model comparison" in capsys.readouterr().out
-    assert "eigdist stimuli sensitivities" in (tmp_path / "o2" / "report.html").read_text(encoding="utf-8")
-    assert main([*args, "--out", str(tmp_path / "o3"), "--models", "resnet18:conv1=random:1"]) == 2
-    assert "has no sensitivity table" in capsys.readouterr().err
+    m = load_json(built / "manifest.json")
+    table, why = sensitivities_for(str(built), m, ())
+    assert table is None and why.startswith("no model comparison: ") and "eigdist stimuli sensitivities" in why
+    with pytest.raises(SensitivityError, match="has no sensitivity table"):
+        sensitivities_for(str(built), m, ("resnet18:conv1=random:1",))
+    with pytest.raises(EigdistError, match="--models needs --stimuli"):
+        sensitivities_for(None, None, ("resnet18:conv1=random:1",))
+    assert sensitivities_for(None, None, ())[1] == "no model comparison: it needs --stimuli DIR (the set's sensitivity table)"
