@@ -189,3 +189,18 @@ def test_zero_sensitivity_is_scored_at_chance_and_named(lab):
     result = compare_models(trials, zero, None, OPTIONS)
     assert any("lin:a0 (seed) predicts 9 item(s) invisible (s = 0)" in n for n in result.notes)
     assert np.isfinite(result.comparison["bits"].iloc[:-1]).all()
+
+
+def test_the_demo_prints_the_comparison_with_the_own_model_marked(lab, tmp_path, capsys):
+    from analysis.report import save_table
+    from eigdist.cli.demo import print_comparison
+
+    trials, sens, fits = lab
+    save_table(compare_models(trials, sens, fits, OPTIONS).comparison, tmp_path / "comparison.csv")
+    print_comparison(tmp_path, "lin:a1")
+    out = capsys.readouterr().out
+    assert "cross-validated: image" in out
+    assert " 1. lin:a1 (seed)  +0." in out and "<- the observers' own model" in out.splitlines()[2]
+    assert f"      {NOISE_CEILING}  +0." in out
+    print_comparison(tmp_path / "none")
+    assert "no model comparison" in capsys.readouterr().out
