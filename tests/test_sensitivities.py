@@ -213,3 +213,16 @@ def test_without_a_table_the_analysis_says_how_to_add_one(built):
     with pytest.raises(EigdistError, match="--models needs --stimuli"):
         sensitivities_for(None, None, ("resnet18:conv1=random:1",))
     assert sensitivities_for(None, None, ())[1] == "no model comparison: it needs --stimuli DIR (the set's sensitivity table)"
+
+
+def test_previews_name_the_items_whose_own_layer_is_not_linear(built):
+    """The flag of an item under its own layer reaches the contact sheets; other layers' flags do not."""
+    from eigdist_core.previews import nonlinear_items
+
+    item = load_json(built / "manifest.json")["items"][0]
+
+    def flag(rows):
+        for row in rows[1:]:
+            row[-1] = "true" if row[0] == item["item_id"] else "false"
+    _rewrite(built, flag)
+    assert nonlinear_items(StimulusSet.open(built)) == {item["item_id"]}
