@@ -82,14 +82,15 @@ def columns(k: int) -> list[str]:
 
 
 @dataclass(frozen=True)
-class PairTask:
-    """One (image, candidate model) of a set: s and ρ of every item of the image (picklable)."""
+class ModelTask:
+    """One candidate model of a set: s and ρ of every item of every image (picklable; the model loads once).
+
+    ``images`` holds (image_id, item ids, their α ceilings) per image.
+    """
 
     folder: str
-    image_id: str
     candidate: ModelEntry
-    item_ids: tuple[str, ...]
-    ceilings: tuple[float, ...]
+    images: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...]
     alphas: tuple[float, ...]
 
 
@@ -100,7 +101,7 @@ def pair_values(model, image: np.ndarray, items: np.ndarray, ceilings: Sequence[
     Parameters
     ----------
     model
-        The candidate (an ``nn.Module`` or callable of (N, C, H, W) images).
+        The candidate (an ``nn.Module`` or callable of (N, C, H, W) images), float64 (see :func:`as_float64`).
     image
         C × H × W.
     items
@@ -115,30 +116,44 @@ def pair_values(model, image: np.ndarray, items: np.ndarray, ceilings: Sequence[
     s : (b,), rho : (b, K), rho_ceiling : (b,)
         In float64.
     """
+    import torch
+
+    from .fisher import FisherOperator
+
+    x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
+    op = FisherOperator(model, x, dtype=torch.float64)
+    V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
+    s = np.concatenate([(op.jvp(V[i:i + CHUNK]) ** 2).sum(dim=1).numpy() for i in range(0, len(V), CHUNK)])
+    grid = np.asarray(alphas, dtype=np.float64)
+    # Every (item, amplitude) the experiment can show, forward in batches of about CHUNK × 4 images.
+    which = [(j, a) for j, ceiling in enumerate(ceilings) for a in [*grid[grid <= ceiling], ceiling]]
+    dist2 = np.empty(len(which))
+    with torch.no_grad():
+        base = model(x).reshape(-1)
+        for start in range(0, len(which), 4 * CHUNK):
+            part = which[start:start + 4 * CHUNK]
+            amps = torch.tensor([a for _, a in part], dtype=torch.float64)[:, None]
+            batch = (x.reshape(1, -1) + amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
+            dist2[start:start + len(part)] = ((model(batch).reshape(len(part), -1) - base) ** 2).sum(dim=1).numpy()
+    rho = np.full((len(items), len(grid)), np.nan)
+    rho_ceiling = np.empty(len(items))
+    owner = np.array([j for j, _ in which])
+    amps = np.array([a for _, a in which])
+    for j in range(len(items)):
+        ratio = _ratio(dist2[owner == j], amps[owner == j], s[j])
+        rho[j, : len(ratio) - 1], rho_ceiling[j] = ratio[:-1], ratio[-1]
+    return s, rho, rho_ceiling
+
+
+def as_float64(model):
+    """A frozen float64 copy of an ``nn.Module`` (a plain callable is returned as it is)."""
     import copy
 
     import torch
 
-    from .fisher import FisherOperator
     from .validate import freeze
 
-    model64 = freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
-    x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
-    op = FisherOperator(model64, x, dtype=torch.float64)
-    V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
-    s = np.concatenate([(op.jvp(V[i:i + CHUNK]) ** 2).sum(dim=1).numpy() for i in range(0, len(V), CHUNK)])
-    grid = np.asarray(alphas, dtype=np.float64)
-    rho = np.full((len(items), len(grid)), np.nan)
-    rho_ceiling = np.empty(len(items))
-    with torch.no_grad():
-        base = model64(x).reshape(-1)
-        for j, (v, ceiling) in enumerate(zip(V, ceilings)):
-            amps = np.append(grid[grid <= ceiling], ceiling)
-            batch = x + torch.from_numpy(amps)[:, None, None, None] * v.view(x.shape[1:])[None]
-            dist2 = ((model64(batch).reshape(len(amps), -1) - base) ** 2).sum(dim=1).numpy()
-            ratio = _ratio(dist2, amps, s[j])
-            rho[j, : len(amps) - 1], rho_ceiling[j] = ratio[:-1], ratio[-1]
-    return s, rho, rho_ceiling
+    return freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
 
 
 def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
@@ -151,7 +166,7 @@ def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
     return out
 
 
-def compute_pair(task: PairTask) -> dict[str, tuple[float, list[float], float]]:
+def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]]:
     """s, the ρ row and ρ at the ceiling of every item of ``task`` (a worker's function)."""
     import torch
 
@@ -161,11 +176,14 @@ def compute_pair(task: PairTask) -> dict[str, tuple[float, list[float], float]]:
     torch.set_num_threads(THREADS)
     try:
         folder = Path(task.folder)
-        image = load_npy(folder / "images" / f"{task.image_id}.npy")
-        items = np.stack([load_npy(folder / "items" / f"{i}.npy") for i in task.item_ids])
-        model = models.load(task.candidate.spec, task.candidate.weights)
-        s, rho, rho_c = pair_values(model, image, items, task.ceilings, task.alphas)
-        return {i: (float(s[j]), [float(r) for r in rho[j]], float(rho_c[j])) for j, i in enumerate(task.item_ids)}
+        model = as_float64(models.load(task.candidate.spec, task.candidate.weights))
+        out = {}
+        for image_id, item_ids, ceilings in task.images:
+            image = load_npy(folder / "images" / f"{image_id}.npy")
+            items = np.stack([load_npy(folder / "items" / f"{i}.npy") for i in item_ids])
+            s, rho, rho_c = pair_values(model, image, items, ceilings, task.alphas)
+            out.update({i: (float(s[j]), [float(r) for r in rho[j]], float(rho_c[j])) for j, i in enumerate(item_ids)})
+        return out
     finally:
         torch.set_num_threads(threads)
 
@@ -202,14 +220,14 @@ def compute_table(folder: str | Path, manifest: dict, candidates: Sequence[Model
     alphas = tuple(rho_alphas(manifest))
     set_max = float(manifest["alpha_max"])
     ceiling = {it["item_id"]: alpha_ceiling(set_max, it.get("alpha_displayable_max")) for it in manifest["items"]}
-    tasks = []
+    images = []
     for im in manifest["images"]:
         ids = tuple(it["item_id"] for it in manifest["items"] if it["image_id"] == im["image_id"])
         if ids:
-            tasks += [PairTask(str(folder), im["image_id"], c, ids, tuple(ceiling[i] for i in ids), alphas)
-                      for c in candidates]
+            images.append((im["image_id"], ids, tuple(ceiling[i] for i in ids)))
+    tasks = [ModelTask(str(folder), c, tuple(images), alphas) for c in candidates]
     values: dict[tuple[str, ModelEntry], tuple] = {}
-    for task, result in (runner or (lambda fn, ts: run_tasks(fn, ts, jobs)))(compute_pair, tasks):
+    for task, result in (runner or (lambda fn, ts: run_tasks(fn, ts, jobs)))(compute_model, tasks):
         for item_id, v in result.items():
             values[(item_id, task.candidate)] = v
     l2 = ModelEntry(f"{L2_MODEL[0]}:{L2_MODEL[1]}", L2_MODEL[2])

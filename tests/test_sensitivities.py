@@ -12,7 +12,7 @@ import pytest
 from eigdist_core.contract import SENSITIVITY_FILE
 from eigdist_core.io import load_json, save_json
 from eigdist_core.sensitivities import (
-    SensitivityError, add_sensitivities, items_digest, pair_values, parse_model_arg, read_table,
+    SensitivityError, add_sensitivities, as_float64, items_digest, pair_values, parse_model_arg, read_table,
 )
 from eigdist_core.stimulus_set import StimulusSet, verify_set, write_manifest
 from tests.build_fixtures import stimulus_set  # noqa: F401 (module fixture)
@@ -28,7 +28,7 @@ def test_linear_model_closed_forms():
     items /= np.linalg.norm(items.reshape(5, -1), axis=1)[:, None, None, None]
     alphas = list(np.geomspace(0.004, 4.0, 8))
     ceilings = [4.0, 1.0, 0.05, 2.5, 0.004]
-    s, rho, rho_c = pair_values(model, image, items, ceilings, alphas)
+    s, rho, rho_c = pair_values(as_float64(model), image, items, ceilings, alphas)
     A = model.A.detach().double().numpy()
     exact = ((items.reshape(5, -1) @ A.T) ** 2).sum(axis=1)
     np.testing.assert_allclose(s, exact, rtol=1e-6)
@@ -50,7 +50,7 @@ def test_rho_leaves_one_for_a_saturating_model():
     rng = np.random.default_rng(1)
     items = rng.standard_normal((1, 1, 4, 4))
     items /= np.linalg.norm(items)
-    s, rho, _ = pair_values(Saturating(), np.full((1, 4, 4), 0.5), items, [4.0], [0.001, 1.0])
+    s, rho, _ = pair_values(as_float64(Saturating()), np.full((1, 4, 4), 0.5), items, [4.0], [0.001, 1.0])
     assert rho[0, 0] == pytest.approx(1.0, abs=1e-3) and rho[0, 1] < 0.5
 
 
