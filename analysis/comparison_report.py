@@ -54,6 +54,7 @@ def matrix_figure(matrix: pd.DataFrame) -> Figure:
     matrix = matrix.assign(candidate=[candidate_name(*r) for r in matrix[["model", "layer", "weights"]].itertuples(
         index=False)])
     wide = matrix.pivot_table(index="candidate", columns="source", values="bits", sort=False)
+    wide = wide.reindex(index=list(dict.fromkeys(matrix["candidate"])), columns=list(dict.fromkeys(matrix["source"])))
     fig = Figure(figsize=(2.5 + 1.1 * wide.shape[1], 1.5 + 0.45 * wide.shape[0]))
     ax = fig.subplots()
     values = wide.to_numpy(dtype=float)

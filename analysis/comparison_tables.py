@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from eigdist_core.contract import (
-    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, PREDICTION_COLUMNS, candidate_name,
+    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, PREDICTION_COLUMNS, RANDOM_SOURCE, candidate_name,
 )
 
 from eigdist_core.sensitivities import SensitivityError
@@ -209,7 +209,10 @@ def _matrix(lv: Levels, delta: np.ndarray, n: np.ndarray, pi: np.ndarray, ii: np
             options: CompareOptions) -> pd.DataFrame:
     """Bits per trial vs L2 of every candidate on the trials of each source (a layer's max/min items, random)."""
     rows = []
-    sources = list(dict.fromkeys(lv.table["source"]))
+    present = set(lv.table["source"])
+    # the candidates' own stimuli in candidate order (the diagonal), then any other layer's, random last
+    sources = [s for s in (candidate_name(*c) for c in lv.candidates[:-1]) if s in present]
+    sources += sorted(present - set(sources) - {RANDOM_SOURCE}) + [RANDOM_SOURCE] * (RANDOM_SOURCE in present)
     for source in sources:
         mine = (lv.table["source"] == source).to_numpy()
         point, draws = _bits(np.where(mine, delta, 0.0), np.where(mine, n, 0.0), pi, ii, shape, options)
