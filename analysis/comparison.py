@@ -23,6 +23,7 @@ The scores, the bootstrap and the tables are :mod:`analysis.comparison_tables`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,8 @@ def _ceiling_h(table: pd.DataFrame, thresholds: pd.DataFrame | None) -> np.ndarr
     own = wide.to_numpy()
     present = np.isfinite(own)
     total, count = np.nansum(own, axis=0), present.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a participant whose items no one else has: NaN
         loo = (total - np.where(present, own, 0.0)) / (count - present)
         loo = np.where(np.isfinite(loo), loo, np.nanmean(np.where(np.isfinite(loo), loo, np.nan), axis=1)[:, None])
     frame = pd.DataFrame(-loo, index=wide.index, columns=wide.columns).stack().rename("h").reset_index()
