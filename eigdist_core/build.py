@@ -362,8 +362,8 @@ def _label(group: Group) -> str:
 
 def _stale_temps(folder: Path) -> list[Path]:
     """Temporary files of :func:`atomic_write_bytes` (``.<name>.<random>.tmp``) that a kill left in the set."""
-    patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), ("images", ".*.npy.*.tmp"),
-                ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
+    patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), (".", f".{SENSITIVITY_FILE}.*.tmp"),
+                ("images", ".*.npy.*.tmp"), ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
     return [p for sub, pattern in patterns for p in (folder / sub).glob(pattern) if p.is_file()]
 
 
