@@ -283,6 +283,7 @@ def add_sensitivities(folder: str | Path, extra: Sequence[ModelEntry] = (), jobs
     from .stimulus_set import StimulusSet
 
     folder = Path(folder)
+    StimulusSet.open(folder)  # not a set, or an edited one: refused before the lock file is made
     where = folder.resolve()
     with hold(where.parent / f".{where.name}.lock", f"stimulus set {folder}"):
         manifest = StimulusSet.open(folder).manifest
