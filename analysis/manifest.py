@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from eigdist_core.contract import CONDITION_KEY, alpha_ceiling
+from eigdist_core.contract import CONDITION_KEY, L2_MODEL, alpha_ceiling
 from eigdist_core.stimulus_set import StimulusSet
 
 from .load import TrialDataError
@@ -137,3 +138,25 @@ def eigenvalues(trials: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.D
     else:
         return pd.DataFrame(columns=[*KEY, "eigenvalue"])
     return source.groupby(KEY, sort=True)["eigenvalue"].mean().dropna().reset_index()
+
+
+def sensitivity_table(folder: str | os.PathLike, manifest: dict, models: Sequence[str] = ()) -> pd.DataFrame:
+    """The set's sensitivity table, checked (:func:`eigdist_core.sensitivities.read_table`), plus the rows of
+    ``models`` (``SPEC`` or ``SPEC=WEIGHTS``) not in the set, computed now on the set's items.
+
+    Raises
+    ------
+    eigdist_core.sensitivities.SensitivityError
+        No table (saying how to add one), a stale one (naming the item), a model that cannot take the set's images.
+    """
+    from eigdist_core.sensitivities import extra_table, parse_model_arg, read_table
+
+    folder = Path(folder)
+    folder = folder.parent if folder.is_file() else folder
+    extra = [parse_model_arg(m) for m in models]
+    table = pd.DataFrame(read_table(folder, manifest))
+    if not extra:
+        return table
+    more = pd.DataFrame(extra_table(folder, manifest, extra))
+    more = more[more["model"] != L2_MODEL[0]]  # the set's table has the baseline already
+    return pd.concat([table, more], ignore_index=True)

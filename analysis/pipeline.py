@@ -33,6 +33,8 @@ class AnalysisSettings:
     fitter: str = "eigdist"
     jobs: int = 1
     exclusions: ExclusionRules = field(default_factory=ExclusionRules)
+    #: Models not in the set to compare too (``SPEC`` or ``SPEC=WEIGHTS``; needs ``stimuli``).
+    models: tuple[str, ...] = ()
 
 
 def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -40,13 +42,17 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     """Run the whole analysis and write its folder; return the path of ``report.html``.
 
     Writes ``ranking.csv``, ``thresholds.csv``, ``fits.csv``, ``flags.csv``, ``pairwise.csv``,
-    ``control.csv``, ``d.csv``, ``exclusions.csv``, the figures and ``report.html``.
+    ``control.csv``, ``d.csv``, ``exclusions.csv``, with a stimulus set that has a sensitivity table
+    ``comparison.csv``, ``matrix.csv`` and ``predictions.csv`` (:mod:`analysis.comparison`), the
+    figures and ``report.html``.
     ``settings.fitter``: ``eigdist`` (maximum likelihood with the slope prior) or
     ``psignifit`` (:mod:`analysis.psignifit_fit`); both feed the same ranking.
     """
     if settings.fitter not in FITTERS:
         raise ValueError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
     from . import manifest as stimuli
+    from .comparison import CompareOptions
+    from .comparison_report import CAPTIONS, comparison_outputs, sensitivities_for
     from .ranking import compute_d, flag_summary, rank_layers
     from .report import (d_per_image_figure, fits_figure, forest_plot, ratio_figure, response_curves_figure,
                          write_report)
@@ -54,6 +60,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     start = time.perf_counter()
     check_output_folder(out, "--out")  # before the fitting, not after it
     manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
+    sensitivities, why_not = sensitivities_for(settings.stimuli, manifest, tuple(settings.models))
     trials = load_trials(paths)
     stimuli.check_sets(trials, manifest, settings.stimuli)
     kept, excluded = apply_exclusions(trials, settings.exclusions)
@@ -71,6 +78,9 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     flags = flag_summary(fits)
     d = compute_d(fits)
     result = rank_layers(d, n_boot=settings.n_boot, seed=settings.seed)
+    options = CompareOptions(function=settings.fit.function, max_lapse=settings.fit.max_lapse,
+                             slope_prior=settings.fit.slope_prior, n_boot=settings.n_boot, seed=settings.seed)
+    compared, sections, status = comparison_outputs(kept, fits, result.ranking, sensitivities, why_not, options)
     eigen = stimuli.eigenvalues(kept, table)
     curves = stimuli.response_curves(manifest) if manifest else stimuli.response_curves({})
     report_settings = {
@@ -83,6 +93,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         "alpha_max source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
         **{f"exclusions.{k}": v for k, v in asdict(settings.exclusions).items()},
         "bootstrap draws": settings.n_boot, "seed": settings.seed, "stimuli": settings.stimuli,
+        "model comparison": status, "extra models": ", ".join(settings.models),
     }
     figures = {
         "forest.png": forest_plot(result.ranking, result.control),
@@ -95,6 +106,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     tables = {
         "ranking.csv": result.ranking, "control.csv": result.control, "pairwise.csv": result.pairwise,
         "thresholds.csv": fits[THRESHOLD_COLUMNS], "fits.csv": fits, "flags.csv": flags, "d.csv": d,
-        "exclusions.csv": excluded,
+        "exclusions.csv": excluded, **compared,
     }
-    return write_report(out, tables=tables, figures=figures, settings=report_settings, exclusions=excluded)
+    return write_report(out, tables=tables, figures=figures, settings=report_settings, exclusions=excluded,
+                        sections=sections, captions=CAPTIONS)

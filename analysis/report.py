@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -224,7 +224,8 @@ def _estimability_note(ranking: pd.DataFrame) -> str:
 
 def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
                  figures: Mapping[str, Figure | None], settings: Mapping[str, object],
-                 exclusions: pd.DataFrame) -> Path:
+                 exclusions: pd.DataFrame, sections: Sequence[tuple[str, Mapping[str, Figure | None]]] = (),
+                 captions: Mapping[str, str] | None = None) -> Path:
     """Write the tables, the figures and ``report.html`` into ``out``; return the report's path.
 
     Parameters
@@ -237,14 +238,20 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         Shown as a table (seed, bootstrap draws, fit options, sources).
     exclusions
         From :func:`analysis.exclusions.apply_exclusions`.
+    sections
+        Further sections after the flags: (HTML, its figures), each figure shown after its HTML.
+    captions
+        Captions of the sections' figures.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         save_table(table, out / name)
     shown = {name: fig for name, fig in figures.items() if fig is not None}
-    for name, fig in shown.items():
+    extra = {name: fig for _, figs in sections for name, fig in figs.items() if fig is not None}
+    for name, fig in {**shown, **extra}.items():
         save_figure(fig, out / name)
+    captions = {**CAPTIONS, **(captions or {})}
     ranking = tables["ranking.csv"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>eigdist analysis</title><style>"
@@ -266,9 +273,11 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "counted in the ranking's n_flagged; not-estimable thresholds enter no D.</p>",
         _html_table(tables["flags.csv"]) if "flags.csv" in tables else "<p><em>no flags computed</em></p>",
     ]
+    for text, figs in sections:
+        parts.append(text)
+        parts += [_figure_html(name, captions) for name in figs if name in extra]
     for name, fig in shown.items():
-        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'>"
-                     f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>")
+        parts.append(_figure_html(name, captions))
         if name == "forest.png":
             parts += ["<h2>Random-direction control</h2>", _html_table(tables["control.csv"]),
                       "<h2>Paired differences</h2>", _html_table(tables["pairwise.csv"])]
@@ -276,11 +285,16 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
               "<h2>Settings</h2>", _html_table(pd.DataFrame({"setting": list(settings),
                                                              "value": [str(v) for v in settings.values()]})),
               "<h2>Files</h2><ul>"]
-    parts += [f"<li><a href='{html.escape(n)}'>{html.escape(n)}</a></li>" for n in [*tables, *shown]]
+    parts += [f"<li><a href='{html.escape(n)}'>{html.escape(n)}</a></li>" for n in [*tables, *shown, *extra]]
     parts.append("</ul></body></html>")
     path = out / "report.html"
     atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+def _figure_html(name: str, captions: Mapping[str, str]) -> str:
+    return (f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'>"
+            f"<figcaption>{html.escape(captions.get(name, name))}</figcaption></figure>")
 
 
 def power_figure(table: pd.DataFrame) -> Figure:

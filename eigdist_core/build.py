@@ -34,10 +34,12 @@ import numpy as np
 from . import __version__
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
+from .contract import SENSITIVITY_FILE
 from .errors import in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
+from .sensitivities import record_table
 from .models.provenance import provenance
 from .stimulus_set import (
     MANIFEST,
@@ -52,7 +54,7 @@ from .validate import freeze, validate_number, validate_response, validate_sensi
 #: torch threads while a group is computed (results must not depend on the machine's core count).
 THREADS = 1
 #: Files at the top of a set folder that a build writes besides images/ and items/.
-BUILD_FILES = (MANIFEST, "config.toml", "build.log")
+BUILD_FILES = (MANIFEST, "config.toml", "build.log", SENSITIVITY_FILE)
 PREVIEW_FILES = ("eigenvalues.png", "response_curves.png")
 
 
@@ -193,8 +195,9 @@ def response_curve(model, image, direction, alpha_max: float, points: int) -> di
     import torch
 
     from .model_state import keeping_buffers
+    from .sensitivities import curve_alphas
 
-    alphas = [0.0] + [float(a) for a in np.geomspace(alpha_max * 1e-3, alpha_max, points - 1)]
+    alphas = curve_alphas(alpha_max, points)
     model64 = freeze(copy.deepcopy(model).double())  # a deep-copied GraphModule comes back in training mode
 
     def f(image: torch.Tensor) -> torch.Tensor:
@@ -328,6 +331,10 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
                       f"({time.perf_counter() - start:.1f} s since start)")
     record(True)
     log.write(f"complete: {len(order)} items in {folder} (set {manifest['set_id']})")
+    start = time.perf_counter()
+    record_table(folder, manifest, list(config.models), runner, jobs)
+    log.write(f"sensitivities: {len(order)} items × {len(config.models) + 1} models in "
+              f"{time.perf_counter() - start:.1f} s ({SENSITIVITY_FILE})")
     for note in build_notes(manifest):
         log.write(note)
     return folder
@@ -364,8 +371,8 @@ def _label(group: Group) -> str:
 
 def _stale_temps(folder: Path) -> list[Path]:
     """Temporary files of :func:`atomic_write_bytes` (``.<name>.<random>.tmp``) that a kill left in the set."""
-    patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), ("images", ".*.npy.*.tmp"),
-                ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
+    patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), (".", f".{SENSITIVITY_FILE}.*.tmp"),
+                ("images", ".*.npy.*.tmp"), ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
     return [p for sub, pattern in patterns for p in (folder / sub).glob(pattern) if p.is_file()]
 
 

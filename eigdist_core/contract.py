@@ -154,3 +154,53 @@ def alpha_ceiling(set_alpha_max: float, alpha_displayable_max: float | None) -> 
     if alpha_displayable_max is None:
         return float(set_alpha_max)
     return min(float(set_alpha_max), float(alpha_displayable_max))
+
+
+# --- Model comparison: the set's sensitivity table and the analysis' comparison outputs ---------------
+# (docs/formats.md, "Sensitivities" and "Analysis outputs")
+
+#: The sensitivity table of a stimulus set, in the set's folder (its hash and provenance: the manifest's
+#: ``sensitivities`` entry).
+SENSITIVITY_FILE = "sensitivities.csv"
+
+#: The pixel (L2) baseline every comparison includes: F = I, so s = ‖v‖² (model, layer, weights).
+L2_MODEL = ("l2", "pixels", "none")
+
+#: Band of the linearity ratio ρ = ‖f(x + αv) − f(x)‖² / (α²·s): an item whose ρ leaves it at an amplitude
+#: the experiment can show is flagged ``nonlinear`` (there the predicted distance is off by more than √2).
+LINEARITY_BAND = (0.5, 2.0)
+
+#: Columns of the sensitivity table before the ρ columns ``rho_1 … rho_K`` (ρ at the manifest's
+#: ``sensitivities.alpha`` grid; missing where α_k > alpha_ceiling) and after them.
+SENSITIVITY_COLUMNS = ("item_id", "item_sha256", "image_id", "model", "layer", "weights", "s", "alpha_ceiling")
+SENSITIVITY_TAIL = ("rho_ceiling", "rho_low", "rho_high", "nonlinear")
+
+#: The name of the noise-ceiling row of ``comparison.csv`` (in its ``model`` column).
+NOISE_CEILING = "(noise ceiling)"
+
+#: The column of ``matrix.csv`` for random directions, whichever layer's condition drew them.
+RANDOM_SOURCE = "random"
+
+#: ``comparison.csv``: one row per candidate (every layer, the L2 baseline, extra models), then the ceiling.
+COMPARISON_COLUMNS = (
+    "model", "layer", "weights", "bits", "ci_low", "ci_high", "explainable", "explainable_low",
+    "explainable_high", "rank", "p_best", "at_ceiling", "spearman", "pearson", "r_ceiling", "n_nonlinear",
+    "n_trials", "n_participants", "n_images", "cv",
+)
+
+#: ``matrix.csv``: candidate × source of the stimuli (a layer's max and min items, or ``random``).
+MATRIX_COLUMNS = ("model", "layer", "weights", "source", "bits", "ci_low", "ci_high", "n_trials")
+
+#: ``predictions.csv``: one row per participant × item × candidate.
+PREDICTION_COLUMNS = (
+    "participant", "image_id", "source", "direction", "item_id", "model", "layer", "weights", "threshold",
+    "censored", "predicted", "s",
+)
+
+#: ``mixture.csv``: one row per layer of the mixture s = Σ w_m s_m.
+MIXTURE_COLUMNS = ("model", "layer", "weights", "w", "ci_low", "ci_high")
+
+
+def candidate_name(model: str, layer: str, weights: str) -> str:
+    """How a candidate model is named in tables and the report: ``<model>:<layer> (<weights>)``."""
+    return f"{model}:{layer} ({weights})"

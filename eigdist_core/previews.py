@@ -27,11 +27,24 @@ def conditions(sset: StimulusSet) -> list[tuple[str, str, str]]:
     return list(seen)
 
 
-def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
+def nonlinear_items(sset: StimulusSet) -> set[str]:
+    """Items whose linearity ratio ρ under their own layer leaves the band (empty without a sensitivity table)."""
+    if "sensitivities" not in sset.manifest:
+        return set()
+    from .sensitivities import read_table
+
+    table = read_table(sset.path, sset.manifest)
+    own = {it["item_id"]: tuple(it[k] for k in LAYER_KEY) for it in sset.items}
+    return {i for i, m, l, w, flag in zip(*(table[c] for c in ("item_id", "model", "layer", "weights", "nonlinear")))
+            if flag and own[i] == (m, l, w)}
+
+
+def contact_sheet(sset: StimulusSet, image_id: str, alpha: float, nonlinear: set[str] = frozenset()):
     """One row per layer: the image, then each direction's distortion and image + α·e.
 
     Distortions are scaled to their own maximum (zero is mid-grey); image + α·e
-    is clipped to [0, 1] for display only, and the title says when it clips.
+    is clipped to [0, 1] for display only, and the title says when it clips, and when the
+    item is in ``nonlinear`` (its layer does not respond linearly at the amplitudes shown).
     """
     image = sset.image(image_id)
     rows = conditions(sset)
@@ -50,7 +63,8 @@ def contact_sheet(sset: StimulusSet, image_id: str, alpha: float):
                 continue
             e = sset.item(entry["item_id"])
             value = entry["eigenvalue"] if entry["eigenvalue"] is not None else entry["rayleigh"]
-            show_array(ax_e, e, f"{direction} (λ={value:.3g})", symmetric=True)
+            flag = "\nρ out of band" if entry["item_id"] in nonlinear else ""
+            show_array(ax_e, e, f"{direction} (λ={value:.3g}){flag}", symmetric=True)
             clips = " clipped" if alpha > entry["alpha_displayable_max"] else ""
             show_array(ax_sum, image + alpha * e, f"+ {alpha:g}·{direction}{clips}")
     fig.suptitle(f"{sset.manifest['name']} ({sset.set_id}): {image_id}", fontsize=10)
@@ -118,7 +132,9 @@ def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: i
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     out = Path(folder) / "previews"
-    figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha)) for im in sset.images]
+    flagged = nonlinear_items(sset)
+    figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha, flagged))
+               for im in sset.images]
     figures.append((out / "eigenvalues.png", eigenvalue_summary(sset)))
     figures.append((out / "response_curves.png", response_summary(sset)))
     for path, fig in figures:

@@ -32,8 +32,9 @@ from .io import json_bytes, load_json, load_npy, save_json, sha256_file
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
-#: Manifest fields outside the set's identity: the id itself, its per-field digests, the first build time.
-NOT_IDENTITY = ("set_id", "digests", "created")
+#: Manifest fields outside the set's identity: the id itself, its per-field digests, the first build time,
+#: and the sensitivity table (added to a set whose trials exist; :mod:`eigdist_core.sensitivities` checks it).
+NOT_IDENTITY = ("set_id", "digests", "created", "sensitivities")
 #: Tolerances of :func:`verify_set`: unit norm, max/min overlap, recorded α.
 NORM_TOL = 1e-4
 OVERLAP_TOL = 0.1
@@ -371,7 +372,9 @@ def verify_set(path: str | os.PathLike) -> list[str]:
                     f"items/{item_id_for(*key[:4], 'min', 0)}.npy: the min direction is the max direction "
                     f"(|cos| = {cos:.3g} with items/{item_id_for(*key[:4], 'max', 0)}.npy)"
                 )
-    return problems
+    from .sensitivities import table_problems
+
+    return problems + table_problems(path, m)
 
 
 def _id_problems(m: dict) -> list[str]:

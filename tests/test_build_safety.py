@@ -328,7 +328,8 @@ def test_an_edited_manifest_is_refused_where_the_set_is_opened(small_set, tmp_pa
 
 
 def test_readme_says_what_a_build_writes(small_set):
-    assert sorted(p.name for p in small_set.iterdir()) == ["build.log", "config.toml", "images", "items", "manifest.json"]
+    assert sorted(p.name for p in small_set.iterdir()) == ["build.log", "config.toml", "images", "items", "manifest.json",
+                                                              "sensitivities.csv"]
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Stimulus sets"):]
     paragraph = section[: section.index("\n\n", section.index("A set is a folder"))]

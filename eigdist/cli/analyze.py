@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: humans if any, else simulated observers (never mixed unless 'all')")
     p.add_argument("--min-catch-accuracy", type=number(low=0, high=1), default=0.9,
                    help="exclude participants below this easy-catch accuracy (default 0.9)")
+    p.add_argument("--models", nargs="+", default=[], metavar="SPEC[=WEIGHTS]",
+                   help="models not in the set to score too (needs --stimuli), e.g. resnet18:layer2=imagenet")
     p.set_defaults(func=run)
 
 
@@ -44,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
         fitter=args.fitter, jobs=args.jobs,
         exclusions=ExclusionRules(include_pilot=args.include_pilot, observers=args.observers,
                                   min_catch_accuracy=args.min_catch_accuracy),
+        models=tuple(args.models),
     )
     report = analyze(args.data, args.out, settings)
-    print(f"wrote {report.parent}/ranking.csv, thresholds.csv, fits.csv, pairwise.csv and {report}")
+    compared = ", comparison.csv, matrix.csv, predictions.csv" if (report.parent / "comparison.csv").exists() else ""
+    print(f"wrote {report.parent}/ranking.csv, thresholds.csv, fits.csv, pairwise.csv{compared} and {report}")
+    if not compared:
+        print("no model comparison: it needs --stimuli DIR with a sensitivity table "
+              "('eigdist stimuli sensitivities DIR' adds one)")
     return 0

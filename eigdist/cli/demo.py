@@ -12,7 +12,8 @@ Stages (each skips work already done, so an interrupted demo resumes where it st
    interrupted ones resumed;
 4. analyze the trial files into ``<out>/analysis/`` (ranking, figures, ``report.html``) and print
    the ranking: ``frontend:ln`` should come first (its min eigendistortion is a null
-   direction of ln, invisible to these observers, while the other layers' min directions are not).
+   direction of ln, invisible to these observers, while the other layers' min directions are not);
+   then the model comparison (every layer scored on every trial, docs/analysis.md), beside it.
 
 ``--color`` runs the colour demo instead (the built-in configs ``demo_color`` and ``demo_color_quick``
 with ``--quick``, in ``eigdist/configs/``): RGB photographs, observers seeing through ``efficientnet_lite0:_blocks.1``
@@ -239,6 +240,28 @@ def print_ranking(analysis: Path, observer_model: str = OBSERVER_MODEL) -> None:
               f"[{row.ci_low:.2f}, {row.ci_high:.2f}]  P(best) = {row.p_best:.2f}{own}")
 
 
+def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> None:
+    """The model comparison (every layer on every trial), best first, beside the D ranking; the ceiling last."""
+    import pandas as pd
+
+    from eigdist_core.contract import NOISE_CEILING
+
+    if not (analysis / "comparison.csv").exists():
+        print("\n(no model comparison: the stimulus set has no sensitivity table)")
+        return
+    table = pd.read_csv(analysis / "comparison.csv", keep_default_na=False, na_values=[""])
+    print(f"\nmodel comparison (every layer judges every trial; bits per trial vs the L2 baseline, "
+          f"cross-validated: {table['cv'].iloc[0]}):")
+    for row in table.itertuples():
+        if row.model == NOISE_CEILING:
+            print(f"      {NOISE_CEILING}  {row.bits:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]")
+            continue
+        own = "  <- the observers' own model" if f"{row.model}:{row.layer}" == observer_model else ""
+        rank = f"{int(row.rank):>2}." if pd.notna(row.rank) else "  -"
+        print(f"  {rank} {row.model}:{row.layer} ({row.weights})  {row.bits:+.3f} [{row.ci_low:+.3f}, "
+              f"{row.ci_high:+.3f}]  explainable {row.explainable:.2f}  P(best) = {row.p_best:.2f}{own}")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     plan = demo_plan(args.quick, args.observers, args.color)
@@ -262,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     stage(f"4/4 analysis -> {out / 'analysis'}")
     report = analyze_sessions(plan, folder, data, out / "analysis")
     print_ranking(report.parent, plan.observer_model)
+    print_comparison(report.parent, plan.observer_model)
     print(f"\nreport: {report.resolve()}")
     stage(f"done in {time.perf_counter() - start:.0f} s")
     return 0

@@ -1,4 +1,4 @@
-"""``eigdist stimuli build|verify|show``: stimulus sets."""
+"""``eigdist stimuli build|verify|sensitivities|show``: stimulus sets."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = actions.add_parser("verify", help="check every file and hash of a set")
     v.add_argument("dir", help="the stimulus set folder")
     v.set_defaults(func=verify)
+    e = actions.add_parser("sensitivities", help="add (or recompute) the set's sensitivity table: s = vᵀF v of "
+                           "every item under every model, with the linearity check")
+    e.add_argument("dir", help="the stimulus set folder")
+    e.add_argument("--models", nargs="+", default=[], metavar="SPEC[=WEIGHTS]",
+                   help="models not in the set to include, e.g. resnet18:layer2=imagenet (default weights: the family's)")
+    e.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    e.set_defaults(func=sensitivities)
     s = actions.add_parser("show", help="contact sheets of a set, written to DIR/previews/")
     s.add_argument("dir", help="the stimulus set folder")
     s.add_argument("--alpha", type=float, help="amplitude of image + α·e (default: the set's alpha_max)")
@@ -85,6 +92,19 @@ def verify(args: argparse.Namespace) -> int:
     from eigdist_core.stimulus_set import verify_set
 
     return _report(args.dir, verify_set(args.dir))
+
+
+def sensitivities(args: argparse.Namespace) -> int:
+    import time
+
+    from eigdist_core.sensitivities import add_sensitivities, parse_model_arg
+    from eigdist_core.validate import validate_number
+
+    validate_number("--jobs", args.jobs, integer=True, low=1)
+    start = time.perf_counter()
+    path = add_sensitivities(args.dir, [parse_model_arg(m) for m in args.models], jobs=args.jobs)
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s (the set's set_id is unchanged)")
+    return 0
 
 
 def show(args: argparse.Namespace) -> int:
