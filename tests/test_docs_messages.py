@@ -24,7 +24,9 @@ import pytest
 
 from eigdist.cli.main import main
 from tests.build_fixtures import make_tiny_set
+from tests.nets import BAD_MODELS
 from tests.profiles import make_profile
+from tests.trial_fixtures import set_config_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -224,6 +226,19 @@ def bad_trial_value(tmp: Path, mp) -> tuple[int, str]:
     return cli(tmp, mp, "analyze", "data", "--out", "out")
 
 
+def nondeterministic_model(tmp: Path, mp) -> tuple[int, str]:
+    (tmp / "bad_models.py").write_text(BAD_MODELS)
+    return cli(tmp, mp, "synth", "--model", "python:bad_models.py:dropout", "--image", "camera", "--size", "16",
+               "--out", "out")
+
+
+def dead_model(tmp: Path, mp) -> tuple[int, str]:
+    (tmp / "bad_models.py").write_text(BAD_MODELS)
+    config = set_config_toml("bad", "camera", "grey").replace('"resnet18:conv1"', '"python:bad_models.py:dead"')
+    (tmp / "bad.toml").write_text(config.replace('"random:0"', '"factory"'))
+    return cli(tmp, mp, "stimuli", "build", "bad.toml", "--out", "set", "--quiet")
+
+
 #: Quote (as the docs write it) → what makes eigdist print it.
 TRIGGERS: dict[str, Callable] = {
     "eigdist run: error: participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got '../x'":
@@ -247,6 +262,12 @@ TRIGGERS: dict[str, Callable] = {
     "build it again with 'eigdist stimuli build CONFIG --force'": older_set,
     "eigdist analyze: error: data/sub-p01/ses-1/beh/sub-p01_ses-1_task-noticeability_beh.tsv, row 6, column "
     "'alpha': bad value '-0.1'; a finite number >= 0": bad_trial_value,
+    "eigdist synth: error: --model python:bad_models.py:dropout (factory) at --image camera (16 px): model is not "
+    "deterministic: two calls on the same image differ by up to …; turn off dropout or noise in its forward "
+    "(training=False)": nondeterministic_model,
+    "eigdist stimuli: error: image 'camera', model python:bad_models.py:dead (factory): model response does not "
+    "change with the image here (Fisher matrix 0, e.g. a dead ReLU layer): no direction is more or less noticeable "
+    "than another; use another layer or image": dead_model,
 }
 
 QUOTES = quoted_messages()

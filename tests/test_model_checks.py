@@ -14,74 +14,10 @@ import torch
 from eigdist.cli.main import main
 from eigdist_core.errors import EigdistError
 from tests.build_fixtures import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
+from tests.nets import BAD_MODELS as MODELS
 from tests.profiles import make_profile
 from tests.trial_fixtures import set_config_toml
 
-MODELS = '''\
-import torch
-from torch import nn
-import torch.nn.functional as F
-
-
-class Conv(nn.Module):
-    def __init__(self, bias=None):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(1, 2, 3, padding=1)
-        if bias is not None:
-            nn.init.constant_(self.conv.bias, bias)
-        self.calls = 0
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-class Dead(Conv):  # a ReLU dead at every pixel of a [0, 1] image: response 0, Jacobian 0
-    def forward(self, x):
-        return torch.relu(self.conv(x))
-
-
-class Dropout(Conv):  # dropout active in forward: a stochastic model
-    def forward(self, x):
-        return F.dropout(self.conv(x), 0.5, training=True)
-
-
-class Growing(Conv):  # an output size that changes between calls
-    def forward(self, x):
-        self.calls += 1
-        return self.conv(x).flatten(1)[:, : 100 + self.calls]
-
-
-class NanOut(Conv):
-    def forward(self, x):
-        return self.conv(x) * float("nan")
-
-
-class NanGrad(Conv):  # a finite response whose gradient is NaN (sqrt of the negative, unselected branch)
-    def forward(self, x):
-        y = self.conv(x)
-        return torch.where(y > 0, torch.sqrt(y), torch.zeros_like(y))
-
-
-def dead():
-    return Dead(bias=-100.0)
-
-
-def dropout():
-    return Dropout()
-
-
-def growing():
-    return Growing()
-
-
-def nan_out():
-    return NanOut()
-
-
-def nan_grad():
-    return NanGrad(bias=0.0)
-'''
 
 
 @pytest.fixture
