@@ -138,11 +138,13 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     Raises
     ------
     FileNotFoundError
-        If ``path`` is not a file.
-    ValueError
-        If the file is not valid TOML (the message names the file and the parser's position).
+        If ``path`` does not exist.
+    EigdistError
+        If ``path`` is a folder, or the file is not valid TOML (the message names the file and the parser's position).
     """
     path = Path(path)
+    if path.is_dir():
+        raise EigdistError(f"{what} {str(path)!r} is a folder; give the TOML file in it")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:

@@ -301,6 +301,27 @@ class StimulusSet:
         return _read_array(self.path / self.item_entry(item_id)["file"])
 
 
+def open_verified(path: str | os.PathLike) -> StimulusSet:
+    """Open the set in ``path`` after :func:`verify_set` found no problem (the one check before a set is used).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no manifest.
+    SetError
+        Listing the verification problems (first five) and the command that lists them all.
+    """
+    stimuli = StimulusSet.open(path)
+    problems = verify_set(path)
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise SetError(
+            f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
+            + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
+        )
+    return stimuli
+
+
 def _lookup(table: dict[str, dict], key: str, kind: str) -> dict:
     try:
         return table[key]
