@@ -11,7 +11,7 @@ from typing import Sequence
 from eigdist_core.io import check_output_folder
 
 from .exclusions import ExclusionRules, apply_exclusions
-from .load import load_trials
+from .load import check_alpha_ceiling, load_trial_files
 from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
@@ -54,14 +54,16 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     start = time.perf_counter()
     check_output_folder(out, "--out")  # before the fitting, not after it
     manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
-    trials = load_trials(paths)
+    files = load_trial_files(paths)
+    trials = files.trials
     stimuli.check_sets(trials, manifest, settings.stimuli)
-    kept, excluded = apply_exclusions(trials, settings.exclusions)
+    kept, excluded = apply_exclusions(trials, settings.exclusions, files.empty)
     if kept.empty:
         raise ValueError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
                          + "; ".join(sorted(set(excluded["reason"]))))
     table = stimuli.condition_table(manifest) if manifest else None
     kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
+    check_alpha_ceiling(kept, "alpha_max", f" from {ceiling_source}")
     if settings.fitter == "psignifit":
         from .psignifit_fit import fit_thresholds_psignifit
 

@@ -153,6 +153,12 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
         raise EigdistError(f"{path.name}: not valid TOML: {exc}") from None
 
 
+def nul_row(raw: bytes) -> int | None:
+    """The line (1 = the first) of a text file's first NUL byte, or ``None``: what a crash leaves in a file."""
+    i = raw.find(b"\x00")
+    return None if i < 0 else raw.count(b"\n", 0, i) + 1
+
+
 def decode_text(data: bytes, path: str | os.PathLike) -> str:
     """Text of a file saved by any editor: UTF-8 (with or without a byte-order mark) or UTF-16 with its mark.
 

@@ -30,7 +30,7 @@ from eigdist_core.contract import (
     MAY_BE_EMPTY, MISSING, REQUIRED_COLUMNS, TRIAL_COLUMNS,
 )
 from eigdist_core.errors import EigdistError
-from eigdist_core.io import atomic_write_bytes, save_json
+from eigdist_core.io import atomic_write_bytes, nul_row, save_json
 from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
@@ -150,8 +150,8 @@ def _header(columns: tuple[str, ...] = COLUMNS) -> str:
     return "\t".join(columns) + "\n"
 
 
-def _text(path: Path) -> str:
-    """A trial file's text as this module wrote it; a spreadsheet's re-save is refused, named."""
+def _raw(path: Path) -> bytes:
+    """A trial file's bytes as this module wrote them; a spreadsheet's re-save is refused, named."""
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf") or b"\r" in raw:
         raise SessionFileError(
@@ -159,18 +159,38 @@ def _text(path: Path) -> str:
             "a session appends only to the file it wrote: restore that file, or start another --session "
             "(the analysis reads the re-saved file as it is)"
         )
-    return raw.decode("utf-8")
+    return raw
+
+
+def complete_length(path: Path, raw: bytes) -> int:
+    """How many leading bytes of a trial file are whole rows; the rest is a tail torn by a crash.
+
+    A torn tail is a final line without its newline, or NUL bytes to the end (a crash can
+    leave the file longer than what reached the disk, the gap read as NULs).
+
+    Raises
+    ------
+    SessionFileError
+        If NUL bytes are followed by rows: not a crash's tail, a damaged file.
+    """
+    row = nul_row(raw)
+    if row is not None:
+        start = raw.rfind(b"\n", 0, raw.find(b"\x00")) + 1
+        if raw[start:].strip(b"\x00\n"):
+            raise SessionFileError(f"{path}: NUL bytes at row {row} with rows after them: the file is damaged; "
+                                   "restore it from a backup, or start another --session")
+        return start
+    return raw.rfind(b"\n") + 1
 
 
 def read_trials(path: str | os.PathLike) -> list[dict]:
     """The rows of a trial file, typed (ints, floats, bools, ``None`` for ``n/a``).
 
-    A final line without a newline is a row torn by a crash and is ignored.
+    A torn tail (:func:`complete_length`) is ignored; ``--resume`` cuts it off.
     """
-    text = _text(Path(path))
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    lines = text.splitlines()
+    path = Path(path)
+    raw = _raw(path)
+    lines = raw[: complete_length(path, raw)].decode("utf-8").splitlines()
     if not lines:
         return []
     header = lines[0].split("\t")
@@ -305,8 +325,7 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
                 f"cannot resume {paths.trials}: {where} was {was!r} when the session started, now {now!r} "
                 f"({option} differs); resume with the same settings or start another --session"
             )
-    text = _text(paths.trials)
-    if text.split("\n", 1)[0] + "\n" != _header():
+    if _raw(paths.trials).split(b"\n", 1)[0] + b"\n" != _header().encode("utf-8"):
         raise SessionFileError(f"{paths.trials} has other columns than this version writes; start another session")
     rows = read_trials(paths.trials)
     for i, row in enumerate(rows, start=1):
@@ -356,7 +375,7 @@ def open_session(
     rows = check_session_files(paths, record, resume=resume)
     run = {**run, "first_trial": len(rows) + 1}
     if rows or paths.trials.exists():
-        _drop_torn_line(paths.trials)
+        _drop_torn_tail(paths.trials)
         sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))  # read by load_sidecar above
         sidecar["eigdist"]["runs"].append(run)
         save_json(paths.sidecar, sidecar)
@@ -369,12 +388,13 @@ def open_session(
     return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
 
 
-def _drop_torn_line(path: Path) -> None:
-    """Cut a final line without a newline (a row the crash interrupted)."""
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a tail torn by a crash (:func:`complete_length`): a row the crash interrupted, NUL bytes."""
     raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
+    keep = complete_length(path, raw)
+    if keep < len(raw):
         with open(path, "r+b") as fh:
-            fh.truncate(raw.rfind(b"\n") + 1)
+            fh.truncate(keep)
             fh.flush()
             os.fsync(fh.fileno())
 

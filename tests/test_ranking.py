@@ -98,7 +98,8 @@ def test_data_without_min_trials_is_an_error_naming_it():
     d = compute_d(t)
     assert d["D_bound"].tolist() == ["missing"]
     with pytest.raises(ValueError, match=r"no D can be estimated for any layer: D needs estimable 'max' and "
-                                         r"'min' thresholds .* \(D values found: missing\)"):
+                                         r"'min' thresholds .*; 1 of 1 participant × image × layer have no "
+                                         r"estimable 'max' or 'min' threshold \(a direction not tested"):
         rank_layers(d, n_boot=20)
 
 
