@@ -123,3 +123,47 @@ def _rows(_engine, data: Path) -> list[dict]:
     from experiments.datafile import read_trials
 
     return [{k: v for k, v in r.items() if k != "timestamp"} for r in read_trials(session_paths(data, "P01", 1).trials)]
+
+
+@pytest.mark.parametrize("resave", ["comma", "semicolon", "lab column", "utf-16 crlf", "bom crlf"])
+def test_participants_tsv_re_saved_by_a_spreadsheet_is_read_and_written_back_as_bids(tmp_path, resave):
+    from tests.trial_fixtures import validate_bids
+
+    data = tmp_path / "data"
+    run_session(data, "P01")
+    path = data / "participants.tsv"
+    rows = [["participant_id", "age", "sex", "vision"], ["sub-P01", "n/a", "n/a", "n/a"]]
+    encoding, newline, sep = "utf-8", "\n", "\t"
+    if resave == "comma":
+        sep = ","
+    elif resave == "semicolon":
+        sep = ";"
+    elif resave == "lab column":
+        rows = [rows[0] + ["lab"], rows[1] + ["Giessen"]]
+    elif resave == "utf-16 crlf":
+        encoding, newline = "utf-16", "\r\n"
+    else:
+        encoding, newline = "utf-8-sig", "\r\n"
+    path.write_bytes((newline.join(sep.join(r) for r in rows) + newline).encode(encoding))
+    run_session(data, "P02")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lab = "\tlab" if resave == "lab column" else ""
+    assert lines[0] == "participant_id\tage\tsex\tvision" + lab
+    assert lines[1] == "sub-P01\tn/a\tn/a\tn/a" + ("\tGiessen" if lab else "")
+    assert lines[2] == "sub-P02\tn/a\tn/a\tn/a" + ("\tn/a" if lab else "") and lines[3:] == [""]
+    errors, _ = validate_bids(data)
+    assert errors == []
+
+
+def test_a_participants_file_without_participant_id_is_refused_naming_it(tmp_path):
+    data = tmp_path / "data"
+    run_session(data, "P01")
+    path = data / "participants.tsv"
+    path.write_bytes(b"name;age\nAnna;30\n")
+    with pytest.raises(ValueError, match=rf"{path}: no participant_id column in its header 'name;age'; restore the "
+                                         r"file, or move it away"):
+        run_session(data, "P02")
+    path.write_bytes("participant_id\tlab\nsub-P01\tK\xf6ln\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path}: not UTF-8 or UTF-16 text \(byte 28\); save it as UTF-8, or "
+                                         r"move it away \(it is written anew\)"):
+        run_session(data, "P02")
