@@ -113,3 +113,23 @@ def test_stimuli_show_on_a_set_with_a_missing_item_says_it_fails_verification(st
     assert code == 2 and f"stimulus set '{copy}' failed verification (1 problem(s)): " in err
     assert "missing" in err and "run 'eigdist stimuli verify' for the full list" in err
     assert "Errno" not in err
+
+
+@pytest.mark.parametrize("shape", [(3, 1000), (10, 10)])
+def test_an_image_smaller_than_size_is_refused_not_upscaled(tmp_path, capsys, shape):
+    import numpy as np
+    from skimage import io
+
+    from tests.trial_fixtures import set_config_toml
+
+    image = tmp_path / "thin.png"
+    io.imsave(image, np.full(shape, 128, dtype=np.uint8), check_contrast=False)
+    (tmp_path / "set.toml").write_text(set_config_toml("thin", str(image), "grey"))  # size = 16
+    side = min(shape)
+    code, err = cli(capsys, "stimuli", "build", str(tmp_path / "set.toml"), "--out", str(tmp_path / "set"), "--quiet")
+    assert code == 2 and (f"image '{image}' is {shape[1]}×{shape[0]} pixels: its central square crop ({side}×{side}) "
+                          f"is smaller than size = 16 and would be upscaled; give an image at least 16 pixels on its "
+                          f"shorter side, or a size <= {side}") in err
+    code, err = cli(capsys, "synth", "--model", "frontend:ln", "--image", str(image), "--grey", "--size", "16",
+                    "--out", str(tmp_path / "synth"))
+    assert code == 2 and "would be upscaled" in err
