@@ -167,8 +167,9 @@ def _raw(path: Path) -> bytes:
 def complete_length(path: Path, raw: bytes) -> int:
     """How many leading bytes of a trial file are whole rows; the rest is a tail torn by a crash.
 
-    A torn tail is a final line without its newline, or NUL bytes to the end (a crash can
-    leave the file longer than what reached the disk, the gap read as NULs).
+    A torn tail is a final line without its newline, or the line of the first NUL byte with
+    nothing but NULs after it (a crash can leave the file longer than what reached the disk, the
+    gap read as NULs).
 
     Raises
     ------
@@ -178,7 +179,7 @@ def complete_length(path: Path, raw: bytes) -> int:
     row = nul_row(raw)
     if row is not None:
         start = raw.rfind(b"\n", 0, raw.find(b"\x00")) + 1
-        if raw[start:].strip(b"\x00\n"):
+        if any(line.strip(b"\x00") for line in raw[start:].split(b"\n")[1:]):
             raise SessionFileError(f"{path}: NUL bytes at row {row} with rows after them: the file is damaged; "
                                    f"restore it from a backup, or {restart_advice(path)}")
         return start

@@ -167,3 +167,14 @@ def test_a_participants_file_without_participant_id_is_refused_naming_it(tmp_pat
     with pytest.raises(ValueError, match=rf"{path}: not UTF-8 or UTF-16 text \(byte 28\); save it as UTF-8, or "
                                          r"move it away \(it is written anew\)"):
         run_session(data, "P02")
+
+
+def test_a_row_cut_by_nul_bytes_is_a_torn_tail_too(tmp_path):
+    data = tmp_path / "data"
+    run_session(data)
+    full = _rows(None, data)
+    path = session_paths(data, "P01", 1).trials
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(lines[:8]) + b"\n" + lines[8][:40] + b"\x00" * 4096 + b"\n" + b"\x00" * 100)
+    run_session(data, resume=True)
+    assert _rows(None, data) == full
