@@ -67,11 +67,11 @@ class SessionFinished(EigdistError):
 def check_participant(participant: Any) -> str:
     """Check a participant label: a BIDS label, letters and digits only, at most 64 characters."""
     if not isinstance(participant, str) or not _LABEL.fullmatch(participant):
-        raise ValueError(
+        raise EigdistError(
             f"participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got {participant!r}"
         )
     if len(participant) > MAX_LABEL_LENGTH:
-        raise ValueError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
+        raise EigdistError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
                          f"{len(participant)} ({participant[:20]}…)")
     return participant
 
@@ -79,7 +79,7 @@ def check_participant(participant: Any) -> str:
 def check_session(session: Any) -> int:
     """Check a session number: an int >= 1."""
     if isinstance(session, bool) or not isinstance(session, int) or session < 1:
-        raise ValueError(f"session must be an int >= 1, got {session!r}")
+        raise EigdistError(f"session must be an int >= 1, got {session!r}")
     return session
 
 

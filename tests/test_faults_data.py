@@ -14,6 +14,7 @@ import pytest
 from analysis.load import load_trials
 from analysis.simulate import make_truth, simulate_trials
 from eigdist.cli.main import main
+from eigdist_core.errors import EigdistError
 from experiments.datafile import session_paths
 from tests.trial_fixtures import run_session, write_lab
 
@@ -100,7 +101,7 @@ def test_nul_bytes_a_crash_left_are_named_and_resume_repairs_them(tmp_path, caps
     path = session_paths(data, "P01", 1).trials
     lines = path.read_bytes().split(b"\n")
     path.write_bytes(b"\n".join(lines[:11]) + b"\n" + b"\x00" * 16384 + newline)  # 10 rows, then the crash
-    with pytest.raises(ValueError, match=rf"{path}, row 12: NUL bytes at row 12 \(crash\?\); 'eigdist run "
+    with pytest.raises(EigdistError, match=rf"{path}, row 12: NUL bytes at row 12 \(crash\?\); 'eigdist run "
                                          r"--resume' of that session repairs it"):
         load_trials(data)
     run_session(data, resume=True)
@@ -115,7 +116,7 @@ def test_nul_bytes_followed_by_rows_are_not_a_crash_tail(tmp_path):
     path = session_paths(data, "P01", 1).trials
     lines = path.read_bytes().split(b"\n")
     path.write_bytes(b"\n".join(lines[:5]) + b"\n" + b"\x00" * 100 + b"\n" + b"\n".join(lines[5:]))
-    with pytest.raises(ValueError, match=rf"{path}: NUL bytes at row 6 with rows after them: the file is damaged"):
+    with pytest.raises(EigdistError, match=rf"{path}: NUL bytes at row 6 with rows after them: the file is damaged"):
         run_session(data, resume=True)
 
 
@@ -160,11 +161,11 @@ def test_a_participants_file_without_participant_id_is_refused_naming_it(tmp_pat
     run_session(data, "P01")
     path = data / "participants.tsv"
     path.write_bytes(b"name;age\nAnna;30\n")
-    with pytest.raises(ValueError, match=rf"{path}: no participant_id column in its header 'name;age'; restore the "
+    with pytest.raises(EigdistError, match=rf"{path}: no participant_id column in its header 'name;age'; restore the "
                                          r"file, or move it away"):
         run_session(data, "P02")
     path.write_bytes("participant_id\tlab\nsub-P01\tK\xf6ln\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=rf"{path}: not UTF-8 or UTF-16 text \(byte 28\); save it as UTF-8, or "
+    with pytest.raises(EigdistError, match=rf"{path}: not UTF-8 or UTF-16 text \(byte 28\); save it as UTF-8, or "
                                          r"move it away \(it is written anew\)"):
         run_session(data, "P02")
 
