@@ -1,16 +1,23 @@
 """Which trials the fits see, and why the others do not.
 
 Every exclusion is reported with its reason in a plain table, so the report
-says exactly what was left out: practice trials, uncalibrated (``--pilot``)
-sessions, participants who failed the easy catch trials, and simulated
-observers when humans are present (never mixed unless asked for).
+says exactly what was left out: empty sessions (a trial file with only its
+header), practice trials, uncalibrated (``--pilot``) sessions, participants who
+failed the easy catch trials, and simulated observers when humans are present
+(never mixed unless asked for).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
+
+from eigdist_core.contract import MISSING
+
+from .load import session_of
 
 EXCLUSION_COLUMNS = ("participant", "session", "observer", "reason", "n_trials")
 
@@ -50,8 +57,8 @@ def _report(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
     return table
 
 
-def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRules(),
+                     empty: Sequence[Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drop the trials the fits must not see.
 
     Parameters
@@ -60,6 +67,9 @@ def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRule
         Rows from :func:`analysis.load.load_trials`.
     rules
         What to keep.
+    empty
+        Trial files without a trial (:attr:`analysis.load.TrialFiles.empty`): each is listed as
+        an excluded session (0 trials), so a session never vanishes from the report unsaid.
 
     Returns
     -------
@@ -68,7 +78,10 @@ def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRule
         table with columns ``participant, session, observer, reason, n_trials``,
         one row per excluded session part and reason.
     """
-    reports = []
+    reports = [pd.DataFrame([{"participant": p, "session": s, "observer": MISSING, "n_trials": 0,
+                              "reason": f"empty session: {file} holds no trial (only its header)"}
+                             for file in empty for p, s in [session_of(Path(file))]],
+                            columns=list(EXCLUSION_COLUMNS))] if empty else []
 
     def drop(mask: pd.Series, reason: str) -> None:
         nonlocal trials

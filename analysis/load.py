@@ -22,8 +22,11 @@ import pandas as pd
 
 from eigdist_core.contract import CATCH_TYPES, DIRECTIONS, MISSING, REQUIRED_COLUMNS, TASKS
 from eigdist_core.errors import EigdistError
+from eigdist_core.io import nul_row
 
 _BOOLS = {"true": True, "false": False}
+#: Relative slack of the ceiling rule (α is written as a float computed from the ceiling).
+CEILING_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,35 @@ def _parse_number(file: Path, frame: pd.DataFrame, column: str, *, integer: bool
     return pd.Series(values.astype(int) if integer else values, index=frame.index)
 
 
+def check_alpha_ceiling(trials: pd.DataFrame, column: str = "alpha_ceiling", source: str = "") -> None:
+    """The one ceiling rule: no trial shows an α above the ceiling of its track (rows without one pass).
+
+    A session never shows more than its track's ceiling, so such a row was edited, or the
+    ceiling (``column``, from ``source``) is not the one the session used.
+
+    Raises
+    ------
+    TrialDataError
+        Naming the file, row, α and ceiling of the first such row.
+    """
+    alpha, ceiling = trials["alpha"].to_numpy(dtype=float), trials[column].to_numpy(dtype=float)
+    bad = np.flatnonzero(alpha > ceiling * (1 + CEILING_TOLERANCE))
+    if bad.size:
+        row = trials.iloc[bad[0]]
+        raise TrialDataError(
+            f"{row['source_file']}, row {row['source_line']}, column 'alpha': bad value {float(alpha[bad[0]])!r}: above "
+            f"the track's ceiling {ceiling[bad[0]]:g} ({column}{source}); a session never shows more, so the row "
+            "was edited or the ceiling is not the session's: restore the file or give the right ceiling"
+        )
+
+
 def _read_one(file: Path) -> pd.DataFrame:
     """Read and type one trial file; raise :class:`TrialDataError` on any breach."""
     fmt = _format(file)
+    row = nul_row(file.read_bytes())
+    if row is not None:
+        fix = "'eigdist run --resume' of that session repairs it" if fmt is FORMATS[0] else "restore the file"
+        raise TrialDataError(f"{file}, row {row}: NUL bytes at row {row} (crash?); {fix}")
     try:
         frame = pd.read_csv(file, sep=fmt.sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -159,6 +188,7 @@ def _read_one(file: Path) -> pd.DataFrame:
     _check(file, raw, "alpha", (~blank | (frame["alpha"] == 0)).to_numpy(), "blank catch trials have alpha 0")
     _check(file, raw, "item_id", (blank | (frame["item_id"].str.strip() != "")).to_numpy(),
            "must name a manifest item (empty only on blank catch trials)")
+    check_alpha_ceiling(frame)
     _check_trial_numbers(file, frame)
     return frame
 
@@ -178,6 +208,42 @@ def _check_trial_numbers(file: Path, frame: pd.DataFrame) -> None:
                   f"{expected[np.flatnonzero(numbers != expected)[0]]})")
 
 
+@dataclass(frozen=True)
+class TrialFiles:
+    """What :func:`load_trial_files` read: the trials, and the files that hold none (only a header)."""
+
+    trials: pd.DataFrame
+    empty: tuple[Path, ...]
+
+
+#: A BIDS trial file's participant and session, from its name.
+_SESSION_NAME = re.compile(r"sub-(?P<participant>[A-Za-z0-9]+)_ses-(?P<session>[0-9]+)_")
+
+
+def session_of(file: Path) -> tuple[str, int | str]:
+    """``(participant, session)`` of a trial file by its BIDS name (``n/a`` for a name without them)."""
+    found = _SESSION_NAME.match(file.name)
+    return (found["participant"], int(found["session"])) if found else (MISSING, MISSING)
+
+
+def load_trial_files(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> TrialFiles:
+    """Load and validate every trial file under ``paths``; see :func:`load_trials`.
+
+    Returns
+    -------
+    TrialFiles
+        The trials, and the files without a trial (a session that ended before its first
+        trial): the analysis lists them among the exclusions, they never vanish unsaid.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = find_trial_files(paths)
+    frames = [_read_one(f) for f in files]
+    trials = pd.concat(frames, ignore_index=True)
+    _check_duplicates(trials)
+    return TrialFiles(trials, tuple(f for f, frame in zip(files, frames) if frame.empty))
+
+
 def load_trials(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
     """Load and validate every trial file under ``paths`` into one DataFrame.
 
@@ -195,17 +261,13 @@ def load_trials(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> pd.Da
     Raises
     ------
     TrialDataError
-        On a missing column, a bad value or a (participant, session, trial) that
-        appears twice; the message names file, row and column.
+        On a missing column, a bad value (an α above its track's ceiling: :func:`check_alpha_ceiling`;
+        NUL bytes a crash left), or a (participant, session, trial) that appears twice; the message
+        names file, row and column.
     FileNotFoundError
         If a path does not exist or holds no trial files.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    frames = [_read_one(f) for f in find_trial_files(paths)]
-    trials = pd.concat(frames, ignore_index=True)
-    _check_duplicates(trials)
-    return trials
+    return load_trial_files(paths).trials
 
 
 def _check_duplicates(trials: pd.DataFrame) -> None:

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from eigdist_core.errors import EigdistError
 from eigdist_core.io import check_output_folder
 
 from .exclusions import ExclusionRules, apply_exclusions
-from .load import load_trials
+from .load import check_alpha_ceiling, load_trial_files
 from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
@@ -49,7 +50,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     ``psignifit`` (:mod:`analysis.psignifit_fit`); both feed the same ranking.
     """
     if settings.fitter not in FITTERS:
-        raise ValueError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
+        raise EigdistError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
     from . import manifest as stimuli
     from .comparison import CompareOptions
     from .comparison_report import CAPTIONS, comparison_outputs, sensitivities_for
@@ -61,14 +62,16 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     check_output_folder(out, "--out")  # before the fitting, not after it
     manifest = stimuli.load_manifest(settings.stimuli) if settings.stimuli else None
     sensitivities, why_not = sensitivities_for(settings.stimuli, manifest, tuple(settings.models))
-    trials = load_trials(paths)
+    files = load_trial_files(paths)
+    trials = files.trials
     stimuli.check_sets(trials, manifest, settings.stimuli)
-    kept, excluded = apply_exclusions(trials, settings.exclusions)
+    kept, excluded = apply_exclusions(trials, settings.exclusions, files.empty)
     if kept.empty:
-        raise ValueError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
+        raise EigdistError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
                          + "; ".join(sorted(set(excluded["reason"]))))
     table = stimuli.condition_table(manifest) if manifest else None
     kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
+    check_alpha_ceiling(kept, "alpha_max", f" from {ceiling_source}")
     if settings.fitter == "psignifit":
         from .psignifit_fit import fit_thresholds_psignifit
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from eigdist_core.errors import EigdistError
+
 from .psychometric import FLAGS, QUALITY_FLAGS
 
 LAYER = ["model", "layer", "weights"]
@@ -165,6 +167,31 @@ def _summary(d: pd.DataFrame, column: str, layers: pd.DataFrame, index: tuple[np
     return table, draws
 
 
+class NoDError(EigdistError):
+    """No layer has a D: the message says why each participant × image × layer has none."""
+
+
+#: Why a D is NaN, by its bound (:func:`compute_d`).
+_NO_D = {
+    "unknown": "both thresholds censored, i.e. outside the tested range: answers all right (below the lowest α) or "
+               "all wrong (at alpha_max) over the α shown, so each threshold is only a bound; data of one answer "
+               "only (e.g. responses not recorded) give this",
+    "missing": "no estimable 'max' or 'min' threshold (a direction not tested, or too few α levels)",
+}
+
+
+def no_d_message(d: pd.DataFrame) -> str:
+    """Why no D can be estimated, counted per cause (:data:`_NO_D`)."""
+    head = ("no D can be estimated for any layer: D needs estimable 'max' and 'min' thresholds of the same "
+            "participant × image")
+    if d.empty:
+        return head + "; there are no thresholds"
+    counts = d["D_bound"].value_counts()
+    lead = "every threshold is censored, so " if set(counts.index) == {"unknown"} else ""
+    return lead + head + "; " + "; ".join(f"{counts[k]} of {len(d)} participant × image × layer have {why}"
+                                          for k, why in _NO_D.items() if k in counts)
+
+
 def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> BootstrapResult:
     """Rank the layers by mean D with bootstrap CIs, P(best) and paired differences.
 
@@ -189,9 +216,7 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if d.empty or not np.isfinite(d["D"].to_numpy(dtype=float)).any():
-        kinds = ", ".join(sorted(set(d["D_bound"]))) if not d.empty else "none"
-        raise ValueError("no D can be estimated for any layer: D needs estimable 'max' and 'min' thresholds "
-                         f"of the same participant × image (D values found: {kinds})")
+        raise NoDError(no_d_message(d))
     grouped = d.groupby(LAYER, sort=True)
     li = grouped.ngroup().to_numpy()
     layers = grouped.size().index.to_frame(index=False)

@@ -86,7 +86,7 @@ def fits_figure(fits: pd.DataFrame, trials: pd.DataFrame) -> Figure:
             t = shown["threshold"].to_numpy()
             low = np.clip(shown["ci_low"].fillna(alpha[0]).to_numpy(), alpha[0], t)
             high = np.minimum(shown["ci_high"].fillna(alpha[-1]).to_numpy(), alpha[-1])
-            ax.errorbar(t, level, xerr=[t - low, np.maximum(high - t, 0)], fmt="o", ms=2.5, color=colour,
+            ax.errorbar(t, level, xerr=np.vstack([t - low, np.maximum(high - t, 0)]), fmt="o", ms=2.5, color=colour,
                         elinewidth=0.6, capsize=1.5, alpha=0.8)
             open_high = shown["ci_high"].to_numpy() > alpha[-1]
             ax.scatter(high[open_high], level[open_high], marker=">", s=10, color=colour)

@@ -26,7 +26,8 @@ def load_image(source: str | os.PathLike, size: int | None = None, channels: int
     source
         One of :data:`BUILTIN_IMAGES`, or a path to a PNG/JPEG/TIFF/``.npy`` file.
     size
-        If given, the central square crop is resized to ``size × size``.
+        If given, the central square crop is resized to ``size × size`` (downscaled: a crop
+        smaller than ``size`` is refused with :class:`ImageError`, never upscaled).
     channels
         1 (grey, by luminance) or 3 (RGB; grey is repeated); ``None`` keeps the source's.
     """
@@ -45,6 +46,13 @@ def load_image(source: str | os.PathLike, size: int | None = None, channels: int
         array = np.repeat(array, 3, axis=2)
     image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
     if size is not None:
+        validate_number("size", size, integer=True, low=2)
+        side = min(array.shape[:2])
+        if side < size:  # an upscaled crop would show interpolation, not the image, to the model and the eye
+            raise ImageError(
+                f"image {str(source)!r} is {array.shape[1]}×{array.shape[0]} pixels: its central square crop "
+                f"({side}×{side}) is smaller than size = {size} and would be upscaled; give an image at least "
+                f"{size} pixels on its shorter side, or a size <= {side}")
         image = square_resize(image, size)
     return image.clamp_(0.0, 1.0)  # resizing only averages values in [0, 1]: this removes rounding, not data
 

@@ -138,17 +138,25 @@ def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     Raises
     ------
     FileNotFoundError
-        If ``path`` is not a file.
-    ValueError
-        If the file is not valid TOML (the message names the file and the parser's position).
+        If ``path`` does not exist.
+    EigdistError
+        If ``path`` is a folder, or the file is not valid TOML (the message names the file and the parser's position).
     """
     path = Path(path)
+    if path.is_dir():
+        raise EigdistError(f"{what} {str(path)!r} is a folder; give the TOML file in it")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
         return tomllib.loads(decode_text(path.read_bytes(), path))
     except tomllib.TOMLDecodeError as exc:
         raise EigdistError(f"{path.name}: not valid TOML: {exc}") from None
+
+
+def nul_row(raw: bytes) -> int | None:
+    """The line (1 = the first) of a text file's first NUL byte, or ``None``: what a crash leaves in a file."""
+    i = raw.find(b"\x00")
+    return None if i < 0 else raw.count(b"\n", 0, i) + 1
 
 
 def decode_text(data: bytes, path: str | os.PathLike) -> str:

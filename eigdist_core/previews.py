@@ -15,7 +15,8 @@ from matplotlib.lines import Line2D
 
 from .contract import DIRECTIONS, LAYER_KEY
 from .plots import save_figure, show_array
-from .stimulus_set import StimulusSet
+from .io import check_output_folder
+from .stimulus_set import StimulusSet, open_verified
 
 
 
@@ -125,13 +126,14 @@ def response_summary(sset: StimulusSet):
 def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: int = 80) -> list[Path]:
     """Write ``previews/<image_id>.png`` per image, ``eigenvalues.png`` and ``response_curves.png``; return the paths.
 
-    ``alpha`` defaults to the set's ``alpha_max``.
+    ``alpha`` defaults to the set's ``alpha_max``. The set is verified first (:func:`open_verified`),
+    and the previews folder checked to be writable before any figure is drawn.
     """
-    sset = StimulusSet.open(folder)
+    sset = open_verified(folder)
     alpha = sset.manifest["alpha_max"] if alpha is None else float(alpha)
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-    out = Path(folder) / "previews"
+    out = check_output_folder(Path(folder) / "previews", "the set's previews folder")
     flagged = nonlinear_items(sset)
     figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha, flagged))
                for im in sset.images]

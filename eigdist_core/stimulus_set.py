@@ -14,6 +14,7 @@ can read a set cheaply.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import numpy as np
 from .contract import DIRECTIONS, DISPLAY_RANGE, ITEM_ID_SEPARATOR, SAFE_CHARACTERS, UNSAFE_REPLACEMENT
 from .errors import EigdistError
 from .validate import validate_number
-from .io import json_bytes, load_json, load_npy, save_json, sha256_file
+from .io import json_bytes, load_json, load_npy, save_json, sha256_bytes, sha256_file
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
@@ -295,11 +296,52 @@ class StimulusSet:
 
     def image(self, image_id: str) -> np.ndarray:
         """The image ``image_id`` as float32 C × H × W, in the set's value_range."""
-        return _read_array(self.path / self.image_entry(image_id)["file"])
+        return self._read(self.image_entry(image_id))
 
     def item(self, item_id: str) -> np.ndarray:
         """The distortion ``item_id`` as float32 C × H × W with unit L2 norm."""
-        return _read_array(self.path / self.item_entry(item_id)["file"])
+        return self._read(self.item_entry(item_id))
+
+    def _read(self, entry: dict) -> np.ndarray:
+        """A listed array, as the manifest opened lists it (its sha256), or :class:`SetError`.
+
+        A set rebuilt (``--force``) or edited while a session or preview reads it is named as
+        such, not as a raw missing file or, worse, read as other stimuli.
+        """
+        file = self.path / entry["file"]
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            data = None
+        if data is None or sha256_bytes(data) != entry["sha256"]:
+            state = "is gone" if data is None else "has other content"
+            raise SetError(
+                f"stimulus set {self.path} changed while in use: {entry['file']} {state} (rebuilt with --force, or "
+                f"edited?); finished trials are saved: restore set {self.set_id} (eigdist stimuli verify "
+                f"{self.path}), then continue with --resume, or run a new session on the new set"
+            )
+        return np.ascontiguousarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
+
+
+def open_verified(path: str | os.PathLike) -> StimulusSet:
+    """Open the set in ``path`` after :func:`verify_set` found no problem (the one check before a set is used).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no manifest.
+    SetError
+        Listing the verification problems (first five) and the command that lists them all.
+    """
+    stimuli = StimulusSet.open(path)
+    problems = verify_set(path)
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise SetError(
+            f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
+            + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
+        )
+    return stimuli
 
 
 def _lookup(table: dict[str, dict], key: str, kind: str) -> dict:
@@ -308,10 +350,6 @@ def _lookup(table: dict[str, dict], key: str, kind: str) -> dict:
     except KeyError:
         known = ", ".join(sorted(table)[:5]) + (", ..." if len(table) > 5 else "")
         raise KeyError(f"no {kind} {key!r} in this set; {kind}s include: {known}") from None
-
-
-def _read_array(file: Path) -> np.ndarray:
-    return np.ascontiguousarray(load_npy(file), dtype=np.float32)
 
 
 def verify_set(path: str | os.PathLike) -> list[str]:

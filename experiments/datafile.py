@@ -30,7 +30,7 @@ from eigdist_core.contract import (
     MAY_BE_EMPTY, MISSING, REQUIRED_COLUMNS, TRIAL_COLUMNS,
 )
 from eigdist_core.errors import EigdistError
-from eigdist_core.io import atomic_write_bytes, save_json
+from eigdist_core.io import atomic_write_bytes, nul_row, save_json
 from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
@@ -42,8 +42,10 @@ _LABEL = re.compile(r"[A-Za-z0-9]+")
 RESUME_FIELDS = {
     "participant": "--participant", "session": "--session", "set_id": "the stimulus set (--stimuli)",
     "config": "--config", "monitor": "--monitor", "observer": "the observer (--simulate)", "pilot": "--pilot",
-    "calibrated": "calibrated (--pilot)",
+    "calibrated": "calibrated (--pilot)", "display": "the monitor profile of --monitor",
 }
+#: Fields that records of older versions lack (not compared when the record has none).
+ADDED_FIELDS = frozenset({"display"})
 
 
 #: The task's BIDS description, at the top of each sidecar.
@@ -65,11 +67,11 @@ class SessionFinished(EigdistError):
 def check_participant(participant: Any) -> str:
     """Check a participant label: a BIDS label, letters and digits only, at most 64 characters."""
     if not isinstance(participant, str) or not _LABEL.fullmatch(participant):
-        raise ValueError(
+        raise EigdistError(
             f"participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got {participant!r}"
         )
     if len(participant) > MAX_LABEL_LENGTH:
-        raise ValueError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
+        raise EigdistError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
                          f"{len(participant)} ({participant[:20]}…)")
     return participant
 
@@ -77,7 +79,7 @@ def check_participant(participant: Any) -> str:
 def check_session(session: Any) -> int:
     """Check a session number: an int >= 1."""
     if isinstance(session, bool) or not isinstance(session, int) or session < 1:
-        raise ValueError(f"session must be an int >= 1, got {session!r}")
+        raise EigdistError(f"session must be an int >= 1, got {session!r}")
     return session
 
 
@@ -150,27 +152,48 @@ def _header(columns: tuple[str, ...] = COLUMNS) -> str:
     return "\t".join(columns) + "\n"
 
 
-def _text(path: Path) -> str:
-    """A trial file's text as this module wrote it; a spreadsheet's re-save is refused, named."""
+def _raw(path: Path) -> bytes:
+    """A trial file's bytes as this module wrote them; a spreadsheet's re-save is refused, named."""
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf") or b"\r" in raw:
         raise SessionFileError(
             f"{path} was re-saved with Windows line endings or a byte-order mark (as a spreadsheet saves it); "
-            "a session appends only to the file it wrote: restore that file, or start another --session "
+            f"a session appends only to the file it wrote: restore that file, or {restart_advice(path)} "
             "(the analysis reads the re-saved file as it is)"
         )
-    return raw.decode("utf-8")
+    return raw
+
+
+def complete_length(path: Path, raw: bytes) -> int:
+    """How many leading bytes of a trial file are whole rows; the rest is a tail torn by a crash.
+
+    A torn tail is a final line without its newline, or the line of the first NUL byte with
+    nothing but NULs after it (a crash can leave the file longer than what reached the disk, the
+    gap read as NULs).
+
+    Raises
+    ------
+    SessionFileError
+        If NUL bytes are followed by rows: not a crash's tail, a damaged file.
+    """
+    row = nul_row(raw)
+    if row is not None:
+        start = raw.rfind(b"\n", 0, raw.find(b"\x00")) + 1
+        if any(line.strip(b"\x00") for line in raw[start:].split(b"\n")[1:]):
+            raise SessionFileError(f"{path}: NUL bytes at row {row} with rows after them: the file is damaged; "
+                                   f"restore it from a backup, or {restart_advice(path)}")
+        return start
+    return raw.rfind(b"\n") + 1
 
 
 def read_trials(path: str | os.PathLike) -> list[dict]:
     """The rows of a trial file, typed (ints, floats, bools, ``None`` for ``n/a``).
 
-    A final line without a newline is a row torn by a crash and is ignored.
+    A torn tail (:func:`complete_length`) is ignored; ``--resume`` cuts it off.
     """
-    text = _text(Path(path))
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    lines = text.splitlines()
+    path = Path(path)
+    raw = _raw(path)
+    lines = raw[: complete_length(path, raw)].decode("utf-8").splitlines()
     if not lines:
         return []
     header = lines[0].split("\t")
@@ -238,18 +261,24 @@ def column_descriptions(columns: tuple[str, ...] = COLUMNS) -> dict[str, dict]:
     return out
 
 
+def restart_advice(trials: Path) -> str:
+    """The way forward that always exists for a session that cannot be continued (even a one-session plan's)."""
+    return (f"move {trials.name} and its .json out of {trials.parent} and run this --session again from its "
+            "start (without --resume)")
+
+
 def load_sidecar(path: Path) -> dict:
     """A session sidecar's ``"eigdist"`` record; a truncated or foreign file is an error naming it."""
+    advice = "restore it from a backup, or " + restart_advice(path.with_suffix(".tsv"))
     try:
         record = json.loads(path.read_text(encoding="utf-8"))["eigdist"]
     except FileNotFoundError:
-        raise SessionFileError(f"{path} is missing: cannot check what the session recorded; "
-                               "start another --session") from None
+        raise SessionFileError(f"{path} is missing: cannot check what the session recorded; {advice}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise SessionFileError(f"{path}: not a session sidecar of eigdist ({exc}); it may have been cut by a "
-                               "crash or edited: restore it, or start another --session") from None
+                               f"crash or edited: {advice}") from None
     if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
-        raise SessionFileError(f"{path}: its \"eigdist\" record lacks runs[]; restore it, or start another --session")
+        raise SessionFileError(f"{path}: its \"eigdist\" record lacks runs[]; {advice}")
     return record
 
 
@@ -262,6 +291,37 @@ def _difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any] | None:
                 return found
         return None
     return None if old == new else (where, old, new)
+
+
+def check_session_order(data: Path, participant: str, session: int, set_id: str) -> None:
+    """Sessions of a participant on one set run one after the other: each earlier one must be finished.
+
+    Its tracks carry over into the next session (:mod:`experiments.engine`), so a session that
+    starts (or resumes) while an earlier one of the same set is still running or was stopped
+    would track from the wrong history. Sessions of another set, and earlier sessions whose
+    sidecar cannot be read (their plan is unknown), do not count.
+
+    Raises
+    ------
+    SessionFileError
+        Naming the unfinished session, its progress, and the command that finishes it.
+    """
+    for earlier in range(1, session):
+        paths = session_paths(data, participant, earlier)
+        if not paths.trials.exists():
+            continue
+        try:
+            old = load_sidecar(paths.sidecar)
+        except SessionFileError:
+            continue
+        planned, done = old.get("n_trials"), len(read_trials(paths.trials))
+        if old.get("set_id") == set_id and planned is not None and done < planned:
+            raise SessionFileError(
+                f"session {session} of participant {participant} cannot start: session {earlier} of the same "
+                f"stimulus set is unfinished ({done} of {planned} trials; still running, or stopped), and its "
+                f"tracks carry over into session {session}; finish it first (eigdist run --participant "
+                f"{participant} --session {earlier} --resume, same --stimuli and --data)"
+            )
 
 
 def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> list[dict]:
@@ -287,6 +347,8 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
     SessionFinished
         If every planned trial is done already.
     """
+    if "participant" in record and "session" in record:  # every session record has them (engine.session_record)
+        check_session_order(paths.root, record["participant"], record["session"], record["set_id"])
     exists = paths.trials.exists()
     if exists and not resume:
         raise FileExistsError(
@@ -298,16 +360,18 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
         return []
     old = load_sidecar(paths.sidecar)
     for name, option in RESUME_FIELDS.items():
-        found = _difference(old.get(name), record.get(name), name)
+        found = None if name in ADDED_FIELDS and name not in old else _difference(old.get(name), record.get(name), name)
         if found:
             where, was, now = found
+            advice = ("one session must not mix two displays: resume with the profile it started with, or "
+                      + restart_advice(paths.trials)) if name == "display" else "resume with the same settings"
             raise SessionFileError(
                 f"cannot resume {paths.trials}: {where} was {was!r} when the session started, now {now!r} "
-                f"({option} differs); resume with the same settings or start another --session"
+                f"({option} differs); {advice}"
             )
-    text = _text(paths.trials)
-    if text.split("\n", 1)[0] + "\n" != _header():
-        raise SessionFileError(f"{paths.trials} has other columns than this version writes; start another session")
+    if _raw(paths.trials).split(b"\n", 1)[0] + b"\n" != _header().encode("utf-8"):
+        raise SessionFileError(f"{paths.trials} has other columns than this version writes; "
+                               f"{restart_advice(paths.trials)}")
     rows = read_trials(paths.trials)
     for i, row in enumerate(rows, start=1):
         if row["trial"] != i or row["set_id"] != record["set_id"]:
@@ -356,7 +420,7 @@ def open_session(
     rows = check_session_files(paths, record, resume=resume)
     run = {**run, "first_trial": len(rows) + 1}
     if rows or paths.trials.exists():
-        _drop_torn_line(paths.trials)
+        _drop_torn_tail(paths.trials)
         sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))  # read by load_sidecar above
         sidecar["eigdist"]["runs"].append(run)
         save_json(paths.sidecar, sidecar)
@@ -369,12 +433,13 @@ def open_session(
     return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
 
 
-def _drop_torn_line(path: Path) -> None:
-    """Cut a final line without a newline (a row the crash interrupted)."""
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a tail torn by a crash (:func:`complete_length`): a row the crash interrupted, NUL bytes."""
     raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
+    keep = complete_length(path, raw)
+    if keep < len(raw):
         with open(path, "r+b") as fh:
-            fh.truncate(raw.rfind(b"\n") + 1)
+            fh.truncate(keep)
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -226,16 +226,9 @@ def open_stimuli(path: str | os.PathLike, *, profile: MonitorProfile | None = No
     ProfileError
         For a colour set on a profile calibrated without per-gun curves, naming the missing calibration.
     """
-    from eigdist_core.stimulus_set import StimulusSet, verify_set
+    from eigdist_core.stimulus_set import open_verified
 
-    stimuli = StimulusSet.open(path)
-    problems = verify_set(path)
-    if problems:
-        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ValueError(
-            f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
-            + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
-        )
+    stimuli = open_verified(path)
     cal = profile.calibration if profile is not None else None
     if stimuli.manifest["channels"] != 1 and cal is not None and cal.guns is None:
         raise ProfileError(

@@ -378,16 +378,20 @@ def monitors_dir(folder: str | os.PathLike | None = None) -> Path:
     The per-user folder is the platform's user data folder (``platformdirs``), e.g.
     ``~/.local/share/eigdist/monitors`` on Linux, ``%LOCALAPPDATA%\\eigdist\\monitors`` on Windows,
     ``~/Library/Application Support/eigdist/monitors`` on macOS: a lab's calibrations survive
-    upgrades and never go into the installed package (which may be read-only).
+    upgrades and never go into the installed package (which may be read-only). A file there
+    is refused (:class:`ProfileError`), before anything is read or written.
     """
     if folder:
-        return Path(folder)
-    env = os.environ.get("EIGDIST_MONITORS")
-    if env:
-        return Path(env)
-    import platformdirs
+        path, option = Path(folder), "--monitors"
+    elif os.environ.get("EIGDIST_MONITORS"):
+        path, option = Path(os.environ["EIGDIST_MONITORS"]), "$EIGDIST_MONITORS"
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_data_dir("eigdist", appauthor=False)) / "monitors"
+        path, option = Path(platformdirs.user_data_dir("eigdist", appauthor=False)) / "monitors", "the monitor folder"
+    if path.exists() and not path.is_dir():
+        raise ProfileError(f"{option} {str(path)!r} is a file; give the folder of monitor profiles")
+    return path
 
 
 def _shipped_profile(name: str) -> Path | None:

@@ -146,7 +146,7 @@ def prepare(options: RunOptions) -> Prepared:
         pass
     check_session(stimuli, config, options.data, info.participant, info.session, observer=prep.observer,
                   calibrated=not options.pilot, resume=options.resume, constants={"monitor": profile.name},
-                  metadata=_record(options))
+                  metadata=_record(options, profile))
     return prep
 
 
@@ -157,12 +157,30 @@ def _session_lock(options: RunOptions) -> Any:
     return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}")
 
 
-def _record(options: RunOptions) -> dict:
-    """What the session record holds from the options (besides the engine's plan and config)."""
+def _record(options: RunOptions, profile: MonitorProfile) -> dict:
+    """What the session record holds from the options and the display (besides the engine's plan and config)."""
     from eigdist_core import __version__
 
     return {"pilot": options.pilot, "simulate": options.simulate, "stimuli": str(Path(options.stimuli).resolve()),
-            "eigdist_version": __version__}
+            "eigdist_version": __version__, "display": display_fingerprint(profile)}
+
+
+def display_fingerprint(profile: MonitorProfile) -> dict:
+    """What a session's display is: the profile's constants and calibration, and a sha256 over them.
+
+    A resume must find the same (:data:`experiments.datafile.RESUME_FIELDS`): one session never
+    mixes two displays. The profile's notes, expiry and history do not count.
+    """
+    from eigdist_core.io import json_bytes, sha256_bytes
+
+    from .monitor import profile_to_dict
+
+    data = profile_to_dict(profile)
+    shown = {key: data[key] for key in ("width_cm", "distance_cm", "resolution", "refresh_hz", "bits", "calibration")}
+    cal = profile.calibration
+    return {"width_cm": profile.width_cm, "distance_cm": profile.distance_cm, "resolution": list(profile.resolution),
+            "refresh_hz": profile.refresh_hz, "bits": profile.bits, "calibration_date": cal.date if cal else None,
+            "sha256": sha256_bytes(json_bytes(shown))}
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -368,7 +386,7 @@ def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> Se
     responder = prep.responder or KeyboardResponder(wait_keys=screen.wait_key, keys=RESPONSE_KEYS)
     engine = open_engine(prep.stimuli, config, opts.data, info.participant, info.session, observer=observer,
                          calibrated=not opts.pilot, resume=opts.resume, constants=constants,
-                         metadata=_record(opts), run=run, participant_info=info.extra())
+                         metadata=_record(opts, profile), run=run, participant_info=info.extra())
     paths = session_paths(opts.data, info.participant, info.session)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     n_total, done_before, aborted = len(engine.plan.trials), engine.done, False

@@ -303,5 +303,6 @@ def test_resume_with_a_truncated_sidecar_names_it(tmp_path):
     sidecar = session_paths(tmp_path, "P01", 1).sidecar
     sidecar.write_bytes(sidecar.read_bytes()[:200])
     with pytest.raises(ValueError, match=re.escape(f"{sidecar}: not a session sidecar of eigdist (") +
-                       ".*cut by a crash or edited: restore it, or start another --session"):
+                       ".*cut by a crash or edited: restore it from a backup, or move .* and run this --session "
+                       "again from its start"):
         run_session(tmp_path, resume=True)

@@ -14,6 +14,7 @@ import pytest
 from analysis.psychometric import FitOptions, fit_thresholds
 from analysis.ranking import ALL, RANKING_COLUMNS, compute_d, flag_summary, rank_layers
 from analysis.simulate import make_truth, simulate_trials
+from eigdist_core.errors import EigdistError
 
 TRUE_D = {("vgg16", f"l{i}", "imagenet"): d for i, d in enumerate([0.9, 0.6, 0.3, 0.0])}
 
@@ -88,7 +89,7 @@ def test_censored_thresholds_give_flagged_bounds():
 def test_rank_layers_errors():
     with pytest.raises(ValueError, match="n_boot must be >= 1, got 0"):
         rank_layers(pd.DataFrame({"D": [0.1]}), n_boot=0)
-    with pytest.raises(ValueError, match="no D can be estimated for any layer"):
+    with pytest.raises(EigdistError, match="no D can be estimated for any layer"):
         rank_layers(pd.DataFrame(columns=["participant", "image_id", "model", "layer", "weights", "D"]))
 
 
@@ -97,8 +98,9 @@ def test_data_without_min_trials_is_an_error_naming_it():
     t = _thresholds([("a", "i1", "max", 1.0, False), ("a", "i1", "random", 2.0, False)])
     d = compute_d(t)
     assert d["D_bound"].tolist() == ["missing"]
-    with pytest.raises(ValueError, match=r"no D can be estimated for any layer: D needs estimable 'max' and "
-                                         r"'min' thresholds .* \(D values found: missing\)"):
+    with pytest.raises(EigdistError, match=r"no D can be estimated for any layer: D needs estimable 'max' and "
+                                         r"'min' thresholds .*; 1 of 1 participant × image × layer have no "
+                                         r"estimable 'max' or 'min' threshold \(a direction not tested"):
         rank_layers(d, n_boot=20)
 
 

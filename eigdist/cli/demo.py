@@ -263,9 +263,12 @@ def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> No
 
 
 def run(args: argparse.Namespace) -> int:
+    from eigdist_core.io import check_output_folder, load_json
+
     start = time.perf_counter()
     plan = demo_plan(args.quick, args.observers, args.color)
     out = Path(args.out or ("out/demo_color" if args.color else "out/demo"))
+    check_output_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     stage(f"1/4 stimulus set {plan.set_config!r} (built-in config) -> {out / 'stimuli'}")
     folder = build_stimuli(plan, out)
@@ -275,8 +278,6 @@ def run(args: argparse.Namespace) -> int:
     simulated_monitor(monitors)
     data = out / "data"
     data.mkdir(exist_ok=True)
-    from eigdist_core.io import load_json
-
     n_images = len(load_json(folder / "manifest.json")["images"])
     config = experiment_config(out / "experiment.toml", plan.per_condition, n_images)
     stage(f"3/4 {plan.observers} simulated observers, all seeing through {plan.observer_model} ({plan.observer_weights}), "

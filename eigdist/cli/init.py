@@ -45,11 +45,15 @@ def study_files(study: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eigdist_core.io import atomic_write_bytes
+    from eigdist_core.io import atomic_write_bytes, check_output_folder
 
+    if not args.study.strip():  # an unset shell variable ($STUDY): not the current folder
+        raise EigdistError(f"the study's folder name is empty ({args.study!r}, an unset shell variable?); "
+                           "give a name, e.g. eigdist init my-study")
     study = Path(args.study)
     if study.exists() and not study.is_dir():
         raise EigdistError(f"{study} exists and is not a folder: choose a new name for the study's folder")
+    check_output_folder(study, "the study folder")
     existing = [name for name in FILES if (study / name).exists()]
     if existing:
         raise EigdistError(f"{study} already holds {', '.join(existing)}: eigdist init never overwrites a study's "

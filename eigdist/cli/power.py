@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from analysis.power import power_table
     from analysis.report import power_figure, save_figure, save_table
     from analysis.simulate import LabSpread
+    from eigdist_core.io import check_output_folder
     from experiments.staircase import make_track
 
+    if args.out:
+        check_output_folder(args.out, "--out")  # before the simulation, not after it
     table = power_table(args.delta_d, args.observers, args.trials, n_images=args.images, n_labs=args.labs,
                         d_low=args.d_low, method=args.method, n_boot=args.n_boot, seed=args.seed,
                         spread=LabSpread(args.sd_participant, args.sd_image, args.sd_d), make_track=make_track)
