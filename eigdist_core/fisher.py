@@ -41,7 +41,7 @@ from .device import reproducible
 from .frozen_batchnorm import AffineBatchNorm
 from .input_only_conv import InputOnlyConvolution
 from .model_state import Snapshot, changed_tensors, in_eval_mode, keeping_buffers, snapshot
-from .validate import validate_dtype, validate_gradient, validate_image, validate_model
+from .validate import ModelError, validate_dtype, validate_gradient, validate_image, validate_model
 
 
 #: Blocks of at most this many vectors go through the recorded graph one vector at a time; larger ones
@@ -85,10 +85,9 @@ class FisherOperator:
     ------
     ModelError
         If the model is not a function of the image (:func:`~eigdist_core.validate.validate_model`),
-        or its gradient at the image is not finite (one product Jᵀu with a
-        seeded ±1 vector u, :func:`~eigdist_core.validate.validate_gradient`).
-    ValueError
-        If the response does not depend on the image through autograd (the
+        its gradient at the image is not finite (one product Jᵀu with a
+        seeded ±1 vector u, :func:`~eigdist_core.validate.validate_gradient`),
+        or its response does not depend on the image through autograd (the
         model detaches its input or computes outside torch).
     """
 
@@ -152,7 +151,7 @@ class FisherOperator:
         try:
             self._graph.prepare_jvp()
         except (ValueError, RuntimeError) as err:
-            raise ValueError(f"{reason}; and plain autograd cannot take J·v either: {err}") from None
+            raise ModelError(f"{reason}; and plain autograd cannot take J·v either: {err}") from None
 
     @property
     def device(self) -> torch.device:
@@ -214,7 +213,7 @@ class _Graph:
             self.y, self.x, torch.ones_like(self.y), retain_graph=True, allow_unused=True
         )[0] is not None
         if not connected:
-            raise ValueError(
+            raise ModelError(
                 "model response does not depend on the image through autograd: the model detaches its input "
                 "or computes outside torch (numpy), so its Jacobian cannot be taken"
             )
@@ -225,7 +224,7 @@ class _Graph:
 
         Raises
         ------
-        ValueError
+        ModelError
             If g does not depend on u although J ≠ 0: the model's backward is not
             differentiable (an ``autograd.Function`` marked ``once_differentiable``),
             so J·v cannot come from it (using it would return J·v = 0).
@@ -241,7 +240,7 @@ class _Graph:
         probe = torch.randn(self.y.shape, generator=torch.Generator(self.y.device).manual_seed(0),
                             dtype=self.y.dtype, device=self.y.device)
         if self.vjp(probe[None]).any():
-            raise ValueError(
+            raise ModelError(
                 "the model's backward is not differentiable (an autograd.Function marked once_differentiable?), "
                 "so its Jacobian-vector products cannot be taken by the double-vjp trick"
             )
