@@ -20,8 +20,8 @@ eigenvector of (F_1, F_2).
 
 **Solver.** A subspace method on one basis shared by all layers: the
 projected problem (M matrices d × d) is solved densely by BFGS from the
-previous optimum and from the top/bottom generalized eigenvector pair of
-every two layers (the two-layer optima), keeping the best; the subspace then
+previous optimum and from the best top/bottom generalized eigenvector pair
+of any two layers (the two-layer optima; all of them at the start); the subspace then
 grows by the gradients of V at a and at b,
 
     ∇_a V ∝ Σ_m (r_m − r̄) F_m a / aᵀF_m a,
@@ -77,15 +77,18 @@ def _negative_objective(x: np.ndarray, H: np.ndarray) -> tuple[float, np.ndarray
 def best_pair(H: torch.Tensor, warm: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, float]:
     """The best (a, b) found in the subspace of the projected matrices H (M, d, d): coefficients and V.
 
-    Starts: ``warm`` (the previous optimum, zero-padded) and the top/bottom
-    generalized eigenvectors of every two layers; each is refined by BFGS (d is small).
+    Starts: the top/bottom generalized eigenvectors of every two layers (all
+    of them without ``warm``, else the best one) and ``warm`` (the previous
+    optimum, zero-padded: V cannot fall); each is refined by BFGS (d is small).
     """
-    d = H.shape[1]
-    starts = [] if warm is None else [np.concatenate([np.pad(w, (0, d - len(w))) for w in warm])]
+    d, Hn = H.shape[1], H.numpy()
+    pairs = []
     for i, j in itertools.combinations(range(H.shape[0]), 2):
         _, Y = ritz(H[[i, j]])
-        starts.append(np.concatenate([Y[:, 0].numpy(), Y[:, -1].numpy()]))
-    Hn = H.numpy()
+        pairs.append(np.concatenate([Y[:, 0].numpy(), Y[:, -1].numpy()]))
+    starts = [min(pairs, key=lambda x: _negative_objective(x, Hn)[0])] if warm is not None else pairs
+    if warm is not None:
+        starts.append(np.concatenate([np.pad(w, (0, d - len(w))) for w in warm]))
     best = None
     for x0 in starts:
         x0 = np.concatenate([x0[:d] / np.linalg.norm(x0[:d]), x0[d:] / np.linalg.norm(x0[d:])])
@@ -177,9 +180,10 @@ def solve_principal(
     trace = Trace(ops[0], t0)
     deadline = t0 + (float("inf") if time_budget is None else time_budget)
     space, lam = start_space(ops, regularization, exact, seed, deadline, 2 * (1 + GUARDS))
-    warm, iterations = None, 0
+    a = b = None
+    iterations = 0
     while True:
-        a, b, value = best_pair(space.projected(), warm)
+        a, b, value = best_pair(space.projected(), None if a is None else (a, b))
         C = torch.from_numpy(np.stack([a, b], axis=1))
         X, FX = space.vectors(C)
         G, res, s = _gradients(X, FX)
@@ -191,7 +195,6 @@ def solve_principal(
         if space.size + 2 > MAX_BASIS:  # thick restart on a, b and every two layers' extreme Ritz vectors
             space.restart(_keep(space, C))
             a, b = (space.S @ X.T).T.numpy()  # a, b lie in the kept span: their new coefficients
-        warm = (a, b)
         if not space.grow(G[res > tol]):
             break
     r = s[:, 0].log() - s[:, 1].log()

@@ -1,4 +1,9 @@
-"""``eigdist synth``: eigendistortions of one model layer at one image."""
+"""``eigdist synth``: eigendistortions of one model layer at one image, or the distortions that tell layers apart.
+
+``--kind eigen`` (default): max and min eigendistortions of one ``--model``.
+``--kind generalized``: generalized eigendistortions of exactly two models, A then B.
+``--kind principal``: principal distortions of two or more models.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,19 @@ import json
 from pathlib import Path
 
 DEFAULT_ALPHA = 3.0
+KINDS = ("eigen", "generalized", "principal")
 #: Largest --size: one synthesis holds several image-sized float64 arrays and, for the exact
 #: solver, a Jacobian of (outputs × size²) values; beyond this a laptop runs out of memory.
 MAX_SIZE = 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="max and min eigendistortions of one layer at one image")
-    p.add_argument("--model", required=True, help="model spec <model>:<layer>, e.g. frontend:onoff, resnet18:layer2")
+    p = sub.add_parser("synth", help="max and min eigendistortions of one layer at one image (or of layers compared)")
+    p.add_argument("--kind", default="eigen", choices=KINDS,
+                   help="eigen (one --model, default) | generalized (two: A then B) | principal (two or more)")
+    p.add_argument("--model", required=True, action="append",
+                   help="model spec <model>:<layer>, e.g. frontend:onoff, resnet18:layer2; repeat for "
+                   "--kind generalized and principal")
     p.add_argument(
         "--weights", default=None,
         help="imagenet | random:<seed> | published | bundled | FILE (default: published for frontend, "
@@ -23,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="image file or built-in name (e.g. camera)")
     p.add_argument("--size", type=int, default=64, help="central square crop resized to N×N (default 64)")
     p.add_argument("--grey", action="store_true", help="convert the image to one grey channel (needed by frontend)")
-    p.add_argument("--method", default="auto", help="auto | exact | lanczos | lobpcg | power")
-    p.add_argument("--k", type=int, default=1, help="eigendistortions per end (default 1)")
+    p.add_argument("--method", default="auto",
+                   help="auto | exact | lanczos | lobpcg | power (eigen); auto | exact | iterative (the others)")
+    p.add_argument("--k", type=int, default=1, help="eigendistortions per end (default 1; eigen and generalized)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="amplitude shown in the figure")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
@@ -32,30 +43,59 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eigdist_core import models
-    from eigdist_core.eigendistortion import Eigendistortion
+    from eigdist_core.errors import EigdistError
     from eigdist_core.images import load_image
     from eigdist_core.io import check_output_folder
-    from eigdist_core.plots import eigendistortion_figure, save_figure
     from eigdist_core.validate import validate_number
 
     validate_number("--alpha", args.alpha, low=0)
     validate_number("--size", args.size, integer=True, low=2, high=MAX_SIZE)
     validate_number("--k", args.k, integer=True, low=1)
+    specs = args.model
+    count = {"eigen": "exactly one", "generalized": "exactly two (A then B)", "principal": "two or more"}[args.kind]
+    if len(specs) != {"eigen": 1, "generalized": 2}.get(args.kind, max(len(specs), 2)):
+        raise EigdistError(f"--kind {args.kind} takes {count} --model; got {len(specs)}")
+    if len(set(specs)) < len(specs):
+        twice = next(spec for spec in specs if specs.count(spec) > 1)
+        raise EigdistError(f"--model {twice} is given twice: a layer cannot be compared with itself")
     check_output_folder(args.out, "--out")
-    weights = args.weights or models.default_weights(args.model)
+    weights = [args.weights or models.default_weights(spec) for spec in specs]
     image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
-    model = models.load(args.model, weights=weights)
-    eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
+    loaded = [models.load(spec, weights=w) for spec, w in zip(specs, weights)]
     out = Path(args.out)
-    eig.save(out)
-    dist = eig.eigendistortions.detach().numpy()
-    lam = eig.eigenvalues
-    fig = eigendistortion_figure(
-        image.numpy(), dist[0], dist[-1], args.alpha,
-        title=f"{args.model} ({weights}), {args.image} {args.size}×{args.size}",
-        eigenvalues=(float(lam[0]), float(lam[-1])),
-    )
-    save_figure(fig, out / "eigendistortions.png")
-    print(json.dumps(eig.diagnostics, indent=2))
+    names = [f"{spec} ({w})" for spec, w in zip(specs, weights)]
+    title = f"{', '.join(names)}, {args.image} {args.size}×{args.size}"
+    if args.kind == "eigen":
+        from eigdist_core.eigendistortion import Eigendistortion
+
+        synth = Eigendistortion(image[None], loaded[0]).synthesize(method=args.method, k=args.k)
+        synth.save(out)
+        dist, lam = synth.eigendistortions.detach().numpy(), synth.eigenvalues
+        labels = ("max eigendistortion", "min eigendistortion")
+    elif args.kind == "generalized":
+        from eigdist_core.comparison import GeneralizedEigendistortion
+
+        synth = GeneralizedEigendistortion(image[None], *loaded).synthesize(method=args.method, k=args.k)
+        synth.save(out, specs)
+        dist, lam = synth.eigendistortions.detach().numpy(), synth.eigenvalues
+        labels = (f"top: {specs[0]} / {specs[1]}", f"bottom: {specs[0]} / {specs[1]}")
+    else:
+        from eigdist_core.comparison import PrincipalDistortion
+
+        synth = PrincipalDistortion(image[None], loaded).synthesize(method=args.method)
+        synth.save(out, specs)
+        dist, lam = synth.principal_distortions.detach().numpy(), None
+        labels = (f"a: {specs[0]} sees best", "b")
+    _figure(image.numpy(), dist, lam, labels, args.alpha, title, out)
+    print(json.dumps(synth.diagnostics, indent=2))
     print(f"wrote {out}/eigendistortions.png and the arrays in {out}")
     return 0
+
+
+def _figure(image, dist, lam, labels: tuple[str, str], alpha: float, title: str, out: Path) -> None:
+    """The first and the last distortion under the image (eigendistortion_figure's layout)."""
+    from eigdist_core.plots import eigendistortion_figure, save_figure
+
+    values = None if lam is None else (float(lam[0]), float(lam[-1]))
+    fig = eigendistortion_figure(image, dist[0], dist[-1], alpha, title=title, eigenvalues=values, labels=labels)
+    save_figure(fig, out / "eigendistortions.png")
