@@ -5,6 +5,8 @@ The public API, imported lazily so that ``import eigdist`` (and ``eigdist --help
 does not import torch or PsychoPy:
 
 - ``eigdist.Eigendistortion``: max and min eigendistortions of one image through one model.
+- ``eigdist.GeneralizedEigendistortion``, ``eigdist.PrincipalDistortion``: the changes that tell two
+  layers, or several, apart at one image.
 - ``eigdist.models``: ``eigdist.models.load("resnet18:layer2", weights="random:0")`` and friends.
 - ``eigdist.StimulusSet``: read and verify a built stimulus set; ``eigdist.build_set`` builds one.
 - ``eigdist.analyze``: trial files → thresholds, D per layer, ranking, report.
@@ -23,6 +25,8 @@ from eigdist_core import __version__
 # name → (module, attribute or None for the module itself)
 _API = {
     "Eigendistortion": ("eigdist_core.eigendistortion", "Eigendistortion"),
+    "GeneralizedEigendistortion": ("eigdist_core.comparison", "GeneralizedEigendistortion"),
+    "PrincipalDistortion": ("eigdist_core.comparison", "PrincipalDistortion"),
     "models": ("eigdist_core.models", None),
     "StimulusSet": ("eigdist_core.stimulus_set", "StimulusSet"),
     "build_set": ("eigdist_core.build", "build_set"),

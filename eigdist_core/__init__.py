@@ -6,7 +6,7 @@ imported where they are used.
 
 __version__ = "0.1.0"
 
-__all__ = ["Eigendistortion", "__version__"]
+__all__ = ["Eigendistortion", "GeneralizedEigendistortion", "PrincipalDistortion", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from .eigendistortion import Eigendistortion
 
         return Eigendistortion
+    if name in ("GeneralizedEigendistortion", "PrincipalDistortion"):
+        from . import comparison
+
+        return getattr(comparison, name)
     raise AttributeError(f"module 'eigdist_core' has no attribute {name!r}")

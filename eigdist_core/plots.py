@@ -33,6 +33,7 @@ def eigendistortion_figure(
     alpha: float,
     title: str = "",
     eigenvalues: tuple[float, float] | None = None,
+    labels: tuple[str, str] = ("max eigendistortion", "min eigendistortion"),
 ):
     """plenoptic's ``display_eigendistortion_all`` layout for the max and min eigendistortions.
 
@@ -51,6 +52,8 @@ def eigendistortion_figure(
         Figure title.
     eigenvalues
         (λ_max, λ_min), shown in the distortions' titles when given.
+    labels
+        The two distortions' names (a generalized pair's top and bottom, principal a and b).
     """
     from matplotlib.figure import Figure
 
@@ -58,11 +61,12 @@ def eigendistortion_figure(
     fig = Figure(figsize=(9, 6.6))
     axes = fig.subplots(2, 3)
     axes[0, 0].set_axis_off()
-    show_array(axes[0, 1], maxdist, "max eigendistortion" + lam[0], symmetric=True)
-    show_array(axes[0, 2], mindist, "min eigendistortion" + lam[1], symmetric=True)
+    show_array(axes[0, 1], maxdist, labels[0] + lam[0], symmetric=True)
+    show_array(axes[0, 2], mindist, labels[1] + lam[1], symmetric=True)
     show_array(axes[1, 0], image, "image")
-    show_array(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·max")
-    show_array(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·min")
+    short = [label.split()[0].rstrip(":") for label in labels]  # "max", "top", "principal"
+    show_array(axes[1, 1], image + alpha * maxdist, f"image + {alpha:g}·{short[0]}")
+    show_array(axes[1, 2], image + alpha * mindist, f"image + {alpha:g}·{short[1]}")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,0 +1,120 @@
+"""Principal distortions: eigdist's subspace solver against the authors' plain gradient loop.
+
+    python benchmarks/bench_principal.py [--sizes 64 128] [--steps 100] [--threads 2] [--share 0.1]
+
+The reference (Feather, Lipshutz, Harvey, Williams & Simoncelli, ICLR 2025;
+github.com/LabForComputationalVision/principal-distortions, MIT) is
+re-implemented here from its ``utils.optimal_perturbations`` at the defaults of
+its early-vision script: 100 steps, learning rate log-spaced 1e-1 → 1e-3,
+``tensor_norm`` 0.1, ``perturb_clamp_scale`` 0.001, a random start. Each step
+takes the update from 2M Fisher products (``torch.autograd.functional`` jvp
+then vjp, a double-backward graph built per product) and re-evaluates the
+objective after the step with 2M more. eigdist's :class:`PrincipalDistortion`
+(iterative) then gets ``--share`` of the reference's wall time as its budget.
+Both pairs are scored by one function: the variance across layers of
+log aᵀF_m a − log bᵀF_m b with the plain (unregularised) F_m, through
+eigdist's operators. Models: plenoptic's LN, LG, LGG and OnOff with published
+parameters (eigdist's ``frontend:`` models); a grey crop of ``camera``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from eigdist_core import models
+from eigdist_core.comparison import PrincipalDistortion
+from eigdist_core.images import load_image
+from eigdist_core.principal import objective
+
+SPECS = ("frontend:ln", "frontend:lg", "frontend:lgg", "frontend:onoff")
+
+
+class Counted:
+    """The reference's Fisher product, F·v = Jᵀ(J v) by torch.autograd.functional, counted."""
+
+    def __init__(self) -> None:
+        self.products = 0
+
+    def __call__(self, model, stimulus: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        self.products += 1
+        jv = torch.autograd.functional.jvp(model, stimulus, vector)[1]
+        return torch.autograd.functional.vjp(model, stimulus, jv)[1]
+
+
+def reference(layers, image: torch.Tensor, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """The authors' loop (update from 2M products, clamp, renormalise, objective from 2M more): a, b, products, s."""
+    fisher = Counted()
+    lr = torch.logspace(-1, -3, steps)
+    norm, clamp = 0.1, 0.001
+    gen = torch.Generator().manual_seed(seed)
+    a, b = (torch.randn(image.shape, generator=gen) for _ in range(2))
+    a, b = norm * a / a.norm(), norm * b / b.norm()
+    low, high = clamp * (0 - image), clamp * (1 - image)
+
+    def terms(a, b):
+        Fa = torch.stack([fisher(m, image, a) for m in layers])
+        Fb = torch.stack([fisher(m, image, b) for m in layers])
+        sa, sb = (Fa * a).flatten(1).sum(1), (Fb * b).flatten(1).sum(1)
+        r = sa.log() - sb.log()
+        return Fa / sa.view(-1, 1, 1, 1, 1), Fb / sb.view(-1, 1, 1, 1, 1), r - r.mean()
+
+    t0 = time.perf_counter()
+    for step in range(steps):
+        ua, ub, c = terms(a, b)
+        update_a = (c.view(-1, 1, 1, 1, 1) * (ua - ua.mean(0))).sum(0)
+        update_b = -(c.view(-1, 1, 1, 1, 1) * (ub - ub.mean(0))).sum(0)
+        size_a, size_b = update_a.norm(), update_b.norm()
+        update_a, update_b = update_a.clamp(-1, 1), update_b.clamp(-1, 1)
+        if (size_a + size_b) / 2 > norm:
+            update_a, update_b = norm * update_a / size_a, norm * update_b / size_b
+        a, b = a + lr[step] * update_a, b + lr[step] * update_b
+        a, b = norm * a / a.norm(), norm * b / b.norm()
+        a, b = a.clamp(low, high), b.clamp(low, high)
+        terms(a, b)  # the reference re-evaluates the objective after every step
+    return a.flatten(), b.flatten(), fisher.products, time.perf_counter() - t0
+
+
+def score(pd: PrincipalDistortion, a: torch.Tensor, b: torch.Tensor) -> float:
+    """V(a, b) with the plain F_m (no regularisation), through eigdist's operators (products not counted)."""
+    X = torch.stack([a / a.norm(), b / b.norm()]).to(torch.float32)
+    s = np.array([[float(v @ (op @ v)) for v in X] for op in pd.operators])
+    return objective(s[:, 0], s[:, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--steps", type=int, default=100, help="the reference's steps (its default 100)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--share", type=float, default=0.1, help="eigdist's budget, a share of the reference's time")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    layers = [models.load(spec) for spec in SPECS]
+    rows = []
+    for size in args.sizes:
+        image = load_image("camera", size=size, channels=1)[None]
+        a, b, products, seconds = reference(layers, image, args.steps, args.seed)
+        t0 = time.perf_counter()
+        ours = PrincipalDistortion(image, layers).synthesize(method="iterative", seed=args.seed,
+                                                             time_budget=args.share * seconds)
+        our_seconds = time.perf_counter() - t0
+        rows.append((size, "reference", score(ours, a, b), products, seconds))
+        rows.append((size, "eigdist", score(ours, *ours.result.vectors), ours.result.products, our_seconds))
+        print(f"{size} px: reference {rows[-2][2]:.4g} in {seconds:.1f} s; eigdist {rows[-1][2]:.4g} in "
+              f"{our_seconds:.1f} s ({ours.result.iterations} iterations)", flush=True)
+    print("\n| image | solver | objective | Fisher products | seconds | eigdist/reference |")
+    print("|---|---|---|---|---|---|")
+    for i, (size, name, value, products, seconds) in enumerate(rows):
+        ref = rows[i - i % 2]
+        ratio = "" if name == "reference" else (
+            f"objective {value / ref[2]:.2f}×, products {products / ref[3]:.2f}, time {seconds / ref[4]:.2f}")
+        print(f"| camera {size}×{size} grey | {name} | {value:.4g} | {products} | {seconds:.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

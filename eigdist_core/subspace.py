@@ -1,0 +1,144 @@
+"""One subspace shared by several Fisher operators: the engine of the layer-comparison solvers.
+
+Generalized eigendistortions (:mod:`eigdist_core.generalized`) and principal
+distortions (:mod:`eigdist_core.principal`) compare the Fisher matrices F_m
+of several layers at one image. Both only need the quadratic forms vᵀF_m v
+and the products F_m v, so both run on one orthonormal basis S (float64 rows)
+that stores every operator's products on it: the projected d × d matrices
+H_m = S F_m Sᵀ cost no product, the small problem is solved densely in the
+subspace (Rayleigh-Ritz, or a small optimisation), and the subspace grows by
+the residuals or gradients of its solution, which are combinations of stored
+products. Each new direction costs one product per operator.
+
+Every F_m is regularised the same documented way, F_m + ε·λ_max(F_m)·I
+(:data:`REGULARIZATION`), so that a null space of one layer, where ratios and
+logarithms of vᵀF v are unbounded, gives finite, reproducible answers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .block_iteration import F64, Trace, apply, iterate, orthonormalize
+from .fisher import FisherOperator
+from .nullspace import seeded_block
+
+#: ε of the regularisation F + ε·λ_max(F)·I: the ratio below which eigdist calls an eigenvalue null
+#: (:data:`eigdist_core.nullspace.DEGENERATE_RATIO`), and 10× float32's rounding of a Fisher product.
+REGULARIZATION = 1e-6
+
+#: Relative residual of the Lanczos estimate of each λ_max (its value is then exact to about tol²).
+SCALE_TOL = 1e-4
+
+
+def largest_eigenvalues(ops: list[FisherOperator], seed: int, trace: Trace, deadline: float) -> list[float]:
+    """λ_max of every operator by block Lanczos with one vector per step, to :data:`SCALE_TOL`."""
+    values = []
+    for i, op in enumerate(ops):
+        start = seeded_block(op.n, 1, seed + i, F64, op.device)
+        phase = iterate(op, start=(start, None), k=1, block=1, largest=True, mode="lanczos", tol=SCALE_TOL,
+                        max_iter=500, deadline=deadline, lam_max=None, max_basis=40, trace=trace,
+                        desc=f"λ_max of layer {i}")
+        values.append(float(phase.rayleigh()[0]))
+    return values
+
+
+def dense_fisher(op: FisherOperator) -> torch.Tensor:
+    """F = JᵀJ formed in float64 from the exact Jacobian (small inputs only)."""
+    jac = op.jacobian().to(F64)
+    return jac.T @ jac
+
+
+class Subspace:
+    """Orthonormal rows S and, for every operator m, the rows (F_m + shift_m·I)·S.
+
+    Parameters
+    ----------
+    ops
+        The Fisher operators (same input size n).
+    shifts
+        ε·λ_max of each operator, added to its products (0: none).
+    """
+
+    def __init__(self, ops: list[FisherOperator], shifts: list[float]) -> None:
+        n, device = ops[0].n, ops[0].device
+        self.ops, self.shifts = ops, shifts
+        self.S = torch.zeros(0, n, dtype=F64, device=device)
+        self.FS = [self.S.clone() for _ in ops]
+
+    @classmethod
+    def whole(cls, ops: list[FisherOperator], matrices: list[torch.Tensor], shifts: list[float]) -> "Subspace":
+        """The whole space (S = I) with dense matrices F_m: the small problem is then the exact one."""
+        space = cls(ops, shifts)
+        eye = torch.eye(ops[0].n, dtype=F64, device=ops[0].device)
+        space.S = eye
+        space.FS = [F + s * eye for F, s in zip(matrices, shifts)]
+        return space
+
+    @property
+    def size(self) -> int:
+        return self.S.shape[0]
+
+    def grow(self, W: torch.Tensor) -> int:
+        """Add the rows of W, orthonormalised against S; returns how many were added (one product per operator each)."""
+        W = orthonormalize(W, [self.S])
+        if W.shape[0]:
+            self.S = torch.cat([self.S, W])
+            self.FS = [torch.cat([FS, apply(op, W) + s * W]) for FS, op, s in zip(self.FS, self.ops, self.shifts)]
+        return W.shape[0]
+
+    def projected(self) -> torch.Tensor:
+        """The (M, d, d) symmetric matrices H_m = S (F_m + shift_m I) Sᵀ."""
+        H = torch.stack([self.S @ FS.T for FS in self.FS])
+        return (H + H.transpose(1, 2)) / 2
+
+    def vectors(self, C: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Rows Cᵀ S for coefficient columns C, and each operator's products on them (no product)."""
+        return C.T @ self.S, [C.T @ FS for FS in self.FS]
+
+    def restart(self, C: torch.Tensor) -> None:
+        """Keep only the span of the coefficient columns C (orthonormalised): a thick restart, no product."""
+        Q = orthonormalize(C.T, [])
+        self.S, self.FS = Q @ self.S, [Q @ FS for FS in self.FS]
+
+
+def scales(
+    ops: list[FisherOperator], regularization: float, exact: bool, seed: int, trace: Trace, deadline: float,
+) -> tuple[list[float], list[torch.Tensor] | None]:
+    """λ_max of every operator, and the dense F_m when ``exact`` (else ``None``).
+
+    With ``regularization`` 0 and an iterative solve no λ_max is needed: nans.
+    """
+    if exact:
+        matrices = [dense_fisher(op) for op in ops]
+        return [float(torch.linalg.eigvalsh(F)[-1]) for F in matrices], matrices
+    if regularization == 0:
+        return [float("nan")] * len(ops), None
+    return largest_eigenvalues(ops, seed, trace, deadline), None
+
+
+def start_space(
+    ops: list[FisherOperator], regularization: float, exact: bool, seed: int, deadline: float, block: int,
+) -> tuple[Subspace, list[float]]:
+    """The regularised operators' starting subspace (the whole space when ``exact``) and their λ_max.
+
+    The λ_max estimates' iterations are not part of the caller's history (their products are counted).
+    """
+    lam, matrices = scales(ops, regularization, exact, seed, Trace(ops[0], time.perf_counter()), deadline)
+    shifts = [regularization * value if regularization else 0.0 for value in lam]
+    if exact:
+        return Subspace.whole(ops, matrices, shifts), lam
+    space = Subspace(ops, shifts)
+    space.grow(seeded_block(ops[0].n, min(block, ops[0].n), seed, F64, ops[0].device))
+    return space, lam
+
+
+def regularization_record(regularization: float, lam_max: list[float]) -> dict:
+    """What the result says of the regularisation rule (JSON-ready)."""
+    return {
+        "rule": "F + epsilon * lambda_max(F) * I" if regularization else "none",
+        "epsilon": regularization,
+        "lambda_max": [None if value != value else value for value in lam_max],
+    }

@@ -1,0 +1,93 @@
+"""Principal distortions: the two-layer closed form and a dense optimiser over the whole space, for linear layers."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from eigdist_core.comparison import GeneralizedEigendistortion, PrincipalDistortion
+from eigdist_core.errors import EigdistError
+from eigdist_core.subspace import REGULARIZATION
+
+N = 12
+
+
+def linear_layers(count: int, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(N + 3, N, generator=gen, dtype=torch.float64) for _ in range(count)]
+
+
+def models(mats):
+    return [(lambda M: lambda x: M @ x)(M) for M in mats]
+
+
+def dense_optimum(mats: list[torch.Tensor], restarts: int = 30) -> float:
+    """max over (a, b) of Var_m[log aᵀF_m a − log bᵀF_m b], F_m regularised, by BFGS from random starts."""
+    F = []
+    for M in mats:
+        f = (M.T @ M).numpy()
+        F.append(f + REGULARIZATION * np.linalg.eigvalsh(f)[-1] * np.eye(N))
+    F = np.stack(F)
+
+    def negative(z):  # −V and its gradient (V is the same for every scale of a and of b)
+        a, b = z[:N], z[N:]
+        Fa, Fb = F @ a, F @ b
+        s_a, s_b = Fa @ a, Fb @ b
+        c = np.log(s_a) - np.log(s_b)
+        c -= c.mean()
+        grad = np.concatenate([(c / s_a) @ Fa, -(c / s_b) @ Fb]) * 4 / len(c)
+        return -np.mean(c**2), -grad
+
+    rng = np.random.default_rng(0)
+    return max(-minimize(negative, rng.standard_normal(2 * N), jac=True, method="BFGS", options={"gtol": 1e-10}).fun
+               for _ in range(restarts))
+
+
+@pytest.mark.parametrize("method", ["exact", "iterative"])
+def test_two_layers_give_the_top_and_bottom_generalized_eigenvectors(method):
+    A, B = linear_layers(2)
+    x = torch.rand(N, dtype=torch.float64)
+    pd = PrincipalDistortion(x, models([A, B]), dtype=torch.float64).synthesize(method=method, tol=1e-6)
+    gen = GeneralizedEigendistortion(x, *models([A, B]), dtype=torch.float64).synthesize(method="exact", k=1)
+    cos = np.abs(np.sum(pd.principal_distortions.numpy() * gen.eigendistortions.numpy(), axis=1))
+    assert cos.min() >= 0.9999  # a is the top, b the bottom (the first layer sees a best)
+    lam = gen.eigenvalues.numpy()
+    assert pd.objective == pytest.approx(np.log(lam[0] / lam[1]) ** 2 / 4, rel=1e-8)
+    assert pd.diagnostics["converged"]
+
+
+@pytest.mark.parametrize("count", [3, 5])
+@pytest.mark.parametrize("method", ["exact", "iterative"])
+def test_m_layers_reach_the_dense_optimum(count, method):
+    mats = linear_layers(count, seed=count)
+    pd = PrincipalDistortion(torch.rand(N, dtype=torch.float64), models(mats), dtype=torch.float64)
+    pd.synthesize(method=method, tol=1e-6)
+    assert pd.objective == pytest.approx(dense_optimum(mats), rel=1e-4)
+    d = pd.diagnostics
+    assert d["converged"] and max(d["residuals"]) <= 1e-6
+    logs = np.array(d["log_sensitivities"])  # a is the change the first layer sees best relative to the rest
+    r = logs[:, 0] - logs[:, 1]
+    assert r[0] >= r.mean()
+    assert np.allclose(np.linalg.norm(pd.principal_distortions.numpy(), axis=1), 1)
+
+
+def test_iterative_records_an_objective_trace_that_rises():
+    mats = linear_layers(4, seed=7)
+    pd = PrincipalDistortion(torch.rand(N, dtype=torch.float64), models(mats), dtype=torch.float64)
+    pd.synthesize(method="iterative", tol=1e-6)
+    trace = [h["objective"] for h in pd.result.history]
+    assert len(trace) == pd.result.iterations + 1
+    assert trace[-1] == pytest.approx(pd.objective, rel=1e-9)
+    assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(trace, trace[1:]))
+    assert pd.result.products > 0
+
+
+@pytest.mark.parametrize("layers, message", [
+    (1, r"a comparison needs at least 2 layers; got 1"),
+    ("same", r"layers 0 and 2 are the same model: a layer cannot be compared with itself"),
+])
+def test_bad_layer_lists_are_one_line_errors(layers, message):
+    convs = [torch.nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 5)]
+    given = convs[:1] if layers == 1 else [*convs, convs[0]]
+    with pytest.raises(EigdistError, match=message):
+        PrincipalDistortion(torch.rand(1, 1, 8, 8), given)
