@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+from eigdist_core.errors import EigdistError
 
 EXCLUSION_COLUMNS = ("participant", "session", "observer", "reason", "n_trials")
 
@@ -36,11 +37,11 @@ class ExclusionRules:
 
     def __post_init__(self) -> None:
         if self.observers not in ("auto", "human", "simulated", "all"):
-            raise ValueError(
+            raise EigdistError(
                 f"observers must be auto, human, simulated or all, got {self.observers!r}"
             )
         if not 0.0 <= self.min_catch_accuracy <= 1.0:
-            raise ValueError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
+            raise EigdistError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
 
 
 def _report(rows: pd.DataFrame, reason: str) -> pd.DataFrame:

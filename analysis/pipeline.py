@@ -13,6 +13,7 @@ from eigdist_core.io import check_output_folder
 from .exclusions import ExclusionRules, apply_exclusions
 from .load import load_trials
 from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
+from eigdist_core.errors import EigdistError
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
                      "ci_low", "ci_high", "log10_threshold", "censored", "below_range", "alpha_max", "n_trials",
@@ -45,7 +46,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     ``psignifit`` (:mod:`analysis.psignifit_fit`); both feed the same ranking.
     """
     if settings.fitter not in FITTERS:
-        raise ValueError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
+        raise EigdistError(f"fitter must be one of {', '.join(FITTERS)}, got {settings.fitter!r}")
     from . import manifest as stimuli
     from .ranking import compute_d, flag_summary, rank_layers
     from .report import (d_per_image_figure, fits_figure, forest_plot, ratio_figure, response_curves_figure,
@@ -58,7 +59,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     stimuli.check_sets(trials, manifest, settings.stimuli)
     kept, excluded = apply_exclusions(trials, settings.exclusions)
     if kept.empty:
-        raise ValueError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
+        raise EigdistError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
                          + "; ".join(sorted(set(excluded["reason"]))))
     table = stimuli.condition_table(manifest) if manifest else None
     kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .psychometric import FLAGS, QUALITY_FLAGS
+from eigdist_core.errors import EigdistError
 
 LAYER = ["model", "layer", "weights"]
 #: model/layer/weights of the pooled random-direction control row in ``control``.
@@ -187,10 +188,10 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
         every layer, named :data:`ALL`), and the draws.
     """
     if int(n_boot) < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+        raise EigdistError(f"n_boot must be >= 1, got {n_boot}")
     if d.empty or not np.isfinite(d["D"].to_numpy(dtype=float)).any():
         kinds = ", ".join(sorted(set(d["D_bound"]))) if not d.empty else "none"
-        raise ValueError("no D can be estimated for any layer: D needs estimable 'max' and 'min' thresholds "
+        raise EigdistError("no D can be estimated for any layer: D needs estimable 'max' and 'min' thresholds "
                          f"of the same participant × image (D values found: {kinds})")
     grouped = d.groupby(LAYER, sort=True)
     li = grouped.ngroup().to_numpy()

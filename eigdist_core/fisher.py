@@ -42,6 +42,7 @@ from .frozen_batchnorm import AffineBatchNorm
 from .input_only_conv import InputOnlyConvolution
 from .model_state import Snapshot, changed_tensors, in_eval_mode, snapshot
 from .validate import validate_dtype, validate_image, validate_model
+from .errors import EigdistError
 
 
 #: Blocks of at most this many vectors go through the recorded graph one vector at a time; larger ones
@@ -146,7 +147,7 @@ class FisherOperator:
         try:
             self._graph.prepare_jvp()
         except (ValueError, RuntimeError) as err:
-            raise ValueError(f"{reason}; and plain autograd cannot take J·v either: {err}") from None
+            raise EigdistError(f"{reason}; and plain autograd cannot take J·v either: {err}") from None
 
     @property
     def device(self) -> torch.device:
@@ -208,7 +209,7 @@ class _Graph:
             self.y, self.x, torch.ones_like(self.y), retain_graph=True, allow_unused=True
         )[0] is not None
         if not connected:
-            raise ValueError(
+            raise EigdistError(
                 "model response does not depend on the image through autograd: the model detaches its input "
                 "or computes outside torch (numpy), so its Jacobian cannot be taken"
             )
@@ -235,7 +236,7 @@ class _Graph:
         probe = torch.randn(self.y.shape, generator=torch.Generator(self.y.device).manual_seed(0),
                             dtype=self.y.dtype, device=self.y.device)
         if self.vjp(probe[None]).any():
-            raise ValueError(
+            raise EigdistError(
                 "the model's backward is not differentiable (an autograd.Function marked once_differentiable?), "
                 "so its Jacobian-vector products cannot be taken by the double-vjp trick"
             )

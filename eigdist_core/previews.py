@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 from .contract import DIRECTIONS, LAYER_KEY
 from .plots import save_figure, show_array
 from .stimulus_set import StimulusSet
+from .errors import EigdistError
 
 
 
@@ -116,7 +117,7 @@ def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: i
     sset = StimulusSet.open(folder)
     alpha = sset.manifest["alpha_max"] if alpha is None else float(alpha)
     if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        raise EigdistError(f"alpha must be >= 0, got {alpha!r}")
     out = Path(folder) / "previews"
     figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha)) for im in sset.images]
     figures.append((out / "eigenvalues.png", eigenvalue_summary(sset)))

@@ -14,7 +14,6 @@ can read a set cheaply.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DIRECTIONS, DISPLAY_RANGE
-from .errors import EigdistError
+from .errors import EigdistError, FileFormatError
 from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_file
 
@@ -56,7 +55,7 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     'camera__resnet18__layer2__random-0__max0'
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+        raise EigdistError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
     validate_number("index", index, integer=True, low=0)
     parts = (image_id, model, layer, weights)
     return "__".join(safe_name(p) for p in parts) + f"__{direction}{index}"
@@ -209,8 +208,8 @@ def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
         return None, f"{MANIFEST}: not found: the folder is not a stimulus set (build one with 'eigdist stimuli build')"
     try:
         manifest = load_json(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"{MANIFEST}: not valid JSON ({exc})"
+    except FileFormatError as exc:
+        return None, f"{MANIFEST}: not valid JSON ({exc.__cause__})"
     found = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if found != SCHEMA_VERSION:
         older = isinstance(found, int) and found < SCHEMA_VERSION

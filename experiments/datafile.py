@@ -65,11 +65,11 @@ class SessionFinished(EigdistError):
 def check_participant(participant: Any) -> str:
     """Check a participant label: a BIDS label, letters and digits only, at most 64 characters."""
     if not isinstance(participant, str) or not _LABEL.fullmatch(participant):
-        raise ValueError(
+        raise EigdistError(
             f"participant ID must be letters and digits only (a BIDS label, [A-Za-z0-9]+), got {participant!r}"
         )
     if len(participant) > MAX_LABEL_LENGTH:
-        raise ValueError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
+        raise EigdistError(f"participant ID must be at most {MAX_LABEL_LENGTH} characters, got "
                          f"{len(participant)} ({participant[:20]}…)")
     return participant
 
@@ -77,7 +77,7 @@ def check_participant(participant: Any) -> str:
 def check_session(session: Any) -> int:
     """Check a session number: an int >= 1."""
     if isinstance(session, bool) or not isinstance(session, int) or session < 1:
-        raise ValueError(f"session must be an int >= 1, got {session!r}")
+        raise EigdistError(f"session must be an int >= 1, got {session!r}")
     return session
 
 
@@ -116,7 +116,7 @@ def format_value(value: Any) -> str:
         return MISSING if math.isnan(value) else repr(value)
     text = str(value)
     if any(c in text for c in "\t\r\n"):
-        raise ValueError(f"a trial value may not hold a tab or line break, got {text!r}")
+        raise EigdistError(f"a trial value may not hold a tab or line break, got {text!r}")
     return text
 
 
@@ -126,7 +126,7 @@ def parse_value(column: str, text: str) -> Any:
         return "" if column == "catch_type" else None
     if column in BOOL_COLUMNS:
         if text not in ("true", "false"):
-            raise ValueError(f"column {column} must be true or false, got {text!r}")
+            raise EigdistError(f"column {column} must be true or false, got {text!r}")
         return text == "true"
     if column in INT_COLUMNS:
         return int(text)

@@ -34,6 +34,7 @@ from .design import Condition, SessionPlan, Trial, conditions, plan_session, sta
 from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
 from .staircase import Track, rebuild_track
+from eigdist_core.errors import EigdistError
 
 class StimulusSource(Protocol):
     """A stimulus set as the engine needs it; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
@@ -97,12 +98,12 @@ class TrialEngine:
         for row, trial in zip(session_rows, plan.trials):
             if (row["trial"], condition_key(row), row["is_catch"], row["is_practice"]) != (
                     trial.trial, trial.condition.key, trial.is_catch, trial.is_practice):
-                raise ValueError(
+                raise EigdistError(
                     f"saved trial {row['trial']} does not match the session plan (was the config, seed or "
                     "participant changed?); start another session instead of resuming"
                 )
         if len(session_rows) > len(plan.trials):
-            raise ValueError(f"the file holds {len(session_rows)} trials, the plan only {len(plan.trials)}")
+            raise EigdistError(f"the file holds {len(session_rows)} trials, the plan only {len(plan.trials)}")
         self.done = len(session_rows)
         self._history: dict[tuple, list[tuple[float, bool]]] = {}
         earlier = [r for r in earlier_rows if r.get("set_id") == set_id]
@@ -230,7 +231,7 @@ def open_stimuli(path: str | os.PathLike, *, profile: MonitorProfile | None = No
     problems = verify_set(path)
     if problems:
         more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ValueError(
+        raise EigdistError(
             f"stimulus set {str(path)!r} failed verification ({len(problems)} problem(s)): "
             + "; ".join(problems[:5]) + more + "; run 'eigdist stimuli verify' for the full list"
         )

@@ -44,6 +44,7 @@ from .design import Trial, frame_sequence, frames
 from .monitor import MonitorProfile, check_calibrated, load_profile
 from .observers import KeyboardResponder, Responder, Stimuli, make_responder, parse_simulate
 from .participant_form import ParticipantInfo, check_info
+from eigdist_core.errors import EigdistError
 
 #: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
 DITHER_POOL = 8
@@ -128,7 +129,7 @@ def prepare(options: RunOptions) -> Prepared:
     if not options.pilot:
         check_calibrated(profile)
     if options.capture is not None and Path(options.capture).suffix.lower() != ".png":
-        raise ValueError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
+        raise EigdistError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
     check_output_folder(options.data, "--data")
     stimuli = open_stimuli(options.stimuli, profile=profile)
     size = int(stimuli.manifest["size"])

@@ -188,7 +188,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
             while queue or running:
                 while queue and len(running) < SESSIONS_AT_ONCE:
                     participant, trials, _, spec = queue.pop(0)
-                    args = [sys.executable, "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
+                    args = [sys.executable, "-P", "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
                             "--monitors", str(monitors), "--config", str(config), "--data", str(data),
                             "--participant", participant, "--simulate", spec, "--window", "x".join(map(str, WINDOW))]
                     log = (logs / f"{participant}.log").open("w")
