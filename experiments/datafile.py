@@ -31,7 +31,6 @@ from eigdist_core.contract import (
 )
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import atomic_write_bytes, save_json
-from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
 COLUMNS = TRIAL_COLUMNS
@@ -90,7 +89,7 @@ class SessionPaths:
     trials: Path
     sidecar: Path
     psychopy: Path
-    lock: Path  # outside DATA: a run that fails its checks leaves DATA untouched
+    lock: Path  # in DATA (sourcedata), so machines sharing the drive exclude each other; taken once the checks passed
 
 
 def session_paths(data: str | os.PathLike, participant: str, session: int) -> SessionPaths:
@@ -103,7 +102,7 @@ def session_paths(data: str | os.PathLike, participant: str, session: int) -> Se
     stem = f"{sub}_{ses}_task-{BIDS_TASK}_beh"
     source = root / "sourcedata" / sub / ses
     return SessionPaths(root, folder, folder / f"{stem}.tsv", folder / f"{stem}.json", source / "psychopy",
-                        lock_file_for(folder / f"{stem}.tsv"))
+                        source / "session.lock")
 
 
 def format_value(value: Any) -> str:

@@ -213,6 +213,9 @@ def _create_window(profile: MonitorProfile, requested: tuple[int, int], *, fulls
     DisplayError
         The screen offers no frame buffer of the profile's depth, or the identity gamma ramp cannot be set.
     """
+    from .psychopy_home import import_psychopy
+
+    import_psychopy()  # PsychoPy's per-user files under this account's lock (sessions may start at once)
     from psychopy import visual
 
     try:

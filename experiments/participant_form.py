@@ -141,6 +141,9 @@ def participant_dialog(session: int = 1) -> ParticipantInfo | None:
     A bad answer reopens the dialog with the answers kept and the problem (the same message as
     the terminal form's) in red above the fields.
     """
+    from .psychopy_home import import_psychopy
+
+    import_psychopy()  # PsychoPy's per-user files under this account's lock (sessions may start at once)
     from psychopy import gui
 
     values = {"participant": "", "session": str(session), "age": "", "sex": "", "vision": ""}

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .calibration import calibrated, fit_calibration
+from .psychopy_home import import_psychopy
 from .monitor import GUNS, Calibration, MonitorProfile, ProfileError, gamma_curve, new_profile, parse_date
 
 #: ``levelsPre`` are 8-bit output values in PsychoPy.
@@ -33,6 +34,7 @@ GRID_SAMPLES = 17
 @contextlib.contextmanager
 def _folder(folder: str | os.PathLike | None) -> Iterator[Path]:
     """PsychoPy reads and writes monitors in one module-level folder; point it at ``folder`` for a while."""
+    import_psychopy()
     from psychopy.monitors import calibTools
 
     old = calibTools.monitorFolder

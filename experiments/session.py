@@ -151,11 +151,17 @@ def prepare(options: RunOptions) -> Prepared:
     return prep
 
 
+#: How long a session lock left by another machine holds (seconds from its start) unless its note is
+#: removed: longer than any session, so a live session on another PC is never broken into.
+SESSION_LOCK_HOLDS_S = 12 * 3600
+
+
 def _session_lock(options: RunOptions) -> Any:
     """The lock a running session holds (refuses a second run of it, naming the holder)."""
     info = options.info
     paths = session_paths(options.data, info.participant, info.session)
-    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}")
+    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}",
+                across_hosts_s=SESSION_LOCK_HOLDS_S)
 
 
 def _record(options: RunOptions) -> dict:

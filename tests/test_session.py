@@ -8,12 +8,14 @@ path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy wi
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -570,3 +572,30 @@ def test_a_second_run_of_a_running_session_is_refused_naming_the_holder(lab, xvf
     finally:
         proc.kill()
         finish(proc)
+
+
+def test_sessions_started_at_once_on_a_fresh_account_find_psychopy_s_files_whole(lab, xvfb, tmp_path):
+    """PsychoPy's first-use race, forced (tests/psychopy_race.py): the second session lists the monitor
+    folder before the first creates testMonitor.json, and reads it while it is still empty. eigdist
+    imports PsychoPy under one lock per account, so both sessions finish and the file is whole JSON."""
+    home, signals = tmp_path / "home", tmp_path / "signals"
+    home.mkdir()
+    signals.mkdir()
+    screen = replace(xvfb, env={**xvfb.env, "HOME": str(home)})
+    race = [sys.executable, str(ROOT / "tests" / "psychopy_race.py")]
+    procs = [popen(screen, tmp_path / role, [*race, role, str(signals),
+                                           *run_args(lab, "short", "--participant", f"P{i}", "--simulate", WEIBULL)[3:]])
+             for i, role in enumerate(("first", "second"), start=1)]
+    results = [finish(proc) for proc in procs]
+    for code, err in results:
+        assert code == 0, err
+    assert json.loads((home / ".psychopy3" / "monitors" / "testMonitor.json").read_text())
+
+
+def test_psychopy_s_unreadable_monitor_file_is_named(tmp_path, monkeypatch):
+    from experiments import psychopy_home
+
+    monitors = tmp_path / ".psychopy3" / "monitors"
+    monitors.mkdir(parents=True)
+    (monitors / "testMonitor.json").write_text("")
+    assert psychopy_home._unreadable(monitors) == str(monitors / "testMonitor.json")

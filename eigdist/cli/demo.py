@@ -174,7 +174,10 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
     if not remaining:
         stage(f"sessions: all {len(todo)} finished already")
         return
+    from experiments.psychopy_home import import_psychopy
     from experiments.xvfb import start_xvfb
+
+    import_psychopy()  # PsychoPy's per-user files, once, before the sessions start at once
 
     # Always a private screen of the profile's size: the window checks (screen size = profile) pass, and
     # the demo never opens windows on a desktop. Without Xvfb, start_xvfb says how to install it.
