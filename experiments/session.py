@@ -27,6 +27,7 @@ trial file is the record.
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -168,8 +169,21 @@ def _record(options: RunOptions) -> dict:
     """What the session record holds from the options (besides the engine's plan and config)."""
     from eigdist_core import __version__
 
-    return {"pilot": options.pilot, "simulate": options.simulate, "stimuli": str(Path(options.stimuli).resolve()),
-            "eigdist_version": __version__}
+    return {"pilot": options.pilot, "simulate": options.simulate,
+            "stimuli": shareable_set_path(options.stimuli, options.data), "eigdist_version": __version__}
+
+
+def shareable_set_path(stimuli: str | os.PathLike, data: str | os.PathLike) -> str:
+    """Where the stimulus set lies, as a dataset meant to be published may record it.
+
+    The set's folder relative to the dataset (``../stimuli/demo``) when it lies in the folder
+    that holds the dataset, else only its folder name: never an absolute path, which names a
+    home folder or a user. The set itself is identified by the record's ``set_id``.
+    """
+    folder, project = Path(stimuli).resolve(), Path(data).resolve().parent
+    if folder.is_relative_to(project):
+        return Path(os.path.relpath(folder, Path(data).resolve())).as_posix()
+    return folder.name
 
 
 # ---------------------------------------------------------------- pure helpers
