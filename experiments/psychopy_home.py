@@ -43,11 +43,19 @@ def import_psychopy() -> None:
         return
     folder = psychopy_user_folder()
     with hold(folder / "eigdist-first-use.lock", f"PsychoPy's per-user folder {folder}", wait=WAIT_S):
+        from psychopy import logging  # import psychopy: creates packages/
+
+        level = logging.console.level
+        logging.console.setLevel(logging.ERROR)  # not its "Monitor specification not found" on first use
         try:
-            import psychopy.monitors  # noqa: F401 (creates packages/ and monitors/testMonitor.json)
+            import psychopy.monitors  # noqa: F401 (creates monitors/testMonitor.json)
+
+            logging.flush()  # messages are filtered when flushed
         except ValueError as exc:  # json_tricks' JSONDecodeError: a monitor file that is not JSON
             raise EigdistError(f"PsychoPy could not read {_unreadable(folder / 'monitors')} ({exc}); "
                                "remove that file (PsychoPy writes a new testMonitor.json) or restore it") from exc
+        finally:
+            logging.console.setLevel(level)
 
 
 def _unreadable(monitors: Path) -> str:
