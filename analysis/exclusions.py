@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+from eigdist_core.errors import EigdistError
 
 from eigdist_core.contract import MISSING
 
@@ -43,11 +44,11 @@ class ExclusionRules:
 
     def __post_init__(self) -> None:
         if self.observers not in ("auto", "human", "simulated", "all"):
-            raise ValueError(
+            raise EigdistError(
                 f"observers must be auto, human, simulated or all, got {self.observers!r}"
             )
         if not 0.0 <= self.min_catch_accuracy <= 1.0:
-            raise ValueError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
+            raise EigdistError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
 
 
 def _report(rows: pd.DataFrame, reason: str) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from eigdist_core.contract import CONDITION_KEY, L2_MODEL, alpha_ceiling
 from eigdist_core.stimulus_set import StimulusSet
 
 from .load import TrialDataError
+from eigdist_core.errors import EigdistError
 
 KEY = list(CONDITION_KEY)
 
@@ -107,7 +108,7 @@ def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
     trials = trials.copy()
     if alpha_max is not None:
         if not np.isfinite(alpha_max) or alpha_max <= 0:
-            raise ValueError(f"alpha_max must be a positive number, got {alpha_max}")
+            raise EigdistError(f"alpha_max must be a positive number, got {alpha_max}")
         trials["alpha_max"] = float(alpha_max)
         return trials, f"given: {alpha_max:g}"
     recorded = pd.to_numeric(trials["alpha_ceiling"], errors="coerce")
@@ -119,7 +120,7 @@ def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
         lacking = merged["alpha_max"].isna()
         if merged.loc[lacking, "_set"].isna().any():
             row = merged[lacking & merged["_set"].isna()].iloc[0]
-            raise ValueError(f"{row['source_file']}, row {row['source_line']}: condition "
+            raise EigdistError(f"{row['source_file']}, row {row['source_line']}: condition "
                              f"{tuple(row[KEY])} is not an item of the stimulus set")
         merged["alpha_max"] = merged["alpha_max"].fillna(merged["_set"])
         return merged.drop(columns="_set"), ("alpha_ceiling of each row; the stimulus set's ceilings for rows "

@@ -8,7 +8,7 @@ share of labs whose 95 % CI of the paired difference D_a − D_b lies above 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,18 +17,19 @@ from tqdm import tqdm
 from .psychometric import FitOptions, fit_thresholds
 from .ranking import bootstrap_means, cell_sums, compute_d
 from .simulate import LabSpread, make_truth, simulate_trials
+from eigdist_core.errors import EigdistError
 
 POWER_COLUMNS = ["observers", "trials", "images", "delta_d", "power", "p_order", "median_ci_width", "labs"]
 
 
 def _validate(delta_d: float, observers: Sequence[int], trials: Sequence[int], n_images: int, n_labs: int) -> None:
     if not np.isfinite(delta_d) or delta_d <= 0:
-        raise ValueError(f"delta_d must be a positive number of log10 units, got {delta_d}")
+        raise EigdistError(f"delta_d must be a positive number of log10 units, got {delta_d}")
     for name, values, low in (("observers", observers, 2), ("trials", trials, 10)):
         if not values or any(int(v) != v or v < low for v in values):
-            raise ValueError(f"{name} must be integers >= {low}, got {list(values)}")
+            raise EigdistError(f"{name} must be integers >= {low}, got {list(values)}")
     if n_images < 1 or n_labs < 2:
-        raise ValueError(f"images must be >= 1 and labs >= 2, got {n_images} and {n_labs}")
+        raise EigdistError(f"images must be >= 1 and labs >= 2, got {n_images} and {n_labs}")
 
 
 def power_table(delta_d: float, observers: Sequence[int], trials: Sequence[int], *, n_images: int = 6,

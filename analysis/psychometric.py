@@ -43,6 +43,7 @@ from eigdist_core.psychometric_function import CRITERION, FUNCTIONS, p_correct
 
 from . import fitting
 from .load import TrialDataError
+from eigdist_core.errors import EigdistError
 
 SLOPES = ("shared", "free")
 #: Bounds of ln spread: Weibull slope β in [1, 10], log-normal σ (in ln α) in [0.03, 3].
@@ -100,16 +101,16 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         if self.function not in FUNCTIONS:
-            raise ValueError(f"function must be one of {', '.join(FUNCTIONS)}, got {self.function!r}")
+            raise EigdistError(f"function must be one of {', '.join(FUNCTIONS)}, got {self.function!r}")
         if self.slope not in SLOPES:
-            raise ValueError(f"slope must be one of {', '.join(SLOPES)}, got {self.slope!r}")
+            raise EigdistError(f"slope must be one of {', '.join(SLOPES)}, got {self.slope!r}")
         if not 0.0 <= self.max_lapse < 0.5:
-            raise ValueError(f"max_lapse must lie in [0, 0.5), got {self.max_lapse}")
+            raise EigdistError(f"max_lapse must lie in [0, 0.5), got {self.max_lapse}")
         for name, low in (("max_iter", 1), ("gof_draws", 0), ("min_trials", 0)):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {getattr(self, name)}")
+                raise EigdistError(f"{name} must be an integer >= {low}, got {getattr(self, name)}")
         if not 0.0 <= self.poor_fit_p < 1.0:
-            raise ValueError(f"poor_fit_p must lie in [0, 1), got {self.poor_fit_p}")
+            raise EigdistError(f"poor_fit_p must lie in [0, 1), got {self.poor_fit_p}")
 
 
 def psychometric(alpha: np.ndarray, threshold: float, slope: float, lapse: float, guess: float,

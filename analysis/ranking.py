@@ -44,6 +44,7 @@ import pandas as pd
 from eigdist_core.errors import EigdistError
 
 from .psychometric import FLAGS, QUALITY_FLAGS
+from eigdist_core.errors import EigdistError
 
 LAYER = ["model", "layer", "weights"]
 #: model/layer/weights of the pooled random-direction control row in ``control``.
@@ -214,7 +215,7 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
         every layer, named :data:`ALL`), and the draws.
     """
     if int(n_boot) < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+        raise EigdistError(f"n_boot must be >= 1, got {n_boot}")
     if d.empty or not np.isfinite(d["D"].to_numpy(dtype=float)).any():
         raise NoDError(no_d_message(d))
     grouped = d.groupby(LAYER, sort=True)

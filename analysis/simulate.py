@@ -19,6 +19,7 @@ import pandas as pd
 
 from eigdist_core.contract import TRACK_KEY
 from eigdist_core.psychometric_function import weibull
+from eigdist_core.errors import EigdistError
 
 Layer = tuple[str, str, str]  # (model, layer, weights)
 #: Constant-stimulus levels as multiples of the true threshold (a pilot-informed design).
@@ -83,7 +84,7 @@ def make_truth(layers: Mapping[Layer, float], *, n_participants: int = 6, n_imag
         Condition columns, ``threshold`` and ``eigenvalue`` (NaN for random).
     """
     if not layers:
-        raise ValueError("layers must name at least one (model, layer, weights) with its true D")
+        raise EigdistError("layers must name at least one (model, layer, weights) with its true D")
     rng = np.random.default_rng(seed)
     participants = [f"p{i + 1:02d}" for i in range(n_participants)]
     images = [f"img{i + 1}" for i in range(n_images)]
@@ -171,14 +172,14 @@ def simulate_trials(truth: pd.DataFrame, *, n_trials: int = 60, method: str = "c
         session, plus ``eigenvalue`` where the truth has one.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise EigdistError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method != "constant" and make_track is None:
-        raise ValueError(f"method {method!r} draws trials through the experiment's tracks: pass "
+        raise EigdistError(f"method {method!r} draws trials through the experiment's tracks: pass "
                          "make_track=experiments.staircase.make_track")
     if n_alternatives not in TASK:
-        raise ValueError(f"n_alternatives must be 2 or 3, got {n_alternatives}")
+        raise EigdistError(f"n_alternatives must be 2 or 3, got {n_alternatives}")
     if int(n_trials) < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+        raise EigdistError(f"n_trials must be >= 1, got {n_trials}")
     rng = np.random.default_rng(seed)
     truth = truth.reset_index(drop=True)
     if method == "constant":

@@ -1,4 +1,4 @@
-"""``python -m eigdist`` runs the ``eigdist`` command."""
+"""``python -m eigdist`` runs the ``eigdist`` command (eigdist/__init__.py has dropped the working folder from sys.path)."""
 
 import sys
 

@@ -35,7 +35,7 @@ from . import __version__
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .contract import SENSITIVITY_FILE
-from .errors import in_context
+from .errors import EigdistError, in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
@@ -176,7 +176,7 @@ def compute_group(task: Task) -> list[dict]:
                 "file": file, "sha256": save_npy(folder / file, vec),
             })
         return entries
-    except ValueError as exc:  # the model refused this image (non-finite response, detached input, …)
+    except EigdistError as exc:  # the model refused this image (non-finite response, detached input, …); a bug keeps its traceback
         raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.network.spec} "
                               f"({task.group.network.weights})") from exc
     finally:
@@ -277,8 +277,7 @@ def build_set(
 def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build_id: str, old: dict | None,
            images: dict[str, np.ndarray], jobs: int, runner: Callable | None, device: str, progress: bool) -> Path:
     """Write the set (the folder is claimed and locked, every input checked); return the folder."""
-    for stale in _stale_temps(folder):  # left by a kill inside atomic_write_bytes
-        stale.unlink()
+    _remove_temporaries(folder)  # left by a kill inside atomic_write_bytes (we hold the folder's lock)
     groups = plan(config)
     order = [i for g in groups for i in g.item_ids]
     done = {e["item_id"]: e for e in (old or {}).get("items", [])
@@ -310,6 +309,7 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
     log = _Log(folder / "build.log")
     log.write(f"build {config.name} ({build_id}): {len(order)} items, {len(order) - len(done)} to do, "
               f"{len(pending)} groups, jobs={jobs}")
+    local = runner is None
     runner = runner or (lambda fn, tasks: run_tasks(fn, tasks, jobs))
     from tqdm import tqdm
 
@@ -319,16 +319,23 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
         running = [t.group for t in pending]  # in plan order: the first is being computed (jobs=1)
         if running:
             bar.set_postfix_str(_label(running[0]))
-        for task, entries in runner(compute_group, pending):
-            for e in entries:
-                done[e["item_id"]] = e
-            record(False)
-            g = task.group
-            running.remove(g)
-            bar.set_postfix_str(_label(running[0]) if running else "", refresh=False)
-            bar.update(len(entries))
-            log.write(f"done {g.image_id} {g.network.spec} {g.network.weights}: {len(entries)} items "
-                      f"({time.perf_counter() - start:.1f} s since start)")
+        results = runner(compute_group, pending)
+        try:
+            for task, entries in results:
+                for e in entries:
+                    done[e["item_id"]] = e
+                record(False)
+                g = task.group
+                running.remove(g)
+                bar.set_postfix_str(_label(running[0]) if running else "", refresh=False)
+                bar.update(len(entries))
+                log.write(f"done {g.image_id} {g.network.spec} {g.network.weights}: {len(entries)} items "
+                          f"({time.perf_counter() - start:.1f} s since start)")
+        except BaseException:
+            if local:  # Ctrl-C or an error: stop the local workers, then remove what a stopped one was writing
+                getattr(results, "close", lambda: None)()
+                _remove_temporaries(folder)
+            raise  # (SLURM jobs may still be writing: their temporaries go when the next build starts)
     record(True)
     log.write(f"complete: {len(order)} items in {folder} (set {manifest['set_id']})")
     start = time.perf_counter()
@@ -374,6 +381,12 @@ def _stale_temps(folder: Path) -> list[Path]:
     patterns = ((".", f".{MANIFEST}.*.tmp"), (".", ".config.toml.*.tmp"), (".", f".{SENSITIVITY_FILE}.*.tmp"),
                 ("images", ".*.npy.*.tmp"), ("items", ".*.npy.*.tmp"), ("previews", ".*.png.*.tmp"))
     return [p for sub, pattern in patterns for p in (folder / sub).glob(pattern) if p.is_file()]
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Remove the temporaries of :func:`_stale_temps`; only while holding the folder's lock (none is live)."""
+    for stale in _stale_temps(folder):
+        stale.unlink(missing_ok=True)
 
 
 def _claim_folder(folder: Path, build_id: str, force: bool, config: SetConfig, base: Path,

@@ -61,7 +61,7 @@ def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.n
             loaded.append(models.load(net.spec, net.weights))
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"models[{i}].weights ({net.weights!r}): {exc}") from None
-        except (ValueError, TypeError) as exc:
+        except EigdistError as exc:
             raise BuildError(f"models[{i}] ({net.spec}, weights {net.weights}): {exc}") from None
     small = min(DRY_SIZE, config.size)
     outputs = [_dry_run(i, net, model, config, small) for i, (net, model) in enumerate(zip(config.models, loaded))]
@@ -73,7 +73,7 @@ def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.n
     for i, source in enumerate(config.images):
         try:
             images[image_id_of(source)] = prepare_image(source, base, config)
-        except (ValueError, OSError) as exc:
+        except (EigdistError, OSError) as exc:
             raise in_context(exc, f"images[{i}] ({source!r})") from exc
         _check_displayable(i, source, images[image_id_of(source)], config)
     return images

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config_table import Rule, check_keys, check_value
 from .images import BUILTIN_IMAGES
-from .errors import in_context
+from .errors import EigdistError, in_context
 from .io import read_toml
 from .models import parse_spec
 from .contract import DIRECTIONS
@@ -105,7 +105,7 @@ def load_config(path: str | os.PathLike) -> tuple[SetConfig, Path]:
     raw = read_toml(path, "stimulus-set config")
     try:
         return parse_config(raw, path.parent), path.parent
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (EigdistError, FileNotFoundError) as exc:
         raise in_context(exc, str(path)) from exc
 
 
@@ -114,22 +114,22 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
     check_keys(raw, KEYS)
     for key in ("name", "images", "models"):
         if key not in raw:
-            raise ValueError(f"{key}: missing (required)")
+            raise EigdistError(f"{key}: missing (required)")
     name = raw["name"]
     if not isinstance(name, str) or not name or safe_name(name) != name:
-        raise ValueError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
+        raise EigdistError(f"name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
     defaults = SetConfig(name=name, images=(), models=())
     scalars = {key: check_value(key, raw.get(key, getattr(defaults, key)), rule) for key, rule in RULES.items()}
     validate_diagonal_probes(scalars["diagonal_probes"])
     try:
         value_range = validate_value_range(raw.get("value_range", defaults.value_range))
-    except ValueError as exc:
-        raise ValueError(f"value_range: {exc}") from None
+    except EigdistError as exc:
+        raise EigdistError(f"value_range: {exc}") from None
     directions = raw.get("directions", list(defaults.directions))
     if not isinstance(directions, list) or not directions or any(d not in DIRECTIONS for d in directions):
-        raise ValueError(f"directions: must be a non-empty list drawn from {', '.join(DIRECTIONS)}; got {directions!r}")
+        raise EigdistError(f"directions: must be a non-empty list drawn from {', '.join(DIRECTIONS)}; got {directions!r}")
     if len(set(directions)) != len(directions):
-        raise ValueError(f"directions: lists a direction twice: {directions!r}")
+        raise EigdistError(f"directions: lists a direction twice: {directions!r}")
     return SetConfig(
         name=name,
         images=_images(raw["images"], base),
@@ -142,7 +142,7 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
 
 def _images(value: Any, base: Path) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"images: must be a non-empty list of built-in names, files or folders; got {value!r}")
+        raise EigdistError(f"images: must be a non-empty list of built-in names, files or folders; got {value!r}")
     sources: list[str] = []
     for i, source in enumerate(value):
         if source in BUILTIN_IMAGES:
@@ -164,7 +164,7 @@ def _images(value: Any, base: Path) -> tuple[str, ...]:
     ids = [image_id_of(s) for s in sources]
     for j, image_id in enumerate(ids):
         if image_id in ids[:j]:
-            raise ValueError(f"images: two images have the id {image_id!r} ({sources[ids.index(image_id)]!r} and {sources[j]!r}); rename one")
+            raise EigdistError(f"images: two images have the id {image_id!r} ({sources[ids.index(image_id)]!r} and {sources[j]!r}); rename one")
     return tuple(sources)
 
 
@@ -183,23 +183,23 @@ def image_id_of(source: str) -> str:
 
 def _models(value: Any) -> tuple[ModelEntry, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError("models: must be a non-empty array of tables [[models]] with spec and weights")
+        raise EigdistError("models: must be a non-empty array of tables [[models]] with spec and weights")
     entries = []
     for i, table in enumerate(value):
         if not isinstance(table, dict):
-            raise ValueError(f"models[{i}]: must be a table with spec and weights, got {table!r}")
+            raise EigdistError(f"models[{i}]: must be a table with spec and weights, got {table!r}")
         check_keys(table, MODEL_KEYS, f"models[{i}].")
         spec, weights = table.get("spec"), table.get("weights")
         try:
             parse_spec(spec)
-        except ValueError as exc:
-            raise ValueError(f"models[{i}].spec: {exc}") from None
+        except EigdistError as exc:
+            raise EigdistError(f"models[{i}].spec: {exc}") from None
         if not isinstance(weights, str) or not weights:
-            raise ValueError(
+            raise EigdistError(
                 f"models[{i}].weights: missing; give imagenet, random:<seed>, published, bundled, factory or a file path"
             )
         entry = ModelEntry(spec, weights)
         if entry in entries:
-            raise ValueError(f"models[{i}]: {spec} with weights {weights} is listed twice")
+            raise EigdistError(f"models[{i}]: {spec} with weights {weights} is listed twice")
         entries.append(entry)
     return tuple(entries)

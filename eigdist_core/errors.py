@@ -4,6 +4,10 @@ Every error that a user can fix by changing an input (a config key, a file, an
 option, a monitor profile, a trial file) is an :class:`EigdistError`; its
 message names the bad value and what is allowed. The command line prints these
 as one line and exits 2; anything else is a bug and keeps its traceback.
+
+:class:`EigdistError` subclasses ``ValueError`` so that API callers may catch a bad
+argument the usual way; the command line catches :class:`EigdistError` itself, never
+``ValueError``, so a foreign ``ValueError`` (numpy, pandas, json, PsychoPy) keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from __future__ import annotations
 
 class EigdistError(ValueError):
     """A user error: bad input, named with what is allowed. Subclasses say which stage."""
+
+
+class FileFormatError(EigdistError):
+    """A file eigdist reads is not in its format (not JSON, not text); the message names the file."""
 
 
 def in_context(exc: BaseException, where: str) -> EigdistError:

@@ -147,7 +147,7 @@ def run_submitit(
     import submitit
 
     if options.cluster not in ("slurm", "local", "debug"):
-        raise ValueError(f"cluster must be slurm, local or debug, got {options.cluster!r}")
+        raise EigdistError(f"cluster must be slurm, local or debug, got {options.cluster!r}")
     if not tasks:
         return
     executor = submitit.AutoExecutor(folder=options.log_folder, cluster=options.cluster)

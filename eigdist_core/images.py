@@ -37,7 +37,7 @@ def load_image(source: str | os.PathLike, size: int | None = None, channels: int
     if array.shape[2] == 4:
         array = array[:, :, :3]
     if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        raise EigdistError(f"channels must be 1 or 3, got {channels!r}")
     if channels == 1 and array.shape[2] == 3:
         from skimage.color import rgb2gray
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import tempfile
 import tomllib
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EigdistError
+from .errors import EigdistError, FileFormatError  # noqa: F401 (FileFormatError: load_json raises it)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -36,32 +37,37 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Mode of written files: what ``open()`` would give (mkstemp alone gives 0600,
-#: unreadable by the rest of a lab group).
-_FILE_MODE = 0o666 & ~_umask()
+def _temporary_name(path: Path) -> Path:
+    """The name of a temporary of ``path`` (``.<name>.<random>.tmp``, beside it): what a kill may leave behind."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
-    """Write ``data`` to ``path`` via a fsynced temp file and a rename; return its sha256."""
+    """Write ``data`` to ``path`` via a fsynced temp file and a rename; return its sha256.
+
+    The temporary's whole life lies inside the ``try``: its name is chosen before it is
+    created, so an exception at any moment (Ctrl-C's ``KeyboardInterrupt`` included, even one
+    raised between the ``open`` and the next line) removes it. Only a kill that runs no Python
+    (SIGKILL, power loss) can leave one; the build removes those when it next starts.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, fd = _temporary_name(path), None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            os.fchmod(fh.fileno(), _FILE_MODE)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as with open()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        closing, fd = fd, None  # fd is None before the close: an interrupt never closes it twice
+        os.close(closing)
         os.replace(tmp, path)
+    except FileExistsError:  # the random name is taken (never seen): that file is not ours to remove
+        raise
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if fd is not None:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
         raise
     return sha256_bytes(data)
 
@@ -127,9 +133,18 @@ def save_json(path: str | os.PathLike, obj: Any) -> str:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a JSON file.
+
+    Raises
+    ------
+    FileFormatError
+        If the file is not UTF-8 JSON text; the message names the file (the decoder's error is its cause).
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path}: not valid JSON ({exc}); restore it or rebuild it") from exc
 
 
 def read_toml(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:

@@ -9,11 +9,9 @@ even by SIGKILL; the lock file and its ``.holder`` note may stay behind and are 
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
+import re
 import socket
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +26,52 @@ class LockedError(EigdistError):
     """Another process holds the lock; the message names it."""
 
 
+#: A holder note is ``pid <pid> on <host> boot <boot id> since <UTC time>``.
+_NOTE = re.compile(r"^pid (?P<pid>\d+) on (?P<host>\S+) boot (?P<boot>\S+) since (?P<since>\S+)$")
+
+
+def _boot_id() -> str:
+    """This boot of this machine (Linux's boot_id; elsewhere the boot time to the minute)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        import time
+
+        return str(int((time.time() - time.monotonic()) // 60))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _live_holder(note: Path, stale_after_s: float) -> str | None:
+    """The holder recorded in ``note`` when it may still hold the lock, else None (no note, or a stale one).
+
+    On this machine (same host name and boot) the holder is live while its pid runs; a note from an
+    earlier boot is stale. Another machine's note is live for ``stale_after_s`` seconds from its start
+    (this machine cannot see its processes), then stale.
+    """
+    try:
+        found = _NOTE.match(note.read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+    if found is None:
+        return None
+    if found["host"] == socket.gethostname():
+        return found.group(0) if found["boot"] == _boot_id() and _alive(int(found["pid"])) else None
+    try:
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(found["since"])).total_seconds()
+    except ValueError:
+        return None
+    return found.group(0) if age < stale_after_s else None
+
+
 def _holder(lock_path: Path) -> str:
     try:
         return lock_path.with_name(lock_path.name + ".holder").read_text(encoding="utf-8").strip() or "unknown"
@@ -36,7 +80,8 @@ def _holder(lock_path: Path) -> str:
 
 
 @contextmanager
-def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0) -> Iterator[Path]:
+def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0,
+         across_hosts_s: float | None = None) -> Iterator[Path]:
     """Hold the exclusive lock file ``path`` while the ``with`` block runs.
 
     Parameters
@@ -50,6 +95,11 @@ def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0) -> Iterator[P
     wait
         Seconds to wait for a holder to finish (0: refuse at once; for short updates
         such as a line added to a shared file).
+    across_hosts_s
+        For a lock on a drive that several machines share, whose OS locks may not reach
+        across them: the holder note also excludes, and a note of another machine holds
+        for this many seconds from its start unless removed (a crash there leaves it);
+        a note of this machine holds while its process runs (see :func:`_live_holder`).
 
     Raises
     ------
@@ -66,20 +116,17 @@ def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0) -> Iterator[P
             f"{what} is in use by another process ({_holder(path)}); wait for it to finish or stop it"
         ) from None
     note = path.with_name(path.name + ".holder")
+    if across_hosts_s is not None and (other := _live_holder(note, across_hosts_s)) is not None:
+        lock.release()
+        raise LockedError(
+            f"{what} is in use by another process ({other}); wait for it to finish, or, if that machine "
+            f"no longer runs it (a crash), remove {note}"
+        )
     try:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        note.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n", encoding="utf-8")
+        note.write_text(f"pid {os.getpid()} on {socket.gethostname()} boot {_boot_id()} since {stamp}\n",
+                        encoding="utf-8")
         yield path
     finally:
         note.unlink(missing_ok=True)
         lock.release()
-
-
-def lock_file_for(target: str | os.PathLike) -> Path:
-    """A lock file for ``target`` outside it, in the user's temporary folder.
-
-    For things that must stay untouched until the work starts (a session's data folder is
-    not created when the run fails its checks or cannot open its window).
-    """
-    key = hashlib.sha256(str(Path(target).resolve()).encode("utf-8")).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"eigdist-locks-{getpass.getuser()}" / f"{key}.lock"

@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D
 
 from .contract import DIRECTIONS, LAYER_KEY
 from .plots import save_figure, show_array
+from .errors import EigdistError
 from .io import check_output_folder
 from .stimulus_set import StimulusSet, open_verified
 
@@ -132,7 +133,7 @@ def write_previews(folder: str | os.PathLike, alpha: float | None = None, dpi: i
     sset = open_verified(folder)
     alpha = sset.manifest["alpha_max"] if alpha is None else float(alpha)
     if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        raise EigdistError(f"alpha must be >= 0, got {alpha!r}")
     out = check_output_folder(Path(folder) / "previews", "the set's previews folder")
     flagged = nonlinear_items(sset)
     figures = [(out / f"{im['image_id']}.png", contact_sheet(sset, im["image_id"], alpha, flagged))

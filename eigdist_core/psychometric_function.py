@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from scipy import special
+from .errors import EigdistError
 
 FUNCTIONS = ("weibull", "lognormal")
 #: F at the threshold: the midpoint between guess rate and 1 (with the lapse, P = γ + (1 − γ − λ)/2).
@@ -32,9 +33,9 @@ WEIBULL_SCALE_CRITERION = 1.0 - np.exp(-1.0)
 
 def _check(function: str, criterion: float) -> None:
     if function not in FUNCTIONS:
-        raise ValueError(f"function must be one of {', '.join(FUNCTIONS)}, got {function!r}")
+        raise EigdistError(f"function must be one of {', '.join(FUNCTIONS)}, got {function!r}")
     if not 0.0 < criterion < 1.0:
-        raise ValueError(f"criterion must lie in (0, 1), got {criterion!r}")
+        raise EigdistError(f"criterion must lie in (0, 1), got {criterion!r}")
 
 
 def _offset(function: str, criterion: float) -> float:

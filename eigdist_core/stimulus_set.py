@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DIRECTIONS, DISPLAY_RANGE, ITEM_ID_SEPARATOR, SAFE_CHARACTERS, UNSAFE_REPLACEMENT
-from .errors import EigdistError
+from .errors import EigdistError, FileFormatError
 from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_bytes, sha256_file
 
@@ -58,7 +57,7 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     'camera__resnet18__layer2__random-0__max0'
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+        raise EigdistError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
     validate_number("index", index, integer=True, low=0)
     names = (image_id, model, layer, weights)
     return ITEM_ID_SEPARATOR.join([*(safe_name(p) for p in names), f"{direction}{index}"])
@@ -211,8 +210,8 @@ def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
         return None, f"{MANIFEST}: not found: the folder is not a stimulus set (build one with 'eigdist stimuli build')"
     try:
         manifest = load_json(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"{MANIFEST}: not valid JSON ({exc})"
+    except FileFormatError as exc:
+        return None, f"{MANIFEST}: not valid JSON ({exc.__cause__})"
     found = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if found != SCHEMA_VERSION:
         older = isinstance(found, int) and found < SCHEMA_VERSION

@@ -3,9 +3,9 @@
 torch is imported inside the checks that need it, so the number checks cost
 nothing to the modules that read sets without torch.
 
-Each check raises ``ValueError`` or ``TypeError`` (the model checks
-:class:`ModelError`, both an ``EigdistError`` and a ``TypeError``) with a message
-that names the bad value and says what is allowed, so a lab sees at once what to fix.
+Each check raises :class:`EigdistError` (a bad value) or ``TypeError`` (a wrong type); the model
+checks raise :class:`ModelError`, both an ``EigdistError`` and a ``TypeError``. The message names the
+bad value and says what is allowed, so a lab sees at once what to fix.
 """
 
 from __future__ import annotations
@@ -54,19 +54,19 @@ def validate_image(image: Any) -> torch.Tensor:
             f"image must be a floating-point tensor (float32 or float64), got dtype {image.dtype}"
         )
     if image.ndim not in (1, 2, 3, 4):
-        raise ValueError(
+        raise EigdistError(
             f"image must be 1-D (vector), 2-D (H, W), 3-D (C, H, W) or 4-D (1, C, H, W); "
             f"got {image.ndim}-D with shape {tuple(image.shape)}"
         )
     if image.ndim == 4 and image.shape[0] != 1:
-        raise ValueError(
+        raise EigdistError(
             f"image batch size must be 1 (one image per Eigendistortion), got shape {tuple(image.shape)}"
         )
     if image.numel() == 0:
-        raise ValueError(f"image must not be empty, got shape {tuple(image.shape)}")
+        raise EigdistError(f"image must not be empty, got shape {tuple(image.shape)}")
     if not torch.isfinite(image).all():
         bad = int((~torch.isfinite(image)).sum())
-        raise ValueError(f"image must be finite; it has {bad} NaN or infinite values")
+        raise EigdistError(f"image must be finite; it has {bad} NaN or infinite values")
     return image
 
 
@@ -75,11 +75,11 @@ def validate_value_range(value_range: Sequence[float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value_range)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise EigdistError(
             f"value_range must be two numbers [low, high], got {value_range!r}"
         ) from None
     if not (0.0 <= lo < hi <= 1.0):
-        raise ValueError(
+        raise EigdistError(
             f"value_range must satisfy 0 <= low < high <= 1, got [{lo}, {hi}]"
         )
     return lo, hi
@@ -211,7 +211,7 @@ def freeze(model: nn.Module | Any) -> Any:
 def validate_method(method: Any) -> str:
     """Check a solver name against :data:`METHODS`."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise EigdistError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     return method
 
 
@@ -220,7 +220,7 @@ def validate_k(k: Any, n: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, got {k!r}")
     if k < 1 or 2 * k > n:
-        raise ValueError(
+        raise EigdistError(
             f"k must satisfy 1 <= k <= n/2 = {n // 2} (n = {n} input values), got k={k}"
         )
     return k
@@ -229,7 +229,7 @@ def validate_k(k: Any, n: int) -> int:
 def validate_diagonal_probes(probes: Any) -> int:
     """Check the preconditioner's probe count: 0 (none) or an int ≥ 2 (two probes measure the estimate's noise)."""
     if validate_number("diagonal_probes", probes, integer=True, low=0) == 1:
-        raise ValueError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the "
+        raise EigdistError("diagonal_probes must be 0 (no preconditioner) or >= 2 (the spread between the "
                          "probes measures the estimate's noise); got 1")
     return probes
 
@@ -249,10 +249,10 @@ def validate_bottom_start(start: Any, n: int) -> torch.Tensor | None:
     if not isinstance(start, torch.Tensor) or not start.is_floating_point():
         raise TypeError(f"bottom_start must be a float tensor of vectors of {n} values, got {type(start).__name__}")
     if start.numel() == 0 or start.numel() % n:
-        raise ValueError(f"bottom_start must hold whole vectors of n = {n} values (the image's size); "
+        raise EigdistError(f"bottom_start must hold whole vectors of n = {n} values (the image's size); "
                          f"got shape {tuple(start.shape)}")
     if not torch.isfinite(start).all():
-        raise ValueError("bottom_start must be finite (it holds NaN or inf)")
+        raise EigdistError("bottom_start must be finite (it holds NaN or inf)")
     return start.detach().reshape(-1, n)
 
 
@@ -308,5 +308,5 @@ def validate_dtype(dtype: Any) -> torch.dtype:
     import torch
 
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        raise EigdistError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     return dtype

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .monitor import GUNS, Curve, MonitorProfile, gamma_curve
+from eigdist_core.errors import EigdistError
 
 #: Line colour of each curve.
 _COLOURS = {"grey": "0.25", "r": "tab:red", "g": "tab:green", "b": "tab:blue"}
@@ -48,7 +49,7 @@ def calibration_figure(profile: MonitorProfile) -> Any:
 
     cal = profile.calibration
     if cal is None:
-        raise ValueError(f"monitor {profile.name!r} has no calibration to plot")
+        raise EigdistError(f"monitor {profile.name!r} has no calibration to plot")
     curves = {"grey": cal.grey, **(cal.guns or {})}
     names = [g for g in GUNS if g in curves]
     fig = Figure(figsize=(3.6 * len(names), 5.4), layout="constrained")

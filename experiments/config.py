@@ -172,7 +172,7 @@ def _track_options(name: str, kind: str, table: dict) -> dict:
             )
     try:
         make_track(kind, 1.0, 2, **options)
-    except ValueError as err:
+    except EigdistError as err:
         raise ConfigError(f"{name}: track.{kind}: {err}") from None
     return options
 
@@ -190,6 +190,6 @@ def load_config(path: str | Path | None = None) -> ExperimentConfig:
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         data = read_toml(path, "experiment config")
-    except ValueError as err:
+    except EigdistError as err:
         raise ConfigError(str(err)) from None
     return parse_config(data, path.name)

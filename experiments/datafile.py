@@ -31,7 +31,6 @@ from eigdist_core.contract import (
 )
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import atomic_write_bytes, nul_row, save_json
-from eigdist_core.locks import lock_file_for
 
 #: Every column of the file, in order (docs/formats.md).
 COLUMNS = TRIAL_COLUMNS
@@ -92,7 +91,7 @@ class SessionPaths:
     trials: Path
     sidecar: Path
     psychopy: Path
-    lock: Path  # outside DATA: a run that fails its checks leaves DATA untouched
+    lock: Path  # in DATA (sourcedata), so machines sharing the drive exclude each other; taken once the checks passed
 
 
 def session_paths(data: str | os.PathLike, participant: str, session: int) -> SessionPaths:
@@ -105,7 +104,7 @@ def session_paths(data: str | os.PathLike, participant: str, session: int) -> Se
     stem = f"{sub}_{ses}_task-{BIDS_TASK}_beh"
     source = root / "sourcedata" / sub / ses
     return SessionPaths(root, folder, folder / f"{stem}.tsv", folder / f"{stem}.json", source / "psychopy",
-                        lock_file_for(folder / f"{stem}.tsv"))
+                        source / "session.lock")
 
 
 def format_value(value: Any) -> str:
@@ -118,7 +117,7 @@ def format_value(value: Any) -> str:
         return MISSING if math.isnan(value) else repr(value)
     text = str(value)
     if any(c in text for c in "\t\r\n"):
-        raise ValueError(f"a trial value may not hold a tab or line break, got {text!r}")
+        raise EigdistError(f"a trial value may not hold a tab or line break, got {text!r}")
     return text
 
 
@@ -128,7 +127,7 @@ def parse_value(column: str, text: str) -> Any:
         return "" if column == "catch_type" else None
     if column in BOOL_COLUMNS:
         if text not in ("true", "false"):
-            raise ValueError(f"column {column} must be true or false, got {text!r}")
+            raise EigdistError(f"column {column} must be true or false, got {text!r}")
         return text == "true"
     if column in INT_COLUMNS:
         return int(text)

@@ -29,6 +29,7 @@ import numpy as np
 from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
+from eigdist_core.errors import EigdistError
 
 
 
@@ -107,21 +108,21 @@ def conditions(manifest: dict) -> list[Condition]:
     """
     for key in ("images", "items", "alpha_max"):
         if key not in manifest:
-            raise ValueError(f"stimulus-set manifest has no {key!r}; is it a manifest.json of `eigdist stimuli build`?")
+            raise EigdistError(f"stimulus-set manifest has no {key!r}; is it a manifest.json of `eigdist stimuli build`?")
     images = {img["image_id"] for img in manifest["images"]}
     set_alpha_max = float(manifest["alpha_max"])
     seen: dict[tuple, str] = {}
     out = []
     for item in manifest["items"]:
         if item["direction"] not in DIRECTIONS:
-            raise ValueError(
+            raise EigdistError(
                 f"item {item['item_id']!r}: direction must be one of {', '.join(DIRECTIONS)}, got {item['direction']!r}"
             )
         if item["image_id"] not in images:
-            raise ValueError(f"item {item['item_id']!r}: image_id {item['image_id']!r} is not among the set's images")
+            raise EigdistError(f"item {item['item_id']!r}: image_id {item['image_id']!r} is not among the set's images")
         ceiling = alpha_ceiling(set_alpha_max, item.get("alpha_displayable_max"))
         if not ceiling > 0:
-            raise ValueError(f"item {item['item_id']!r} has an alpha ceiling of {ceiling:g} (alpha_max "
+            raise EigdistError(f"item {item['item_id']!r} has an alpha ceiling of {ceiling:g} (alpha_max "
                              f"{set_alpha_max:g}, alpha_displayable_max {item.get('alpha_displayable_max')!r}): "
                              "it cannot be shown without clipping; rebuild the set")
         cond = Condition(
@@ -130,14 +131,14 @@ def conditions(manifest: dict) -> list[Condition]:
             alpha_max=ceiling,
         )
         if cond.key in seen:
-            raise ValueError(
+            raise EigdistError(
                 f"items {seen[cond.key]!r} and {item['item_id']!r} share the condition {cond.key}; "
                 "an experiment set has one item (k = 1) per direction"
             )
         seen[cond.key] = item["item_id"]
         out.append(cond)
     if not out:
-        raise ValueError("stimulus set has no items: nothing to show")
+        raise EigdistError("stimulus set has no items: nothing to show")
     return out
 
 
@@ -225,7 +226,7 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
     """
     sessions = schedule(manifest, config, participant)
     if isinstance(session, bool) or not isinstance(session, int) or not 1 <= session <= len(sessions):
-        raise ValueError(
+        raise EigdistError(
             f"session must be an int between 1 and {len(sessions)} (this set and config need "
             f"{len(sessions)} sessions), got {session!r}"
         )

@@ -213,6 +213,9 @@ def _create_window(profile: MonitorProfile, requested: tuple[int, int], *, fulls
     DisplayError
         The screen offers no frame buffer of the profile's depth, or the identity gamma ramp cannot be set.
     """
+    from .psychopy_home import import_psychopy
+
+    import_psychopy()  # PsychoPy's per-user files under this account's lock (sessions may start at once)
     from psychopy import visual
 
     try:
@@ -382,9 +385,9 @@ class PixelImage:
     def __init__(self, win: Any, profile: MonitorProfile, dither: str = "frame",
                  rng: np.random.Generator | None = None, magnification: int = 1) -> None:
         if dither not in DITHER_MODES:
-            raise ValueError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
+            raise EigdistError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
         if isinstance(magnification, bool) or not isinstance(magnification, int) or magnification < 1:
-            raise ValueError(f"magnification must be an integer >= 1, got {magnification!r}")
+            raise EigdistError(f"magnification must be an integer >= 1, got {magnification!r}")
         self.win, self.profile, self.dither, self.magnification = win, profile, dither, magnification
         self.rng = rng if rng is not None else np.random.default_rng()
         self._level: np.ndarray | None = None  # continuous levels of the current values, float32
@@ -407,7 +410,7 @@ class PixelImage:
         w, h = self.screen_size
         win_w, win_h = (int(v) for v in self.win.size)
         if w > win_w or h > win_h:
-            raise ValueError(f"stimulus is {w}x{h} px on screen but the window is only {win_w}x{win_h}: "
+            raise EigdistError(f"stimulus is {w}x{h} px on screen but the window is only {win_w}x{win_h}: "
                              "it would be cropped")
         pos = pixel_offset((win_w, win_h), (w, h))
         tex = texture(self.mapped, self.magnification)

@@ -36,6 +36,7 @@ from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
 from .readings_rules import check_additivity
 from .staircase import Track, rebuild_track
+from eigdist_core.errors import EigdistError
 
 class StimulusSource(Protocol):
     """A stimulus set as the engine needs it; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
@@ -99,12 +100,12 @@ class TrialEngine:
         for row, trial in zip(session_rows, plan.trials):
             if (row["trial"], condition_key(row), row["is_catch"], row["is_practice"]) != (
                     trial.trial, trial.condition.key, trial.is_catch, trial.is_practice):
-                raise ValueError(
+                raise EigdistError(
                     f"saved trial {row['trial']} does not match the session plan (was the config, seed or "
                     "participant changed?); start another session instead of resuming"
                 )
         if len(session_rows) > len(plan.trials):
-            raise ValueError(f"the file holds {len(session_rows)} trials, the plan only {len(plan.trials)}")
+            raise EigdistError(f"the file holds {len(session_rows)} trials, the plan only {len(plan.trials)}")
         self.done = len(session_rows)
         self._history: dict[tuple, list[tuple[float, bool]]] = {}
         earlier = [r for r in earlier_rows if r.get("set_id") == set_id]

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from eigdist_core.errors import EigdistError
+from eigdist_core.errors import EigdistError, FileFormatError
 from eigdist_core.io import load_json, save_json
 
 #: Tag stored in every profile file, so a PsychoPy monitor file in the same folder is not misread.
@@ -427,8 +427,8 @@ def load_profile(name: str, folder: str | os.PathLike | None = None) -> MonitorP
         )
     try:
         data = load_json(path)
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ProfileError(f"{path}: not a readable JSON monitor profile ({exc}); restore it from a backup "
+    except FileFormatError as exc:
+        raise ProfileError(f"{path}: not a readable JSON monitor profile ({exc.__cause__}); restore it from a backup "
                            f"or create it again with eigdist calibrate new") from None
     profile = profile_from_dict(data, where=str(path))
     if profile.name != name:

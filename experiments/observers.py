@@ -38,6 +38,7 @@ import numpy as np
 from eigdist_core.psychometric_function import weibull
 
 from .design import Trial
+from eigdist_core.errors import EigdistError
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def parse_simulate(spec: str) -> SimulateSpec:
         Naming the bad kind, key or value and listing what is allowed.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"--simulate must be 'weibull[;key=value...]' or 'model=<model:layer>[;key=value...]', got {spec!r}")
+        raise EigdistError(f"--simulate must be 'weibull[;key=value...]' or 'model=<model:layer>[;key=value...]', got {spec!r}")
     head, *pairs = [p.strip() for p in spec.split(";")]
     if head == "weibull":
         kind, model = "weibull", None
@@ -266,17 +267,17 @@ def parse_simulate(spec: str) -> SimulateSpec:
 
         parse_spec(model)
     else:
-        raise ValueError(f"--simulate kind must be 'weibull' or 'model=<model:layer>', got {head!r}")
+        raise EigdistError(f"--simulate kind must be 'weibull' or 'model=<model:layer>', got {head!r}")
     allowed = SIMULATE_KEYS[kind]
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or key not in allowed:
-            raise ValueError(
+            raise EigdistError(
                 f"--simulate {kind}: unknown or malformed parameter {pair!r}; allowed keys: {', '.join(allowed)}"
             )
         if key in params:
-            raise ValueError(f"--simulate {kind}: parameter {key!r} given twice")
+            raise EigdistError(f"--simulate {kind}: parameter {key!r} given twice")
         params[key] = _parse_value(kind, key, raw)
     return SimulateSpec(kind, model, params, spec)
 
@@ -284,16 +285,16 @@ def parse_simulate(spec: str) -> SimulateSpec:
 def _parse_value(kind: str, key: str, raw: str) -> Any:
     if key == "weights":
         if not raw:
-            raise ValueError(f"--simulate {kind}: weights must not be empty")
+            raise EigdistError(f"--simulate {kind}: weights must not be empty")
         return raw
     typ, ok, bounds = _NUMBER_KEYS[key]
     try:
         value = typ(raw)
     except ValueError:
         what = "an integer" if typ is int else "a number"
-        raise ValueError(f"--simulate {kind}: {key} must be {what}, got {raw!r}") from None
+        raise EigdistError(f"--simulate {kind}: {key} must be {what}, got {raw!r}") from None
     if not (math.isfinite(value) and ok(value)):
-        raise ValueError(f"--simulate {kind}: {key} must be {bounds}, got {raw!r}")
+        raise EigdistError(f"--simulate {kind}: {key} must be {bounds}, got {raw!r}")
     return value
 
 

@@ -42,7 +42,7 @@ VISION = ("normal", "corrected")
 def _session(value: Any) -> int:
     if isinstance(value, str):
         if not re.fullmatch(r"\d+", value.strip()):
-            raise ValueError(f"session must be an int >= 1, got {value!r}")
+            raise EigdistError(f"session must be an int >= 1, got {value!r}")
         value = int(value)
     return check_session(value)
 
@@ -50,7 +50,7 @@ def _session(value: Any) -> int:
 def _age(value: Any) -> int | None:
     text = str(value).strip() if value is not None else ""
     if text and (not text.isdigit() or not 1 <= int(text) <= 120):
-        raise ValueError(f"age must be a whole number of years between 1 and 120 (or empty), got {value!r}")
+        raise EigdistError(f"age must be a whole number of years between 1 and 120 (or empty), got {value!r}")
     return int(text) if text else None
 
 
@@ -58,7 +58,7 @@ def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = (value or "").strip().lower()
         if text and text not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)} (or empty), got {value!r}")
+            raise EigdistError(f"{name} must be one of {', '.join(allowed)} (or empty), got {value!r}")
         return text
     return check
 
@@ -105,7 +105,7 @@ def participant_form(ask: Callable[[str], str] = input, *, session: int = 1,
             text = ask(prompt).strip() or (str(session) if name == "session" else "")
             try:
                 answers[name] = FIELDS[name](text)
-            except ValueError as err:
+            except EigdistError as err:
                 write(f"  {err}")
     return ParticipantInfo(**answers)
 
@@ -141,6 +141,9 @@ def participant_dialog(session: int = 1) -> ParticipantInfo | None:
     A bad answer reopens the dialog with the answers kept and the problem (the same message as
     the terminal form's) in red above the fields.
     """
+    from .psychopy_home import import_psychopy
+
+    import_psychopy()  # PsychoPy's per-user files under this account's lock (sessions may start at once)
     from psychopy import gui
 
     values = {"participant": "", "session": str(session), "age": "", "sex": "", "vision": ""}
@@ -160,7 +163,7 @@ def participant_dialog(session: int = 1) -> ParticipantInfo | None:
         values = {name: w.currentText() if hasattr(w, "currentText") else w.text() for name, w in widgets.items()}
         try:
             return check_info(**values)
-        except ValueError as err:
+        except EigdistError as err:
             problem = str(err)
 
 

@@ -35,6 +35,7 @@ from .calibration import calibrated, fit_calibration
 from .monitor import (
     GUNS, Calibration, MonitorProfile, ProfileError, gamma_curve, new_profile, parse_date, utc_now,
 )
+from .psychopy_home import import_psychopy
 
 #: ``levelsPre`` are 8-bit output values in PsychoPy.
 PSYCHOPY_TOP = 255
@@ -48,6 +49,7 @@ def psychopy_folder(folder: str | os.PathLike | None = None) -> Path:
     """``folder``, or PsychoPy's own monitor folder (``~/.psychopy3/monitors``) when it is not given."""
     if folder:
         return Path(folder)
+    import_psychopy()
     from psychopy.monitors import calibTools
 
     return Path(calibTools.monitorFolder)
@@ -61,6 +63,7 @@ def quiet_monitor(name: str) -> Any:
     """
     import tempfile
 
+    import_psychopy()
     from psychopy import logging, monitors
     from psychopy.monitors import calibTools
 

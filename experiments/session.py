@@ -27,6 +27,7 @@ trial file is the record.
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +45,7 @@ from .design import Trial, frame_sequence, frames
 from .monitor import MonitorProfile, check_calibrated, load_profile
 from .observers import KeyboardResponder, Responder, Stimuli, make_responder, parse_simulate
 from .participant_form import ParticipantInfo, check_info
+from eigdist_core.errors import EigdistError
 
 #: Dithering patterns prepared per stimulus and cycled frame by frame (``display.dithering = "frame"``).
 DITHER_POOL = 8
@@ -128,7 +130,7 @@ def prepare(options: RunOptions) -> Prepared:
     if not options.pilot:
         check_calibrated(profile)
     if options.capture is not None and Path(options.capture).suffix.lower() != ".png":
-        raise ValueError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
+        raise EigdistError(f"--capture-frame must name a .png file, got {str(options.capture)!r}")
     check_output_folder(options.data, "--data")
     stimuli = open_stimuli(options.stimuli, profile=profile)
     size = int(stimuli.manifest["size"])
@@ -150,19 +152,26 @@ def prepare(options: RunOptions) -> Prepared:
     return prep
 
 
+#: How long a session lock left by another machine holds (seconds from its start) unless its note is
+#: removed: longer than any session, so a live session on another PC is never broken into.
+SESSION_LOCK_HOLDS_S = 12 * 3600
+
+
 def _session_lock(options: RunOptions) -> Any:
     """The lock a running session holds (refuses a second run of it, naming the holder)."""
     info = options.info
     paths = session_paths(options.data, info.participant, info.session)
-    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}")
+    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}",
+                across_hosts_s=SESSION_LOCK_HOLDS_S)
 
 
 def _record(options: RunOptions, profile: MonitorProfile) -> dict:
     """What the session record holds from the options and the display (besides the engine's plan and config)."""
     from eigdist_core import __version__
 
-    return {"pilot": options.pilot, "simulate": options.simulate, "stimuli": str(Path(options.stimuli).resolve()),
-            "eigdist_version": __version__, "display": display_fingerprint(profile)}
+    return {"pilot": options.pilot, "simulate": options.simulate,
+            "stimuli": shareable_set_path(options.stimuli, options.data), "eigdist_version": __version__,
+            "display": display_fingerprint(profile)}
 
 
 def display_fingerprint(profile: MonitorProfile) -> dict:
@@ -181,6 +190,19 @@ def display_fingerprint(profile: MonitorProfile) -> dict:
     return {"width_cm": profile.width_cm, "distance_cm": profile.distance_cm, "resolution": list(profile.resolution),
             "refresh_hz": profile.refresh_hz, "bits": profile.bits, "calibration_date": cal.date if cal else None,
             "sha256": sha256_bytes(json_bytes(shown))}
+
+
+def shareable_set_path(stimuli: str | os.PathLike, data: str | os.PathLike) -> str:
+    """Where the stimulus set lies, as a dataset meant to be published may record it.
+
+    The set's folder relative to the dataset (``../stimuli/demo``) when it lies in the folder
+    that holds the dataset, else only its folder name: never an absolute path, which names a
+    home folder or a user. The set itself is identified by the record's ``set_id``.
+    """
+    folder, project = Path(stimuli).resolve(), Path(data).resolve().parent
+    if folder.is_relative_to(project):
+        return Path(os.path.relpath(folder, Path(data).resolve())).as_posix()
+    return folder.name
 
 
 # ---------------------------------------------------------------- pure helpers

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from eigdist_core.psychometric_function import weibull
+from eigdist_core.errors import EigdistError
 
 #: Track kinds accepted by :func:`make_track`.
 KINDS = ("quest", "updown")
@@ -85,30 +86,30 @@ class Track(Protocol):
 
 def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise EigdistError(f"{name} must be a finite number, got {value!r}")
     if (value <= low if low_open else value < low) or value > high:
         lo = "(" if low_open else "["
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}], got {value!r}")
+        raise EigdistError(f"{name} must lie in {lo}{low}, {high}], got {value!r}")
     return float(value)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        raise EigdistError(f"{name} must be an int >= {low}, got {value!r}")
     return value
 
 
 def _settings(kind: str, alpha_max: float, n_alternatives: int, options: dict) -> dict:
     """Check the arguments of :func:`make_track`; return the full option dict."""
     if kind not in KINDS:
-        raise ValueError(f"track kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        raise EigdistError(f"track kind must be one of {', '.join(KINDS)}; got {kind!r}")
     _check_number("alpha_max", alpha_max, 0.0, math.inf)
     if n_alternatives not in (2, 3) or isinstance(n_alternatives, bool):
-        raise ValueError(f"n_alternatives must be 2 or 3, got {n_alternatives!r}")
+        raise EigdistError(f"n_alternatives must be 2 or 3, got {n_alternatives!r}")
     allowed = DEFAULT_OPTIONS[kind]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise EigdistError(
             f"unknown {kind} track option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
         )
     opts = {**allowed, **options}
@@ -116,14 +117,14 @@ def _settings(kind: str, alpha_max: float, n_alternatives: int, options: dict) -
         opts["alpha_min"] = alpha_max / 1000.0
     _check_number(f"{kind}.alpha_min", opts["alpha_min"], 0.0, alpha_max)
     if opts["alpha_min"] >= alpha_max:
-        raise ValueError(f"{kind}.alpha_min must be < alpha_max = {alpha_max}, got {opts['alpha_min']!r}")
+        raise EigdistError(f"{kind}.alpha_min must be < alpha_max = {alpha_max}, got {opts['alpha_min']!r}")
     if kind == "quest":
         _check_int("quest.n_grid", opts["n_grid"], 2)
         _check_int("quest.min_n", opts["min_n"], 1)
         for name, low, high, low_open in (("slopes", 0.0, 100.0, True), ("lapses", 0.0, 0.5, False)):
             values = opts[name]
             if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
-                raise ValueError(f"quest.{name} must be a non-empty list of numbers, got {values!r}")
+                raise EigdistError(f"quest.{name} must be a non-empty list of numbers, got {values!r}")
             opts[name] = tuple(_check_number(f"quest.{name}", v, low, high, low_open=low_open) for v in values)
     else:
         if opts["start"] is None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from eigdist.cli.main import build_parser, main
+from eigdist.cli.main import main
 
 GROUPS = ["init", "synth", "stimuli", "calibrate", "run", "analyze", "power", "demo"]
 
@@ -41,3 +41,40 @@ def test_numeric_options_are_checked_where_they_are_parsed(argv, message, capsys
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_numpy_error_inside_a_command_keeps_its_traceback(tmp_path):
+    """A foreign ValueError (numpy's broadcasting) is a bug, not a user error: traceback, exit 1."""
+    code = ("import sys, numpy as np; from eigdist_core import previews\n"
+            "previews.write_previews = lambda folder, alpha=None: np.ones(2) + np.ones(3)\n"
+            "from eigdist.cli.main import main; sys.exit(main(['stimuli', 'show', 'set']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" in proc.stderr and "ValueError: operands could not be broadcast" in proc.stderr
+    assert "eigdist stimuli: error" not in proc.stderr
+
+
+def test_a_json_decode_error_of_a_project_file_names_the_file(tmp_path, monkeypatch, capsys):
+    from eigdist_core import previews
+    from eigdist_core.io import load_json
+
+    (tmp_path / "manifest.json").write_text('{"items": [')
+    monkeypatch.setattr(previews, "write_previews", lambda folder, alpha=None: load_json(tmp_path / "manifest.json"))
+    assert main(["stimuli", "show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"eigdist stimuli: error: {tmp_path / 'manifest.json'}: not valid JSON (Expecting value")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("exc,user", [
+    (FileNotFoundError("no such set"), True),
+    (OSError(28, "No space left on device", "/data/x.tsv"), True),  # an OS error naming its file
+    (OSError(28, "No space left on device"), False),
+    (ValueError("operands could not be broadcast"), False),
+    (__import__("json").JSONDecodeError("Expecting value", "", 0), False),
+])
+def test_only_eigdist_errors_and_file_errors_are_user_errors(exc, user):
+    from eigdist.cli.main import is_user_error
+    from eigdist_core.errors import EigdistError
+
+    assert is_user_error(exc) is user and is_user_error(EigdistError("bad key")) is True

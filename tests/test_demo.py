@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 
 
-def demo(out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def demo(out: Path, *extra: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(out.parent / "home")}
     env.pop("DISPLAY", None)  # the demo starts its own screen
     return subprocess.run([sys.executable, "-m", "eigdist", "demo", "--quick", "--out", str(out), *extra],
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,17 @@ def test_a_built_in_config_builds_by_name_into_stimuli_of_the_current_folder(mon
     assert seen["out"] == str(Path("stimuli") / "demo_quick") and 'name = "demo_quick"' in seen["text"]
     assert main(["stimuli", "build", "dmeo"]) == 2
     assert "'dmeo' is neither a file nor a built-in stimulus-set config (demo, demo_quick, demo_color, demo_color_quick, seed)" in capsys.readouterr().err
+
+
+@needs_xvfb
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_the_demo_passes_on_a_fresh_account_in_a_lab_s_own_folder(tmp_path, attempt):
+    """A new user's first run, three times: a fresh HOME (PsychoPy's per-user files made by the demo's sessions
+    at once), in a folder holding a lab's analysis.py and experiments/ package (which eigdist must not import)."""
+    (tmp_path / "analysis.py").write_text("raise SystemExit('the lab script ran')\n")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("raise ImportError('the lab package was imported')\n")
+    proc = demo(tmp_path / "out", timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "report:" in proc.stdout

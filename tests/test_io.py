@@ -29,3 +29,42 @@ def test_npy_round_trip_refuses_pickles(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle"):
         io.load_npy(tmp_path / "obj.npy")
+
+
+def test_an_interrupt_at_any_line_of_an_atomic_write_leaves_no_temporary(tmp_path):
+    """Ctrl-C's KeyboardInterrupt raised before each line of the writer in turn (one run per line, through
+    sys.settrace): every run leaves the old file or the new one and never a temporary."""
+    import sys
+
+    target = tmp_path / "f.bin"
+    stop_at, stops = 0, 0
+    while True:
+        stop_at += 1
+        seen = 0
+
+        def tracer(frame, event, arg):
+            nonlocal seen
+            if frame.f_code.co_filename == io.__file__ and event in ("call", "line"):
+                seen += 1
+                if seen == stop_at:
+                    raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            io.atomic_write_bytes(target, b"new")
+            finished = True
+        except KeyboardInterrupt:
+            finished, stops = False, stops + 1
+        finally:
+            sys.settrace(None)
+        assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["f.bin"]), (stop_at, list(tmp_path.iterdir()))
+        if finished:
+            break
+    assert stops > 5 and target.read_bytes() == b"new"
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path):
+    (tmp_path / "m.json").write_text("")
+    with pytest.raises(io.FileFormatError, match=rf"^{tmp_path / 'm.json'}: not valid JSON \(Expecting value"):
+        io.load_json(tmp_path / "m.json")

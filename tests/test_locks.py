@@ -39,3 +39,38 @@ def test_released_after_sigkill(tmp_path):
         child.kill()
     with hold(lock, "t"):
         pass
+
+
+def _holder_on(host: str, lock, seconds: float) -> str:
+    """A process that claims to run on ``host`` and holds ``lock`` as a session does (then is SIGKILLed)."""
+    return (f"import socket, time\nsocket.gethostname = lambda: {host!r}\nfrom eigdist_core.locks import hold\n"
+            f"with hold({str(lock)!r}, 'session', across_hosts_s={seconds}):\n print('held', flush=True); time.sleep(60)")
+
+
+def test_a_lock_left_by_a_crash_on_another_machine_holds_until_removed_or_expired(tmp_path, monkeypatch):
+    """Two machines on a shared drive (two processes claiming two host names). pc-a crashes while it holds
+    the session: its OS lock is gone (as on a drive whose OS locks do not reach across machines), but its
+    note keeps pc-b out, naming it, until the note is removed or has expired; pc-a itself, after its
+    crash, takes the lock back at once (its pid is dead)."""
+    import socket
+
+    lock = tmp_path / "data" / "session.lock"
+    with subprocess.Popen([sys.executable, "-c", _holder_on("pc-a", lock, 3600)], stdout=subprocess.PIPE,
+                          text=True) as child:
+        assert child.stdout.readline().strip() == "held"
+        child.kill()
+    monkeypatch.setattr(socket, "gethostname", lambda: "pc-b")
+    with pytest.raises(LockedError, match=rf"session is in use by another process \(pid {child.pid} on pc-a boot "
+                                          rf".*remove {lock}.holder"):
+        with hold(lock, "session", across_hosts_s=3600):
+            pass
+    with hold(lock, "session", across_hosts_s=0):  # expired: another machine's note holds for across_hosts_s
+        pass
+    monkeypatch.setattr(socket, "gethostname", lambda: "pc-a")
+    with subprocess.Popen([sys.executable, "-c", _holder_on("pc-a", lock, 3600)], stdout=subprocess.PIPE,
+                          text=True) as child:
+        assert child.stdout.readline().strip() == "held"
+        child.kill()
+    with hold(lock, "session", across_hosts_s=3600):  # this machine, a dead pid: stale
+        pass
+    assert not (tmp_path / "data" / "session.lock.holder").exists()

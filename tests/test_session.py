@@ -8,12 +8,14 @@ path is driven by real X key events (XTEST, python-xlib) sent to the PsychoPy wi
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -570,3 +572,56 @@ def test_a_second_run_of_a_running_session_is_refused_naming_the_holder(lab, xvf
     finally:
         proc.kill()
         finish(proc)
+
+
+def test_sessions_started_at_once_on_a_fresh_account_find_psychopy_s_files_whole(lab, xvfb, tmp_path):
+    """PsychoPy's first-use race, forced (tests/psychopy_race.py): the second session lists the monitor
+    folder before the first creates testMonitor.json, and reads it while it is still empty. eigdist
+    imports PsychoPy under one lock per account, so both sessions finish and the file is whole JSON."""
+    home, signals = tmp_path / "home", tmp_path / "signals"
+    home.mkdir()
+    signals.mkdir()
+    screen = replace(xvfb, env={**xvfb.env, "HOME": str(home)})
+    race = [sys.executable, str(ROOT / "tests" / "psychopy_race.py")]
+    procs = [popen(screen, tmp_path / role, [*race, role, str(signals),
+                                           *run_args(lab, "short", "--participant", f"P{i}", "--simulate", WEIBULL)[3:]])
+             for i, role in enumerate(("first", "second"), start=1)]
+    results = [finish(proc, timeout=600) for proc in procs]  # two first PsychoPy starts on a loaded machine
+    for code, err in results:
+        assert code == 0, err
+    assert json.loads((home / ".psychopy3" / "monitors" / "testMonitor.json").read_text())
+
+
+def test_psychopy_s_unreadable_monitor_file_is_named(tmp_path, monkeypatch):
+    from experiments import psychopy_home
+
+    monitors = tmp_path / ".psychopy3" / "monitors"
+    monitors.mkdir(parents=True)
+    (monitors / "testMonitor.json").write_text("")
+    assert psychopy_home._unreadable(monitors) == str(monitors / "testMonitor.json")
+
+
+def test_a_shared_dataset_names_no_home_folder_and_no_user(lab, xvfb, tmp_path):
+    """BIDS data is made to be published: after a session, no file of the dataset holds an absolute path
+    of this machine (the home folder, the working folder, the set's folder) or the user's name as a folder."""
+    import getpass
+
+    proc = popen(xvfb, tmp_path / "lab", run_args(lab, "short", "--participant", "P01", "--simulate", WEIBULL))
+    code, out = finish(proc)
+    assert code == 0, out
+    data = tmp_path / "lab" / "data"
+    record = load_json(session_paths(data, "P01", 1).sidecar)["eigdist"]
+    assert record["stimuli"] == lab["stimuli"].name
+    user = getpass.getuser()
+    leaks = {str(Path.home()), xvfb.env["HOME"], str(tmp_path), str(lab["base"]), f"/{user}/", f"-of-{user}/"}
+    for file in data.rglob("*"):
+        if file.is_file():
+            text = file.read_bytes().decode("utf-8", errors="replace")
+            assert not [leak for leak in leaks if leak in text], (file, [leak for leak in leaks if leak in text])
+
+
+def test_the_set_is_recorded_relative_to_the_dataset_or_by_its_folder_name(tmp_path):
+    from experiments.session import shareable_set_path
+
+    assert shareable_set_path(tmp_path / "lab" / "stimuli" / "demo", tmp_path / "lab" / "data") == "../stimuli/demo"
+    assert shareable_set_path(tmp_path / "elsewhere" / "demo", tmp_path / "lab" / "data") == "demo"

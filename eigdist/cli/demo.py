@@ -175,7 +175,10 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
     if not remaining:
         stage(f"sessions: all {len(todo)} finished already")
         return
+    from experiments.psychopy_home import import_psychopy
     from experiments.xvfb import start_xvfb
+
+    import_psychopy()  # PsychoPy's per-user files, once, before the sessions start at once
 
     # Always a private screen of the profile's size: the window checks (screen size = profile) pass, and
     # the demo never opens windows on a desktop. Without Xvfb, start_xvfb says how to install it.
@@ -189,7 +192,7 @@ def run_observers(plan: DemoPlan, folder: Path, monitors: Path, config: Path, da
             while queue or running:
                 while queue and len(running) < SESSIONS_AT_ONCE:
                     participant, trials, _, spec = queue.pop(0)
-                    args = [sys.executable, "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
+                    args = [sys.executable, "-P", "-m", "eigdist", "run", "--stimuli", str(folder), "--monitor", MONITOR,
                             "--monitors", str(monitors), "--config", str(config), "--data", str(data),
                             "--participant", participant, "--simulate", spec, "--window", "x".join(map(str, WINDOW))]
                     log = (logs / f"{participant}.log").open("w")

@@ -15,9 +15,7 @@ from typing import Sequence
 from eigdist_core.errors import EigdistError
 
 from . import analyze, calibrate, demo, init, power, run, stimuli, synth
-
-#: Exit statuses: a user error, and an interrupt (128 + SIGINT, as a shell reports it).
-USER_ERROR, INTERRUPTED = 2, 130
+from .status import INTERRUPTED, USER_ERROR
 
 GROUPS = (init, synth, stimuli, calibrate, run, analyze, power, demo)
 
@@ -37,11 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: OS errors about a file the user named (missing, existing, forbidden, a folder for a file or the reverse).
+FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a user's mistake (one line, exit 2) rather than a bug (a traceback).
+
+    User errors are eigdist's own :class:`EigdistError` (it subclasses ``ValueError`` for API
+    callers, but a foreign ``ValueError`` of numpy, pandas, json or PsychoPy is not one) and OS
+    errors about a file: the kinds in :data:`FILE_ERRORS`, or any ``OSError`` that names its file.
+    """
+    if isinstance(exc, EigdistError):
+        return True
+    return isinstance(exc, OSError) and (isinstance(exc, FILE_ERRORS) or exc.filename is not None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``eigdist`` command; user errors print one line (exit 2), Ctrl-C exits 130.
 
-    Anything that is not a user error (:class:`EigdistError` or a missing, existing or
-    forbidden file) is a bug and keeps its traceback.
+    Anything that is not a user error (:func:`is_user_error`) is a bug in eigdist or a library:
+    it keeps its full traceback (exit 1) so that it can be found and reported.
     """
     try:
         args = build_parser().parse_args(argv)
@@ -53,9 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"eigdist {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return INTERRUPTED
-    except (EigdistError, ValueError, FileNotFoundError, FileExistsError, PermissionError,
-            IsADirectoryError, NotADirectoryError) as exc:
-        if os.environ.get("EIGDIST_DEBUG"):
+    except (EigdistError, OSError) as exc:
+        if not is_user_error(exc) or os.environ.get("EIGDIST_DEBUG"):
             raise
         print(f"eigdist {args.command}: error: {exc}", file=sys.stderr)
         return USER_ERROR

@@ -12,6 +12,7 @@ def number(*, integer: bool = False, low: float | None = None, high: float | Non
 
     argparse then names the option: ``argument --seed: must be an int >= 0, got -1``.
     """
+    from eigdist_core.errors import EigdistError
     from eigdist_core.validate import validate_number
 
     def parse(text: str) -> float | int:
@@ -21,7 +22,7 @@ def number(*, integer: bool = False, low: float | None = None, high: float | Non
             raise argparse.ArgumentTypeError(f"must be {'an int' if integer else 'a number'}, got {text!r}") from None
         try:
             return validate_number("value", value, integer=integer, low=low, high=high, low_open=low_open)
-        except ValueError as exc:
+        except EigdistError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix("value ").removeprefix("value: ")) from None
 
     return parse

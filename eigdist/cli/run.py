@@ -7,6 +7,8 @@ import sys
 
 from eigdist_core.errors import EigdistError
 
+from .status import INTERRUPTED
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a noticeability session (PsychoPy)")
@@ -38,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from experiments.monitor import parse_resolution
     from experiments.participant_form import ask_participant, check_info
     from experiments.session import ABORTED, RunOptions, prepare, run_prepared
-
-    from .main import INTERRUPTED
 
     if args.participant is None:
         if args.simulate:

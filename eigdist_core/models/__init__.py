@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..validate import freeze
+from ..errors import EigdistError
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,10 @@ LOADERS = {
 def parse_spec(spec: str) -> ModelSpec:
     """Split ``<model>:<layer>``; both parts must be non-empty."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"model spec must look like '<model>:<layer>' (e.g. 'resnet18:layer2'), got {spec!r}")
+        raise EigdistError(f"model spec must look like '<model>:<layer>' (e.g. 'resnet18:layer2'), got {spec!r}")
     model, layer = spec.split(":", 1)
     if not model or not layer:
-        raise ValueError(f"model spec must look like '<model>:<layer>' (e.g. 'resnet18:layer2'), got {spec!r}")
+        raise EigdistError(f"model spec must look like '<model>:<layer>' (e.g. 'resnet18:layer2'), got {spec!r}")
     return ModelSpec(model, layer)
 
 
@@ -137,5 +138,5 @@ def load(spec: str, weights: str | None = None) -> nn.Module:
     from .torchvision_models import load_torchvision, torchvision_names
 
     if parsed.model not in torchvision_names():
-        raise ValueError(f"unknown model {parsed.model!r} in spec {spec!r}; models: {', '.join(model_names())}")
+        raise EigdistError(f"unknown model {parsed.model!r} in spec {spec!r}; models: {', '.join(model_names())}")
     return freeze(load_torchvision(parsed.model, parsed.layer, weights))

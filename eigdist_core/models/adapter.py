@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+from ..errors import EigdistError
 
 
 def check_input(image: torch.Tensor, family: str, channels: Sequence[int], min_size: int = 1) -> None:
@@ -25,9 +26,9 @@ def check_input(image: torch.Tensor, family: str, channels: Sequence[int], min_s
     allowed = " or ".join(str(c) for c in channels)
     if image.ndim != 4 or shape[1] not in channels:
         hint = " (convert colour images to grey: load_image(..., channels=1), or `eigdist synth --grey`)" if tuple(channels) == (1,) else ""
-        raise ValueError(f"{family} takes (N, C, H, W) images with C = {allowed}; got shape {shape}{hint}")
+        raise EigdistError(f"{family} takes (N, C, H, W) images with C = {allowed}; got shape {shape}{hint}")
     if min(shape[-2:]) < min_size:
-        raise ValueError(f"{family} needs images of at least {min_size}×{min_size} pixels; got {shape[-2]}×{shape[-1]}")
+        raise EigdistError(f"{family} needs images of at least {min_size}×{min_size} pixels; got {shape[-2]}×{shape[-1]}")
 
 
 @contextlib.contextmanager
@@ -43,7 +44,7 @@ def check_node(body: nn.Module, node: str, model: str) -> None:
     with _quiet_tracing():
         _, nodes = get_graph_node_names(body)
     if node not in nodes and not any(n.startswith(node + ".") for n in nodes):
-        raise ValueError(f"unknown node {node!r} of {model}; valid nodes: {_summary(nodes)}")
+        raise EigdistError(f"unknown node {node!r} of {model}; valid nodes: {_summary(nodes)}")
 
 
 def _summary(nodes: list[str], limit: int = 120) -> str:

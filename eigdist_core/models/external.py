@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .weights import load_state_file, parse_weights, seeded_init
+from ..errors import EigdistError
 
 #: The entry-point group through which installed packages register model families.
 ENTRY_POINT_GROUP = "eigdist.models"
@@ -52,15 +53,15 @@ class ExternalModel(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.ndim != 4:
-            raise ValueError(f"{self.source} takes (N, C, H, W) images; got shape {tuple(image.shape)}")
+            raise EigdistError(f"{self.source} takes (N, C, H, W) images; got shape {tuple(image.shape)}")
         out = self.model(image)
         if not isinstance(out, torch.Tensor):
             hint = f" with keys {sorted(out)}" if isinstance(out, dict) else ""
-            raise ValueError(
+            raise EigdistError(
                 f"{self.source} must map (N, C, H, W) images to one tensor; it returned a {type(out).__name__}{hint}"
             )
         if out.ndim == 0 or out.shape[0] != image.shape[0]:
-            raise ValueError(
+            raise EigdistError(
                 f"{self.source} must return one response per image (first dimension N = {image.shape[0]}); "
                 f"got shape {tuple(out.shape)}"
             )
@@ -88,7 +89,7 @@ def parse_python(layer: str) -> PythonTarget:
     """Split the ``<file.py or package.module>:<factory>`` part of a ``python:`` spec."""
     target, _, factory = layer.rpartition(":")
     if not target or not factory.isidentifier():
-        raise ValueError(
+        raise EigdistError(
             f"model spec 'python:{layer}' must look like 'python:<path/to/file.py or package.module>:<factory>', "
             "e.g. 'python:lab/models.py:make_model'"
         )
@@ -101,7 +102,7 @@ def python_module(parsed: PythonTarget) -> Any:
         try:
             return importlib.import_module(parsed.target)
         except ImportError as err:
-            raise ValueError(f"{parsed.source}: cannot import module {parsed.target!r}: {err}") from None
+            raise EigdistError(f"{parsed.source}: cannot import module {parsed.target!r}: {err}") from None
     path = Path(parsed.target)
     if not path.is_file():
         raise FileNotFoundError(f"{parsed.source}: no such file {str(path)!r} (relative to {Path.cwd()})")
@@ -116,7 +117,7 @@ def python_module(parsed: PythonTarget) -> Any:
         spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[name]
-        raise ValueError(f"{parsed.source}: running {str(path)!r} failed: {type(err).__name__}: {err}") from None
+        raise EigdistError(f"{parsed.source}: running {str(path)!r} failed: {type(err).__name__}: {err}") from None
     return module
 
 
@@ -136,15 +137,15 @@ def load_python(layer: str, weights: str) -> nn.Module:
     factory = getattr(module, parsed.factory, None)
     if not callable(factory):
         names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise ValueError(f"{parsed.source}: {parsed.target} has no callable {parsed.factory!r}; it has {', '.join(names) or 'none'}")
+        raise EigdistError(f"{parsed.source}: {parsed.target} has no callable {parsed.factory!r}; it has {', '.join(names) or 'none'}")
     kind = parse_weights(weights, f"python:{layer}", PYTHON_ALLOWED)
     with seeded_init(kind.seed) if kind.kind == "random" else contextlib.nullcontext():
         try:
             model = factory()
         except Exception as err:
-            raise ValueError(f"{parsed.source}: calling {parsed.factory}() failed: {type(err).__name__}: {err}") from None
+            raise EigdistError(f"{parsed.source}: calling {parsed.factory}() failed: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(
+        raise EigdistError(
             f"{parsed.source}: {parsed.factory}() must return a torch.nn.Module mapping (N, C, H, W) images "
             f"to one tensor; it returned a {type(model).__name__}"
         )
@@ -164,12 +165,12 @@ def load_plugin(entry: EntryPoint, layer: str, weights: str | None) -> nn.Module
     try:
         loader = entry.load()
     except Exception as err:
-        raise ValueError(f"{where}: cannot load the entry point: {type(err).__name__}: {err}") from None
+        raise EigdistError(f"{where}: cannot load the entry point: {type(err).__name__}: {err}") from None
     if not callable(loader):
-        raise ValueError(f"{where}: the entry point must be a callable load(layer, weights), got {type(loader).__name__}")
+        raise EigdistError(f"{where}: the entry point must be a callable load(layer, weights), got {type(loader).__name__}")
     model = loader(layer, weights if weights is not None else plugin_default_weights(entry))
     if not isinstance(model, nn.Module):
-        raise ValueError(f"{where}: load() must return a torch.nn.Module, got {type(model).__name__}")
+        raise EigdistError(f"{where}: load() must return a torch.nn.Module, got {type(model).__name__}")
     return ExternalModel(model, where)
 
 

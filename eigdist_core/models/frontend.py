@@ -22,6 +22,7 @@ from torch import nn
 from .adapter import check_input
 from ..io import load_json
 from .weights import parse_weights
+from ..errors import EigdistError, FileFormatError
 
 NAME = "frontend"
 KERNEL_SIZE = 31
@@ -161,7 +162,7 @@ def load_frontend(layer: str, weights: str) -> nn.Module:
         For an unknown layer, weights other than these, or a bad parameter file.
     """
     if layer not in PUBLISHED:
-        raise ValueError(f"unknown front-end model {layer!r}; valid: {', '.join(PUBLISHED)} (e.g. 'frontend:onoff')")
+        raise EigdistError(f"unknown front-end model {layer!r}; valid: {', '.join(PUBLISHED)} (e.g. 'frontend:onoff')")
     parsed = parse_weights(weights, NAME, ALLOWED)
     params = PUBLISHED[layer]
     if parsed.kind == "file":
@@ -173,13 +174,13 @@ def _params_from_file(path: Path, published: FrontEndParams, layer: str) -> Fron
     """The published parameters with those in the JSON file at ``path`` replaced, checked."""
     try:
         given = load_json(path)
-    except ValueError as err:
-        raise ValueError(f"front-end parameter file {str(path)!r} is not JSON: {err}") from None
+    except FileFormatError as err:
+        raise EigdistError(f"front-end parameter file {str(path)!r} is not JSON: {err.__cause__}") from None
     settable = [f.name for f in fields(FrontEndParams) if f.name != "on_center" and getattr(published, f.name) is not None]
     if not isinstance(given, dict):
-        raise ValueError(f"front-end parameter file {str(path)!r} must hold a JSON object, got {type(given).__name__}")
+        raise EigdistError(f"front-end parameter file {str(path)!r} must hold a JSON object, got {type(given).__name__}")
     if set(given) - set(settable):
-        raise ValueError(
+        raise EigdistError(
             f"front-end parameter file {str(path)!r}: {sorted(set(given) - set(settable))} are not parameters "
             f"of frontend:{layer}; it has {', '.join(settable)}"
         )
@@ -189,5 +190,5 @@ def _params_from_file(path: Path, published: FrontEndParams, layer: str) -> Fron
         ok = isinstance(values, list) and len(values) == (1 if key == "amplitude_ratio" else channels)
         if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
             size = "one number" if key == "amplitude_ratio" else f"a list of {channels} numbers"
-            raise ValueError(f"front-end parameter file {str(path)!r}: {key} must be {size} > 0, got {value!r}")
+            raise EigdistError(f"front-end parameter file {str(path)!r}: {key} must be {size} > 0, got {value!r}")
     return replace(published, **{k: v if k == "amplitude_ratio" else tuple(v) for k, v in given.items()})

@@ -16,6 +16,7 @@ from torch import nn
 from .adapter import check_input
 from .frontend import MIN_SIZE
 from .weights import parse_weights
+from ..errors import EigdistError
 
 NAME = "plenoptic"
 #: plenoptic's front-end models, by the class name a spec uses.
@@ -38,7 +39,7 @@ class PlenopticModel(nn.Module):
 def load_plenoptic(name: str, weights: str) -> nn.Module:
     """``plenoptic:<name>`` with the published parameters; a clear error when plenoptic is not installed."""
     if name not in MODELS:
-        raise ValueError(f"unknown plenoptic model {name!r}; valid: {', '.join(MODELS)} (e.g. 'plenoptic:OnOff')")
+        raise EigdistError(f"unknown plenoptic model {name!r}; valid: {', '.join(MODELS)} (e.g. 'plenoptic:OnOff')")
     parse_weights(weights, f"{NAME}:{name}", ALLOWED)
     try:
         import plenoptic

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from ..errors import EigdistError
 
 #: Named weights values and what they mean (docs/formats.md, "Model specs"); ``factory``: a
 #: ``python:`` model as its factory builds it.
@@ -49,22 +50,22 @@ def parse_weights(weights: str, family: str, allowed: tuple[str, ...]) -> Weight
         For a path (allowed) that is not an existing file.
     """
     if not isinstance(weights, str) or not weights:
-        raise ValueError(f"weights must be a non-empty string; {family} allows {describe(allowed)}; got {weights!r}")
+        raise EigdistError(f"weights must be a non-empty string; {family} allows {describe(allowed)}; got {weights!r}")
     if weights in NAMED:
         if weights not in allowed:
-            raise ValueError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
+            raise EigdistError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
         return Weights("named", name=weights)
     if weights.startswith(RANDOM_PREFIX):
         if "random" not in allowed:
-            raise ValueError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
+            raise EigdistError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
         text = weights[len(RANDOM_PREFIX):]
         try:
             seed = int(text)
         except ValueError:
-            raise ValueError(f"weights {weights!r}: 'random:<seed>' needs an integer seed, got {text!r}") from None
+            raise EigdistError(f"weights {weights!r}: 'random:<seed>' needs an integer seed, got {text!r}") from None
         return Weights("random", seed=seed)
     if "file" not in allowed:
-        raise ValueError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
+        raise EigdistError(f"weights {weights!r} are not available for {family}; allowed: {describe(allowed)}")
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(
@@ -84,13 +85,13 @@ def load_state_file(path: Path, module: torch.nn.Module, family: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"weights file {str(path)!r} is not a torch state-dict file: {err}") from None
+        raise EigdistError(f"weights file {str(path)!r} is not a torch state-dict file: {err}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
+        raise EigdistError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"weights file {str(path)!r} does not fit {family}: {err}") from None
+        raise EigdistError(f"weights file {str(path)!r} does not fit {family}: {err}") from None
 
 
 @contextlib.contextmanager
