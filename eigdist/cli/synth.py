@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -48,12 +49,17 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image, size=args.size, channels=1 if args.grey else None)
     model = models.load(args.model, weights=weights)
     try:
-        with warnings.catch_warnings():  # F = 0 is refused below, with the model and the image
-            warnings.filterwarnings("ignore", message=r".* the Fisher matrix is 0", category=RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             eig = Eigendistortion(image[None], model).synthesize(method=args.method, k=args.k)
-        validate_sensitivity(float(eig.eigenvalues[0]))
+        validate_sensitivity(float(eig.eigenvalues[0]))  # F = 0: refused, with the model and the image
     except ModelError as exc:
         raise in_context(exc, f"--model {args.model} ({weights}) at --image {args.image} ({args.size} px)") from exc
+    for w in caught:  # the solver's notes (short of tol, possibly degenerate) as one line each
+        if issubclass(w.category, RuntimeWarning):
+            print(f"eigdist synth: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out = Path(args.out)
     eig.save(out)
     dist = eig.eigendistortions.detach().numpy()
