@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -66,13 +67,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     names = [f"{spec} ({w})" for spec, w in zip(specs, weights)]
     try:
-        with warnings.catch_warnings():  # F = 0 is refused below, with the model and the image
-            warnings.filterwarnings("ignore", message=r".* the Fisher matrix is 0", category=RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             synth, dist, lam, labels = _synthesize(args.kind, image[None], loaded, specs, args.method, args.k)
         if args.kind == "eigen":
-            validate_sensitivity(float(lam[0]))
+            validate_sensitivity(float(lam[0]))  # F = 0: refused, with the model and the image
     except ModelError as exc:
         raise in_context(exc, f"--model {', '.join(names)} at --image {args.image} ({args.size} px)") from exc
+    for w in caught:  # the solver's notes (short of tol, possibly degenerate) as one line each
+        if issubclass(w.category, RuntimeWarning):
+            print(f"eigdist synth: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if args.kind == "eigen":
         synth.save(out)
     else:
