@@ -8,9 +8,10 @@ what lets an interrupted session resume at the next trial).
 - Conditions: one per manifest item, keyed by ``image_id, model, layer,
   weights, direction`` (docs/formats.md); each has its own ``alpha_max`` =
   min(the set's ``alpha_max``, the item's ``alpha_displayable_max``).
-- Blocks: one per image and visit; the image order is a row of a balanced
-  (Williams) Latin square chosen by the participant's number, blocks are cut
-  into sessions of ``images_per_session``.
+- Blocks: one per image and visit; the image order is a row of a Williams
+  design (:func:`latin_square_row`: n rows for an even number n of images, 2n
+  for odd n) chosen by the participant's number, blocks are cut into sessions
+  of ``images_per_session``.
 - Within a block every condition gets its trials for that visit plus catch
   trials (easy and blank), all shuffled together; target intervals are
   balanced per condition; the sign of e is random per trial.
@@ -158,11 +159,19 @@ def stable_int(*parts: Any) -> int:
     return int(hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
-def latin_square_row(n: int, row: int) -> list[int]:
-    """Row ``row`` (mod n) of a balanced Latin square of order n (Williams design).
+def latin_square_rows(n: int) -> int:
+    """Rows in one cycle of the Williams design of order n: n for even n, 2n for odd n."""
+    return n if n % 2 == 0 else 2 * n
 
-    Over n consecutive rows each position holds each index once; for even n
-    each index also follows each other once (first-order carry-over balance).
+
+def latin_square_row(n: int, row: int) -> list[int]:
+    """Row ``row`` of a Williams design of order n (a carry-over balanced Latin square).
+
+    Row r < n is the cyclic shift by r of 0, n−1, 1, n−2, 2, …; for odd n, rows
+    n … 2n−1 are those rows reversed. Over one cycle of :func:`latin_square_rows`
+    consecutive rows (``row`` is taken modulo it), each position holds each index
+    equally often and each index is followed by each other index equally often
+    (once for even n, twice for odd n): first-order carry-over balance.
     """
     first, low, high = [], 0, n - 1
     for i in range(n):
@@ -172,7 +181,9 @@ def latin_square_row(n: int, row: int) -> list[int]:
         else:
             first.append(high)
             high -= 1
-    return [(f + row) % n for f in first]
+    row %= latin_square_rows(n)
+    order = [(f + row) % n for f in first]
+    return order if row < n else order[::-1]
 
 
 def schedule(manifest: dict, config: ExperimentConfig, participant: str) -> list[list[tuple[str, int]]]:

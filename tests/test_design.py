@@ -8,7 +8,7 @@ import pytest
 
 from experiments.datafile import read_trials, session_paths
 from experiments.design import (
-    conditions, frame_sequence, latin_square_row, participant_number, plan_session, schedule,
+    conditions, frame_sequence, latin_square_row, latin_square_rows, participant_number, plan_session, schedule,
 )
 from tests.trial_fixtures import IMAGES, make_manifest, run_session, small_config
 
@@ -34,14 +34,19 @@ def test_bad_manifest_is_named(change, message):
         conditions(manifest)
 
 
-@pytest.mark.parametrize("n", [3, 4, 6])
-def test_latin_square(n):
-    rows = [latin_square_row(n, r) for r in range(n)]
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
+def test_latin_square_is_carry_over_balanced_over_one_cycle(n):
+    """Williams: over one cycle (n rows for even n, 2n for odd n) every ordered pair of images is
+    adjacent equally often and every image holds every position equally often. For odd n the n
+    cyclic rows alone are not balanced (n = 3: 0→2 twice, 0→1 never)."""
+    cycle = latin_square_rows(n)
+    assert cycle == (n if n % 2 == 0 else 2 * n)
+    rows = [latin_square_row(n, r) for r in range(cycle)]
     assert all(sorted(row) == list(range(n)) for row in rows)
-    assert all(sorted(col) == list(range(n)) for col in zip(*rows))  # each image once per position
-    if n % 2 == 0:  # Williams: each ordered pair adjacent exactly once
-        pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
-        assert set(pairs.values()) == {1} and len(pairs) == n * (n - 1)
+    assert all(Counter(col) == {i: cycle // n for i in range(n)} for col in zip(*rows))
+    pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+    assert len(pairs) == n * (n - 1) and set(pairs.values()) == {cycle // n}
+    assert [latin_square_row(n, r + cycle) for r in range(cycle)] == rows   # participants cycle through
 
 
 def test_participant_number():
