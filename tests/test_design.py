@@ -17,7 +17,7 @@ def test_conditions_follow_manifest():
     conds = conditions(make_manifest())
     assert len(conds) == 3 * 2 * 3
     assert conds[0].key == ("parrot", "resnet18", "conv1", "random:0", "max")
-    assert all(c.alpha_max == 0.8 for c in conds)  # min(set alpha_max, alpha_displayable_max)
+    assert all(c.alpha_ceiling == 0.8 for c in conds)  # min(set alpha_max, alpha_displayable_max)
 
 
 @pytest.mark.parametrize("change,message", [
