@@ -4,19 +4,19 @@ D = log10 T_min − log10 T_max per participant × image × (model, layer,
 weights); the control D_random = log10 T_random − log10 T_max.
 
 Censored thresholds are replaced by the end of the tested range and are bounds:
-``censored`` (never passed threshold below alpha_max) means T ≥ alpha_max,
+``censored`` (never passed threshold below its ceiling) means T ≥ alpha_ceiling,
 ``below_range`` (above threshold at every tested α) means T ≤ the lowest α.
 A bound on T_a or T_b in D = log T_a − log T_b is a bound on D, in the
 direction its sign gives:
 
 * T_min ≥ (or T_max ≤) → D is a **lower** bound (the layer is at least this good);
 * T_max ≥ (or T_min ≤) → D is an **upper** bound;
-* a lower and an upper bound at once (e.g. both censored at alpha_max) → D is
+* a lower and an upper bound at once (e.g. both censored at their ceilings) → D is
   **unknown**: left out of the means, flagged and counted.
 
 Every D derived from a bounded threshold is kept in ``d.csv`` with its
 ``bound`` and counted in ``n_censored``. Bounds enter the means at their
-value, so a layer whose min direction stayed invisible at alpha_max is
+value, so a layer whose min direction stayed invisible at its ceiling is
 understated, never overstated (a conservative ranking).
 
 Uncertainty: a two-level cluster bootstrap, participants resampled with

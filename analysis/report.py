@@ -273,7 +273,7 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
         "layer has the highest mean D, over the n_valid_draws draws in which every ranked layer has a mean "
         "D (a tie splits its draw equally). n_censored: D values that involve a threshold reported as a bound "
-        "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
+        "(censored at its ceiling alpha_ceiling, or below the tested range); D is then a bound, and unknown (left out of "
         "the mean) when its two bounds point opposite ways.</p>",
         "<h2>Ranking</h2>", _html_table(ranking), _estimability_note(ranking),
         _valid_draws_note(ranking, tables["pairwise.csv"], settings.get("bootstrap draws")),

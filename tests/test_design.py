@@ -92,6 +92,24 @@ def test_plan_counts_balance_and_catch_rate():
     assert plan == plan_session(make_manifest(), config, "P02", 1)  # deterministic: resumable
 
 
+def test_easy_catches_show_max_directions_only():
+    """Easy catches measure attention: they cycle through the block's max conditions (both layers);
+    a set without max items gets blank catches only, at the same catch rate."""
+    config = small_config(per_condition=20, images_per_session=2, catch_rate=0.3)
+    catch = [t for t in plan_session(make_manifest(), config, "P01", 1).trials if t.is_catch]
+    easy = [t for t in catch if t.catch_type == "easy"]
+    assert {t.condition.direction for t in easy} == {"max"}
+    for block in {t.block for t in easy}:                                  # cycled: balanced within 1
+        layers = Counter(t.condition.layer for t in easy if t.block == block)
+        assert set(layers) == {"conv1", "layer2"} and abs(layers["conv1"] - layers["layer2"]) <= 1
+    assert {t.condition.direction for t in catch if t.catch_type == "blank"} == {"max", "min", "random"}
+    no_max = make_manifest()
+    no_max["items"] = [it for it in no_max["items"] if it["direction"] != "max"]
+    catch_no_max = [t for t in plan_session(no_max, config, "P01", 1).trials if t.is_catch]
+    assert {t.catch_type for t in catch_no_max} == {"blank"}
+    assert len(catch_no_max) == 2 * round(0.3 * 20 * 4 / 0.7)               # 2 blocks of 4 conditions
+
+
 def test_breaks_every_n_and_at_blocks():
     config = small_config(per_condition=20, practice=4, break_every=50)
     trials = plan_session(make_manifest(), config, "P01", 1).trials

@@ -181,7 +181,8 @@ def test_analyze_reads_what_the_experiment_writes(tmp_path):
     assert main(args) == 2                                  # the fixture's sessions are uncalibrated
     assert main([*args, "--include-pilot"]) == 0
     reasons = pd.read_csv(out / "exclusions.csv").groupby("participant")["reason"].agg(set)
-    assert "easy-catch accuracy 0.83 < 0.9" in reasons["P01"]    # 5 of 6 easy catches right
+    # one Weibull threshold for every direction: every scored easy catch is far above it, none excludes
+    assert not [r for rs in reasons for r in rs if r.startswith("easy-catch")]
     assert main([*args, "--include-pilot", "--min-catch-accuracy", "0.8"]) == 0
     thresholds = pd.read_csv(out / "thresholds.csv")
     assert set(thresholds["participant"]) == {"P01", "P02"}
