@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from eigdist_core.contract import EASY_CATCH_DIRECTION
+
 EXCLUSION_COLUMNS = ("participant", "session", "observer", "reason", "n_trials")
 
 
@@ -57,7 +59,7 @@ def attention_catches(trials: pd.DataFrame) -> pd.Series:
     estimate, or no estimate yet) and, in files of the first format, one on a ``min`` or
     ``random`` direction, may be invisible to an attentive observer and is not scored.
     """
-    easy = (trials["catch_type"] == "easy") & (trials["direction"] == "max")
+    easy = (trials["catch_type"] == "easy") & (trials["direction"] == EASY_CATCH_DIRECTION)
     return easy & (trials["alpha"] < trials["alpha_ceiling"])
 
 

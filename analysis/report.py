@@ -227,7 +227,8 @@ def _valid_draws_note(ranking: pd.DataFrame, pairwise: pd.DataFrame, n_boot: obj
     if not isinstance(n_boot, int) or n_boot < 1:
         return ""
     counts = [("p_best", int(ranking["n_valid_draws"].min()))] if ranking["estimable"].any() else []
-    counts += [(f"P({r['layer_a']} > {r['layer_b']})", int(r["n_valid_draws"])) for r in pairwise.to_dict("records")]
+    counts += [(f"P({r['layer_a']} > {r['layer_b']})", int(r["n_valid_draws"]))
+               for r in pairwise.to_dict("records")]
     few = [f"{name}: {n} of {n_boot}" for name, n in counts if n < MIN_VALID_SHARE * n_boot]
     if not few:
         return ""
@@ -273,8 +274,8 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
         "layer has the highest mean D, over the n_valid_draws draws in which every ranked layer has a mean "
         "D (a tie splits its draw equally). n_censored: D values that involve a threshold reported as a bound "
-        "(censored at its ceiling alpha_ceiling, or below the tested range); D is then a bound, and unknown (left out of "
-        "the mean) when its two bounds point opposite ways.</p>",
+        "(censored at its ceiling alpha_ceiling, or below the tested range); D is then a bound, and unknown "
+        "(left out of the mean) when its two bounds point opposite ways.</p>",
         "<h2>Ranking</h2>", _html_table(ranking), _estimability_note(ranking),
         _valid_draws_note(ranking, tables["pairwise.csv"], settings.get("bootstrap draws")),
         "<h2>Threshold flags</h2><p>Thresholds per layer and how many carry each flag. A D built on a "

@@ -16,10 +16,10 @@ what lets an interrupted session resume at the next trial).
 - Within a block every condition gets its trials for that visit plus catch
   trials, all shuffled together; target intervals are balanced per
   condition; the sign of e is random per trial. Easy catches cycle through
-  the block's :data:`EASY_DIRECTION` conditions (the most visible direction
-  of each layer; their amplitude rule is in :mod:`experiments.engine`), blank
-  catches (α = 0) through all its conditions; a block without a ``max``
-  condition gets only blank catches.
+  the block's ``max`` conditions (the most visible direction of each layer,
+  :data:`~eigdist_core.contract.EASY_CATCH_DIRECTION`; their amplitude rule
+  is in :mod:`experiments.engine`), blank catches (α = 0) through all its
+  conditions; a block without a ``max`` condition gets only blank catches.
 - Each session starts with a practice block (``is_practice``; not analysed).
 """
 
@@ -32,13 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, alpha_ceiling
+from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, EASY_CATCH_DIRECTION, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
 
-#: The direction easy catch trials show: a layer's most visible one, so that an amplitude far
-#: above its threshold estimate usually still lies below the item's ceiling.
-EASY_DIRECTION = "max"
 
 
 @dataclass(frozen=True)
@@ -272,7 +269,7 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
             trials += [dict(block=block_no, condition=cond, target_interval=t)
                        for t in _balanced_targets(per, n_alt, rng)]
         easy, blank = n_catch(config, len(trials))
-        pools = {"easy": [c for c in block_conds if c.direction == EASY_DIRECTION], "blank": block_conds}
+        pools = {"easy": [c for c in block_conds if c.direction == EASY_CATCH_DIRECTION], "blank": block_conds}
         if not pools["easy"]:  # nothing visible by construction: every catch is blank
             easy, blank = 0, easy + blank
         catch_types = ["easy"] * easy + ["blank"] * blank
