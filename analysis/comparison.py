@@ -85,7 +85,7 @@ def levels(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds: pd.Dat
         A trial whose item is not in the sensitivity table (naming its file and row), a table without the
         L2 baseline, a lab that mixes 2- and 3-alternative tasks.
     """
-    data = validate_trials(trials, alpha_max=None if "alpha_max" in trials else 1.0)  # the ceiling plays no part
+    data = validate_trials(trials, alpha_max=None if "alpha_ceiling" in trials else 1.0)  # the ceiling plays no part
     if "item_id" not in data:
         raise TrialDataError("trials lack column item_id; the comparison joins trials to the sensitivity table by it")
     known = set(sensitivities["item_id"])

@@ -5,6 +5,11 @@ says exactly what was left out: empty sessions (a trial file with only its
 header), practice trials, uncalibrated (``--pilot``) sessions, participants who
 failed the easy catch trials, and simulated observers when humans are present
 (never mixed unless asked for).
+
+The easy-catch score counts only the catches that are visible by
+construction (:func:`attention_catches`): a catch that a model-consistent
+observer cannot see (a ``min`` direction invisible below its ceiling) says
+nothing about attention and must not exclude anyone.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-from eigdist_core.errors import EigdistError
 
-from eigdist_core.contract import MISSING
+from eigdist_core.contract import EASY_CATCH_DIRECTION, MISSING
+from eigdist_core.errors import EigdistError
 
 from .load import session_of
 
@@ -35,7 +40,7 @@ class ExclusionRules:
         ``"auto"``: humans when any human rows exist, otherwise the simulated
         observers; ``"human"``, ``"simulated"`` or ``"all"`` (mix them).
     min_catch_accuracy
-        Participants whose easy-catch accuracy is below this are excluded.
+        Participants whose accuracy on :func:`attention_catches` is below this are excluded.
     """
 
     include_pilot: bool = False
@@ -49,6 +54,19 @@ class ExclusionRules:
             )
         if not 0.0 <= self.min_catch_accuracy <= 1.0:
             raise EigdistError(f"min_catch_accuracy must lie in [0, 1], got {self.min_catch_accuracy}")
+
+
+def attention_catches(trials: pd.DataFrame) -> pd.Series:
+    """Which rows are easy catches visible by construction: the ones the attention score uses.
+
+    An easy catch on a ``max`` direction whose α lies below the row's ``alpha_ceiling``: the
+    experiment showed ``easy_factor`` × a data-based threshold estimate there, far above
+    threshold (:mod:`experiments.engine`). An easy catch shown at the ceiling (no room above the
+    estimate, or no estimate yet) and, in files of the first format, one on a ``min`` or
+    ``random`` direction, may be invisible to an attentive observer and is not scored.
+    """
+    easy = (trials["catch_type"] == "easy") & (trials["direction"] == EASY_CATCH_DIRECTION)
+    return easy & (trials["alpha"] < trials["alpha_ceiling"])
 
 
 def _report(rows: pd.DataFrame, reason: str) -> pd.DataFrame:
@@ -101,8 +119,7 @@ def apply_exclusions(trials: pd.DataFrame, rules: ExclusionRules = ExclusionRule
         drop(~human, "simulated observer (kept apart from humans; include with --observers)")
     elif wanted == "simulated":
         drop(human, "human observer (analysing simulated observers only)")
-    easy = trials[trials["catch_type"] == "easy"]
-    accuracy = easy.groupby("participant")["correct"].mean()
+    accuracy = trials[attention_catches(trials)].groupby("participant")["correct"].mean()
     failed = accuracy.index[accuracy < rules.min_catch_accuracy]
     for participant in failed:
         drop(trials["participant"] == participant,

@@ -39,12 +39,12 @@ def load_manifest(folder: str | os.PathLike) -> dict:
 
 
 def condition_table(manifest: dict) -> pd.DataFrame:
-    """One row per item: condition key, ``item_id``, ``eigenvalue``, ``alpha_max`` (the α ceiling)."""
+    """One row per item: condition key, ``item_id``, ``eigenvalue``, ``alpha_ceiling`` (the α ceiling)."""
     set_alpha_max = float(manifest["alpha_max"])
     rows = [{**{k: item[k] for k in KEY}, "item_id": item["item_id"], "eigenvalue": item.get("eigenvalue"),
-             "alpha_max": alpha_ceiling(set_alpha_max, item.get("alpha_displayable_max"))}
+             "alpha_ceiling": alpha_ceiling(set_alpha_max, item.get("alpha_displayable_max"))}
             for item in manifest.get("items", [])]
-    table = pd.DataFrame(rows, columns=[*KEY, "item_id", "eigenvalue", "alpha_max"])
+    table = pd.DataFrame(rows, columns=[*KEY, "item_id", "eigenvalue", "alpha_ceiling"])
     table["eigenvalue"] = pd.to_numeric(table["eigenvalue"], errors="coerce")
     return table
 
@@ -91,11 +91,11 @@ def response_curves(manifest: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*KEY, "alpha", "distance"])
 
 
-def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
-                     table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
-    """Give every trial the ceiling of its track (an ``alpha_max`` column), from the best source at hand.
+def attach_ceiling(trials: pd.DataFrame, *, alpha_max: float | None = None,
+                   table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    """Give every trial the ceiling of its track (its ``alpha_ceiling``), from the best source at hand.
 
-    Order: ``alpha_max`` given; the ``alpha_ceiling`` each row recorded; for rows of the
+    Order: ``alpha_max`` given (one ceiling for every row); the ``alpha_ceiling`` each row recorded; for rows of the
     first format (no ``alpha_ceiling``), the stimulus set's ``table`` (:func:`condition_table`),
     else the largest α shown in the session (catch trials included), a fallback that the
     returned text says.
@@ -103,30 +103,31 @@ def attach_alpha_max(trials: pd.DataFrame, *, alpha_max: float | None = None,
     Returns
     -------
     trials, source
-        The trials with a float ``alpha_max`` column, and where it came from.
+        The trials with a float ``alpha_ceiling`` column, and where it came from.
     """
     trials = trials.copy()
     if alpha_max is not None:
         if not np.isfinite(alpha_max) or alpha_max <= 0:
             raise EigdistError(f"alpha_max must be a positive number, got {alpha_max}")
-        trials["alpha_max"] = float(alpha_max)
+        trials["alpha_ceiling"] = float(alpha_max)
         return trials, f"given: {alpha_max:g}"
     recorded = pd.to_numeric(trials["alpha_ceiling"], errors="coerce")
-    trials["alpha_max"] = recorded.astype(float)
+    trials["alpha_ceiling"] = recorded.astype(float)
     if recorded.notna().all():
         return trials, "alpha_ceiling recorded on each trial row"
     if table is not None:
-        merged = trials.merge(table[[*KEY, "alpha_max"]].rename(columns={"alpha_max": "_set"}), on=KEY, how="left")
-        lacking = merged["alpha_max"].isna()
+        merged = trials.merge(table[[*KEY, "alpha_ceiling"]].rename(columns={"alpha_ceiling": "_set"}), on=KEY,
+                              how="left")
+        lacking = merged["alpha_ceiling"].isna()
         if merged.loc[lacking, "_set"].isna().any():
             row = merged[lacking & merged["_set"].isna()].iloc[0]
             raise EigdistError(f"{row['source_file']}, row {row['source_line']}: condition "
                              f"{tuple(row[KEY])} is not an item of the stimulus set")
-        merged["alpha_max"] = merged["alpha_max"].fillna(merged["_set"])
+        merged["alpha_ceiling"] = merged["alpha_ceiling"].fillna(merged["_set"])
         return merged.drop(columns="_set"), ("alpha_ceiling of each row; the stimulus set's ceilings for rows "
                                              "of the first format")
     fallback = trials.groupby(["participant", "session"])["alpha"].transform("max")
-    trials["alpha_max"] = trials["alpha_max"].fillna(fallback)
+    trials["alpha_ceiling"] = trials["alpha_ceiling"].fillna(fallback)
     return trials, "fallback for rows without alpha_ceiling: largest alpha shown in each session (give --stimuli)"
 
 

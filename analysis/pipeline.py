@@ -17,7 +17,7 @@ from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
 from eigdist_core.errors import EigdistError
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
-                     "ci_low", "ci_high", "log10_threshold", "censored", "below_range", "alpha_max", "n_trials",
+                     "ci_low", "ci_high", "log10_threshold", "censored", "below_range", "alpha_ceiling", "n_trials",
                      "converged", "flags", "not_estimable", "few_trials", "slope_at_bound", "poor_fit", "gof_p",
                      "fitter"]
 FITTERS = ("eigdist", "psignifit")
@@ -66,13 +66,14 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     files = load_trial_files(paths)
     trials = files.trials
     stimuli.check_sets(trials, manifest, settings.stimuli)
+    table = stimuli.condition_table(manifest) if manifest else None
+    # the ceilings first: the easy-catch score needs them (analysis.exclusions.attention_catches)
+    trials, ceiling_source = stimuli.attach_ceiling(trials, alpha_max=settings.alpha_max, table=table)
+    check_alpha_ceiling(trials, "alpha_ceiling", f" from {ceiling_source}")
     kept, excluded = apply_exclusions(trials, settings.exclusions, files.empty)
     if kept.empty:
         raise EigdistError(f"no trials left after exclusions ({len(trials)} read); see the reasons: "
                          + "; ".join(sorted(set(excluded["reason"]))))
-    table = stimuli.condition_table(manifest) if manifest else None
-    kept, ceiling_source = stimuli.attach_alpha_max(kept, alpha_max=settings.alpha_max, table=table)
-    check_alpha_ceiling(kept, "alpha_max", f" from {ceiling_source}")
     if settings.fitter == "psignifit":
         from .psignifit_fit import fit_thresholds_psignifit
 
@@ -94,7 +95,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         "below-range thresholds": int(fits["below_range"].sum()),
         "censored thresholds": int(fits["censored"].sum()),
         **{f"thresholds flagged {f}": int(flags[f].iloc[-1]) for f in QUALITY_FLAGS + ("not_estimable",)},
-        "alpha_max source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
+        "alpha_ceiling source": ceiling_source, **{f"fit.{k}": v for k, v in asdict(settings.fit).items()},
         **{f"exclusions.{k}": v for k, v in asdict(settings.exclusions).items()},
         "bootstrap draws": settings.n_boot, "seed": settings.seed, "stimuli": settings.stimuli,
         "model comparison": status, "extra models": ", ".join(settings.models),

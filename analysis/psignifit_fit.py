@@ -11,14 +11,14 @@ matched to the maximum-likelihood fitter:
   likelihood is the same binomial one;
 * ``thresh_PC = 0.5``: psignifit's threshold is where its sigmoid is ½, the
   midpoint between guess and 1 − λ, which is our criterion;
-* ``stimulus_range`` = [lowest α shown, alpha_max] in ln α: psignifit's
+* ``stimulus_range`` = [lowest α shown, alpha_ceiling] in ln α: psignifit's
   default priors (threshold, width) are set from it.
 
 ``threshold_fit`` is the MAP threshold, ``ci_low``/``ci_high`` the 95 %
 credible interval. The data-level checks are the maximum-likelihood fitter's
 and the same for both fitters: validation, ``few_trials``, the deviance
 test (``gof_p``, ``poor_fit``) and the censoring test (the likelihood ratio
-at alpha_max; a MAP threshold at or above alpha_max is censored too), so both
+at the ceiling; a MAP threshold at or above alpha_ceiling is censored too), so both
 feed the ranking the same bounds. ``slope_at_bound`` does not apply (the
 prior keeps the width inside its range) and is false. A condition tested at
 one α only is not given to psignifit (it refuses it): it is a bound where the
@@ -108,7 +108,7 @@ def fit_thresholds_psignifit(trials: pd.DataFrame, alpha_max: float | None = Non
     for counts in data:
         counts[:, 0] = np.log(counts[:, 0])
     lowest = np.array([np.exp(c[:, 0].min()) for c in data])
-    ceiling = ml["alpha_max"].to_numpy(dtype=float)
+    ceiling = ml["alpha_ceiling"].to_numpy(dtype=float)
     ranges = [(float(np.log(lo)), float(np.log(max(hi, lo * 1.01)))) for lo, hi in zip(lowest, ceiling)]
     tasks = [(i, data[i:i + chunk], list(conditions["n_alternatives"][i:i + chunk]), ranges[i:i + chunk],
               options.function, options.max_lapse) for i in range(0, len(data), chunk)]

@@ -22,10 +22,10 @@ Per condition it also reports
   its bound), ``poor_fit`` (``gof_p`` < ``poor_fit_p``), ``unconverged``,
   ``not_estimable`` (see below), and the bounds ``censored`` / ``below_range``.
 
-Censoring: a threshold is censored (reported as alpha_max) when the fit puts it
-at or above alpha_max, or when the data cannot rule that out (the profile
-interval reaches alpha_max: the best fit with the threshold at alpha_max or
-beyond is not worse by χ²₁(95 %) = 3.84). A fitted threshold below the lowest
+Censoring: a threshold is censored (reported as its condition's ceiling
+``alpha_ceiling``) when the fit puts it at or above the ceiling, or when the data
+cannot rule that out (the profile interval reaches the ceiling: the best fit with
+the threshold at the ceiling or beyond is not worse by χ²₁(95 %) = 3.84). A fitted threshold below the lowest
 tested α is flagged ``below_range`` and reported as that α (an upper bound).
 A condition tested at a single α whose threshold is neither kind of bound is
 ``not_estimable``: its threshold is NaN, and it enters no D.
@@ -53,6 +53,10 @@ SPREAD_BOUNDS = {"weibull": (np.log(1.0), np.log(10.0)), "lognormal": (np.log(0.
 SLOPE_PRIOR = {"weibull": (np.log(3.0), 0.5), "lognormal": (np.log(0.4), 0.5)}
 #: Columns the fits need.
 FIT_COLUMNS = (*TRACK_KEY, "alpha", "correct", "n_alternatives", "is_catch")
+#: The per-condition α ceiling (the track's maximum, min of the set's alpha_max and the item's
+#: alpha_displayable_max) in trial rows, thresholds.csv and fits.csv; LEGACY_CEILING is its first name.
+CEILING = "alpha_ceiling"
+LEGACY_CEILING = "alpha_max"
 #: Quality flags of a threshold, in the order ``flags`` lists them.
 FLAGS = ("not_estimable", "censored", "below_range", "few_trials", "slope_at_bound", "poor_fit", "unconverged")
 #: Flags that question a threshold's value (bounds are handled by the ranking): a D built on one
@@ -186,10 +190,14 @@ def validate_trials(trials: pd.DataFrame, alpha_max: float | None = None) -> pd.
         "an integer >= 2 (the guess rate 1 / n_alternatives must be below 1)").astype(int)
     if alpha_max is not None and not (np.isfinite(alpha_max) and alpha_max > 0):
         raise TrialDataError(f"alpha_max must be a finite number > 0, got {alpha_max!r}")
-    if "alpha_max" in data:
-        data["alpha_max"] = _number_column(data, "alpha_max", lambda v: v > 0, "a finite number > 0")
-    elif alpha_max is None:
-        raise TrialDataError("alpha_max is unknown: give it, or an alpha_max column in the trials")
+    if CEILING not in data and LEGACY_CEILING in data:  # tables of the first format
+        data = data.rename(columns={LEGACY_CEILING: CEILING})
+    if CEILING not in data and alpha_max is None:
+        raise TrialDataError(f"the α ceiling is unknown: give alpha_max, or an {CEILING} column in the trials")
+    if alpha_max is not None:  # fills the rows that recorded no ceiling
+        recorded = pd.to_numeric(data[CEILING], errors="coerce") if CEILING in data else np.nan
+        data[CEILING] = pd.Series(recorded, index=data.index, dtype=float).fillna(float(alpha_max))
+    data[CEILING] = _number_column(data, CEILING, lambda v: v > 0, "a finite number > 0")
     return data
 
 
@@ -201,9 +209,8 @@ def pool_levels(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         bad = alts[alts > 1].index[0]
         raise TrialDataError(f"condition {dict(zip(keys, bad))} mixes 2- and 3-alternative trials; "
                              "fit them as separate conditions")
-    extra = {"alpha_max": ("alpha_max", "max")} if "alpha_max" in data else {}
     conditions = data.groupby(keys, sort=True).agg(
-        n_alternatives=("n_alternatives", "first"), n_trials=("correct", "size"), **extra
+        n_alternatives=("n_alternatives", "first"), n_trials=("correct", "size"), **{CEILING: (CEILING, "max")}
     ).reset_index()
     levels = data.groupby(keys + ["alpha"], sort=True).agg(
         n=("correct", "size"), k=("correct", "sum")
@@ -223,7 +230,7 @@ def _batch(conditions: pd.DataFrame, levels: pd.DataFrame, options: FitOptions) 
     k[cond, slot] = levels["k"].to_numpy()
     guess = 1.0 / conditions["n_alternatives"].to_numpy(dtype=float)
     x_lo = np.where(n > 0, x, np.inf).min(axis=1)
-    x_hi = np.maximum(np.where(n > 0, x, -np.inf).max(axis=1), np.log(conditions["alpha_max"].to_numpy()))
+    x_hi = np.maximum(np.where(n > 0, x, -np.inf).max(axis=1), np.log(conditions[CEILING].to_numpy()))
     lo_s, hi_s = SPREAD_BOUNDS[options.function]
     lower = np.stack([x_lo - 3.0, np.full(c, lo_s), np.zeros(c)], axis=1)
     upper = np.stack([x_hi + 3.0, np.full(c, hi_s), np.full(c, options.max_lapse)], axis=1)
@@ -273,7 +280,7 @@ class _Placement:
     fitted
         The fit's own threshold.
     ceiling
-        alpha_max of each condition.
+        alpha_ceiling of each condition.
     lowest
         The lowest tested α.
     n_levels
@@ -332,7 +339,7 @@ def _place_thresholds(batch: fitting.Batch, fit: _Fitted, ceiling: np.ndarray, m
     fit
         Its fit (:func:`_fit_conditions`).
     ceiling
-        alpha_max of each condition.
+        alpha_ceiling of each condition.
     max_iter
         Iterations of the refit with the threshold held at or above the ceiling.
 
@@ -345,7 +352,7 @@ def _place_thresholds(batch: fitting.Batch, fit: _Fitted, ceiling: np.ndarray, m
     n_levels = (batch.n > 0).sum(axis=1)
     above = fitting.held_threshold(batch, fit.theta, np.log(ceiling), max_iter, at_least=True)
     # censored also when the data cannot rule the ceiling out: the best fit with the threshold at
-    # alpha_max or beyond is not worse by χ²₁(95 %)
+    # the ceiling or beyond is not worse by χ²₁(95 %)
     censored = (fitted >= ceiling) | (2 * (fit.objective - above) < fitting.CHI2_95)
     below = ~censored & (fitted < lowest)
     estimable = (n_levels >= 2) | censored | below
@@ -499,10 +506,11 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     ----------
     trials
         Trial rows (after exclusions); catch trials are skipped. Needs the
-        columns of :data:`FIT_COLUMNS`; an ``alpha_max`` column, where present,
-        gives each condition's ceiling.
+        columns of :data:`FIT_COLUMNS`; an ``alpha_ceiling`` column (the α
+        ceiling each trial's track used; ``alpha_max``, its first name, is read
+        too), where present, gives each condition's ceiling.
     alpha_max
-        The ceiling when the rows carry no ``alpha_max`` column.
+        The ceiling of the rows that recorded none (the set's ``alpha_max``).
     options
         Function, slopes, lapse bound, prior, bootstrap draws, flag thresholds.
 
@@ -510,7 +518,7 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     -------
     pandas.DataFrame
         One row per condition: the condition columns, ``n_alternatives``,
-        ``n_trials``, ``alpha_max``, ``guess``, ``threshold`` (alpha_max where
+        ``n_trials``, ``alpha_ceiling``, ``guess``, ``threshold`` (alpha_ceiling where
         censored, the lowest tested α where below_range, NaN where not
         estimable), ``ci_low``/``ci_high`` (95 % profile-likelihood interval;
         0 / inf where unbounded), ``log10_threshold``, the boolean flags of
@@ -525,11 +533,9 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
         For input the fits cannot use (see :func:`validate_trials`).
     """
     conditions, levels = pool_levels(validate_trials(trials, alpha_max))
-    if "alpha_max" not in conditions:
-        conditions["alpha_max"] = float(alpha_max)
     batch = _batch(conditions, levels, options)
     fit = _fit_conditions(batch, conditions["participant"], options)
-    place = _place_thresholds(batch, fit, conditions["alpha_max"].to_numpy(dtype=float), options.max_iter)
+    place = _place_thresholds(batch, fit, conditions[CEILING].to_numpy(dtype=float), options.max_iter)
     ci_low, ci_high = _threshold_intervals(batch, fit, place.censored, options)
     gof_p = _gof_p(batch, fit, options)
     out = conditions.assign(guess=batch.guess, **_threshold_columns(place, ci_low, ci_high),

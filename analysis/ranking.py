@@ -4,25 +4,31 @@ D = log10 T_min − log10 T_max per participant × image × (model, layer,
 weights); the control D_random = log10 T_random − log10 T_max.
 
 Censored thresholds are replaced by the end of the tested range and are bounds:
-``censored`` (never passed threshold below alpha_max) means T ≥ alpha_max,
+``censored`` (never passed threshold below its ceiling) means T ≥ alpha_ceiling,
 ``below_range`` (above threshold at every tested α) means T ≤ the lowest α.
 A bound on T_a or T_b in D = log T_a − log T_b is a bound on D, in the
 direction its sign gives:
 
 * T_min ≥ (or T_max ≤) → D is a **lower** bound (the layer is at least this good);
 * T_max ≥ (or T_min ≤) → D is an **upper** bound;
-* a lower and an upper bound at once (e.g. both censored at alpha_max) → D is
+* a lower and an upper bound at once (e.g. both censored at their ceilings) → D is
   **unknown**: left out of the means, flagged and counted.
 
 Every D derived from a bounded threshold is kept in ``d.csv`` with its
 ``bound`` and counted in ``n_censored``. Bounds enter the means at their
-value, so a layer whose min direction stayed invisible at alpha_max is
+value, so a layer whose min direction stayed invisible at its ceiling is
 understated, never overstated (a conservative ranking).
 
 Uncertainty: a two-level cluster bootstrap, participants resampled with
 replacement, then each drawn participant's images with replacement. All layers
 share every draw, so paired differences and P(rank first) come from the same
 draws. Fully vectorised: ``(draws, layers)`` means from one gather.
+
+P(best) and P(D_a > D_b) count only the draws where they are defined: a draw
+in which a compared layer has no mean (none of its drawn participant × image
+cells holds a D) says nothing about the order and is left out; a tie splits
+its credit equally among the tied layers (:func:`win_shares`). The number of
+draws used is reported (``n_valid_draws``).
 
 Flags: a D that involves a threshold flagged few_trials, slope_at_bound,
 poor_fit or unconverged is kept (the flag questions its precision, not its
@@ -49,9 +55,12 @@ from eigdist_core.errors import EigdistError
 LAYER = ["model", "layer", "weights"]
 #: model/layer/weights of the pooled random-direction control row in ``control``.
 ALL = "(all layers)"
-RANKING_COLUMNS = ["model", "layer", "weights", "D", "ci_low", "ci_high", "rank", "p_best",
+RANKING_COLUMNS = ["model", "layer", "weights", "D", "ci_low", "ci_high", "rank", "p_best", "n_valid_draws",
                    "n_participants", "n_images", "n_censored", "n_flagged", "estimable"]
-
+PAIRWISE_COLUMNS = [f"{c}_{s}" for s in "ab" for c in LAYER] + [
+    "diff", "ci_low", "ci_high", "p_greater", "n_valid_draws"]
+#: Below this share of valid draws the report says that P(best) rests on few draws.
+MIN_VALID_SHARE = 0.9
 
 
 def _bound(a_above: np.ndarray, a_below: np.ndarray, b_above: np.ndarray, b_below: np.ndarray) -> np.ndarray:
@@ -209,8 +218,10 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     -------
     BootstrapResult
         ``ranking`` (docs/formats.md columns, best first, then ``n_flagged`` and
-        ``estimable``; not-estimable layers last, without rank or p_best), ``pairwise`` (every pair,
-        ``a`` ranked above ``b``: diff = D_a − D_b, its CI, P(D_a > D_b)),
+        ``estimable``; not-estimable layers last, without rank or p_best; p_best over the
+        ``n_valid_draws`` draws in which every ranked layer has a mean, ties split),
+        ``pairwise`` (every pair, ``a`` ranked above ``b``: diff = D_a − D_b, its CI,
+        P(D_a > D_b) over the draws in which both have a mean, ties counted ½),
         ``control`` (D_random per layer with CI, same order, then a row pooling
         every layer, named :data:`ALL`), and the draws.
     """
@@ -226,9 +237,11 @@ def rank_layers(d: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> Bootst
     index, shape = (li, pi, ii), (len(layers), len(participants), len(images))
     ranking, draws = _summary(d, "D", layers, index, shape, n_boot, seed)
     control, _ = _summary(d, "D_random", layers, index, shape, n_boot, seed)
-    best = np.argmax(np.where(np.isnan(draws), -np.inf, draws), axis=1)
     estimable = ranking["estimable"].to_numpy()
-    ranking["p_best"] = np.where(estimable, np.bincount(best, minlength=len(layers)) / n_boot, np.nan)
+    shares, n_valid = win_shares(draws[:, estimable])
+    ranking["p_best"] = np.nan
+    ranking.loc[estimable, "p_best"] = shares
+    ranking["n_valid_draws"] = n_valid
     ranking["rank"] = ranking["D"].where(estimable).rank(ascending=False, method="min").astype("Int64")
     order = np.argsort(ranking["rank"].fillna(len(layers) + 1).to_numpy(), kind="stable")
     ranking = ranking.iloc[order].reset_index(drop=True)[RANKING_COLUMNS]
@@ -262,18 +275,42 @@ def flag_summary(thresholds: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_layer, total], ignore_index=True)
 
 
+def win_shares(draws: np.ndarray) -> tuple[np.ndarray, int]:
+    """P(each column has the highest mean) over the draws where every column has one.
+
+    Parameters
+    ----------
+    draws
+        ``(n_boot, k)`` bootstrap means; NaN where a draw holds no value of that column.
+
+    Returns
+    -------
+    shares, n_valid
+        ``shares[j]`` = Σ over valid draws of 1/|ties| if column j is among the |ties|
+        columns at the draw's maximum (else 0), divided by ``n_valid``, the number of
+        draws in which all k columns are finite; NaN when no draw is valid. The
+        shares sum to 1.
+    """
+    valid = draws[np.isfinite(draws).all(axis=1)]
+    if not len(valid):
+        return np.full(draws.shape[1], np.nan), 0
+    top = valid == valid.max(axis=1, keepdims=True)
+    return (top / top.sum(axis=1, keepdims=True)).mean(axis=0), len(valid)
+
+
 def _pairwise(ranking: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
     rows = []
     ranked = int(ranking["estimable"].sum())  # estimable layers come first
     for a in range(ranked):
         for b in range(a + 1, ranked):
             diff = draws[:, a] - draws[:, b]
-            lo, hi = np.nanpercentile(diff, [2.5, 97.5])
+            diff = diff[np.isfinite(diff)]
+            lo, hi = np.percentile(diff, [2.5, 97.5]) if len(diff) else (np.nan, np.nan)
+            shares, n_valid = win_shares(draws[:, [a, b]])
             ra, rb = ranking.iloc[a], ranking.iloc[b]
             rows.append({
                 **{f"{c}_a": ra[c] for c in LAYER}, **{f"{c}_b": rb[c] for c in LAYER},
                 "diff": ra["D"] - rb["D"], "ci_low": lo, "ci_high": hi,
-                "p_greater": float(np.mean(diff > 0)),
+                "p_greater": shares[0], "n_valid_draws": n_valid,
             })
-    columns = [f"{c}_a" for c in LAYER] + [f"{c}_b" for c in LAYER] + ["diff", "ci_low", "ci_high", "p_greater"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)

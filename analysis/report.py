@@ -21,7 +21,7 @@ from eigdist_core.io import atomic_write_bytes
 from eigdist_core.plots import save_figure as _save_png
 
 from .psychometric import FLAGS, QUALITY_FLAGS, psychometric
-from .ranking import ALL, LAYER
+from .ranking import ALL, LAYER, MIN_VALID_SHARE
 
 DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
 MAX_CURVES = 40  # fitted curves drawn per panel
@@ -222,6 +222,21 @@ def _estimability_note(ranking: pd.DataFrame) -> str:
             f"image; left out of the ranks and p_best): {html.escape(names)}</p>")
 
 
+def _valid_draws_note(ranking: pd.DataFrame, pairwise: pd.DataFrame, n_boot: object) -> str:
+    """A warning when P(best) or a P(D_a > D_b) rests on fewer than MIN_VALID_SHARE of the draws."""
+    if not isinstance(n_boot, int) or n_boot < 1:
+        return ""
+    counts = [("p_best", int(ranking["n_valid_draws"].min()))] if ranking["estimable"].any() else []
+    counts += [(f"P({r['layer_a']} > {r['layer_b']})", int(r["n_valid_draws"]))
+               for r in pairwise.to_dict("records")]
+    few = [f"{name}: {n} of {n_boot}" for name, n in counts if n < MIN_VALID_SHARE * n_boot]
+    if not few:
+        return ""
+    return (f"<p><b>Few valid bootstrap draws</b> (fewer than {MIN_VALID_SHARE:.0%} of the draws have a mean D "
+            "for every layer compared; the probabilities use only those draws): "
+            f"{html.escape('; '.join(few))}</p>")
+
+
 def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
                  figures: Mapping[str, Figure | None], settings: Mapping[str, object],
                  exclusions: pd.DataFrame, sections: Sequence[tuple[str, Mapping[str, Figure | None]]] = (),
@@ -264,10 +279,12 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         f"<b>Fitter:</b> {html.escape(str(settings.get('fitter', 'eigdist')))}.</p>",
         "<p>D = log10 T_min − log10 T_max per participant × image; higher is better. CIs: two-level "
         "cluster bootstrap (participants, then images). p_best: share of bootstrap draws in which the "
-        "layer has the highest mean D. n_censored: D values that involve a threshold reported as a bound "
-        "(censored at alpha_max, or below the tested range); D is then a bound, and unknown (left out of "
-        "the mean) when its two bounds point opposite ways.</p>",
+        "layer has the highest mean D, over the n_valid_draws draws in which every ranked layer has a mean "
+        "D (a tie splits its draw equally). n_censored: D values that involve a threshold reported as a bound "
+        "(censored at its ceiling alpha_ceiling, or below the tested range); D is then a bound, and unknown "
+        "(left out of the mean) when its two bounds point opposite ways.</p>",
         "<h2>Ranking</h2>", _html_table(ranking), _estimability_note(ranking),
+        _valid_draws_note(ranking, tables["pairwise.csv"], settings.get("bootstrap draws")),
         "<h2>Threshold flags</h2><p>Thresholds per layer and how many carry each flag. A D built on a "
         "threshold flagged few_trials, slope_at_bound, poor_fit or unconverged stays in the mean and is "
         "counted in the ranking's n_flagged; not-estimable thresholds enter no D.</p>",

@@ -16,6 +16,10 @@ TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
 
 #: ``catch_type`` values in memory: easy and blank catch trials, "" on ordinary trials (``n/a`` in a file).
 CATCH_TYPES = ("easy", "blank", "")
+#: The direction easy catch trials show: a layer's most visible one, so that an amplitude far above
+#: its threshold estimate usually still lies below the item's ceiling (docs/experiment.md). Only easy
+#: catches on it, below the ceiling, are scored for attention.
+EASY_CATCH_DIRECTION = "max"
 
 #: The values a display can show: 0 → Lmin, 1 → Lmax of the monitor (per gun for colour).
 DISPLAY_RANGE = (0.0, 1.0)

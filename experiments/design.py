@@ -6,14 +6,20 @@ session number, so the same inputs always give the same trials (which is
 what lets an interrupted session resume at the next trial).
 
 - Conditions: one per manifest item, keyed by ``image_id, model, layer,
-  weights, direction`` (docs/formats.md); each has its own ``alpha_max`` =
-  min(the set's ``alpha_max``, the item's ``alpha_displayable_max``).
-- Blocks: one per image and visit; the image order is a row of a balanced
-  (Williams) Latin square chosen by the participant's number, blocks are cut
-  into sessions of ``images_per_session``.
+  weights, direction`` (docs/formats.md); each has its own ``alpha_ceiling`` =
+  min(the set's ``alpha_max``, the item's ``alpha_displayable_max``), the
+  maximum of its track.
+- Blocks: one per image and visit; the image order is a row of a Williams
+  design (:func:`latin_square_row`: n rows for an even number n of images, 2n
+  for odd n) chosen by the participant's number, blocks are cut into sessions
+  of ``images_per_session``.
 - Within a block every condition gets its trials for that visit plus catch
-  trials (easy and blank), all shuffled together; target intervals are
-  balanced per condition; the sign of e is random per trial.
+  trials, all shuffled together; target intervals are balanced per
+  condition; the sign of e is random per trial. Easy catches cycle through
+  the block's ``max`` conditions (the most visible direction of each layer,
+  :data:`~eigdist_core.contract.EASY_CATCH_DIRECTION`; their amplitude rule
+  is in :mod:`experiments.engine`), blank catches (α = 0) through all its
+  conditions; a block without a ``max`` condition gets only blank catches.
 - Each session starts with a practice block (``is_practice``; not analysed).
 """
 
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, alpha_ceiling
+from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, EASY_CATCH_DIRECTION, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
 from eigdist_core.errors import EigdistError
@@ -44,7 +50,7 @@ class Condition:
     direction: str
     item_id: str
     eigenvalue: float | None
-    alpha_max: float
+    alpha_ceiling: float
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -128,7 +134,7 @@ def conditions(manifest: dict) -> list[Condition]:
         cond = Condition(
             image_id=item["image_id"], model=item["model"], layer=item["layer"], weights=item["weights"],
             direction=item["direction"], item_id=item["item_id"], eigenvalue=item.get("eigenvalue"),
-            alpha_max=ceiling,
+            alpha_ceiling=ceiling,
         )
         if cond.key in seen:
             raise EigdistError(
@@ -159,11 +165,19 @@ def stable_int(*parts: Any) -> int:
     return int(hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
-def latin_square_row(n: int, row: int) -> list[int]:
-    """Row ``row`` (mod n) of a balanced Latin square of order n (Williams design).
+def latin_square_rows(n: int) -> int:
+    """Rows in one cycle of the Williams design of order n: n for even n, 2n for odd n."""
+    return n if n % 2 == 0 else 2 * n
 
-    Over n consecutive rows each position holds each index once; for even n
-    each index also follows each other once (first-order carry-over balance).
+
+def latin_square_row(n: int, row: int) -> list[int]:
+    """Row ``row`` of a Williams design of order n (a carry-over balanced Latin square).
+
+    Row r < n is the cyclic shift by r of 0, n−1, 1, n−2, 2, …; for odd n, rows
+    n … 2n−1 are those rows reversed. Over one cycle of :func:`latin_square_rows`
+    consecutive rows (``row`` is taken modulo it), each position holds each index
+    equally often and each index is followed by each other index equally often
+    (once for even n, twice for odd n): first-order carry-over balance.
     """
     first, low, high = [], 0, n - 1
     for i in range(n):
@@ -173,7 +187,9 @@ def latin_square_row(n: int, row: int) -> list[int]:
         else:
             first.append(high)
             high -= 1
-    return [(f + row) % n for f in first]
+    row %= latin_square_rows(n)
+    order = [(f + row) % n for f in first]
+    return order if row < n else order[::-1]
 
 
 def schedule(manifest: dict, config: ExperimentConfig, participant: str) -> list[list[tuple[str, int]]]:
@@ -254,12 +270,18 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
             trials += [dict(block=block_no, condition=cond, target_interval=t)
                        for t in _balanced_targets(per, n_alt, rng)]
         easy, blank = n_catch(config, len(trials))
+        pools = {"easy": [c for c in block_conds if c.direction == EASY_CATCH_DIRECTION], "blank": block_conds}
+        if not pools["easy"]:  # nothing visible by construction: every catch is blank
+            easy, blank = 0, easy + blank
         catch_types = ["easy"] * easy + ["blank"] * blank
         catch_targets = _balanced_targets(len(catch_types), n_alt, rng)
-        cycle = list(rng.permutation(len(block_conds))) if block_conds else []
-        for i, (kind, target) in enumerate(zip(catch_types, catch_targets)):
-            trials.append(dict(block=block_no, condition=block_conds[cycle[i % len(cycle)]],
+        cycles = {kind: list(rng.permutation(len(pool))) for kind, pool in pools.items()}
+        shown = dict.fromkeys(pools, 0)
+        for kind, target in zip(catch_types, catch_targets):
+            cycle = cycles[kind]
+            trials.append(dict(block=block_no, condition=pools[kind][cycle[shown[kind] % len(cycle)]],
                                target_interval=target, is_catch=True, catch_type=kind))
+            shown[kind] += 1
         planned += [trials[i] for i in rng.permutation(len(trials))]
 
     signs = np.random.default_rng([config.seed, stable_int(participant), session, 10**6]).choice(

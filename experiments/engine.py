@@ -10,9 +10,18 @@ asks its responder, and calls ``engine.record(trial, stim, response, ...)``;
 Tracks carry over sessions: each is rebuilt (:func:`~experiments.staircase.rebuild_track`)
 from the participant's earlier rows of the same stimulus set and condition,
 then from the rows already written in this session. Catch and practice
-trials never update a track. An easy catch shows
-``min(alpha_max, easy_factor × the track's threshold estimate)``; practice
-shows ``practice_alpha_ratio × alpha_max``.
+trials never update a track. Practice shows ``practice_alpha_ratio × the
+ceiling``.
+
+Easy catch trials measure attention, so they show only what is visible by
+construction (:meth:`TrialEngine.alpha`): on a ``max`` condition (the plan puts
+them there), α = ``easy_factor`` × the track's threshold estimate, provided the
+track has seen at least :data:`EASY_MIN_TRIALS` trials (the estimate rests on
+data, not on the prior) and that α lies below the item's ceiling (there is room
+above the threshold). Otherwise the trial shows the ceiling itself: it is still
+a catch trial for the observer, but α = ``alpha_ceiling`` marks it as not
+visible by construction, and :func:`analysis.exclusions.attention_catches`
+leaves it out of the easy-catch score.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ from .observers import Responder, Response, Stimuli
 from .readings_rules import check_additivity
 from .staircase import Track, rebuild_track
 from eigdist_core.errors import EigdistError
+
+#: Tracked trials a condition's track needs before an easy catch trusts its threshold estimate.
+EASY_MIN_TRIALS = 10
+
 
 class StimulusSource(Protocol):
     """A stimulus set as the engine needs it; ``eigdist_core.stimulus_set.StimulusSet`` is one."""
@@ -118,7 +131,7 @@ class TrialEngine:
         """The condition's track, rebuilt from its saved trials on first use."""
         if condition.key not in self.tracks:
             self.tracks[condition.key] = rebuild_track(
-                self.config.track_kind, condition.alpha_max, self.config.n_alternatives,
+                self.config.track_kind, condition.alpha_ceiling, self.config.n_alternatives,
                 self._history.get(condition.key, []),
                 seed=stable_int(self.config.seed, *condition.key), **self.config.track_options,
             )
@@ -129,14 +142,16 @@ class TrialEngine:
         return iter(self.plan.trials[self.done:])
 
     def alpha(self, trial: Trial) -> float:
-        """The amplitude a trial shows."""
+        """The amplitude a trial shows (blank 0; practice and easy catches as the module says)."""
         cond = trial.condition
         if trial.catch_type == "blank":
             return 0.0
         if trial.is_practice:
-            return self.config.practice_alpha_ratio * cond.alpha_max
+            return self.config.practice_alpha_ratio * cond.alpha_ceiling
         if trial.catch_type == "easy":
-            return min(cond.alpha_max, self.config.easy_factor * self.track(cond).threshold_estimate())
+            track = self.track(cond)
+            alpha = self.config.easy_factor * track.threshold_estimate()
+            return alpha if track.n_trials >= EASY_MIN_TRIALS and alpha < cond.alpha_ceiling else cond.alpha_ceiling
         return self.track(cond).next_alpha()
 
     def stimuli(self, trial: Trial) -> Stimuli:
@@ -178,7 +193,7 @@ class TrialEngine:
             "target_interval": trial.target_interval, "response": response.interval, "rt": response.rt,
             "clipped_pixels": int(((target < lo) | (target > hi)).sum()),
             "repr_distance": response.repr_distance, "stim_sha256": sha256_bytes(target.tobytes()),
-            "set_id": self.set_id, "alpha_ceiling": cond.alpha_max, "seed": self.config.seed,
+            "set_id": self.set_id, "alpha_ceiling": cond.alpha_ceiling, "seed": self.config.seed,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             **self.constants, **extra,
         }

@@ -229,7 +229,7 @@ def test_sidecar_describes_every_column(tmp_path):
 def test_rows_record_set_and_the_ceiling_their_track_used(tmp_path):
     engine = run_session(tmp_path)
     rows = read_trials(session_paths(tmp_path, "P01", 1).trials)
-    ceilings = {t.condition.key: t.condition.alpha_max for t in engine.plan.trials}
+    ceilings = {t.condition.key: t.condition.alpha_ceiling for t in engine.plan.trials}
     assert all(r["set_id"] == SET_ID for r in rows)
     assert all(r["alpha_ceiling"] == ceilings[tuple(r[k] for k in
                ("image_id", "model", "layer", "weights", "direction"))] == 0.8 for r in rows)

@@ -8,7 +8,7 @@ import pytest
 
 from experiments.datafile import read_trials, session_paths
 from experiments.design import (
-    conditions, frame_sequence, latin_square_row, participant_number, plan_session, schedule,
+    conditions, frame_sequence, latin_square_row, latin_square_rows, participant_number, plan_session, schedule,
 )
 from tests.trial_fixtures import IMAGES, make_manifest, run_session, small_config
 
@@ -17,7 +17,7 @@ def test_conditions_follow_manifest():
     conds = conditions(make_manifest())
     assert len(conds) == 3 * 2 * 3
     assert conds[0].key == ("parrot", "resnet18", "conv1", "random:0", "max")
-    assert all(c.alpha_max == 0.8 for c in conds)  # min(set alpha_max, alpha_displayable_max)
+    assert all(c.alpha_ceiling == 0.8 for c in conds)  # min(set alpha_max, alpha_displayable_max)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -34,14 +34,19 @@ def test_bad_manifest_is_named(change, message):
         conditions(manifest)
 
 
-@pytest.mark.parametrize("n", [3, 4, 6])
-def test_latin_square(n):
-    rows = [latin_square_row(n, r) for r in range(n)]
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
+def test_latin_square_is_carry_over_balanced_over_one_cycle(n):
+    """Williams: over one cycle (n rows for even n, 2n for odd n) every ordered pair of images is
+    adjacent equally often and every image holds every position equally often. For odd n the n
+    cyclic rows alone are not balanced (n = 3: 0→2 twice, 0→1 never)."""
+    cycle = latin_square_rows(n)
+    assert cycle == (n if n % 2 == 0 else 2 * n)
+    rows = [latin_square_row(n, r) for r in range(cycle)]
     assert all(sorted(row) == list(range(n)) for row in rows)
-    assert all(sorted(col) == list(range(n)) for col in zip(*rows))  # each image once per position
-    if n % 2 == 0:  # Williams: each ordered pair adjacent exactly once
-        pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
-        assert set(pairs.values()) == {1} and len(pairs) == n * (n - 1)
+    assert all(Counter(col) == {i: cycle // n for i in range(n)} for col in zip(*rows))
+    pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+    assert len(pairs) == n * (n - 1) and set(pairs.values()) == {cycle // n}
+    assert [latin_square_row(n, r + cycle) for r in range(cycle)] == rows   # participants cycle through
 
 
 def test_participant_number():
@@ -85,6 +90,24 @@ def test_plan_counts_balance_and_catch_rate():
     first_block = [t.condition.key for t in tracked if t.block == 1]
     assert len({k for k in first_block[:20]}) > 3
     assert plan == plan_session(make_manifest(), config, "P02", 1)  # deterministic: resumable
+
+
+def test_easy_catches_show_max_directions_only():
+    """Easy catches measure attention: they cycle through the block's max conditions (both layers);
+    a set without max items gets blank catches only, at the same catch rate."""
+    config = small_config(per_condition=20, images_per_session=2, catch_rate=0.3)
+    catch = [t for t in plan_session(make_manifest(), config, "P01", 1).trials if t.is_catch]
+    easy = [t for t in catch if t.catch_type == "easy"]
+    assert {t.condition.direction for t in easy} == {"max"}
+    for block in {t.block for t in easy}:                                  # cycled: balanced within 1
+        layers = Counter(t.condition.layer for t in easy if t.block == block)
+        assert set(layers) == {"conv1", "layer2"} and abs(layers["conv1"] - layers["layer2"]) <= 1
+    assert {t.condition.direction for t in catch if t.catch_type == "blank"} == {"max", "min", "random"}
+    no_max = make_manifest()
+    no_max["items"] = [it for it in no_max["items"] if it["direction"] != "max"]
+    catch_no_max = [t for t in plan_session(no_max, config, "P01", 1).trials if t.is_catch]
+    assert {t.catch_type for t in catch_no_max} == {"blank"}
+    assert len(catch_no_max) == 2 * round(0.3 * 20 * 4 / 0.7)               # 2 blocks of 4 conditions
 
 
 def test_breaks_every_n_and_at_blocks():

@@ -107,8 +107,8 @@ def test_vectorised_fit_matches_scipy_per_condition():
 def test_fit_errors_name_the_problem():
     truth = make_truth(LAYERS, n_participants=1, n_images=1, seed=0)
     trials = simulate_trials(truth, n_trials=10, seed=0)
-    with pytest.raises(ValueError, match="alpha_max is unknown"):
-        ps.fit_thresholds(trials)
+    with pytest.raises(ValueError, match="the α ceiling is unknown"):
+        ps.fit_thresholds(trials.drop(columns="alpha_ceiling"))
     mixed = trials.copy()
     mixed.loc[0, "n_alternatives"] = 3
     with pytest.raises(ValueError, match="mixes 2- and 3-alternative trials"):
@@ -162,8 +162,10 @@ def test_direct_api_rejects_bad_trials_naming_row_and_value(edit, message):
 def test_bad_alpha_max_and_options_are_named():
     with pytest.raises(ps.TrialDataError, match="alpha_max must be a finite number > 0, got -1"):
         ps.fit_thresholds(_small_lab(), alpha_max=-1, options=FAST)
-    with pytest.raises(ps.TrialDataError, match="column 'alpha_max': bad value nan"):
-        ps.fit_thresholds(_small_lab().assign(alpha_max=np.nan), options=FAST)
+    with pytest.raises(ps.TrialDataError, match="column 'alpha_ceiling': bad value nan"):
+        ps.fit_thresholds(_small_lab().assign(alpha_ceiling=np.nan), options=FAST)
+    with pytest.raises(ps.TrialDataError, match="the α ceiling is unknown: give alpha_max, or an alpha_ceiling column"):
+        ps.fit_thresholds(_small_lab().drop(columns="alpha_ceiling"), options=FAST)
     with pytest.raises(ValueError, match="gof_draws must be an integer >= 0, got -5"):
         ps.FitOptions(gof_draws=-5)
     with pytest.raises(ValueError, match="poor_fit_p must lie in \\[0, 1\\), got 1.5"):
@@ -278,3 +280,15 @@ def test_one_psychometric_function_with_an_explicit_criterion():
         pf.sigmoid(1.0, 1.0, 2.0, "weibull", 1.0)
     with pytest.raises(ValueError, match="function must be one of weibull, lognormal, got 'probit'"):
         pf.sigmoid(1.0, 1.0, 2.0, "probit")
+
+
+def test_the_ceiling_is_alpha_ceiling_and_its_first_name_is_still_read():
+    """The per-condition ceiling is ``alpha_ceiling`` in and out; a table naming it ``alpha_max``
+    (the first format) fits the same, and the set's alpha_max fills rows that recorded none."""
+    lab = _small_lab()
+    fits = ps.fit_thresholds(lab, options=FAST)
+    assert "alpha_ceiling" in fits and "alpha_max" not in fits and (fits["alpha_ceiling"] == 30.0).all()
+    legacy = ps.fit_thresholds(lab.rename(columns={"alpha_ceiling": "alpha_max"}), options=FAST)
+    pd.testing.assert_frame_equal(legacy, fits)
+    filled = ps.fit_thresholds(lab.assign(alpha_ceiling=np.nan), alpha_max=30.0, options=FAST)
+    pd.testing.assert_frame_equal(filled, fits)

@@ -153,3 +153,64 @@ def test_power_grows_with_observers_and_checks_input():
         power_table(-0.1, [4], [40])
     with pytest.raises(ValueError, match="observers must be integers >= 2, got \\[1\\]"):
         power_table(0.3, [1], [40])
+
+
+def _two_layer_d(cells: dict[str, list[tuple[str, str, float | None]]]) -> pd.DataFrame:
+    """D of layers ``a`` and ``b`` from ``{layer: [(participant, image, D or None = both censored)]}``."""
+    frames = []
+    for layer, rows in cells.items():
+        t = _thresholds([row for p, i, d in rows for row in (
+            (p, i, "max", 1.0 if d is not None else 30.0, d is None),
+            (p, i, "min", 10.0 ** d if d is not None else 30.0, d is None))])
+        t["layer"] = layer
+        frames.append(t)
+    return compute_d(pd.concat(frames, ignore_index=True))
+
+
+def test_p_best_uses_only_draws_where_it_is_defined():
+    """Two layers, D 0.1 and 0.9, on sparse data: half the participants have no D (both censored).
+
+    Draws holding only the empty participant used to credit the alphabetically-first layer:
+    p_best 0.25 / 0.75 and P(D_b > D_a) = 0.75 while the difference's CI is [0.8, 0.8].
+    """
+    d = _two_layer_d({"a": [("p1", "i1", 0.1), ("p2", "i1", None)], "b": [("p1", "i1", 0.9), ("p2", "i1", None)]})
+    result = rank_layers(d, n_boot=400, seed=0)
+    ranking = result.ranking.set_index("layer")
+    assert ranking.loc["b", "p_best"] == 1.0 and ranking.loc["a", "p_best"] == 0.0
+    valid = int(np.isfinite(result.draws).all(axis=1).sum())
+    assert (ranking["n_valid_draws"] == valid).all() and 250 < valid < 350     # ≈ 3/4 of 400
+    pair = result.pairwise.iloc[0]
+    assert (pair["layer_a"], pair["p_greater"], pair["n_valid_draws"]) == ("b", 1.0, valid)
+    assert pair["ci_low"] == pytest.approx(0.8) and pair["ci_high"] == pytest.approx(0.8)
+
+
+def test_a_lab_whose_draws_are_mostly_empty_reports_the_count(tmp_path):
+    """Layer a has a D only for p1, layer b only for p2; p3 and p4 have none: ≈ 43 % of the draws hold both."""
+    empty = [("p3", "i1", None), ("p4", "i1", None)]
+    d = _two_layer_d({"a": [("p1", "i1", 0.2), ("p2", "i1", None), *empty],
+                      "b": [("p1", "i1", None), ("p2", "i1", 0.5), *empty]})
+    result = rank_layers(d, n_boot=1000, seed=1)
+    valid = int(np.isfinite(result.draws).all(axis=1).sum())
+    assert valid < 500 and (result.ranking["n_valid_draws"] == valid).all()
+    assert result.ranking["p_best"].tolist() == [1.0, 0.0] and result.pairwise["n_valid_draws"].tolist() == [valid]
+    from analysis.report import write_report
+
+    page = write_report(tmp_path, tables={"ranking.csv": result.ranking, "pairwise.csv": result.pairwise,
+                                          "control.csv": result.control},
+                        figures={}, settings={"bootstrap draws": 1000}, exclusions=pd.DataFrame()).read_text()
+    assert "Few valid bootstrap draws" in page and f"p_best: {valid} of 1000" in page
+    assert f"P(b &gt; a): {valid} of 1000" in page
+    assert pd.read_csv(tmp_path / "ranking.csv")["n_valid_draws"].tolist() == [valid, valid]
+
+
+@pytest.mark.parametrize("identical", [True, False])
+def test_a_symmetric_two_layer_lab_gives_p_best_one_half(identical):
+    """Ties split their credit: identical layers tie in every draw (they used to give 1 / 0); two
+    layers that swap D between two participants tie whenever both are drawn once (they gave 0.75 / 0.25)."""
+    swap = (0.2, 0.4) if identical else (0.4, 0.2)
+    d = _two_layer_d({"a": [("p1", "i1", 0.2), ("p2", "i1", 0.4)], "b": [("p1", "i1", swap[0]), ("p2", "i1", swap[1])]})
+    result = rank_layers(d, n_boot=4000, seed=3)
+    assert result.ranking["p_best"].to_numpy() == pytest.approx([0.5, 0.5], abs=0.05)
+    assert result.ranking["p_best"].sum() == pytest.approx(1.0)
+    assert result.pairwise["p_greater"].iloc[0] == pytest.approx(0.5, abs=0.05)
+    assert (result.ranking["n_valid_draws"] == 4000).all()

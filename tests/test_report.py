@@ -112,7 +112,7 @@ def test_analyze_with_stimulus_set(tmp_path):
     out = tmp_path / "out"
     assert main(["analyze", str(lab), "--out", str(out), "--n-boot", "50", "--stimuli", str(tmp_path)]) == 0
     assert (out / "response_curves.png").stat().st_size > 0 and (out / "ratio.png").stat().st_size > 0
-    assert (pd.read_csv(out / "thresholds.csv")["alpha_max"] == 30.0).all()
+    assert (pd.read_csv(out / "thresholds.csv")["alpha_ceiling"] == 30.0).all()
     assert "response_curves.png" in (out / "report.html").read_text(encoding="utf-8")
 
 
@@ -181,11 +181,12 @@ def test_analyze_reads_what_the_experiment_writes(tmp_path):
     assert main(args) == 2                                  # the fixture's sessions are uncalibrated
     assert main([*args, "--include-pilot"]) == 0
     reasons = pd.read_csv(out / "exclusions.csv").groupby("participant")["reason"].agg(set)
-    assert "easy-catch accuracy 0.83 < 0.9" in reasons["P01"]    # 5 of 6 easy catches right
+    # one Weibull threshold for every direction: every scored easy catch is far above it, none excludes
+    assert not [r for rs in reasons for r in rs if r.startswith("easy-catch")]
     assert main([*args, "--include-pilot", "--min-catch-accuracy", "0.8"]) == 0
     thresholds = pd.read_csv(out / "thresholds.csv")
     assert set(thresholds["participant"]) == {"P01", "P02"}
-    assert (thresholds["alpha_max"] == 0.8).all()           # min(set alpha_max, displayable maximum)
+    assert (thresholds["alpha_ceiling"] == 0.8).all()       # min(set alpha_max, displayable maximum)
     assert len(pd.read_csv(out / "ranking.csv")) == 2
     assert "practice trial" in set(pd.read_csv(out / "exclusions.csv")["reason"])
 

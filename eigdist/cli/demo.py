@@ -225,8 +225,8 @@ def analyze_sessions(plan: DemoPlan, folder: Path, data: Path, out: Path) -> Pat
     from analysis.exclusions import ExclusionRules
     from analysis.pipeline import AnalysisSettings, analyze
 
-    # The easy-catch rule checks a person's attention; a model observer has none to lose, and an easy catch
-    # on a direction its model cannot see (a null direction) is a coin flip, so the rule is off here.
+    # The easy-catch rule checks a person's attention; a model observer has none to lose, and a demo
+    # session scores only a few easy catches, so the rule is off here.
     rules = ExclusionRules(observers="simulated", min_catch_accuracy=0.0)
     return analyze([data], out, AnalysisSettings(n_boot=plan.n_boot, stimuli=str(folder), exclusions=rules))
 
