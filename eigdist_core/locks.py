@@ -108,6 +108,36 @@ def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _acquire(path, what, wait, across_hosts_s)
+    note = path.with_name(path.name + ".holder")
+    try:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        note.write_text(f"pid {os.getpid()} on {socket.gethostname()} boot {_boot_id()} since {stamp}\n",
+                        encoding="utf-8")
+        yield path
+    finally:
+        note.unlink(missing_ok=True)
+        lock.release()
+
+
+def probe(path: str | os.PathLike, what: str, *, across_hosts_s: float | None = None) -> None:
+    """Refuse as :func:`hold` would if another process holds ``path``; create and write nothing.
+
+    For checks that must leave a folder untouched (a session refused by its checks leaves DATA as
+    it was); the holding itself is :func:`hold`, once the work starts.
+
+    Raises
+    ------
+    LockedError
+        If another process holds the lock: names ``what`` and the holder.
+    """
+    path = Path(path)
+    if path.exists():  # no lock file: nobody holds it
+        _acquire(path, what, 0.0, across_hosts_s).release()
+
+
+def _acquire(path: Path, what: str, wait: float, across_hosts_s: float | None) -> FileLock:
+    """The OS lock on ``path``, after checking that no other machine's live note holds it (see :func:`hold`)."""
     lock = FileLock(str(path), timeout=wait)
     try:
         lock.acquire()
@@ -122,11 +152,4 @@ def hold(path: str | os.PathLike, what: str, *, wait: float = 0.0,
             f"{what} is in use by another process ({other}); wait for it to finish, or, if that machine "
             f"no longer runs it (a crash), remove {note}"
         )
-    try:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        note.write_text(f"pid {os.getpid()} on {socket.gethostname()} boot {_boot_id()} since {stamp}\n",
-                        encoding="utf-8")
-        yield path
-    finally:
-        note.unlink(missing_ok=True)
-        lock.release()
+    return lock

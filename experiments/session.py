@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eigdist_core.io import check_output_folder
-from eigdist_core.locks import hold
+from eigdist_core.locks import hold, probe
 
 from .config import ExperimentConfig, load_config
 from .datafile import read_trials, session_paths
@@ -144,8 +144,7 @@ def prepare(options: RunOptions) -> Prepared:
             import torch  # noqa: F401  (before PsychoPy: see the module docstring)
         responder = make_responder(spec, source=stimuli)
     prep = Prepared(options, config, profile, stimuli, responder, magnification, stimulus_deg)
-    with _session_lock(options):  # a running session is named before its files are judged
-        pass
+    _session_lock(options, check_only=True)  # a running session is named before its files are judged
     check_session(stimuli, config, options.data, info.participant, info.session, observer=prep.observer,
                   calibrated=not options.pilot, resume=options.resume, constants={"monitor": profile.name},
                   metadata=_record(options, profile))
@@ -157,12 +156,17 @@ def prepare(options: RunOptions) -> Prepared:
 SESSION_LOCK_HOLDS_S = 12 * 3600
 
 
-def _session_lock(options: RunOptions) -> Any:
-    """The lock a running session holds (refuses a second run of it, naming the holder)."""
+def _session_lock(options: RunOptions, *, check_only: bool = False) -> Any:
+    """The lock a running session holds (refuses a second run of it, naming the holder).
+
+    With ``check_only``, refuse if it is held but create nothing (the checks leave DATA untouched).
+    """
     info = options.info
     paths = session_paths(options.data, info.participant, info.session)
-    return hold(paths.lock, f"session sub-{info.participant} ses-{info.session} in {paths.root}",
-                across_hosts_s=SESSION_LOCK_HOLDS_S)
+    what = f"session sub-{info.participant} ses-{info.session} in {paths.root}"
+    if check_only:
+        return probe(paths.lock, what, across_hosts_s=SESSION_LOCK_HOLDS_S)
+    return hold(paths.lock, what, across_hosts_s=SESSION_LOCK_HOLDS_S)
 
 
 def _record(options: RunOptions, profile: MonitorProfile) -> dict:
@@ -375,15 +379,15 @@ def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> Sessio
 
     opts, profile = prep.options, prep.profile
     simulated = prep.responder is not None
-    with _session_lock(opts):
-        win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
-                                  simulated=simulated)
-        try:
+    win, report = open_window(profile, fullscreen=opts.fullscreen, size=opts.window, pilot=opts.pilot,
+                              simulated=simulated)
+    try:  # the lock is taken once the window opened: a run refused by its window leaves DATA as it was
+        with _session_lock(opts):
             for problem in report.problems:  # not enforced: a pilot, or a simulated observer (recorded in the run)
                 out(f"{'pilot' if opts.pilot else 'simulated observer, screen not checked'}: {problem}")
             return _run(prep, win, report, out)
-        finally:
-            win.close()
+    finally:
+        win.close()
 
 
 def _run(prep: Prepared, win: Any, report: Any, out: Callable[[str], Any]) -> SessionResult:

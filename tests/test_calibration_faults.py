@@ -309,7 +309,7 @@ def test_read_only_folders_are_refused_by_every_calibrate_command(tmp_path, caps
         (["--monitors", mon, "export-psychopy", "m", "--psychopy-folder", ro],
          f"--psychopy-folder '{ro}' is read-only"),
         (["--monitors", mon, "check", "m", "--save", ro / "f.png", "--frames", 1], f"--save '{ro}' is read-only"),
-        (["--monitors", csv, *new], f"--monitors '{csv}' is a file; give a folder"),
+        (["--monitors", csv, *new], f"--monitors '{csv}' is a file; give the folder of monitor profiles"),
     ]
     for argv, message in cases:
         code, err = cli(capsys, "calibrate", *argv)

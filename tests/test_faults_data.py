@@ -80,7 +80,7 @@ def test_a_ceiling_given_below_the_alphas_shown_is_refused(trials, tmp_path, cap
     data = tmp_path / "data"
     write_lab(data, trials)
     code, err = analyze(capsys, data, tmp_path / "out", "--alpha-max", "0.5")
-    assert code == 2 and "above the track's ceiling 0.5 (alpha_max from given: 0.5)" in err
+    assert code == 2 and "above the track's ceiling 0.5 (alpha_ceiling from given: 0.5)" in err
 
 
 @pytest.mark.parametrize("answer", [True, False], ids=["all-correct", "all-wrong"])
