@@ -94,10 +94,13 @@ def slurm_build(slurm_cluster: SlurmCluster, config, tmp_path_factory) -> SlurmB
 
 
 def array_id_in(logs: Path) -> str | None:
-    """The job array's id, from submitit's submission script ``<id>_submission.sh`` (``None``: not submitted yet)."""
-    scripts = sorted(logs.glob("*_submission.sh"))
-    assert len(scripts) <= 1, scripts
-    return scripts[0].name.split("_")[0] if scripts else None
+    """The items' job array's id, from submitit's submission script ``<id>_submission.sh`` (``None``: not yet).
+
+    A build submits two arrays: the items', then the sensitivity table's (a later, higher id).
+    """
+    ids = sorted(int(p.name.split("_")[0]) for p in logs.glob("*_submission.sh"))
+    assert len(ids) <= 2, ids
+    return str(ids[0]) if ids else None
 
 
 def test_job_array_build_equals_the_local_build_byte_for_byte(slurm_build, local_set):
