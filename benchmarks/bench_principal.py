@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from eigdist_core import models
-from eigdist_core.comparison import PrincipalDistortion
+from eigdist_core.layer_contrasts import PrincipalDistortion
 from eigdist_core.images import load_image
 from eigdist_core.principal import objective
 

@@ -59,8 +59,8 @@ from eigdist_core import __version__  # noqa: E402 (after the check above)
 # name → (module, attribute or None for the module itself)
 _API = {
     "Eigendistortion": ("eigdist_core.eigendistortion", "Eigendistortion"),
-    "GeneralizedEigendistortion": ("eigdist_core.comparison", "GeneralizedEigendistortion"),
-    "PrincipalDistortion": ("eigdist_core.comparison", "PrincipalDistortion"),
+    "GeneralizedEigendistortion": ("eigdist_core.layer_contrasts", "GeneralizedEigendistortion"),
+    "PrincipalDistortion": ("eigdist_core.layer_contrasts", "PrincipalDistortion"),
     "models": ("eigdist_core.models", None),
     "StimulusSet": ("eigdist_core.stimulus_set", "StimulusSet"),
     "build_set": ("eigdist_core.build", "build_set"),

@@ -16,7 +16,7 @@ def __getattr__(name: str):
 
         return Eigendistortion
     if name in ("GeneralizedEigendistortion", "PrincipalDistortion"):
-        from . import comparison
+        from . import layer_contrasts
 
-        return getattr(comparison, name)
+        return getattr(layer_contrasts, name)
     raise AttributeError(f"module 'eigdist_core' has no attribute {name!r}")

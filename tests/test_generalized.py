@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from eigdist_core.comparison import GeneralizedEigendistortion
+from eigdist_core.layer_contrasts import GeneralizedEigendistortion
 from eigdist_core.errors import EigdistError
 from eigdist_core.subspace import REGULARIZATION
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from eigdist_core.comparison import GeneralizedEigendistortion, PrincipalDistortion
+from eigdist_core.layer_contrasts import GeneralizedEigendistortion, PrincipalDistortion
 from eigdist_core.errors import EigdistError
 from eigdist_core.subspace import REGULARIZATION
 

@@ -99,13 +99,13 @@ def _synthesize(kind: str, image, loaded: list, specs: list[str], method: str, k
         return synth, synth.eigendistortions.detach().numpy(), synth.eigenvalues, ("max eigendistortion",
                                                                                    "min eigendistortion")
     if kind == "generalized":
-        from eigdist_core.comparison import GeneralizedEigendistortion
+        from eigdist_core.layer_contrasts import GeneralizedEigendistortion
 
         synth = GeneralizedEigendistortion(image, *loaded).synthesize(method=method, k=k)
         ratio = f"{specs[0]} / {specs[1]}"
         return synth, synth.eigendistortions.detach().numpy(), synth.eigenvalues, (f"top: {ratio}",
                                                                                    f"bottom: {ratio}")
-    from eigdist_core.comparison import PrincipalDistortion
+    from eigdist_core.layer_contrasts import PrincipalDistortion
 
     synth = PrincipalDistortion(image, loaded).synthesize(method=method)
     return synth, synth.principal_distortions.detach().numpy(), None, (f"a: {specs[0]} sees best", "b")
