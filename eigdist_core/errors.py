@@ -27,3 +27,20 @@ def in_context(exc: BaseException, where: str) -> EigdistError:
     Use as ``raise in_context(exc, "images[2]") from exc``.
     """
     return EigdistError(f"{where}: {exc}")
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C's ``KeyboardInterrupt`` or was raised while one was being handled.
+
+    A ``KeyboardInterrupt`` that lands inside ``torch.func``'s transform bookkeeping (between a level's
+    push and its pop) surfaces as a ``RuntimeError`` (an internal assert on the transform stack) whose
+    ``__context__`` is the interrupt, and leaves the stack corrupted. Such an error must end the command
+    as an interruption, never be taken for a model that ``torch.func`` cannot trace.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .device import reproducible
+from .errors import caused_by_interrupt
 from .frozen_batchnorm import AffineBatchNorm
 from .input_only_conv import InputOnlyConvolution
 from .model_state import Snapshot, changed_tensors, in_eval_mode, keeping_buffers, snapshot
@@ -139,6 +140,8 @@ class FisherOperator:
             _, self._vjp_fn = torch.func.vjp(f, x)
             self._vmapped_jvp(torch.zeros(2, self.n, dtype=dtype, device=x.device))  # traces the forward mode once
         except Exception as err:  # any failure of the transforms: the plain path still works
+            if caused_by_interrupt(err):  # Ctrl-C inside the transforms, not a model they cannot trace
+                raise KeyboardInterrupt from err
             self._use_autograd(f"torch.func cannot trace the model: {type(err).__name__}: {str(err).splitlines()[0]}")
             return
         try:
@@ -258,11 +261,9 @@ class _Graph:
 
 
 def _probe(m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A seeded 1 × m row of ±1 (drawn by numpy on the CPU: the same on any device).
-
-    numpy, not torch's generator: a torch random call inside a ``torch.func`` transform level that an
-    interrupted transform left behind raises (seen once in a build resumed after Ctrl-C), and this
-    probe only checks that the gradient is finite.
+    """A seeded 1 × m row of ±1, drawn by numpy on the CPU: the same on any device, and no torch
+    random call (which ``torch.func`` refuses inside a transform). The probe only checks that the
+    gradient is finite.
     """
     signs = np.random.default_rng(0).integers(0, 2, size=(1, m), dtype=np.int8) * 2 - 1
     return torch.from_numpy(signs).to(dtype=dtype, device=device)

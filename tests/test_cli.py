@@ -78,3 +78,35 @@ def test_only_eigdist_errors_and_file_errors_are_user_errors(exc, user):
     from eigdist_core.errors import EigdistError
 
     assert is_user_error(exc) is user and is_user_error(EigdistError("bad key")) is True
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_an_interruption(monkeypatch, capsys):
+    """Ctrl-C inside torch.func's transform bookkeeping surfaces as a RuntimeError whose context is the
+    KeyboardInterrupt (an internal assert on the transform stack): the command was interrupted (130, the
+    resume message), it did not fail."""
+    from eigdist.cli import stimuli
+
+    def interrupted_inside_torch_func(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("!dynamicLayerStack.empty() INTERNAL ASSERT FAILED")
+
+    monkeypatch.setattr(stimuli, "show", interrupted_inside_torch_func)
+    assert main(["stimuli", "show", "set"]) == 130
+    err = capsys.readouterr().err
+    assert err == "eigdist stimuli: interrupted; rerun the same command to resume\n"
+
+
+def test_caused_by_interrupt_follows_causes_and_contexts_and_stops_on_a_cycle():
+    from eigdist_core.errors import caused_by_interrupt
+
+    inner = KeyboardInterrupt()
+    outer = RuntimeError("x")
+    outer.__context__ = ValueError("y")
+    outer.__context__.__cause__ = inner
+    loop = RuntimeError("a")
+    loop.__context__ = RuntimeError("b")
+    loop.__context__.__context__ = loop
+    assert caused_by_interrupt(outer) and caused_by_interrupt(inner)
+    assert not caused_by_interrupt(loop) and not caused_by_interrupt(ValueError("plain"))

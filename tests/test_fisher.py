@@ -284,3 +284,21 @@ def test_a_forward_that_replaces_data_is_seen_even_when_the_address_comes_back()
         model(torch.ones(1))
     assert changed_tensors(model, before) == ["w"]
     assert before[("", "w")][3].data_ptr() != model.w.data_ptr()
+
+
+def test_ctrl_c_inside_the_transforms_is_raised_not_taken_for_an_untraceable_model(conv_net, small_image, monkeypatch):
+    """A KeyboardInterrupt inside torch.func's level bookkeeping comes out as a RuntimeError (the
+    interrupt is its context) and leaves the transform stack corrupted: the operator must stop with
+    the interrupt, not fall back to autograd and go on (a later torch.func call then failed with
+    "vmap: called random operation while in randomness error mode")."""
+    def vjp_interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("layer.key() == TransformType::Vmap INTERNAL ASSERT FAILED")
+
+    monkeypatch.setattr(torch.func, "vjp", vjp_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        FisherOperator(conv_net, small_image, dtype=torch.float64)
+    monkeypatch.setattr(torch.func, "vjp", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cannot trace")))
+    assert FisherOperator(conv_net, small_image, dtype=torch.float64).path == "autograd"

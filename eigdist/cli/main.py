@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Sequence
 
-from eigdist_core.errors import EigdistError
+from eigdist_core.errors import EigdistError, caused_by_interrupt
 
 from . import analyze, calibrate, demo, init, power, run, stimuli, synth
 from .status import INTERRUPTED, USER_ERROR
@@ -64,15 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"eigdist {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return INTERRUPTED
-    except (EigdistError, OSError) as exc:
+    except BaseException as exc:
+        # Ctrl-C, or an error raised while it unwound (inside torch.func it surfaces as a RuntimeError)
+        if caused_by_interrupt(exc):
+            print(f"eigdist {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+            return INTERRUPTED
         if not is_user_error(exc) or os.environ.get("EIGDIST_DEBUG"):
             raise
         print(f"eigdist {args.command}: error: {exc}", file=sys.stderr)
         return USER_ERROR
-
 
 if __name__ == "__main__":
     sys.exit(main())
