@@ -36,7 +36,8 @@ from tqdm import tqdm
 from eigdist_core.executors import run_tasks
 from eigdist_core.psychometric_function import CRITERION
 
-from .psychometric import FitOptions, fit_thresholds, flag_text, pool_levels, reported_threshold, validate_trials
+from .fit_input import pool_levels, validate_trials
+from .psychometric import FitOptions, fit_thresholds, flag_text, reported_threshold
 
 #: psignifit's width: the ln α distance from F = 0.05 to F = 0.95 (its default width_alpha).
 WIDTH_ALPHA = 0.05

@@ -1,4 +1,6 @@
-"""Psychometric thresholds per condition: validated input, fits, intervals, goodness of fit, flags.
+"""Psychometric thresholds per condition: fits, intervals, goodness of fit, flags.
+
+The trial rows are checked and pooled first (:mod:`analysis.fit_input`).
 
 P(correct | α) = γ + (1 − γ − λ) F(α) (:mod:`eigdist_core.psychometric_function`),
 with the guess rate γ = 1 / n_alternatives fixed, the lapse rate λ free in
@@ -38,12 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eigdist_core.contract import TRACK_KEY
+from eigdist_core.errors import EigdistError
 from eigdist_core.psychometric_function import CRITERION, FUNCTIONS, p_correct
 
 from . import fitting
-from .load import TrialDataError
-from eigdist_core.errors import EigdistError
+from .fit_input import CEILING, pool_levels, validate_trials
 
 SLOPES = ("shared", "free")
 #: Bounds of ln spread: Weibull slope β in [1, 10], log-normal σ (in ln α) in [0.03, 3].
@@ -51,12 +52,6 @@ SPREAD_BOUNDS = {"weibull": (np.log(1.0), np.log(10.0)), "lognormal": (np.log(0.
 #: The weakly informative slope prior: normal on ln spread, (mean, sd). Weibull β: median 3,
 #: 95 % within [1.1, 8]; log-normal σ: median 0.4 (≈ the same curve), same relative width.
 SLOPE_PRIOR = {"weibull": (np.log(3.0), 0.5), "lognormal": (np.log(0.4), 0.5)}
-#: Columns the fits need.
-FIT_COLUMNS = (*TRACK_KEY, "alpha", "correct", "n_alternatives", "is_catch")
-#: The per-condition α ceiling (the track's maximum, min of the set's alpha_max and the item's
-#: alpha_displayable_max) in trial rows, thresholds.csv and fits.csv; LEGACY_CEILING is its first name.
-CEILING = "alpha_ceiling"
-LEGACY_CEILING = "alpha_max"
 #: Quality flags of a threshold, in the order ``flags`` lists them.
 FLAGS = ("not_estimable", "censored", "below_range", "few_trials", "slope_at_bound", "poor_fit", "unconverged")
 #: Flags that question a threshold's value (bounds are handled by the ranking): a D built on one
@@ -121,102 +116,6 @@ def psychometric(alpha: np.ndarray, threshold: float, slope: float, lapse: float
                  function: str = "weibull") -> np.ndarray:
     """P(correct) at amplitudes ``alpha`` of one fitted curve (``threshold_fit``, ``slope``… of fits.csv)."""
     return p_correct(np.atleast_1d(alpha), threshold, slope, guess, lapse, function)
-
-
-def _where(trials: pd.DataFrame, i: int) -> str:
-    """'trial row <index>' and, when known, the file and line it came from."""
-    row = trials.iloc[i]
-    origin = f" ({row['source_file']}, row {row['source_line']})" if "source_file" in trials else ""
-    return f"trial row {trials.index[i]!r}{origin}"
-
-
-def _show(value: object) -> str:
-    """A cell as the user wrote it: numpy scalars as plain Python values."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _bool_column(trials: pd.DataFrame, column: str) -> np.ndarray:
-    """A column of True/False (bools or 0/1); anything else raises naming the first bad row."""
-    if trials[column].dtype == bool:
-        return trials[column].to_numpy()
-    values = trials[column].to_numpy(dtype=object)
-    ok = np.array([isinstance(v, (bool, np.bool_)) or (type(v) in (int, float, np.int64, np.float64) and v in (0, 1))
-                   for v in values], dtype=bool)
-    if not ok.all():
-        i = int(np.flatnonzero(~ok)[0])
-        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(values[i])}; "
-                             "allowed: True or False (or 1 / 0)")
-    return values.astype(bool)
-
-
-def _number_column(trials: pd.DataFrame, column: str, ok, allowed: str) -> np.ndarray:
-    """A numeric column whose values pass ``ok``; else an error naming row, value and what is allowed."""
-    values = pd.to_numeric(trials[column], errors="coerce").to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        good = np.isfinite(values) & ok(values)
-    if not good.all():
-        i = int(np.flatnonzero(~good)[0])
-        raise TrialDataError(f"{_where(trials, i)}, column {column!r}: bad value {_show(trials[column].iat[i])}; "
-                             f"allowed: {allowed}")
-    return values
-
-
-def validate_trials(trials: pd.DataFrame, alpha_max: float | None = None) -> pd.DataFrame:
-    """The non-catch trials, typed, after checking everything the fits rely on.
-
-    Raises
-    ------
-    TrialDataError
-        Naming the missing column, or the first bad row (and its file and line
-        when the rows came from :func:`analysis.load.load_trials`), its value and
-        what is allowed; or that no trials are left to fit.
-    """
-    if not isinstance(trials, pd.DataFrame):
-        raise TrialDataError(f"trials must be a pandas DataFrame of trial rows, got {type(trials).__name__}")
-    missing = [c for c in FIT_COLUMNS if c not in trials]
-    if missing:
-        raise TrialDataError(f"trials lack column(s) {', '.join(missing)}; the fits need {', '.join(FIT_COLUMNS)}")
-    if trials.empty:
-        raise TrialDataError("no trials to fit: the table has no rows")
-    catch = _bool_column(trials, "is_catch")
-    data = trials[~catch].copy()
-    if data.empty:
-        raise TrialDataError(f"no trials to fit: all {len(trials)} rows are catch trials")
-    data["is_catch"] = False
-    data["correct"] = _bool_column(data, "correct")
-    data["alpha"] = _number_column(data, "alpha", lambda v: v > 0, "a finite number > 0 on non-catch trials")
-    data["n_alternatives"] = _number_column(
-        data, "n_alternatives", lambda v: (v >= 2) & (v == np.round(v)),
-        "an integer >= 2 (the guess rate 1 / n_alternatives must be below 1)").astype(int)
-    if alpha_max is not None and not (np.isfinite(alpha_max) and alpha_max > 0):
-        raise TrialDataError(f"alpha_max must be a finite number > 0, got {alpha_max!r}")
-    if CEILING not in data and LEGACY_CEILING in data:  # tables of the first format
-        data = data.rename(columns={LEGACY_CEILING: CEILING})
-    if CEILING not in data and alpha_max is None:
-        raise TrialDataError(f"the α ceiling is unknown: give alpha_max, or an {CEILING} column in the trials")
-    if alpha_max is not None:  # fills the rows that recorded no ceiling
-        recorded = pd.to_numeric(data[CEILING], errors="coerce") if CEILING in data else np.nan
-        data[CEILING] = pd.Series(recorded, index=data.index, dtype=float).fillna(float(alpha_max))
-    data[CEILING] = _number_column(data, CEILING, lambda v: v > 0, "a finite number > 0")
-    return data
-
-
-def pool_levels(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-condition summary and per-(condition, α) counts of validated non-catch trials."""
-    keys = list(TRACK_KEY)
-    alts = data.groupby(keys, sort=True)["n_alternatives"].nunique()
-    if (alts > 1).any():
-        bad = alts[alts > 1].index[0]
-        raise TrialDataError(f"condition {dict(zip(keys, bad))} mixes 2- and 3-alternative trials; "
-                             "fit them as separate conditions")
-    conditions = data.groupby(keys, sort=True).agg(
-        n_alternatives=("n_alternatives", "first"), n_trials=("correct", "size"), **{CEILING: (CEILING, "max")}
-    ).reset_index()
-    levels = data.groupby(keys + ["alpha"], sort=True).agg(
-        n=("correct", "size"), k=("correct", "sum")
-    ).reset_index()
-    levels = levels.merge(conditions[keys].reset_index(names="cond"), on=keys)
-    return conditions, levels
 
 
 def _batch(conditions: pd.DataFrame, levels: pd.DataFrame, options: FitOptions) -> fitting.Batch:
@@ -530,7 +429,7 @@ def fit_thresholds(trials: pd.DataFrame, alpha_max: float | None = None,
     Raises
     ------
     TrialDataError
-        For input the fits cannot use (see :func:`validate_trials`).
+        For input the fits cannot use (see :func:`analysis.fit_input.validate_trials`).
     """
     conditions, levels = pool_levels(validate_trials(trials, alpha_max))
     batch = _batch(conditions, levels, options)

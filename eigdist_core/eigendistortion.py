@@ -22,6 +22,7 @@ from .solvers import (
     warn_about,
 )
 from .preconditioner import PROBES
+from .synthesis import Eigenpairs
 from .validate import (
     validate_bottom_start, validate_diagonal_probes, validate_image, validate_k, validate_method, validate_positive,
 )
@@ -30,7 +31,7 @@ from .validate import (
 EXACT_LIMIT = 4_000_000
 
 
-class Eigendistortion:
+class Eigendistortion(Eigenpairs[EigenResult]):
     """Max and min eigendistortions of a model at one image.
 
     Parameters
@@ -62,26 +63,23 @@ class Eigendistortion:
         "fisher": {"path": "torch.func" | "autograd", "reason": str}}``.
     """
 
+    computes = "eigendistortions"
+
     def __init__(
         self,
         image: torch.Tensor,
         model: Callable[[torch.Tensor], torch.Tensor],
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        super().__init__()
         self.image = validate_image(image).detach()
         self.model = model
         self.operator = FisherOperator(model, self.image, dtype=dtype)
-        self._result: EigenResult | None = None
 
     def __repr__(self) -> str:
         """plenoptic's layout: the image's shape and dtype, then the model."""
         model = repr(self.model).replace("\n", "\n  ")
         return f"Eigendistortion(\n  image = {self.image.shape} ({self.image.dtype}),\n  model = {model},\n)"
-
-    @property
-    def distortion_shape(self) -> tuple[int, ...]:
-        shape = tuple(self.image.shape)
-        return shape[1:] if len(shape) == 4 else shape
 
     def synthesize(
         self,
@@ -154,21 +152,6 @@ class Eigendistortion:
         warn_about(result, tol)
         self._result = result
         return self
-
-    @property
-    def result(self) -> EigenResult:
-        if self._result is None:
-            raise RuntimeError("no eigendistortions yet: call synthesize() first")
-        return self._result
-
-    @property
-    def eigendistortions(self) -> torch.Tensor:
-        vecs = self.result.eigenvectors
-        return vecs.reshape(vecs.shape[0], *self.distortion_shape)
-
-    @property
-    def eigenvalues(self) -> torch.Tensor:
-        return self.result.eigenvalues
 
     @property
     def eigenindex(self) -> torch.Tensor:

@@ -36,7 +36,7 @@ from .block_iteration import Trace
 from .errors import EigdistError
 from .fisher import FisherOperator
 from .solvers import VectorDiagnostics, fix_sign
-from .subspace import REGULARIZATION, regularization_record, start_space
+from .subspace import SolveSettings, regularization_record, start_space
 
 #: Vectors of the starting block and Ritz vectors kept per end at a restart beyond the k wanted.
 GUARDS = 3
@@ -97,18 +97,7 @@ class GeneralizedResult:
         return [asdict(d) for d in self.diagnostics]
 
 
-def solve_generalized(
-    op_a: FisherOperator,
-    op_b: FisherOperator,
-    k: int,
-    *,
-    exact: bool,
-    tol: float = 1e-4,
-    max_iter: int = 500,
-    seed: int = 0,
-    time_budget: float | None = None,
-    regularization: float = REGULARIZATION,
-) -> GeneralizedResult:
+def solve_generalized(op_a: FisherOperator, op_b: FisherOperator, k: int, settings: SolveSettings) -> GeneralizedResult:
     """The top k and bottom k generalized eigenvectors of the (regularised) pair (F_A, F_B).
 
     Parameters
@@ -117,18 +106,13 @@ def solve_generalized(
         Fisher operators of layers A and B at the same image.
     k
         Vectors per end.
-    exact
-        Form both matrices (small inputs) instead of iterating.
-    tol, max_iter, seed, time_budget
-        Relative residual to reach, iterations, the seed of the starting
-        block, and seconds for the whole solve (``None``: no limit).
-    regularization
-        ε of the rule in the module's docstring; 0 for none.
+    settings
+        Exact or iterative, the stopping rule, the seed and ε of the rule in the module's docstring.
     """
     t0, p0 = time.perf_counter(), op_a.products + op_b.products
     trace = Trace(op_a, t0)
-    deadline = t0 + (float("inf") if time_budget is None else time_budget)
-    space, lam = start_space([op_a, op_b], regularization, exact, seed, deadline, 2 * (k + GUARDS))
+    deadline = settings.deadline(t0)
+    space, lam = start_space([op_a, op_b], settings, deadline, 2 * (k + GUARDS))
     iterations = 0
     while True:
         theta, Y = ritz(space.projected())
@@ -140,10 +124,10 @@ def solve_generalized(
         scale = torch.linalg.vector_norm(AX, dim=1) + values.abs() * torch.linalg.vector_norm(BX, dim=1)
         res = torch.linalg.vector_norm(R, dim=1) / scale.clamp(min=1e-300)
         history_entry(trace, iterations, op_a, op_b, theta, res)
-        if exact or bool((res <= tol).all()) or iterations >= max_iter or time.perf_counter() > deadline:
+        if settings.done(res, iterations, deadline):
             break
         iterations += 1
-        active = R[res > tol]
+        active = R[res > settings.tol]
         if space.size + active.shape[0] > MAX_BASIS:
             guards = min(k + GUARDS, d // 2)
             space.restart(torch.cat([Y[:, :guards], Y[:, d - guards:]], dim=1))
@@ -153,14 +137,14 @@ def solve_generalized(
     seconds = time.perf_counter() - t0
     rq = (X * AX).sum(1) / (X * BX).sum(1)
     norms = torch.linalg.vector_norm(X, dim=1)
-    diagnostics = [VectorDiagnostics(float(r), float(e), iterations, products, exact or float(e) <= tol, seconds)
+    diagnostics = [VectorDiagnostics(float(r), float(e), iterations, products, settings.converged(e), seconds)
                    for r, e in zip(rq, res)]
     return GeneralizedResult(
         eigenvalues=rq.to(op_a.dtype),
         eigenvectors=fix_sign(X / norms[:, None]).to(op_a.dtype),
         diagnostics=diagnostics,
-        method="exact" if exact else "davidson",
-        regularization=regularization_record(regularization, lam),
+        method="exact" if settings.exact else "davidson",
+        regularization=regularization_record(settings.regularization, lam),
         history=trace.entries,
     )
 

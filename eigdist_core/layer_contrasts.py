@@ -20,7 +20,8 @@ from .fisher import FisherOperator
 from .generalized import GeneralizedResult, solve_generalized
 from .io import save_json, save_npy
 from .principal import PrincipalResult, solve_principal
-from .subspace import REGULARIZATION
+from .subspace import REGULARIZATION, SolveSettings
+from .synthesis import Eigenpairs, Result, Synthesis
 from .validate import validate_image, validate_k, validate_number, validate_positive
 
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -72,28 +73,29 @@ def _exact(method: str, ops: list[FisherOperator]) -> bool:
     return method == "exact" or (method == "auto" and sum(op.m for op in ops) * ops[0].n <= EXACT_LIMIT)
 
 
-class _Comparison:
-    """What both classes share: the image, the layers' operators, the shape and the files."""
+class _Comparison(Synthesis[Result]):
+    """What both classes share: the image, the layers' operators and the files."""
 
     kind = ""
 
     def __init__(self, image: torch.Tensor, models: Sequence[Model], dtype: torch.dtype, least: int) -> None:
+        super().__init__()
         self.operators = layer_operators(image, list(models), dtype, least)
         self.image = image.detach()
         self.models = list(models)
-
-    @property
-    def distortion_shape(self) -> tuple[int, ...]:
-        shape = tuple(self.image.shape)
-        return shape[1:] if len(shape) == 4 else shape
 
     @property
     def fisher(self) -> list[dict[str, str]]:
         """Which path each layer's Fisher products take, and why (as ``Eigendistortion.diagnostics["fisher"]``)."""
         return [{"path": op.path, "reason": op.reason} for op in self.operators]
 
-    def _shaped(self, vectors: torch.Tensor) -> torch.Tensor:
-        return vectors.reshape(vectors.shape[0], *self.distortion_shape)
+    def _solve(self, solve: Callable[..., Result], method: str, *operands: Any, tol: float, max_iter: int,
+               seed: int, time_budget: float | None, regularization: float) -> Any:
+        """Check the settings, run ``solve(*operands)`` exact or iterative by ``method``, keep its result; ``self``."""
+        _settings(method, tol, max_iter, time_budget, regularization)
+        self._result = solve(*operands, SolveSettings(_exact(method, self.operators), tol, max_iter, seed, time_budget,
+                                                      regularization))
+        return self
 
     def _save(self, path: str | os.PathLike, vectors: torch.Tensor, meta: dict[str, Any]) -> None:
         """``image.npy``, ``eigendistortions.npy`` (the vectors, image-shaped) and ``eigendistortion.json``."""
@@ -111,7 +113,7 @@ class _Comparison:
         })
 
 
-class GeneralizedEigendistortion(_Comparison):
+class GeneralizedEigendistortion(_Comparison[GeneralizedResult], Eigenpairs[GeneralizedResult]):
     """Generalized eigendistortions of layer A relative to layer B at one image.
 
     The top k maximise vᵀF_A v / vᵀF_B v (changes A sees best relative to B),
@@ -138,10 +140,10 @@ class GeneralizedEigendistortion(_Comparison):
     """
 
     kind = "generalized"
+    computes = "generalized eigendistortions"
 
     def __init__(self, image: torch.Tensor, model_a: Model, model_b: Model, dtype: torch.dtype = torch.float32) -> None:
         super().__init__(image, [model_a, model_b], dtype, least=2)
-        self._result: GeneralizedResult | None = None
 
     def synthesize(
         self, method: str = "auto", k: int = 1, tol: float = 1e-4, max_iter: int = 500, seed: int = 0,
@@ -163,27 +165,9 @@ class GeneralizedEigendistortion(_Comparison):
         regularization
             ε of F + ε·λ_max(F)·I (default 1e-6); 0 for the plain pair.
         """
-        _settings(method, tol, max_iter, time_budget, regularization)
-        op_a, op_b = self.operators
-        validate_k(k, op_a.n)
-        self._result = solve_generalized(op_a, op_b, k, exact=_exact(method, self.operators), tol=tol,
-                                         max_iter=max_iter, seed=seed, time_budget=time_budget,
-                                         regularization=regularization)
-        return self
-
-    @property
-    def result(self) -> GeneralizedResult:
-        if self._result is None:
-            raise RuntimeError("no generalized eigendistortions yet: call synthesize() first")
-        return self._result
-
-    @property
-    def eigendistortions(self) -> torch.Tensor:
-        return self._shaped(self.result.eigenvectors)
-
-    @property
-    def eigenvalues(self) -> torch.Tensor:
-        return self.result.eigenvalues
+        validate_k(k, self.operators[0].n)
+        return self._solve(solve_generalized, method, *self.operators, k, tol=tol, max_iter=max_iter, seed=seed,
+                           time_budget=time_budget, regularization=regularization)
 
     @property
     def diagnostics(self) -> dict[str, Any]:
@@ -201,7 +185,7 @@ class GeneralizedEigendistortion(_Comparison):
         })
 
 
-class PrincipalDistortion(_Comparison):
+class PrincipalDistortion(_Comparison[PrincipalResult]):
     """Principal distortions of M ≥ 2 layers at one image (Feather et al., ICLR 2025).
 
     The unit pair (a, b) maximising the variance across layers of
@@ -219,27 +203,18 @@ class PrincipalDistortion(_Comparison):
     """
 
     kind = "principal"
+    computes = "principal distortions"
 
     def __init__(self, image: torch.Tensor, models: Sequence[Model], dtype: torch.dtype = torch.float32) -> None:
         super().__init__(image, models, dtype, least=2)
-        self._result: PrincipalResult | None = None
 
     def synthesize(
         self, method: str = "auto", tol: float = 1e-4, max_iter: int = 300, seed: int = 0,
         time_budget: float | None = None, regularization: float = REGULARIZATION,
     ) -> "PrincipalDistortion":
         """Compute the principal distortions (parameters as :meth:`GeneralizedEigendistortion.synthesize`)."""
-        _settings(method, tol, max_iter, time_budget, regularization)
-        self._result = solve_principal(self.operators, exact=_exact(method, self.operators), tol=tol,
-                                       max_iter=max_iter, seed=seed, time_budget=time_budget,
-                                       regularization=regularization)
-        return self
-
-    @property
-    def result(self) -> PrincipalResult:
-        if self._result is None:
-            raise RuntimeError("no principal distortions yet: call synthesize() first")
-        return self._result
+        return self._solve(solve_principal, method, self.operators, tol=tol, max_iter=max_iter, seed=seed,
+                           time_budget=time_budget, regularization=regularization)
 
     @property
     def principal_distortions(self) -> torch.Tensor:

@@ -49,7 +49,7 @@ from .block_iteration import Trace
 from .fisher import FisherOperator
 from .generalized import GUARDS, MAX_BASIS, ritz
 from .solvers import fix_sign
-from .subspace import REGULARIZATION, Subspace, regularization_record, start_space
+from .subspace import SolveSettings, Subspace, regularization_record, start_space
 
 
 def objective(s_a: np.ndarray, s_b: np.ndarray) -> float:
@@ -161,25 +161,16 @@ def _gradients(X: torch.Tensor, FX: list[torch.Tensor]) -> tuple[torch.Tensor, t
     return G, torch.linalg.vector_norm(G, dim=1) / scale.clamp(min=1e-300), s
 
 
-def solve_principal(
-    ops: list[FisherOperator],
-    *,
-    exact: bool,
-    tol: float = 1e-4,
-    max_iter: int = 300,
-    seed: int = 0,
-    time_budget: float | None = None,
-    regularization: float = REGULARIZATION,
-) -> PrincipalResult:
+def solve_principal(ops: list[FisherOperator], settings: SolveSettings) -> PrincipalResult:
     """Principal distortions of the layers whose Fisher operators are ``ops`` (same image).
 
-    Parameters as :func:`eigdist_core.generalized.solve_generalized`; the
-    iteration stops when both relative residuals are ≤ ``tol``.
+    ``settings`` as for :func:`eigdist_core.generalized.solve_generalized`; the
+    iteration stops when both relative residuals are ≤ ``settings.tol``.
     """
     t0, p0 = time.perf_counter(), sum(op.products for op in ops)
     trace = Trace(ops[0], t0)
-    deadline = t0 + (float("inf") if time_budget is None else time_budget)
-    space, lam = start_space(ops, regularization, exact, seed, deadline, 2 * (1 + GUARDS))
+    deadline = settings.deadline(t0)
+    space, lam = start_space(ops, settings, deadline, 2 * (1 + GUARDS))
     a = b = None
     iterations = 0
     while True:
@@ -189,13 +180,13 @@ def solve_principal(
         G, res, s = _gradients(X, FX)
         trace.entries.append({"iteration": iterations, "products": sum(op.products for op in ops) - p0,
                               "seconds": time.perf_counter() - t0, "objective": value, "residual": float(res.max())})
-        if exact or bool((res <= tol).all()) or iterations >= max_iter or time.perf_counter() > deadline:
+        if settings.done(res, iterations, deadline):
             break
         iterations += 1
         if space.size + 2 > MAX_BASIS:  # thick restart on a, b and every two layers' extreme Ritz vectors
             space.restart(_keep(space, C))
             a, b = (space.S @ X.T).T.numpy()  # a, b lie in the kept span: their new coefficients
-        if not space.grow(G[res > tol]):
+        if not space.grow(G[res > settings.tol]):
             break
     r = s[:, 0].log() - s[:, 1].log()
     if r[0] < r.mean():  # a is the change the first layer sees better than the rest do
@@ -205,12 +196,12 @@ def solve_principal(
         objective=float(objective(s[:, 0].numpy(), s[:, 1].numpy())),
         log_sensitivities=s.log().tolist(),
         residuals=(float(res[0]), float(res[1])),
-        converged=exact or bool((res <= tol).all()),
+        converged=settings.converged(res),
         iterations=iterations,
         products=sum(op.products for op in ops) - p0,
         seconds=time.perf_counter() - t0,
-        method="exact" if exact else "subspace",
-        regularization=regularization_record(regularization, lam),
+        method="exact" if settings.exact else "subspace",
+        regularization=regularization_record(settings.regularization, lam),
         history=trace.entries,
     )
 

@@ -18,6 +18,7 @@ logarithms of vᵀF v are unbounded, gives finite, reproducible answers.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -31,6 +32,46 @@ REGULARIZATION = 1e-6
 
 #: Relative residual of the Lanczos estimate of each λ_max (its value is then exact to about tol²).
 SCALE_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """How a layer-comparison solve runs and when it stops (checked by the caller).
+
+    Attributes
+    ----------
+    exact
+        Form every F_m (small inputs) and solve densely, instead of iterating.
+    tol
+        Relative residual every wanted vector must reach.
+    max_iter
+        Iterations (subspace growths) at most.
+    seed
+        Seed of the starting block (and of the λ_max estimates).
+    time_budget
+        Seconds for the whole solve; ``None``: no limit.
+    regularization
+        ε of F + ε·λ_max(F)·I; 0 for none.
+    """
+
+    exact: bool
+    tol: float
+    max_iter: int
+    seed: int = 0
+    time_budget: float | None = None
+    regularization: float = REGULARIZATION
+
+    def deadline(self, start: float) -> float:
+        """The ``time.perf_counter()`` reading after which a solve begun at ``start`` stops."""
+        return start + (float("inf") if self.time_budget is None else self.time_budget)
+
+    def converged(self, residuals: torch.Tensor) -> bool:
+        """Whether a solution with these relative residuals is done: exact, or every residual ≤ ``tol``."""
+        return self.exact or bool((residuals <= self.tol).all())
+
+    def done(self, residuals: torch.Tensor, iterations: int, deadline: float) -> bool:
+        """Whether to stop iterating: converged, ``max_iter`` reached, or past the deadline."""
+        return self.converged(residuals) or iterations >= self.max_iter or time.perf_counter() > deadline
 
 
 def largest_eigenvalues(ops: list[FisherOperator], seed: int, trace: Trace, deadline: float) -> list[float]:
@@ -120,18 +161,19 @@ def scales(
 
 
 def start_space(
-    ops: list[FisherOperator], regularization: float, exact: bool, seed: int, deadline: float, block: int,
+    ops: list[FisherOperator], settings: SolveSettings, deadline: float, block: int,
 ) -> tuple[Subspace, list[float]]:
-    """The regularised operators' starting subspace (the whole space when ``exact``) and their λ_max.
+    """The regularised operators' starting subspace (the whole space when ``settings.exact``) and their λ_max.
 
     The λ_max estimates' iterations are not part of the caller's history (their products are counted).
     """
-    lam, matrices = scales(ops, regularization, exact, seed, Trace(ops[0], time.perf_counter()), deadline)
-    shifts = [regularization * value if regularization else 0.0 for value in lam]
+    eps, exact = settings.regularization, settings.exact
+    lam, matrices = scales(ops, eps, exact, settings.seed, Trace(ops[0], time.perf_counter()), deadline)
+    shifts = [eps * value if eps else 0.0 for value in lam]
     if exact:
         return Subspace.whole(ops, matrices, shifts), lam
     space = Subspace(ops, shifts)
-    space.grow(seeded_block(ops[0].n, min(block, ops[0].n), seed, F64, ops[0].device))
+    space.grow(seeded_block(ops[0].n, min(block, ops[0].n), settings.seed, F64, ops[0].device))
     return space, lam
 
 

@@ -62,12 +62,19 @@ def validate_image(image: Any) -> torch.Tensor:
         raise EigdistError(
             f"image batch size must be 1 (one image per Eigendistortion), got shape {tuple(image.shape)}"
         )
-    if image.numel() == 0:
-        raise EigdistError(f"image must not be empty, got shape {tuple(image.shape)}")
-    if not torch.isfinite(image).all():
-        bad = int((~torch.isfinite(image)).sum())
-        raise EigdistError(f"image must be finite; it has {bad} NaN or infinite values")
+    _require_finite_values(image, "image", EigdistError)
     return image
+
+
+def _require_finite_values(values: torch.Tensor, what: str, error: type[EigdistError]) -> None:
+    """Refuse an empty tensor, or one with NaN or infinite values (counted), naming ``what``."""
+    import torch
+
+    if values.numel() == 0:
+        raise error(f"{what} must not be empty, got shape {tuple(values.shape)}")
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise error(f"{what} must be finite; it has NaN or infinite values ({bad} of {values.numel()})")
 
 
 def validate_value_range(value_range: Sequence[float]) -> tuple[float, float]:
@@ -165,11 +172,7 @@ def validate_response(response: Any, image: torch.Tensor, like: torch.Tensor | N
         raise ModelError(
             f"model must keep the image device: image is on {image.device}, response is on {response.device}"
         )
-    if response.numel() == 0:
-        raise ModelError(f"model returned an empty tensor of shape {tuple(response.shape)}")
-    if not torch.isfinite(response).all():
-        bad = int((~torch.isfinite(response)).sum())
-        raise ModelError(f"model response must be finite; it has NaN or infinite values ({bad} of {response.numel()})")
+    _require_finite_values(response, "model response", ModelError)
     if like is not None and response.shape != like.shape:
         raise ModelError(f"model output size changes with the image ({tuple(like.shape)}, then "
                          f"{tuple(response.shape)}): eigdist needs a fixed-size response; fix the model's forward")

@@ -3,7 +3,7 @@
 A profile is one JSON file ``<folder>/<name>.json`` written through
 :func:`eigdist_core.io.save_json`. Its fields map one to one onto a PsychoPy
 ``Monitor`` (``width``, ``distance``, ``sizePix``, ``calibDate``, the gamma grid and
-the measured ``levelsPre``/``lumsPre``); :func:`experiments.display.psychopy_monitor`
+the measured ``levelsPre``/``lumsPre``); :func:`experiments.window.psychopy_monitor`
 builds that object. The luminance curve is used in software (the hardware ramp
 stays identity): :mod:`experiments.luminance` inverts it and dithers. Photometer readings
 become a calibration in :mod:`experiments.calibration`.

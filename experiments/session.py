@@ -1,8 +1,8 @@
 """The PsychoPy session: a window, the trial engine and a responder, tied together.
 
-This is the one module (with :mod:`experiments.display`) that imports PsychoPy's display
-parts; it does so inside functions, after every check, so ``import experiments.session``
-needs no X display and a bad input fails before a window opens or a file is written.
+This is the one module (with :mod:`experiments.window` and :mod:`experiments.pixel_image`) that
+imports PsychoPy's display parts; it does so inside functions, after every check, so ``import
+experiments.session`` needs no X display and a bad input fails before a window opens or a file is written.
 
 Flow of :func:`run_session`:
 
@@ -10,7 +10,7 @@ Flow of :func:`run_session`:
    experiment config, the ``--simulate`` spec, the monitor profile (its calibration unless
    ``pilot``), the stimulus set (every file's sha256), and builds the responder. A model
    observer imports torch here, before PsychoPy (the platform notes require that order).
-2. The window (:func:`experiments.display.open_window`; ``simulated`` turns ``waitBlanking``
+2. The window (:func:`experiments.window.open_window`; ``simulated`` turns ``waitBlanking``
    off), then the engine (:func:`experiments.engine.open_engine`: new or resumed trial file).
 3. Instructions, then per trial: a break screen where the plan says so, the stimulus
    textures prepared (dithered) *before* the first frame, the frames counted from the
@@ -119,7 +119,7 @@ def prepare(options: RunOptions) -> Prepared:
         without per-gun calibration), stimulus-set file or stimulus size
         (``DisplayError``: a size in degrees no integer magnification reaches).
     """
-    from .display import choose_magnification
+    from .pixel_image import choose_magnification
     from .engine import check_session, open_stimuli
 
     info = options.info
@@ -262,7 +262,7 @@ class Screen:
     Parameters
     ----------
     win
-        The window from :func:`experiments.display.open_window`.
+        The window from :func:`experiments.window.open_window`.
     profile, config
         The monitor profile (mapping, refresh rate) and the experiment configuration.
     simulated
@@ -278,7 +278,7 @@ class Screen:
         from psychopy import visual
         from psychopy.hardware import keyboard
 
-        from .display import PixelImage
+        from .pixel_image import PixelImage
 
         self.win, self.profile, self.config, self.simulated = win, profile, config, simulated
         self.kb = keyboard.Keyboard(backend="ptb")
@@ -375,7 +375,7 @@ def run_session(options: RunOptions, *, out: Callable[[str], Any] = print) -> Se
 
 def run_prepared(prep: Prepared, *, out: Callable[[str], Any] = print) -> SessionResult:
     """Open the window and the engine and run the pending trials of a prepared session."""
-    from .display import open_window
+    from .window import open_window
 
     opts, profile = prep.options, prep.profile
     simulated = prep.responder is not None
@@ -471,7 +471,7 @@ def _trials(screen: Screen, engine: Any, responder: Responder, exp: Any, simulat
 def run_trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, hz: float, simulated: bool,
            capture: Path | None) -> dict:
     """One trial: prepare textures, show the counted frames, get the answer, write the row."""
-    from .display import capture_levels, save_frame_png
+    from .window import capture_levels, save_frame_png
 
     config = engine.config
     stim = engine.stimuli(trial)

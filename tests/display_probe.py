@@ -23,7 +23,8 @@ import sys
 
 import numpy as np
 
-from experiments.display import DisplayError, PixelImage, capture_levels, choose_magnification, open_window
+from experiments.pixel_image import PixelImage, choose_magnification
+from experiments.window import DisplayError, capture_levels, open_window
 from experiments.luminance import channel_tables, top_left
 from experiments.monitor import load_profile, parse_resolution
 

@@ -18,34 +18,32 @@ class LinearModel(nn.Module):
         return self.M(x)
 
 
-class SmallConvNet(nn.Module):
+class _TwoConvNet(nn.Module):
+    """conv 3×3 to 4 channels, softplus, the subclass's ``last`` conv, tanh; torch seeded with ``seed`` first."""
+
+    def __init__(self, channels: int = 1, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.Softplus(), self.last(channels), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallConvNet(_TwoConvNet):
     """A small nonlinear conv net on (1, C, H, W) images."""
 
-    def __init__(self, channels: int = 1, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 4, 3, padding=1), nn.Softplus(),
-            nn.Conv2d(4, 3, 3, stride=2), nn.Tanh(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    @staticmethod
+    def last(channels: int) -> nn.Conv2d:
+        return nn.Conv2d(4, 3, 3, stride=2)
 
 
-class SmoothNet(nn.Module):
+class SmoothNet(_TwoConvNet):
     """A smooth nonlinear net with as many outputs as inputs, so F has no null space."""
 
-    def __init__(self, channels: int = 1, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 4, 3, padding=1), nn.Softplus(),
-            nn.Conv2d(4, 2 * channels, 3, padding=1), nn.Tanh(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    @staticmethod
+    def last(channels: int) -> nn.Conv2d:
+        return nn.Conv2d(4, 2 * channels, 3, padding=1)
 
 
 #: A lab's ``python:`` file of models eigdist refuses (``python:bad_models.py:<factory>``), one per rule of

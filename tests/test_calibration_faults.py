@@ -420,7 +420,7 @@ def test_the_window_monitor_never_reads_psychopys_file_of_the_same_name(tmp_path
     """An unreadable (or any) PsychoPy monitor file named like the profile must not reach a session's window."""
     from psychopy.monitors import calibTools
 
-    from experiments.display import psychopy_monitor
+    from experiments.window import psychopy_monitor
     from tests.profiles import make_profile
 
     (tmp_path / "g.json").write_bytes(bytes(range(256)) * 4)

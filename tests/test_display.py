@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.display import DisplayError, WindowReport, check_pattern, choose_magnification, window_problems
+from experiments.check_screen import check_pattern
+from experiments.pixel_image import choose_magnification
+from experiments.window import DisplayError, WindowReport, window_problems
 from experiments.luminance import (
     background_level, background_value, channel_tables, continuous_levels, level_table, map_values, pixel_offset,
     replicate, size_deg, texture, top_left,
@@ -170,7 +172,7 @@ def test_window_problems_name_both_values():
 
 def test_psychopy_monitor_maps_the_profile_and_keeps_the_default_gamma(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    from experiments.display import psychopy_monitor
+    from experiments.window import psychopy_monitor
 
     p = make_profile()
     mon = psychopy_monitor(p)

@@ -34,11 +34,15 @@ def synth(capsys, factory: str, out) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def build(capsys, lab, factory: str) -> tuple[int, str]:
+def refused_build(capsys, lab, factory: str) -> str:
+    """The one-line error of ``eigdist stimuli build`` with ``factory``'s model, after checking it exits 2."""
     config = set_config_toml("bad", "camera", "grey").replace('"resnet18:conv1"', f'"python:bad_models.py:{factory}"')
     (lab / "bad.toml").write_text(config.replace('"random:0"', '"factory"'))
     code = main(["stimuli", "build", str(lab / "bad.toml"), "--out", str(lab / "set"), "--quiet"])
-    return code, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
 
 
 SYNTH_CASES = {
@@ -68,9 +72,7 @@ def test_synth_refuses_the_model_naming_it_and_the_image(lab, capsys, factory):
     ("nan_out", "model response must be finite"),
 ])
 def test_build_refuses_before_writing_a_model_that_is_no_function_of_the_image(lab, capsys, factory, message):
-    code, err = build(capsys, lab, factory)
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1, err
+    err = refused_build(capsys, lab, factory)
     assert f"models[0] (python:bad_models.py:{factory}, weights factory) on a mid-grey 16 × 16 image: " in err
     assert re.search(message, err)
     assert not (lab / "set").exists()
@@ -82,9 +84,7 @@ def test_build_refuses_before_writing_a_model_that_is_no_function_of_the_image(l
 ])
 def test_build_refuses_the_item_of_a_zero_or_nan_fisher_matrix_naming_image_and_model(lab, capsys, factory, message):
     """Finite and deterministic on the mid-grey probe, so found at the image: no item file is written."""
-    code, err = build(capsys, lab, factory)
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1, err
+    err = refused_build(capsys, lab, factory)
     assert f"image 'camera', model python:bad_models.py:{factory} (factory): {message}" in err
     assert not list((lab / "set" / "items").glob("*.npy")) if (lab / "set" / "items").exists() else True
 

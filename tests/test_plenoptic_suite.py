@@ -404,21 +404,23 @@ def test_jacobian(state):
     assert jac.requires_grad is False
 
 
+def _unit_rows(k: int, size: int) -> torch.Tensor:
+    """k random float64 rows of ``size`` values, each of unit norm."""
+    rows = torch.randn((k, size), dtype=torch.float64)
+    return rows / torch.linalg.vector_norm(rows, ord=2, dim=1, keepdim=True)
+
+
 def test_vec_jac_prod(state):
     """eigdist's products take and return rows (b × m → b × n) and never carry a graph."""
     op, k = state
-    U = torch.randn((k, op.m), dtype=torch.float64)
-    U = U / torch.linalg.vector_norm(U, ord=2, dim=1, keepdim=True)
-    vjp = op.vjp(U)
+    vjp = op.vjp(_unit_rows(k, op.m))
     assert vjp.shape == (k, op.n)
     assert vjp.requires_grad is False
 
 
 def test_jac_vec_prod(state):
     op, k = state
-    V = torch.randn((k, op.n), dtype=torch.float64)
-    V = V / torch.linalg.vector_norm(V, ord=2, dim=1, keepdim=True)
-    jvp = op.jvp(V)
+    jvp = op.jvp(_unit_rows(k, op.n))
     assert jvp.shape == (k, op.m)
     assert jvp.requires_grad is False
 

@@ -13,6 +13,7 @@ import pytest
 from scipy import optimize
 
 from analysis import psychometric as ps
+from analysis.load import TrialDataError
 from eigdist_core.contract import TRACK_KEY
 from analysis.simulate import make_truth, simulate_trials
 from experiments.staircase import make_track
@@ -155,16 +156,16 @@ FAST = ps.FitOptions(gof_draws=0, intervals=False)
     (lambda t: t.drop(columns=["correct"]), "trials lack column\\(s\\) correct; the fits need participant"),
 ])
 def test_direct_api_rejects_bad_trials_naming_row_and_value(edit, message):
-    with pytest.raises(ps.TrialDataError, match=message):
+    with pytest.raises(TrialDataError, match=message):
         ps.fit_thresholds(edit(_small_lab()), alpha_max=30.0, options=FAST)
 
 
 def test_bad_alpha_max_and_options_are_named():
-    with pytest.raises(ps.TrialDataError, match="alpha_max must be a finite number > 0, got -1"):
+    with pytest.raises(TrialDataError, match="alpha_max must be a finite number > 0, got -1"):
         ps.fit_thresholds(_small_lab(), alpha_max=-1, options=FAST)
-    with pytest.raises(ps.TrialDataError, match="column 'alpha_ceiling': bad value nan"):
+    with pytest.raises(TrialDataError, match="column 'alpha_ceiling': bad value nan"):
         ps.fit_thresholds(_small_lab().assign(alpha_ceiling=np.nan), options=FAST)
-    with pytest.raises(ps.TrialDataError, match="the α ceiling is unknown: give alpha_max, or an alpha_ceiling column"):
+    with pytest.raises(TrialDataError, match="the α ceiling is unknown: give alpha_max, or an alpha_ceiling column"):
         ps.fit_thresholds(_small_lab().drop(columns="alpha_ceiling"), options=FAST)
     with pytest.raises(ValueError, match="gof_draws must be an integer >= 0, got -5"):
         ps.FitOptions(gof_draws=-5)

@@ -17,7 +17,8 @@ from eigdist_core.fisher import FisherOperator
         (torch.ones(1, 1, 1, 2, 2), ValueError, "got 5-D with shape \\(1, 1, 1, 2, 2\\)"),
         (torch.ones(2, 1, 4, 4), ValueError, "batch size must be 1.*\\(2, 1, 4, 4\\)"),
         (torch.ones(0), ValueError, "must not be empty"),
-        (torch.tensor([1.0, float("nan"), float("inf")]), ValueError, "finite; it has 2 NaN"),
+        (torch.tensor([1.0, float("nan"), float("inf")]), ValueError,
+         r"image must be finite; it has NaN or infinite values \(2 of 3\)"),
     ],
 )
 def test_bad_images(image, exc, message):
@@ -60,7 +61,7 @@ class EmptyModel(nn.Module):
         (DictModel(), TypeError, "must return a torch.Tensor, got dict \\(a dict with keys \\['out'\\]"),
         (CastModel(), ValueError, "keep the image dtype: image is torch.float32, response is torch.float64"),
         (NanModel(), ValueError, "response must be finite"),
-        (EmptyModel(), ValueError, "empty tensor of shape \\(0,\\)"),
+        (EmptyModel(), ValueError, "model response must not be empty, got shape \\(0,\\)"),
     ],
 )
 def test_bad_models(model, exc, message):

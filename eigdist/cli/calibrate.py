@@ -164,7 +164,7 @@ def show(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     from eigdist_core.io import check_output_folder
-    from experiments.display import run_check
+    from experiments.check_screen import run_check
     from experiments.monitor import check_calibrated, load_profile, parse_resolution
 
     profile = load_profile(args.name, args.monitors)

@@ -1,8 +1,9 @@
-"""The PsychoPy side of the display: open a checked window, draw pixel-exact images, read frames back.
+"""The PsychoPy window: open it checked against the monitor profile, read its frames back.
 
-Besides ``session.py`` this is the only module that imports PsychoPy's display parts (imported
-inside the functions, so ``import experiments.display`` needs no X display). The luminance
-mapping itself is pure and lives in :mod:`experiments.luminance`.
+Besides ``session.py`` only this module, :mod:`experiments.pixel_image` and
+:mod:`experiments.check_screen` import PsychoPy's display parts (imported inside the functions, so
+``import experiments.window`` needs no X display). The luminance mapping itself is pure and lives
+in :mod:`experiments.luminance`.
 
 The hardware gamma ramp stays identity (real sessions set ``gamma=1``); linearisation happens in
 software. Frames are read from the back buffer before ``flip()``: llvmpipe's front buffer reads
@@ -11,7 +12,6 @@ black after a flip.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,11 +21,8 @@ import numpy as np
 
 from eigdist_core.errors import EigdistError
 
-from .luminance import (
-    DITHER_MODES, Mapped, as_channels, background_level, background_value, channel_tables, continuous_levels,
-    level_table, level_to_signed, pixel_offset, quantise, size_deg, texture,
-)
-from .monitor import GUNS, MonitorProfile, parse_date
+from .luminance import background_level, level_to_signed
+from .monitor import MonitorProfile, parse_date
 
 #: Relative difference between measured and profile refresh rate that counts as a mismatch.
 REFRESH_TOLERANCE = 0.02
@@ -77,55 +74,6 @@ def window_problems(report: WindowReport, *, check_refresh: bool) -> list[str]:
         elif abs(measured - report.refresh_hz_profile) > REFRESH_TOLERANCE * report.refresh_hz_profile:
             out.append(f"measured refresh is {measured:.2f} Hz but the profile says {report.refresh_hz_profile:g} Hz")
     return out
-
-
-def choose_magnification(image_size: tuple[int, int], profile: MonitorProfile, window: tuple[int, int], *,
-                         magnification: int | None = None, stimulus_deg: float | None = None,
-                         tolerance: float = 0.05) -> tuple[int, float]:
-    """The integer pixel-replication factor for an image, and the width it then subtends in degrees (pure).
-
-    Parameters
-    ----------
-    image_size
-        ``(width, height)`` of the stimulus in image pixels.
-    profile
-        Its pixels per degree.
-    window
-        ``(width, height)`` of the window: the magnified image must fit.
-    magnification, stimulus_deg
-        Either an integer factor, or the wanted width in degrees (the nearest integer factor is
-        used); neither: 1.
-    tolerance
-        Largest relative difference between ``stimulus_deg`` and the achieved width.
-
-    Raises
-    ------
-    DisplayError
-        A size no integer factor reaches within ``tolerance`` (naming the nearest reachable sizes),
-        or a magnified image larger than the window.
-    """
-    w, h = image_size
-    ppd = profile.ppd
-    if stimulus_deg is not None:
-        exact = stimulus_deg * ppd / w
-        k = max(1, int(round(exact)))
-        achieved = k * w / ppd
-        if abs(achieved - stimulus_deg) > tolerance * stimulus_deg:
-            near = sorted({max(1, int(math.floor(exact))), max(1, int(math.ceil(exact)))})
-            options = ", ".join(f"{n * w / ppd:.3f}° (x{n})" for n in near)
-            raise DisplayError(
-                f"display.stimulus_deg = {stimulus_deg:g}° needs a magnification of {exact:.2f} for a {w}-px image at "
-                f"{ppd:.2f} px/deg (monitor {profile.name!r}); integer pixel replication reaches {options}, not "
-                f"within display.size_tolerance = {tolerance:g}: choose one of those sizes, or change the distance"
-            )
-    else:
-        k = magnification or 1
-    if k * w > window[0] or k * h > window[1]:
-        raise DisplayError(
-            f"a {w}x{h}-px image magnified x{k} is {k * w}x{k * h} px, larger than the {window[0]}x{window[1]} window "
-            f"(monitor {profile.name!r}, {ppd:.2f} px/deg): choose a smaller display.stimulus_deg or magnification"
-        )
-    return k, k * w / ppd
 
 
 def require_display() -> None:
@@ -360,89 +308,6 @@ def open_window(
     return win, report
 
 
-class PixelImage:
-    """An image drawn pixel for pixel (units pix, no interpolation), dithered, optionally magnified.
-
-    Grey images (``H × W`` or ``1 × H × W``) go through the grey curve; colour images (``3 × H × W``)
-    through each gun's curve, with independent dithering noise per gun. Dithering is per image
-    pixel; magnification then replicates every pixel into a ``k × k`` block of screen pixels.
-
-    Parameters
-    ----------
-    win
-        The window from :func:`open_window`.
-    profile
-        The monitor profile whose curve and bit depth map the values.
-    dither
-        ``frame`` (fresh noise every :meth:`draw`), ``trial`` (noise drawn once per
-        :meth:`set_values`) or ``off`` (nearest level).
-    rng
-        Noise source (default: a fresh ``numpy`` generator).
-    magnification
-        Integer pixel replication factor (≥ 1).
-    """
-
-    def __init__(self, win: Any, profile: MonitorProfile, dither: str = "frame",
-                 rng: np.random.Generator | None = None, magnification: int = 1) -> None:
-        if dither not in DITHER_MODES:
-            raise EigdistError(f"dither must be one of {DITHER_MODES}, got {dither!r}")
-        if isinstance(magnification, bool) or not isinstance(magnification, int) or magnification < 1:
-            raise EigdistError(f"magnification must be an integer >= 1, got {magnification!r}")
-        self.win, self.profile, self.dither, self.magnification = win, profile, dither, magnification
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self._level: np.ndarray | None = None  # continuous levels of the current values, float32
-        self._clipped = 0
-        self._stim: Any = None
-        self.mapped: Mapped | None = None
-
-    def _map(self) -> Mapped:
-        levels = quantise(self._level, self.profile.bits, None if self.dither == "off" else self.rng)
-        return Mapped(levels=levels, clipped=self._clipped, bits=self.profile.bits)
-
-    def set_values(self, values: np.ndarray) -> Mapped:
-        """Show ``values`` (H×W, 1×H×W or 3×H×W, linear in [0, 1]) from now on; return the mapping."""
-        from psychopy import visual
-
-        arr = as_channels(values)
-        level, self._clipped = continuous_levels(arr, channel_tables(self.profile, arr.shape[0]))
-        self._level = level.astype(np.float32)  # inverted once per trial; only the noise is per frame
-        self.mapped = self._map()
-        w, h = self.screen_size
-        win_w, win_h = (int(v) for v in self.win.size)
-        if w > win_w or h > win_h:
-            raise EigdistError(f"stimulus is {w}x{h} px on screen but the window is only {win_w}x{win_h}: "
-                             "it would be cropped")
-        pos = pixel_offset((win_w, win_h), (w, h))
-        tex = texture(self.mapped, self.magnification)
-        if self._stim is None or tuple(self._stim.size) != (w, h) or np.shape(self._stim.image) != tex.shape:
-            self._stim = visual.ImageStim(self.win, image=tex, units="pix", size=(w, h),
-                                          pos=pos, interpolate=False, autoLog=False)
-        else:
-            self._stim.image = tex
-            self._stim.pos = pos
-        return self.mapped
-
-    @property
-    def screen_size(self) -> tuple[int, int]:
-        """Width and height of the current image on screen, in pixels (after magnification)."""
-        h, w = self.mapped.levels.shape[:2]
-        return w * self.magnification, h * self.magnification
-
-    @property
-    def size_deg(self) -> tuple[float, float]:
-        """Width and height of the current image on screen, in degrees."""
-        return size_deg(self.screen_size, self.profile)
-
-    def draw(self) -> None:
-        """Draw the image (with fresh dithering noise in ``frame`` mode)."""
-        if self._stim is None:
-            raise RuntimeError("PixelImage.draw() before set_values()")
-        if self.dither == "frame":
-            self.mapped = self._map()
-            self._stim.image = texture(self.mapped, self.magnification)
-        self._stim.draw()
-
-
 def capture_levels(win: Any, bits: int) -> np.ndarray:
     """Read the back buffer (call before ``flip()``) as integer output levels, ``H × W × 3``, row 0 at top.
 
@@ -472,85 +337,3 @@ def save_frame_png(levels: np.ndarray, bits: int, path: str) -> str:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
-
-
-
-#: Stimulus values of the photometer patches on the ``calibrate check`` screen.
-CHECK_PATCHES = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def check_pattern(width: int, height: int, background: float) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
-    """The ``calibrate check`` screen as values: a 0→1 ramp above a row of uniform patches (pure).
-
-    Returns the ``height × width`` values and, per patch, ``(value, centre column, centre row)``.
-    """
-    values = np.full((height, width), background)
-    x0, x1 = width // 10, width - width // 10
-    values[height // 8: height // 4, x0:x1] = np.linspace(0.0, 1.0, x1 - x0)
-    side = max(1, min(width // (2 * len(CHECK_PATCHES)), height // 4))
-    patches = []
-    for i, v in enumerate(CHECK_PATCHES):
-        cx, cy = int(width * (i + 1) / (len(CHECK_PATCHES) + 1)), int(height * 0.55)
-        top, left = cy - side // 2, cx - side // 2
-        values[top - 2: top + side + 2, left - 2: left + side + 2] = 0.0  # dark outline: the Lmean patch shows
-        values[top: top + side, left: left + side] = v
-        patches.append((v, cx, cy))
-    return values, patches
-
-
-def gun_values(values: np.ndarray, gun: str) -> np.ndarray:
-    """The check screen for one gun: ``values`` on that gun (``3 × H × W``, the others at 0), or grey as is."""
-    if gun == "grey":
-        return values
-    out = np.zeros((3, *values.shape))
-    out[GUNS.index(gun) - 1] = values
-    return out
-
-
-def run_check(profile: MonitorProfile, *, fullscreen: bool = False, size: tuple[int, int] | None = None,
-              pilot: bool = False, frames: int | None = None, save: str | None = None,
-              gun: str = "grey") -> list[str]:
-    """Show the check screen (dithered every frame) until Escape or ``frames``; return a summary.
-
-    Each patch is labelled with the luminance it should measure; ``gun`` (``grey``, ``r``, ``g``,
-    ``b``) shows the patches of that gun alone (the others at level 0), as it was calibrated;
-    ``save`` writes the first frame as read back from the back buffer.
-    """
-    if gun not in GUNS:
-        raise DisplayError(f"gun must be one of {', '.join(GUNS)}, got {gun!r}")
-    table = level_table(profile) if gun == "grey" else channel_tables(profile, 3)[GUNS.index(gun) - 1]
-    require_display()
-    from psychopy import event, visual
-
-    win, report = open_window(profile, fullscreen=fullscreen, size=size, pilot=pilot,
-                              simulated=frames is not None, enforce=not pilot)
-    w, h = (int(v) for v in win.size)
-    values, patches = check_pattern(w, h, background_value(profile))
-    image = PixelImage(win, profile, dither="frame")
-    image.set_values(gun_values(values, gun))
-    lines = [f"window {w}x{h}, {profile.bits}-bit, ramp {report.hardware_ramp}, gun {gun}"] + [
-        f"pilot: {p}" for p in report.problems]
-    labels = []
-    for v, cx, cy in patches:
-        lum = table[0] + v * (table[-1] - table[0])
-        level = float(continuous_levels(np.array([[v]]), table)[0][0, 0])
-        text = f"{lum:.2f} cd/m²" if profile.calibration else f"value {v:.2f} (uncalibrated)"
-        lines.append(f"{gun} patch value {v:.2f}: {text.replace('²', '2')} (level {level:.2f})")
-        labels.append(visual.TextStim(win, text=text, pos=(cx - w / 2, h / 2 - cy - h / 8),
-                                      height=max(10, h // 40), units="pix", color=(-1, -1, -1), autoLog=False))
-    n = 0
-    try:
-        while frames is None or n < frames:
-            image.draw()
-            for label in labels:
-                label.draw()
-            if n == 0 and save:
-                save_frame_png(capture_levels(win, profile.bits), profile.bits, save)
-                lines.append(f"wrote {save}")
-            win.flip()
-            n += 1
-            if event.getKeys(["escape", "q"]):
-                break
-    finally:
-        win.close()
-    return lines
