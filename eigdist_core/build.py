@@ -35,6 +35,7 @@ from . import __version__
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .contract import SENSITIVITY_FILE
+from .device import THREADS, device_kind, torch_threads
 from .errors import EigdistError, in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
@@ -51,8 +52,6 @@ from .stimulus_set import (
 )
 from .validate import freeze, validate_number, validate_response, validate_sensitivity
 
-#: torch threads while a group is computed (results must not depend on the machine's core count).
-THREADS = 1
 #: Files at the top of a set folder that a build writes besides images/ and items/.
 BUILD_FILES = (MANIFEST, "config.toml", "build.log", SENSITIVITY_FILE)
 PREVIEW_FILES = ("eigenvalues.png", "response_curves.png")
@@ -116,71 +115,67 @@ def compute_group(task: Task) -> list[dict]:
     import torch
 
     from . import models
-    from .device import device_kind
     from .eigendistortion import Eigendistortion
     from .fisher import FisherOperator
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
     try:
-        cfg, group, folder = task.config, task.group, Path(task.folder)
-        net = group.network
-        device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
-        image_np = load_npy(folder / "images" / f"{group.image_id}.npy")
-        image = torch.from_numpy(image_np)[None].to(device)
-        model = models.load(net.spec, net.weights).to(device)
-        wanted = directions_of(cfg)
-        vectors: dict[tuple[str, int], dict] = {}
-        if any(d != "random" for d, _ in wanted):
-            with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
-                warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                        message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
-                eig = Eigendistortion(image, model).synthesize(
-                    method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
-                    diagonal_probes=cfg.diagonal_probes,
-                )
-            validate_sensitivity(float(eig.eigenvalues[0]))  # a zero Fisher matrix gives no stimulus
-            op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
-            dist = eig.eigendistortions.detach()
-            for j, diag in enumerate(eig.diagnostics["vectors"]):
-                key = ("max", j) if j < cfg.k else ("min", j - cfg.k)
-                vectors[key] = {
-                    "vector": dist[j], "eigenvalue": float(eig.eigenvalues[j]), "rayleigh": diag["rayleigh"],
-                    "residual": diag["residual"], "converged": bool(diag["converged"]),
-                    "iterations": int(diag["iterations"]), "seed": group.seed,
+        with torch_threads(THREADS):
+            cfg, group, folder = task.config, task.group, Path(task.folder)
+            net = group.network
+            device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
+            image_np = load_npy(folder / "images" / f"{group.image_id}.npy")
+            image = torch.from_numpy(image_np)[None].to(device)
+            model = models.load(net.spec, net.weights).to(device)
+            wanted = directions_of(cfg)
+            vectors: dict[tuple[str, int], dict] = {}
+            if any(d != "random" for d, _ in wanted):
+                with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
+                    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                            message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
+                    eig = Eigendistortion(image, model).synthesize(
+                        method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
+                        diagonal_probes=cfg.diagonal_probes,
+                    )
+                validate_sensitivity(float(eig.eigenvalues[0]))  # a zero Fisher matrix gives no stimulus
+                op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
+                dist = eig.eigendistortions.detach()
+                for j, diag in enumerate(eig.diagnostics["vectors"]):
+                    key = ("max", j) if j < cfg.k else ("min", j - cfg.k)
+                    vectors[key] = {
+                        "vector": dist[j], "eigenvalue": float(eig.eigenvalues[j]), "rayleigh": diag["rayleigh"],
+                        "residual": diag["residual"], "converged": bool(diag["converged"]),
+                        "iterations": int(diag["iterations"]), "seed": group.seed,
+                    }
+            else:
+                op = FisherOperator(model, image)
+                degenerate = op.m < op.n
+            if ("random", 0) in wanted:
+                seed = derive_seed(group.seed, "random")
+                gen = torch.Generator().manual_seed(seed)  # on the CPU: the same vector on any device
+                v = torch.randn(op.n, generator=gen, dtype=torch.float64)
+                v = (v / v.norm()).to(dtype=op.dtype, device=device)
+                vectors[("random", 0)] = {
+                    "vector": v.view(image.shape[1:]), "eigenvalue": None, "rayleigh": float(v @ (op @ v)),
+                    "residual": None, "converged": True, "iterations": 0, "seed": seed,
                 }
-        else:
-            op = FisherOperator(model, image)
-            degenerate = op.m < op.n
-        if ("random", 0) in wanted:
-            seed = derive_seed(group.seed, "random")
-            gen = torch.Generator().manual_seed(seed)  # on the CPU: the same vector on any device
-            v = torch.randn(op.n, generator=gen, dtype=torch.float64)
-            v = (v / v.norm()).to(dtype=op.dtype, device=device)
-            vectors[("random", 0)] = {
-                "vector": v.view(image.shape[1:]), "eigenvalue": None, "rayleigh": float(v @ (op @ v)),
-                "residual": None, "converged": True, "iterations": 0, "seed": seed,
-            }
-            validate_sensitivity(vectors[("random", 0)]["rayleigh"])  # vᵀFv = 0 for a random v only where F = 0
-        entries = []
-        for item_id, key in zip(group.item_ids, wanted):
-            found = vectors[key]
-            vec = found.pop("vector").detach().cpu().numpy().astype(np.float32)
-            file = f"items/{item_id}.npy"
-            entries.append({
-                "item_id": item_id, "image_id": group.image_id, "model": net.model, "layer": net.layer,
-                "weights": net.weights, "direction": key[0], "index": key[1], **found,
-                "degenerate": degenerate, "device": device_kind(device),
-                "alpha_displayable_max": alpha_displayable(image_np, vec),
-                "response_curve": response_curve(model, image, torch.from_numpy(vec).to(device), cfg.alpha_max, cfg.response_points),
-                "file": file, "sha256": save_npy(folder / file, vec),
-            })
-        return entries
+                validate_sensitivity(vectors[("random", 0)]["rayleigh"])  # vᵀFv = 0 for a random v only where F = 0
+            entries = []
+            for item_id, key in zip(group.item_ids, wanted):
+                found = vectors[key]
+                vec = found.pop("vector").detach().cpu().numpy().astype(np.float32)
+                file = f"items/{item_id}.npy"
+                entries.append({
+                    "item_id": item_id, "image_id": group.image_id, "model": net.model, "layer": net.layer,
+                    "weights": net.weights, "direction": key[0], "index": key[1], **found,
+                    "degenerate": degenerate, "device": device_kind(device),
+                    "alpha_displayable_max": alpha_displayable(image_np, vec),
+                    "response_curve": response_curve(model, image, torch.from_numpy(vec).to(device), cfg.alpha_max, cfg.response_points),
+                    "file": file, "sha256": save_npy(folder / file, vec),
+                })
+            return entries
     except EigdistError as exc:  # the model refused this image (non-finite response, detached input, …); a bug keeps its traceback
         raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.network.spec} "
                               f"({task.group.network.weights})") from exc
-    finally:
-        torch.set_num_threads(threads)
 
 
 def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:

@@ -34,8 +34,6 @@ from .io import atomic_write_bytes, load_npy, sha256_file
 
 #: Items per batch of Jacobian-vector products and of the ρ forward passes.
 CHUNK = 16
-#: torch threads while a task runs (results must not depend on the machine's core count).
-THREADS = 1
 
 
 class SensitivityError(EigdistError):
@@ -168,13 +166,10 @@ def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
 
 def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]]:
     """s, the ρ row and ρ at the ceiling of every item of ``task`` (a worker's function)."""
-    import torch
-
     from . import models
+    from .device import THREADS, torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
+    with torch_threads(THREADS):
         folder = Path(task.folder)
         model = as_float64(models.load(task.candidate.spec, task.candidate.weights))
         out = {}
@@ -184,8 +179,6 @@ def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]
             s, rho, rho_c = pair_values(model, image, items, ceilings, task.alphas)
             out.update({i: (float(s[j]), [float(r) for r in rho[j]], float(rho_c[j])) for j, i in enumerate(item_ids)})
         return out
-    finally:
-        torch.set_num_threads(threads)
 
 
 def check_models(manifest: dict, candidates: Sequence[ModelEntry]) -> None:
