@@ -7,6 +7,7 @@ eigensolve). A model observer with additive Gaussian noise then has the threshol
 That holds while f_m responds linearly along v; ρ = ‖f(x + αv) − f(x)‖² / (α²·s) checks it at the
 amplitudes the experiment can show (the set's response-curve grid up to the item's α ceiling, and
 the ceiling itself); items whose ρ leaves :data:`~eigdist_core.contract.LINEARITY_BAND` are flagged.
+The build records each item's response curve, ‖f(x + αe) − f(x)‖ on the same grid (:func:`response_curve`).
 
 The table is a file of the set (``sensitivities.csv``, docs/formats.md "Sensitivities"), outside the
 set's identity, tied to the set's items by the manifest's ``sensitivities`` entry and checked by
@@ -152,6 +153,36 @@ def as_float64(model):
     from .validate import freeze
 
     return freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
+
+
+def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
+    """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
+
+    Near α = 0 it grows as √λ·α (λ = eᵀFe); where it bends away, the Fisher
+    (local) approximation stops describing the model. Computed in float64 on a
+    copy of the model, so a direction with a tiny λ is not lost in float32 rounding.
+    """
+    return response_curve_of(as_float64(model), image, direction, alpha_max, points)
+
+
+def response_curve_of(model64, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
+    """:func:`response_curve` of a float64 model (:func:`as_float64`), used as it is: a build makes one copy per
+    group for all its items."""
+    import torch
+
+    from .model_state import keeping_buffers
+    from .validate import validate_response
+
+    def f(image: torch.Tensor) -> torch.Tensor:
+        with keeping_buffers(model64):  # every call sees the model as given
+            return model64(image)
+
+    alphas = curve_alphas(alpha_max, points)
+    x, e = image.double(), direction.double()[None]
+    with torch.no_grad():
+        base = f(x)
+        dist = [float((validate_response(f(x + a * e), x, like=base) - base).norm()) for a in alphas]
+    return {"alpha": alphas, "distance": dist}
 
 
 def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
