@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,11 +35,12 @@ from . import __version__
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .contract import SENSITIVITY_FILE
+from .device import THREADS, device_kind, torch_threads
 from .errors import EigdistError, in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
-from .sensitivities import record_table
+from .sensitivities import as_float64, record_table, response_curve_of
 from .models.provenance import provenance
 from .stimulus_set import (
     MANIFEST,
@@ -49,10 +50,8 @@ from .stimulus_set import (
     item_id_for,
     write_manifest,
 )
-from .validate import freeze, validate_number, validate_response, validate_sensitivity
+from .validate import validate_number, validate_sensitivity
 
-#: torch threads while a group is computed (results must not depend on the machine's core count).
-THREADS = 1
 #: Files at the top of a set folder that a build writes besides images/ and items/.
 BUILD_FILES = (MANIFEST, "config.toml", "build.log", SENSITIVITY_FILE)
 PREVIEW_FILES = ("eigenvalues.png", "response_curves.png")
@@ -113,102 +112,109 @@ def versions() -> dict[str, str]:
 
 def compute_group(task: Task) -> list[dict]:
     """Synthesize one group's items, write each item file atomically, return their manifest entries."""
-    import torch
-
-    from . import models
-    from .device import device_kind
-    from .eigendistortion import Eigendistortion
-    from .fisher import FisherOperator
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
     try:
-        cfg, group, folder = task.config, task.group, Path(task.folder)
-        net = group.network
-        device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
-        image_np = load_npy(folder / "images" / f"{group.image_id}.npy")
-        image = torch.from_numpy(image_np)[None].to(device)
-        model = models.load(net.spec, net.weights).to(device)
-        wanted = directions_of(cfg)
-        vectors: dict[tuple[str, int], dict] = {}
-        if any(d != "random" for d, _ in wanted):
-            with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
-                warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                        message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
-                eig = Eigendistortion(image, model).synthesize(
-                    method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=group.seed,
-                    diagonal_probes=cfg.diagonal_probes,
-                )
-            validate_sensitivity(float(eig.eigenvalues[0]))  # a zero Fisher matrix gives no stimulus
-            op, degenerate = eig.operator, bool(eig.diagnostics["degenerate"])
-            dist = eig.eigendistortions.detach()
-            for j, diag in enumerate(eig.diagnostics["vectors"]):
-                key = ("max", j) if j < cfg.k else ("min", j - cfg.k)
-                vectors[key] = {
-                    "vector": dist[j], "eigenvalue": float(eig.eigenvalues[j]), "rayleigh": diag["rayleigh"],
-                    "residual": diag["residual"], "converged": bool(diag["converged"]),
-                    "iterations": int(diag["iterations"]), "seed": group.seed,
-                }
-        else:
-            op = FisherOperator(model, image)
-            degenerate = op.m < op.n
-        if ("random", 0) in wanted:
-            seed = derive_seed(group.seed, "random")
-            gen = torch.Generator().manual_seed(seed)  # on the CPU: the same vector on any device
-            v = torch.randn(op.n, generator=gen, dtype=torch.float64)
-            v = (v / v.norm()).to(dtype=op.dtype, device=device)
-            vectors[("random", 0)] = {
-                "vector": v.view(image.shape[1:]), "eigenvalue": None, "rayleigh": float(v @ (op @ v)),
-                "residual": None, "converged": True, "iterations": 0, "seed": seed,
-            }
-            validate_sensitivity(vectors[("random", 0)]["rayleigh"])  # vᵀFv = 0 for a random v only where F = 0
-        entries = []
-        for item_id, key in zip(group.item_ids, wanted):
-            found = vectors[key]
-            vec = found.pop("vector").detach().cpu().numpy().astype(np.float32)
-            file = f"items/{item_id}.npy"
-            entries.append({
-                "item_id": item_id, "image_id": group.image_id, "model": net.model, "layer": net.layer,
-                "weights": net.weights, "direction": key[0], "index": key[1], **found,
-                "degenerate": degenerate, "device": device_kind(device),
-                "alpha_displayable_max": alpha_displayable(image_np, vec),
-                "response_curve": response_curve(model, image, torch.from_numpy(vec).to(device), cfg.alpha_max, cfg.response_points),
-                "file": file, "sha256": save_npy(folder / file, vec),
-            })
-        return entries
+        with torch_threads(THREADS):
+            inputs = _load_group(task)
+            vectors, degenerate = _directions(task.config, task.group.seed, inputs)
+            model64 = as_float64(inputs.model)  # one float64 copy serves every item's response curve
+            return [_write_item(task, inputs, model64, item_id, key, *vectors[key], degenerate)
+                    for item_id, key in zip(task.group.item_ids, directions_of(task.config))]
     except EigdistError as exc:  # the model refused this image (non-finite response, detached input, …); a bug keeps its traceback
         raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.network.spec} "
                               f"({task.group.network.weights})") from exc
-    finally:
-        torch.set_num_threads(threads)
 
 
-def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
-    """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
+@dataclass(frozen=True)
+class _GroupInputs:
+    """A group's device, its image (as stored, and as a 1 × C × H × W tensor on the device) and its model there."""
 
-    Near α = 0 it grows as √λ·α (λ = eᵀFe); where it bends away, the Fisher
-    (local) approximation stops describing the model. Computed in float64 on a
-    copy of the model, so a direction with a tiny λ is not lost in float32 rounding.
-    """
-    import copy
+    device: str
+    image_np: np.ndarray
+    image: Any
+    model: Any
 
+
+def _load_group(task: Task) -> _GroupInputs:
+    """Load the group's image and model onto the task's device (``auto``: the GPU when there is one)."""
     import torch
 
-    from .model_state import keeping_buffers
-    from .sensitivities import curve_alphas
+    from . import models
 
-    alphas = curve_alphas(alpha_max, points)
-    model64 = freeze(copy.deepcopy(model).double())  # a deep-copied GraphModule comes back in training mode
+    device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
+    image_np = load_npy(Path(task.folder) / "images" / f"{task.group.image_id}.npy")
+    net = task.group.network
+    return _GroupInputs(device, image_np, torch.from_numpy(image_np)[None].to(device),
+                        models.load(net.spec, net.weights).to(device))
 
-    def f(image: torch.Tensor) -> torch.Tensor:
-        with keeping_buffers(model64):  # every call sees the model as given
-            return model64(image)
 
-    x, e = image.double(), direction.double()[None]
-    with torch.no_grad():
-        base = f(x)
-        dist = [float((validate_response(f(x + a * e), x, like=base) - base).norm()) for a in alphas]
-    return {"alpha": alphas, "distance": dist}
+def _directions(cfg: SetConfig, seed: int, inputs: _GroupInputs) -> tuple[dict[tuple[str, int], tuple], bool]:
+    """(vector, record: its manifest fields) of every direction by (direction, index); whether the bottom is degenerate."""
+    wanted = directions_of(cfg)
+    if any(d != "random" for d, _ in wanted):
+        vectors, op, degenerate = _eigendistortions(cfg, seed, inputs)
+    else:
+        from .fisher import FisherOperator
+
+        vectors, op = {}, FisherOperator(inputs.model, inputs.image)
+        degenerate = op.m < op.n
+    if ("random", 0) in wanted:
+        vectors[("random", 0)] = _random_direction(op, seed, inputs)
+    return vectors, degenerate
+
+
+def _eigendistortions(cfg: SetConfig, seed: int, inputs: _GroupInputs) -> tuple[dict, Any, bool]:
+    """The k max and k min eigendistortions with their records, the Fisher operator, and the bottom's degeneracy."""
+    from .eigendistortion import Eigendistortion
+
+    with warnings.catch_warnings():  # recorded per item (converged, residual, degenerate), or refused below
+        warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                message=r".* (did not reach tol=|possibly degenerate|the Fisher matrix is 0)")
+        eig = Eigendistortion(inputs.image, inputs.model).synthesize(
+            method=cfg.solver, k=cfg.k, tol=cfg.tol, max_iter=cfg.max_iter, seed=seed,
+            diagonal_probes=cfg.diagonal_probes,
+        )
+    validate_sensitivity(float(eig.eigenvalues[0]))  # a zero Fisher matrix gives no stimulus
+    dist = eig.eigendistortions.detach()
+    vectors = {}
+    for j, diag in enumerate(eig.diagnostics["vectors"]):
+        key = ("max", j) if j < cfg.k else ("min", j - cfg.k)
+        vectors[key] = (dist[j], {
+            "eigenvalue": float(eig.eigenvalues[j]), "rayleigh": diag["rayleigh"], "residual": diag["residual"],
+            "converged": bool(diag["converged"]), "iterations": int(diag["iterations"]), "seed": seed,
+        })
+    return vectors, eig.operator, bool(eig.diagnostics["degenerate"])
+
+
+def _random_direction(op: Any, seed: int, inputs: _GroupInputs) -> tuple:
+    """The group's random unit direction (drawn on the CPU: the same vector on any device) and its record."""
+    import torch
+
+    seed = derive_seed(seed, "random")
+    v = torch.randn(op.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    v = (v / v.norm()).to(dtype=op.dtype, device=inputs.device)
+    rayleigh = float(v @ (op @ v))
+    validate_sensitivity(rayleigh)  # vᵀFv = 0 for a random v only where F = 0
+    return v.view(inputs.image.shape[1:]), {"eigenvalue": None, "rayleigh": rayleigh, "residual": None,
+                                            "converged": True, "iterations": 0, "seed": seed}
+
+
+def _write_item(task: Task, inputs: _GroupInputs, model64: Any, item_id: str, key: tuple[str, int], vector: Any,
+                record: dict, degenerate: bool) -> dict:
+    """Write one item's file (float32, atomically); return its manifest entry (``model64``: for the response curve)."""
+    import torch
+
+    net, cfg = task.group.network, task.config
+    vec = vector.detach().cpu().numpy().astype(np.float32)
+    file = f"items/{item_id}.npy"
+    return {
+        "item_id": item_id, "image_id": task.group.image_id, "model": net.model, "layer": net.layer,
+        "weights": net.weights, "direction": key[0], "index": key[1], **record,
+        "degenerate": degenerate, "device": device_kind(inputs.device),
+        "alpha_displayable_max": alpha_displayable(inputs.image_np, vec),
+        "response_curve": response_curve_of(model64, inputs.image, torch.from_numpy(vec).to(inputs.device),
+                                            cfg.alpha_max, cfg.response_points),
+        "file": file, "sha256": save_npy(Path(task.folder) / file, vec),
+    }
 
 
 def build_set(

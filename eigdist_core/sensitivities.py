@@ -7,6 +7,7 @@ eigensolve). A model observer with additive Gaussian noise then has the threshol
 That holds while f_m responds linearly along v; ρ = ‖f(x + αv) − f(x)‖² / (α²·s) checks it at the
 amplitudes the experiment can show (the set's response-curve grid up to the item's α ceiling, and
 the ceiling itself); items whose ρ leaves :data:`~eigdist_core.contract.LINEARITY_BAND` are flagged.
+The build records each item's response curve, ‖f(x + αe) − f(x)‖ on the same grid (:func:`response_curve`).
 
 The table is a file of the set (``sensitivities.csv``, docs/formats.md "Sensitivities"), outside the
 set's identity, tied to the set's items by the manifest's ``sensitivities`` entry and checked by
@@ -34,8 +35,6 @@ from .io import atomic_write_bytes, load_npy, sha256_file
 
 #: Items per batch of Jacobian-vector products and of the ρ forward passes.
 CHUNK = 16
-#: torch threads while a task runs (results must not depend on the machine's core count).
-THREADS = 1
 
 
 class SensitivityError(EigdistError):
@@ -156,6 +155,36 @@ def as_float64(model):
     return freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
 
 
+def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
+    """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
+
+    Near α = 0 it grows as √λ·α (λ = eᵀFe); where it bends away, the Fisher
+    (local) approximation stops describing the model. Computed in float64 on a
+    copy of the model, so a direction with a tiny λ is not lost in float32 rounding.
+    """
+    return response_curve_of(as_float64(model), image, direction, alpha_max, points)
+
+
+def response_curve_of(model64, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
+    """:func:`response_curve` of a float64 model (:func:`as_float64`), used as it is: a build makes one copy per
+    group for all its items."""
+    import torch
+
+    from .model_state import keeping_buffers
+    from .validate import validate_response
+
+    def f(image: torch.Tensor) -> torch.Tensor:
+        with keeping_buffers(model64):  # every call sees the model as given
+            return model64(image)
+
+    alphas = curve_alphas(alpha_max, points)
+    x, e = image.double(), direction.double()[None]
+    with torch.no_grad():
+        base = f(x)
+        dist = [float((validate_response(f(x + a * e), x, like=base) - base).norm()) for a in alphas]
+    return {"alpha": alphas, "distance": dist}
+
+
 def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
     """ρ = dist² / (α²·s); 1 where both are 0 (the prediction "no response" holds), inf where only s is."""
     predicted = alphas ** 2 * s
@@ -168,13 +197,10 @@ def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
 
 def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]]:
     """s, the ρ row and ρ at the ceiling of every item of ``task`` (a worker's function)."""
-    import torch
-
     from . import models
+    from .device import THREADS, torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
+    with torch_threads(THREADS):
         folder = Path(task.folder)
         model = as_float64(models.load(task.candidate.spec, task.candidate.weights))
         out = {}
@@ -184,8 +210,6 @@ def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]
             s, rho, rho_c = pair_values(model, image, items, ceilings, task.alphas)
             out.update({i: (float(s[j]), [float(r) for r in rho[j]], float(rho_c[j])) for j, i in enumerate(item_ids)})
         return out
-    finally:
-        torch.set_num_threads(threads)
 
 
 def check_models(manifest: dict, candidates: Sequence[ModelEntry]) -> None:

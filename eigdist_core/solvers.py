@@ -274,6 +274,23 @@ def solve_iterative(
     EigenResult
         With ``converged`` false for every vector that stopped short of ``tol``.
     """
+    _check_methods(top, bottom, bottom_start)
+    plan = _plan(op, k, top, bottom, tol, max_iter, seed, time_budget, block)
+    seeded = seeded_block(op.n, max(plan.blocks), seed, F64, op.device)
+    hi = iterate(op, start=(seeded[:plan.blocks[0]], None), k=k, block=plan.blocks[0], largest=True, mode=top,
+                 deadline=plan.deadlines[0], lam_max=None, desc=f"top ({top})", **plan.common())
+    lam_max = float(hi.rayleigh()[0])
+    if fisher_is_zero(lam_max, op.dtype):
+        result = _zero_result(op, k, seed, plan.name, (hi.iterations, hi.products, hi.seconds))
+    else:
+        lo, d = _search_bottom(plan, hi, seeded[:k], lam_max, bottom_start, diagonal_probes)
+        result = _assemble(op, hi, lo, k, tol, lam_max, d, plan.name)
+    result.history = plan.trace.entries
+    return result
+
+
+def _check_methods(top: str, bottom: str, bottom_start: torch.Tensor | None) -> None:
+    """Refuse a method that cannot search its end, and a ``bottom_start`` for ``power``."""
     if bottom_start is not None and bottom == "power":
         raise ValueError("bottom_start needs lanczos, lobpcg or chebyshev at the bottom; power starts from the "
                          "seeded block, as plenoptic's does")
@@ -281,57 +298,100 @@ def solve_iterative(
         if name not in allowed:
             raise ValueError(f"iterative method must be one of {', '.join(ITERATIVE)}; got {name!r} "
                              f"(the bottom may also be {', '.join(BOTTOM_ONLY)})")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The settings one :func:`solve_iterative` call shares between its ends."""
+
+    op: FisherOperator
+    k: int
+    top: str
+    bottom: str
+    tol: float
+    max_iter: int
+    seed: int
+    blocks: tuple[int, int]  # (top, bottom)
+    deadlines: tuple[float, float]  # the top may use half the time budget, both ends all of it
+    trace: Trace
+
+    @property
+    def name(self) -> str:
+        """The result's method: ``top``, or ``top+bottom`` when they differ."""
+        return self.top if self.top == self.bottom else f"{self.top}+{self.bottom}"
+
+    def common(self) -> dict:
+        """:func:`~eigdist_core.block_iteration.iterate`'s settings for either end."""
+        return dict(tol=self.tol, max_iter=self.max_iter, max_basis=12 * max(self.blocks) + 24, trace=self.trace)
+
+    def projection(self, lam_max: float) -> dict:
+        """:func:`~eigdist_core.nullspace.null_projection`'s settings."""
+        return dict(k=self.k, seed=self.seed, tol=self.tol, max_iter=self.max_iter, deadline=self.deadlines[1],
+                    lam_max=lam_max, trace=self.trace)
+
+
+def _plan(op: FisherOperator, k: int, top: str, bottom: str, tol: float, max_iter: int, seed: int,
+          time_budget: float | None, block: int | None) -> _Plan:
+    """Block sizes (``k`` for ``power``, else at least k: :data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK` by default) and
+    deadlines counted from now."""
     start = time.perf_counter()
-    trace = Trace(op, start)
     budget = float("inf") if time_budget is None else time_budget
 
     def size(method: str, default: int) -> int:
         return k if method == "power" else max(k, block or default)
 
-    b_top, b_bottom = size(top, TOP_BLOCK), size(bottom, BOTTOM_BLOCK)
-    max_basis = 12 * max(b_top, b_bottom) + 24
-    g = seeded_block(op.n, max(b_top, b_bottom), seed, F64, op.device)
-    common = dict(tol=tol, max_iter=max_iter, max_basis=max_basis, trace=trace)
-    hi = iterate(op, start=(g[:b_top], None), k=k, block=b_top, largest=True, mode=top,
-                 deadline=start + budget / 2, lam_max=None, desc=f"top ({top})", **common)
-    lam_max = float(hi.rayleigh()[0])
-    name = top if top == bottom else f"{top}+{bottom}"
-    if fisher_is_zero(lam_max, op.dtype):
-        result = _zero_result(op, k, seed, name, (hi.iterations, hi.products, hi.seconds))
-        result.history = trace.entries
-        return result
-    deadline = start + budget
+    return _Plan(op, k, top, bottom, tol, max_iter, seed, (size(top, TOP_BLOCK), size(bottom, BOTTOM_BLOCK)),
+                 (start + budget / 2, start + budget), Trace(op, start))
+
+
+def _search_bottom(plan: _Plan, hi: Phase, seeded: torch.Tensor, lam_max: float, bottom_start: torch.Tensor | None,
+                   diagonal_probes: int) -> tuple[Phase, int]:
+    """The bottom k, and d: how many of them are the null-space rule's choice.
+
+    A layer with at least k fewer outputs than inputs goes straight to the seeded choice; otherwise the
+    solver searches from its warm start, and where all k it found are null the null space may hold more,
+    so the choice is made in the whole of it (counting what the search spent).
+    """
+    op, k = plan.op, plan.k
     structural = op.n - op.m  # null directions a layer with fewer outputs than inputs must have
-    projection = dict(k=k, seed=seed, tol=tol, max_iter=max_iter, deadline=deadline, lam_max=lam_max, trace=trace)
-    if structural >= k and bottom != "power":  # all k are null: skip straight to the seeded choice
-        lo, d = null_projection(op, **projection), k
-    else:
-        warm = (g[:k], None) if bottom == "power" else hi.subspace
-        if bottom_start is not None:
-            S, FS = warm
-            W = orthonormalize(bottom_start.to(device=op.device, dtype=F64), [S])
-            warm = (torch.cat([S, W]), torch.cat([FS, apply(op, W)]))
-        if bottom == "chebyshev":
-            found = filtered_bottom(op, start=warm, k=k, block=b_bottom, tol=tol, max_iter=max_iter,
-                                    deadline=deadline, lam_max=lam_max, trace=trace)
-        else:
-            t0, used = time.perf_counter(), diagonal_probes if bottom == "lobpcg" else 0
-            # F's diagonal outside the max eigendistortions, where the bottom lives
-            preconditioner = jacobi(estimate_diagonal(op, used, seed, (hi.vectors, hi.products_of))) if used else None
-            found = iterate(op, start=warm, k=k, block=k if bottom == "power" else b_bottom, largest=False,
-                            mode=bottom, deadline=deadline, lam_max=lam_max, desc=f"bottom ({bottom})",
-                            preconditioner=preconditioner, **common)
-            found.diagonal_probes, found.seconds = used, time.perf_counter() - t0
-        lo, d = split_bottom(found, k, seed, lam_max, at_least=min(structural, k))
-        if d == k and bottom != "power":  # the null space may hold more than the k vectors found
-            lo = null_projection(op, **projection)
-            lo.products += found.products
-            lo.diagonal_probes += found.diagonal_probes
-            lo.seconds += found.seconds
-            lo.iterations += found.iterations
-    result = _assemble(op, hi, lo, k, tol, lam_max, d, name)
-    result.history = trace.entries
-    return result
+    if structural >= k and plan.bottom != "power":  # all k are null: skip straight to the seeded choice
+        return null_projection(op, **plan.projection(lam_max)), k
+    warm = (seeded, None) if plan.bottom == "power" else _warm_start(op, hi.subspace, bottom_start)
+    found = _bottom_phase(plan, hi, warm, lam_max, diagonal_probes)
+    lo, d = split_bottom(found, k, plan.seed, lam_max, at_least=min(structural, k))
+    if d == k and plan.bottom != "power":  # the null space may hold more than the k vectors found
+        lo = null_projection(op, **plan.projection(lam_max))
+        lo.products += found.products
+        lo.diagonal_probes += found.diagonal_probes
+        lo.seconds += found.seconds
+        lo.iterations += found.iterations
+    return lo, d
+
+
+def _warm_start(op: FisherOperator, subspace: tuple[torch.Tensor, torch.Tensor],
+                bottom_start: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top's final subspace (rows S and their products FS), with the rows of ``bottom_start`` added."""
+    if bottom_start is None:
+        return subspace
+    S, FS = subspace
+    W = orthonormalize(bottom_start.to(device=op.device, dtype=F64), [S])
+    return torch.cat([S, W]), torch.cat([FS, apply(op, W)])
+
+
+def _bottom_phase(plan: _Plan, hi: Phase, warm: tuple, lam_max: float, diagonal_probes: int) -> Phase:
+    """The bottom's search from ``warm``: Chebyshev filtering, or the block iteration (LOBPCG preconditioned
+    with F's diagonal outside the max eigendistortions, where the bottom lives)."""
+    op, k, method, block = plan.op, plan.k, plan.bottom, plan.blocks[1]
+    if method == "chebyshev":
+        return filtered_bottom(op, start=warm, k=k, block=block, tol=plan.tol, max_iter=plan.max_iter,
+                               deadline=plan.deadlines[1], lam_max=lam_max, trace=plan.trace)
+    t0, used = time.perf_counter(), diagonal_probes if method == "lobpcg" else 0
+    preconditioner = jacobi(estimate_diagonal(op, used, plan.seed, (hi.vectors, hi.products_of))) if used else None
+    found = iterate(op, start=warm, k=k, block=k if method == "power" else block, largest=False, mode=method,
+                    deadline=plan.deadlines[1], lam_max=lam_max, desc=f"bottom ({method})",
+                    preconditioner=preconditioner, **plan.common())
+    found.diagonal_probes, found.seconds = used, time.perf_counter() - t0
+    return found
 
 
 def _assemble(

@@ -11,10 +11,12 @@ while it does, so sessions started at once (the demo's, or a lab's) find the fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from eigdist_core.errors import EigdistError
 from eigdist_core.locks import hold
@@ -43,19 +45,29 @@ def import_psychopy() -> None:
         return
     folder = psychopy_user_folder()
     with hold(folder / "eigdist-first-use.lock", f"PsychoPy's per-user folder {folder}", wait=WAIT_S):
-        from psychopy import logging  # import psychopy: creates packages/
+        import psychopy  # noqa: F401 (creates packages/)
 
-        level = logging.console.level
-        logging.console.setLevel(logging.ERROR)  # not its "Monitor specification not found" on first use
-        try:
-            import psychopy.monitors  # noqa: F401 (creates monitors/testMonitor.json)
+        with quiet_console():  # not its "Monitor specification not found" on first use
+            try:
+                import psychopy.monitors  # noqa: F401 (creates monitors/testMonitor.json)
+            except ValueError as exc:  # json_tricks' JSONDecodeError: a monitor file that is not JSON
+                raise EigdistError(f"PsychoPy could not read {_unreadable(folder / 'monitors')} ({exc}); "
+                                   "remove that file (PsychoPy writes a new testMonitor.json) or restore it") from exc
 
-            logging.flush()  # messages are filtered when flushed
-        except ValueError as exc:  # json_tricks' JSONDecodeError: a monitor file that is not JSON
-            raise EigdistError(f"PsychoPy could not read {_unreadable(folder / 'monitors')} ({exc}); "
-                               "remove that file (PsychoPy writes a new testMonitor.json) or restore it") from exc
-        finally:
-            logging.console.setLevel(level)
+
+@contextlib.contextmanager
+def quiet_console() -> Iterator[None]:
+    """PsychoPy's console shows errors only for what is logged inside; the caller's console level is restored
+    after, also on an exception (PsychoPy filters messages when it flushes them: done before restoring)."""
+    from psychopy import logging
+
+    level = logging.console.level
+    logging.console.setLevel(logging.ERROR)
+    try:
+        yield
+        logging.flush()
+    finally:
+        logging.console.setLevel(level)
 
 
 def _unreadable(monitors: Path) -> str:

@@ -19,12 +19,13 @@ import, and chromaticities stay in the eigdist profile only. The files are read 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from .calibration import calibrated, fit_calibration
 from .monitor import (
     GUNS, Calibration, MonitorProfile, ProfileError, gamma_curve, new_profile, parse_date, utc_now,
 )
-from .psychopy_home import import_psychopy
+from .psychopy_home import import_psychopy, quiet_console
 
 #: ``levelsPre`` are 8-bit output values in PsychoPy.
 PSYCHOPY_TOP = 255
@@ -64,20 +65,25 @@ def quiet_monitor(name: str) -> Any:
     import tempfile
 
     import_psychopy()
-    from psychopy import logging, monitors
+    from psychopy import monitors
+
+    with quiet_console(), tempfile.TemporaryDirectory() as empty, monitor_folder(empty):
+        return monitors.Monitor(name, autoLog=False, verbose=False)
+
+
+@contextlib.contextmanager
+def monitor_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """PsychoPy reads and saves its monitors in ``folder`` while inside; its own folder is restored after,
+    also on an exception (``calibTools.monitorFolder`` is a module global: the whole process's)."""
+    import_psychopy()
     from psychopy.monitors import calibTools
 
-    level, folder = logging.console.level, calibTools.monitorFolder
-    logging.console.setLevel(logging.ERROR)
+    saved = calibTools.monitorFolder
+    calibTools.monitorFolder = str(folder)
     try:
-        with tempfile.TemporaryDirectory() as empty:
-            calibTools.monitorFolder = empty
-            mon = monitors.Monitor(name, autoLog=False, verbose=False)
-        logging.flush()  # messages are filtered when flushed
+        yield
     finally:
-        logging.console.setLevel(level)
-        calibTools.monitorFolder = folder
-    return mon
+        calibTools.monitorFolder = saved
 
 
 def _load_calibs(file: Path) -> dict[str, dict[str, Any]]:
@@ -306,4 +312,4 @@ def read_psychopy_monitor(name: str, folder: str | os.PathLike | None = None, *,
     return profile
 
 
-__all__ = ["DEFAULT_GRID_ROW", "psychopy_folder", "quiet_monitor", "read_psychopy_monitor", "write_psychopy_monitor"]
+__all__ = ["DEFAULT_GRID_ROW", "monitor_folder", "psychopy_folder", "quiet_monitor", "read_psychopy_monitor", "write_psychopy_monitor"]

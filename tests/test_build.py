@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from eigdist_core.build import build_set, response_curve
+from eigdist_core.build import build_set
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.io import load_json
+from eigdist_core.sensitivities import response_curve
 from eigdist_core.stimulus_set import StimulusSet, schema_problems, verify_set
 from tests.build_fixtures import fingerprint
 from tests.trial_fixtures import set_config_toml

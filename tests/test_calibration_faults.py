@@ -133,20 +133,15 @@ def _exported_uncalibrated(tmp_path: Path, capsys, mon: str) -> Path:
 
 def _psychopy_default(tmp_path: Path, capsys, mon: str) -> Path:
     """A new monitor saved by PsychoPy's own API (what Monitor Center does before measuring)."""
-    from psychopy.monitors import calibTools
-
-    from experiments.psychopy_monitors import quiet_monitor
+    from experiments.psychopy_monitors import monitor_folder, quiet_monitor
 
     m = quiet_monitor("m")
-    old, calibTools.monitorFolder = calibTools.monitorFolder, str(tmp_path / "pp")
     (tmp_path / "pp").mkdir()
-    try:
+    with monitor_folder(tmp_path / "pp"):
         m.setWidth(40.0)
         m.setDistance(70.0)
         m.setSizePix([1024, 768])
         m.saveMon()
-    finally:
-        calibTools.monitorFolder = old
     return tmp_path / "pp" / "m.json"
 
 

@@ -1,9 +1,11 @@
-"""Device kind and the CUDA settings for reproducible float32 products (checked without a GPU)."""
+"""Device kind, the CUDA settings for reproducible float32 products (checked without a GPU) and torch's threads."""
+
+import os
 
 import pytest
 import torch
 
-from eigdist_core.device import device_kind, reproducible
+from eigdist_core.device import CUBLAS_WORKSPACE, device_kind, reproducible, torch_threads
 
 FLAGS = {
     "cudnn.allow_tf32": (torch.backends.cudnn, "allow_tf32"),
@@ -64,3 +66,36 @@ def test_the_fisher_operator_records_and_takes_products_under_the_settings(monke
     op @ torch.ones(op.n)  # one vector: the recorded graph
     op @ torch.ones(2, op.n)  # a block: vmap
     assert entered == [torch.device("cpu")] * 6  # the linearisation, the gradient probe, a jvp and a vjp per product
+
+
+@pytest.fixture
+def no_cublas_setting(monkeypatch):
+    """CUBLAS_WORKSPACE_CONFIG unset during the test and the caller's value (or none) back after it."""
+    monkeypatch.setenv(CUBLAS_WORKSPACE[0], "recorded")  # so that undo also removes a value the test leaves
+    monkeypatch.delenv(CUBLAS_WORKSPACE[0])
+
+
+def test_the_cublas_workspace_is_set_inside_only_and_a_callers_own_setting_is_kept(no_cublas_setting, monkeypatch):
+    name, value = CUBLAS_WORKSPACE
+    with pytest.raises(KeyError), reproducible("cuda"):
+        assert os.environ[name] == value == ":4096:8"
+        raise KeyError("a failure inside")
+    assert name not in os.environ
+    monkeypatch.setenv(name, ":16:8")
+    with reproducible("cuda"):
+        assert os.environ[name] == ":16:8"
+    assert os.environ[name] == ":16:8"
+
+
+def test_the_command_sets_the_cublas_workspace_for_its_whole_process(no_cublas_setting, tmp_path):
+    from eigdist.cli.main import main
+
+    assert main(["stimuli", "show", str(tmp_path)]) == 2  # any command, even one that fails
+    assert os.environ[CUBLAS_WORKSPACE[0]] == ":4096:8"
+
+
+def test_torch_threads_come_back_after_an_error(one_thread):
+    with pytest.raises(KeyError), torch_threads(2):
+        assert torch.get_num_threads() == 2
+        raise KeyError("a failure inside")
+    assert torch.get_num_threads() == 1

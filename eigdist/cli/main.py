@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Sequence
 
+from eigdist_core.device import process_defaults
 from eigdist_core.errors import EigdistError, caused_by_interrupt
 
 from . import analyze, calibrate, demo, init, power, run, stimuli, synth
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the command started: nothing to resume, no traceback
         print("eigdist: interrupted; rerun the same command to resume", file=sys.stderr)
         return INTERRUPTED
+    process_defaults()  # the command owns its process: the one place that sets process-wide defaults
     try:
         return int(args.func(args) or 0)
     except BaseException as exc:
