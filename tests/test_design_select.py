@@ -155,6 +155,17 @@ def test_select_writes_a_verified_subset_that_names_its_parent(pool_set, tmp_pat
     assert "criterion" in capsys.readouterr().out
 
 
+def test_verify_names_a_selection_that_does_not_match_the_items(pool_set, tmp_path):
+    from eigdist_core.stimulus_set import write_manifest
+
+    out = tmp_path / "subset"
+    assert cli("design", "select", str(pool_set), "--budget-trials", "40", "--out", str(out)) == 0
+    manifest = load_json(out / "manifest.json")
+    manifest["selection"]["trials"]["ghost"] = 10
+    write_manifest(out, manifest)  # sealed again: only the selection check can see it
+    assert "manifest.json: selection.trials names 'ghost', which is not an item of the set" in verify_set(out)
+
+
 def test_exclusions_are_recorded_with_a_reason(pool_set, tmp_path):
     out = tmp_path / "subset"
     assert cli("design", "select", str(pool_set), "--budget-trials", "40", "--out", str(out),
