@@ -156,11 +156,11 @@ def report(table: pd.DataFrame, out: Path | None) -> None:
     acc["all"] = table.groupby(["budget", "design"])["hit"].mean()
     print("\nidentification accuracy per true layer (share of labs):")
     print(acc.round(2).to_string())
-    top = table["budget"].max()
-    for design in DESIGNS:
-        part = table[(table["budget"] == top) & (table["design"] == design)]
-        print(f"\nconfusion, {design}, {top} trials per observer (rows: true, columns: chosen):")
-        print(pd.crosstab(part["true"], part["chosen"]).to_string())
+    for budget in sorted(table["budget"].unique()):
+        for design in DESIGNS:
+            part = table[(table["budget"] == budget) & (table["design"] == design)]
+            print(f"\nconfusion, {design}, {budget} trials per observer (rows: true, columns: chosen):")
+            print(pd.crosstab(part["true"], part["chosen"]).to_string())
     if out is not None:
         import matplotlib
 
@@ -169,12 +169,19 @@ def report(table: pd.DataFrame, out: Path | None) -> None:
 
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "design_gain.csv", index=False)
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for design in DESIGNS:
-            curve = table[table["design"] == design].groupby("budget")["hit"].mean()
-            ax.plot(curve.index, curve.to_numpy(), marker="o", label=design)
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for design, colour in zip(DESIGNS, ("C0", "C1", "C2")):
+            part = table[table["design"] == design]
+            for _, layer in part.groupby("true"):  # thin: each true layer; thick: all
+                curve = layer.groupby("budget")["hit"].mean()
+                ax.plot(curve.index, curve.to_numpy(), color=colour, lw=0.7, alpha=0.35)
+            curve = part.groupby("budget")["hit"].mean()
+            ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", lw=2, label=design)
+        budgets = sorted(table["budget"].unique())
         ax.set(xlabel="trials per observer", ylabel="identification accuracy", ylim=(0, 1.02), xscale="log",
-               title="true layer identified (simulated labs)")
+               xticks=budgets, xticklabels=[str(b) for b in budgets],
+               title="true layer identified (simulated labs; thin: per true layer)")
+        ax.minorticks_off()
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "design_power.png", dpi=120)
