@@ -12,6 +12,7 @@ grid's D design, layers and images in turn).
 
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
+    python benchmarks/bench_design.py --gain --pool SET --labs 20 --out out/design_set   # a built pool
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ def synthetic_pool(n_images: int, n_layers: int, dim: int, sigma: float, n_rando
     return pool
 
 
+def built_pool(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A built set's items as :func:`synthetic_pool` rows (its layers as columns), and the layer names.
+
+    Items some layer sees as s = 0 are dropped (the comparison predicts them at chance). The labs show
+    every α (no ceiling), so the selection's ceiling and display exclusions are not applied here.
+    """
+    from analysis.design_selection import read_pool
+    from eigdist_core.contract import candidate_name
+
+    pool = read_pool(folder)
+    items = {it["item_id"]: it for it in pool.stimuli.items}
+    sources = [f"{candidate_name(items[i]['model'], items[i]['layer'], items[i]['weights'])}:{items[i]['direction']}"
+               for i in pool.item_ids]
+    frame = pd.DataFrame({"image_id": pool.image_ids, "source": sources, "item_id": pool.item_ids,
+                          **{name: pool.s[:, m] for m, name in enumerate(pool.layers)}})
+    return frame[(pool.s > 0).all(axis=1)].reset_index(drop=True), pool.layers
+
+
 def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: int, step: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Trials per pool item of one design at ``budget`` trials per observer."""
@@ -134,10 +153,14 @@ def identify(trials: pd.DataFrame, sens: pd.DataFrame, layers: list[str]) -> str
 
 
 def gain(args: argparse.Namespace) -> pd.DataFrame:
-    layers = [f"L{m}" for m in range(args.layers)]
-    pool = synthetic_pool(args.images, args.layers, args.dim, args.sigma, args.random, args.seed)
+    if args.pool:
+        pool, layers = built_pool(args.pool)
+        print(f"pool: {args.pool}: {len(pool)} items, {pool['image_id'].nunique()} images, {len(layers)} layers")
+    else:
+        layers = [f"L{m}" for m in range(args.layers)]
+        pool = synthetic_pool(args.images, args.layers, args.dim, args.sigma, args.random, args.seed)
+        print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
     sens = sensitivity_rows(pool, layers)
-    print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
     rows = []
     for budget in args.budgets:
         for d, design in enumerate(DESIGNS):
@@ -195,6 +218,7 @@ def main() -> int:
     ap.add_argument("--speed-layers", type=int, default=20)
     ap.add_argument("--speed-budget", type=int, default=2000)
     ap.add_argument("--gain", action="store_true")
+    ap.add_argument("--pool", type=Path, help="a built set with sensitivities (default: the synthetic pool)")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--dim", type=int, default=16)
