@@ -185,12 +185,20 @@ def _first_items(delta: np.ndarray, image: np.ndarray, per_image: int) -> list[i
     return list(np.flatnonzero(chosen))
 
 
-def _added(delta: np.ndarray, n: np.ndarray, step: float, rows: np.ndarray) -> np.ndarray:
-    """Σ n (Δ − Δ̄)² per pair after adding ``step`` trials to each of ``rows`` in turn (rows × pairs)."""
-    total = n.sum()
+def _moments(delta: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Δ̄ and Σ n (Δ − Δ̄)² per pair of the design ``n`` (trials > 0 somewhere)."""
     used = np.flatnonzero(n)
-    mean = n[used] @ delta[used] / total
-    spread = n[used] @ (delta[used] - mean) ** 2
+    mean = n[used] @ delta[used] / n.sum()
+    return mean, n[used] @ (delta[used] - mean) ** 2
+
+
+def _added(delta: np.ndarray, n: np.ndarray, step: float, rows: np.ndarray) -> np.ndarray:
+    """Σ n (Δ − Δ̄)² per pair after adding ``step`` trials to each of ``rows`` in turn (rows × pairs).
+
+    Adding m trials at Δ_v to N trials of mean Δ̄ raises the sum by m N / (N + m) (Δ_v − Δ̄)².
+    """
+    total = n.sum()
+    mean, spread = _moments(delta, n)
     return spread + step * total / (total + step) * (delta[rows] - mean) ** 2
 
 
@@ -198,7 +206,7 @@ def _grow(delta: np.ndarray, delta32: np.ndarray, buffer: np.ndarray, image: np.
           limits: Constraints) -> int | list | None:
     """The next step: an item of a shown image, or a new image's ``per_image`` items; None when none fits.
 
-    Every item is scored in ``buffer`` (items × pairs, float32): the spread after ``step`` more trials on it.
+    Every item is scored in ``buffer`` (items × pairs, float32) as :func:`_added` scores rows, in place.
     """
     left = limits.budget - n.sum()
     per_image = np.bincount(image, weights=n, minlength=image.max() + 1)
@@ -210,9 +218,7 @@ def _grow(delta: np.ndarray, delta32: np.ndarray, buffer: np.ndarray, image: np.
     if not (old | new).any():
         return None
     total = n.sum()
-    used = np.flatnonzero(n)
-    mean = n[used] @ delta[used] / total
-    spread = n[used] @ (delta[used] - mean) ** 2
+    mean, spread = _moments(delta, n)
     np.subtract(delta32, mean.astype(np.float32), out=buffer)
     np.square(buffer, out=buffer)
     buffer *= np.float32(limits.step * total / (total + limits.step))
