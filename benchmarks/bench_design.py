@@ -12,7 +12,8 @@ grid's D design, layers and images in turn).
 
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
-    python benchmarks/bench_design.py --gain --pool SET --labs 20 --out out/design_set   # a built pool
+    python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
+    python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
 """
 
 from __future__ import annotations
@@ -73,6 +74,29 @@ def synthetic_pool(n_images: int, n_layers: int, dim: int, sigma: float, n_rando
     pool = pd.DataFrame(rows)
     pool["item_id"] = [f"{r.image_id}__{r.source}__{i}" for i, r in enumerate(pool.itertuples())]
     return pool
+
+
+POOL_LAYERS = ("conv1", "maxpool", "layer1", "layer2", "layer3")
+
+
+def make_pool(folder: Path) -> Path:
+    """Build the benchmark's real pool: resnet18 (random:0) conv1…layer3 at 16 × 16 grey, max/min/random, on
+    the 12 built-in images and 8 of them turned by 90° (20 images, 300 items), exact solver; return the set."""
+    from eigdist_core.build import build_set
+    from eigdist_core.images import BUILTIN_IMAGES, load_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    turned = []
+    for name in BUILTIN_IMAGES[:8]:
+        image = load_image(name, size=16, channels=1).numpy()[0]
+        np.save(folder / f"{name}_turned.npy", np.ascontiguousarray(np.rot90(image)))
+        turned.append(str(folder / f"{name}_turned.npy"))
+    images = ", ".join(f'"{i}"' for i in [*BUILTIN_IMAGES, *turned])
+    models = "".join(f'\n[[models]]\nspec = "resnet18:{layer}"\nweights = "random:0"\n' for layer in POOL_LAYERS)
+    (folder / "pool.toml").write_text(f'name = "pool"\nimages = [{images}]\ncolor = "grey"\nsize = 16\n'
+                                      'value_range = [0.2, 0.8]\nalpha_max = 2.0\ndirections = ["max", "min", "random"]\n'
+                                      f'solver = "exact"\nresponse_points = 3\n{models}')
+    return build_set(folder / "pool.toml", folder / "pool", jobs=2, progress=False)
 
 
 def built_pool(folder: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -219,6 +243,8 @@ def main() -> int:
     ap.add_argument("--speed-budget", type=int, default=2000)
     ap.add_argument("--gain", action="store_true")
     ap.add_argument("--pool", type=Path, help="a built set with sensitivities (default: the synthetic pool)")
+    ap.add_argument("--make-pool", type=Path, help="build the real pool (resnet18, 20 images) into this folder, "
+                    "then use it")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--dim", type=int, default=16)
@@ -231,6 +257,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.make_pool:
+        args.pool = make_pool(args.make_pool)
     if args.speed:
         print("| selection | time | result |\n|---|---|---|")
         speed(args.items, args.speed_layers, args.speed_budget)
