@@ -179,6 +179,18 @@ LINEARITY_BAND = (0.5, 2.0)
 SENSITIVITY_COLUMNS = ("item_id", "item_sha256", "image_id", "model", "layer", "weights", "s", "alpha_ceiling")
 SENSITIVITY_TAIL = ("rho_ceiling", "rho_low", "rho_high", "nonlinear")
 
+# --- Subsets: a stimulus set chosen from a pool (docs/formats.md, "Subsets") -----------------------------
+
+#: The criterion ``eigdist design select`` maximises: the smallest expected log-likelihood ratio over the
+#: pairs of the pool's layers (docs/analysis.md, "Choosing the stimuli").
+SELECTION_CRITERION = "min_pair_expected_llr"
+
+#: Fields of a subset manifest's ``selection`` entry, in the docs' order.
+SELECTION_FIELDS = (
+    "criterion", "value", "pairs", "layers", "budget", "step", "item_cap", "image_cap", "per_image", "function",
+    "slope", "lapse", "n_alternatives", "typical_threshold", "bits", "trials", "excluded",
+)
+
 #: The name of the noise-ceiling row of ``comparison.csv`` (in its ``model`` column).
 NOISE_CEILING = "(noise ceiling)"
 

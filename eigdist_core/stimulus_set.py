@@ -410,8 +410,9 @@ def verify_set(path: str | os.PathLike) -> list[str]:
                     f"(|cos| = {cos:.3g} with items/{item_id_for(*key[:4], 'max', 0)}.npy)"
                 )
     from .sensitivities import table_problems
+    from .stimulus_subset import selection_problems
 
-    return problems + table_problems(path, m)
+    return problems + table_problems(path, m) + selection_problems(m)
 
 
 def _id_problems(m: dict) -> list[str]:

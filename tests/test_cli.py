@@ -7,7 +7,7 @@ import pytest
 
 from eigdist.cli.main import main
 
-GROUPS = ["init", "synth", "stimuli", "calibrate", "run", "analyze", "power", "demo"]
+GROUPS = ["init", "synth", "stimuli", "calibrate", "run", "analyze", "power", "design", "demo"]
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -35,6 +35,8 @@ def test_user_errors_exit_2_with_message(capsys):
     (["power", "--delta-d", "0.3", "--sd-d", "-1"], "argument --sd-d: must be a number >= 0, got -1.0"),
     (["power", "--delta-d", "nan"], "argument --delta-d: must be a number > 0, got nan"),
     (["power", "--delta-d", "0.3", "--seed", "x"], "argument --seed: must be an int, got 'x'"),
+    (["design", "select", "pool", "--out", "o", "--budget-trials", "0"],
+     "argument --budget-trials: must be an int >= 1, got 0"),
 ])
 def test_numeric_options_are_checked_where_they_are_parsed(argv, message, capsys):
     """Issue 16 item 13: --seed -1 and --sd-d -1 were accepted."""

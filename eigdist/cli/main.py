@@ -15,10 +15,10 @@ from typing import Sequence
 from eigdist_core.device import process_defaults
 from eigdist_core.errors import EigdistError, caused_by_interrupt
 
-from . import analyze, calibrate, demo, init, power, run, stimuli, synth
+from . import analyze, calibrate, demo, design, init, power, run, stimuli, synth
 from .status import INTERRUPTED, USER_ERROR
 
-GROUPS = (init, synth, stimuli, calibrate, run, analyze, power, demo)
+GROUPS = (init, synth, stimuli, calibrate, run, analyze, power, design, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

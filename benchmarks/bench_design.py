@@ -1,0 +1,273 @@
+"""Offline design selection: its time, and the gain simulated labs see at equal trial budget.
+
+Speed: ``select`` over N candidate items × L layers (random log-normal sensitivities, 20 images).
+Gain: a synthetic pool of linear layers (per image, layer m is A_m = G + σ R_m on a d-pixel patch, F_m =
+A_mᵀA_m; the pool holds every layer's max/min eigendistortions, the generalized top/bottom pair of every
+layer pair and random directions, s_m(v) = vᵀF_m v exactly). Labs of Weibull observers whose threshold is
+k·c_p/√s_X(v) (X the true layer, c_p log-normal) answer constant-stimulus trials (``analysis.simulate``);
+the comparison's cross-validated log-likelihood (``analysis.comparison``) names the layer. Designs at
+equal trials per observer: ``selected`` (``eigdist_core.design_criterion.select``), ``random`` (random
+items, two per image, ``step`` trials each) and ``own-pair`` (each layer's max and min items, the fixed
+grid's D design, layers and images in turn).
+
+    python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
+    python benchmarks/bench_design.py --gain --labs 20 --out out/design
+    python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
+    python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.comparison import CompareOptions, cross_validate, folds, levels  # noqa: E402
+from analysis.simulate import simulate_trials  # noqa: E402
+from eigdist_core.contract import L2_MODEL, TRACK_KEY  # noqa: E402
+from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_information  # noqa: E402
+
+DESIGNS = ("selected", "random", "own-pair")
+
+
+def speed(n_items: int, n_layers: int, budget: int) -> None:
+    rng = np.random.default_rng(0)
+    s = np.exp(rng.normal(size=(n_items, n_layers)))
+    image = np.repeat(np.arange(20), -(-n_items // 20))[:n_items]
+    start = time.perf_counter()
+    design = select(pair_contrasts(s), image, trial_information(3.0, 0.02, 0.5), Constraints(budget=budget))
+    took = time.perf_counter() - start
+    print(f"| {n_items} items × {n_layers} layers, budget {budget} | {took:.1f} s | {int((design.trials > 0).sum())} "
+          f"items, criterion {design.value:.3g} nats |")
+
+
+def synthetic_pool(n_images: int, n_layers: int, dim: int, sigma: float, n_random: int, seed: int) -> pd.DataFrame:
+    """One row per item: image, source (what made it), and s under each layer (columns L0, L1, …)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for im in range(n_images):
+        g = rng.normal(size=(dim, dim))
+        fs = [(a.T @ a) for a in (g + sigma * rng.normal(size=(n_layers, dim, dim)))]
+        vectors, sources = [], []
+        for m, f in enumerate(fs):
+            vec = np.linalg.eigh(f)[1]
+            vectors += [vec[:, -1], vec[:, 0]]
+            sources += [f"L{m}:max", f"L{m}:min"]
+        for a in range(n_layers):
+            for b in range(a + 1, n_layers):
+                gen = scipy.linalg.eigh(fs[a], fs[b])[1]
+                vectors += [gen[:, -1], gen[:, 0]]
+                sources += [f"L{a}/L{b}:top", f"L{a}/L{b}:bottom"]
+        vectors += list(rng.normal(size=(n_random, dim)))
+        sources += ["random"] * n_random
+        for v, source in zip(vectors, sources):
+            v = v / np.linalg.norm(v)
+            rows.append({"image_id": f"img{im:02d}", "source": source, **{f"L{m}": float(v @ f @ v)
+                                                                           for m, f in enumerate(fs)}})
+    pool = pd.DataFrame(rows)
+    pool["item_id"] = [f"{r.image_id}__{r.source}__{i}" for i, r in enumerate(pool.itertuples())]
+    return pool
+
+
+POOL_LAYERS = ("conv1", "maxpool", "layer1", "layer2", "layer3")
+
+
+def make_pool(folder: Path) -> Path:
+    """Build the benchmark's real pool: resnet18 (random:0) conv1…layer3 at 16 × 16 grey, max/min/random, on
+    the 12 built-in images and 8 of them turned by 90° (20 images, 300 items), exact solver; return the set."""
+    from eigdist_core.build import build_set
+    from eigdist_core.images import BUILTIN_IMAGES, load_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    turned = []
+    for name in BUILTIN_IMAGES[:8]:
+        image = load_image(name, size=16, channels=1).numpy()[0]
+        np.save(folder / f"{name}_turned.npy", np.ascontiguousarray(np.rot90(image)))
+        turned.append(str(folder / f"{name}_turned.npy"))
+    images = ", ".join(f'"{i}"' for i in [*BUILTIN_IMAGES, *turned])
+    models = "".join(f'\n[[models]]\nspec = "resnet18:{layer}"\nweights = "random:0"\n' for layer in POOL_LAYERS)
+    (folder / "pool.toml").write_text(f'name = "pool"\nimages = [{images}]\ncolor = "grey"\nsize = 16\n'
+                                      'value_range = [0.2, 0.8]\nalpha_max = 2.0\ndirections = ["max", "min", "random"]\n'
+                                      f'solver = "exact"\nresponse_points = 3\n{models}')
+    return build_set(folder / "pool.toml", folder / "pool", jobs=2, progress=False)
+
+
+def built_pool(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A built set's items as :func:`synthetic_pool` rows (its layers as columns), and the layer names.
+
+    Items some layer sees as s = 0 are dropped (the comparison predicts them at chance). The labs show
+    every α (no ceiling), so the selection's ceiling and display exclusions are not applied here.
+    """
+    from analysis.design_selection import read_pool
+    from eigdist_core.contract import candidate_name
+
+    pool = read_pool(folder)
+    items = {it["item_id"]: it for it in pool.stimuli.items}
+    sources = [f"{candidate_name(items[i]['model'], items[i]['layer'], items[i]['weights'])}:{items[i]['direction']}"
+               for i in pool.item_ids]
+    frame = pd.DataFrame({"image_id": pool.image_ids, "source": sources, "item_id": pool.item_ids,
+                          **{name: pool.s[:, m] for m, name in enumerate(pool.layers)}})
+    return frame[(pool.s > 0).all(axis=1)].reset_index(drop=True), pool.layers
+
+
+def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: int, step: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Trials per pool item of one design at ``budget`` trials per observer."""
+    image = pd.factorize(pool["image_id"])[0]
+    n = np.zeros(len(pool), int)
+    if design == "selected":
+        return select(pair_contrasts(pool[layers].to_numpy()), image, trial_information(3.0, 0.02, 0.5),
+                      Constraints(budget=budget, step=step)).trials
+    pairs = budget // (2 * step)
+    if design == "random":
+        for im in rng.permutation(image.max() + 1)[:pairs]:
+            n[rng.choice(np.flatnonzero(image == im), 2, replace=False)] = step
+        left = budget - n.sum()
+        n[rng.choice(np.flatnonzero(n == 0), left // step, replace=False)] = step
+        return n
+    for p in range(pairs):  # own-pair: layer p mod L at image p // L (then wrapping over images)
+        layer, im = layers[p % len(layers)], (p // len(layers)) % (image.max() + 1)
+        for end in ("max", "min"):
+            n[(image == im) & (pool["source"] == f"{layer}:{end}").to_numpy()] += step
+    return n
+
+
+def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int) -> pd.DataFrame:
+    """Constant-stimulus trial rows of ``observers`` Weibull observers seeing through ``true``."""
+    rng = np.random.default_rng(seed)
+    s = pool[true].to_numpy()
+    shown = np.flatnonzero(trials)
+    scale = np.exp(np.median(0.5 * np.log(s)))
+    out = []
+    for p in range(observers):
+        factor = np.exp(rng.normal(0, 0.2))
+        truth = pd.DataFrame({
+            "participant": f"p{p:02d}", "image_id": pool["image_id"].to_numpy()[shown], "model": "syn",
+            "layer": pool["item_id"].to_numpy()[shown], "weights": "none", "direction": "max",
+            "threshold": 0.05 * factor * scale / np.sqrt(s[shown]), "n": trials[shown]})
+        for n, group in truth.groupby("n"):
+            rows = simulate_trials(group[[*TRACK_KEY, "threshold"]], n_trials=int(n), alpha_max=1e9,
+                                   seed=int(rng.integers(2**31)))
+            out.append(rows.assign(item_id=rows["layer"]))
+    return pd.concat(out, ignore_index=True)
+
+
+def sensitivity_rows(pool: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
+    """The comparison's sensitivity table of the pool: every layer and the L2 baseline (s = 1)."""
+    frames = [pd.DataFrame({"item_id": pool["item_id"], "model": "syn", "layer": m, "weights": "none", "s": pool[m]})
+              for m in layers]
+    l2 = pd.DataFrame({"item_id": pool["item_id"], "model": L2_MODEL[0], "layer": L2_MODEL[1],
+                       "weights": L2_MODEL[2], "s": 1.0})
+    return pd.concat([*frames, l2], ignore_index=True)
+
+
+def identify(trials: pd.DataFrame, sens: pd.DataFrame, layers: list[str]) -> str:
+    """The layer with the largest cross-validated log-likelihood (the comparison's score, no bootstrap)."""
+    lv = levels(trials, sens[sens["item_id"].isin(set(trials["item_id"]))], None)
+    ll, _ = cross_validate(lv, folds(lv.table), CompareOptions(n_boot=1))
+    total = {c[1]: np.nansum(ll[i]) for i, c in enumerate(lv.candidates) if c[1] in layers}
+    return max(total, key=total.get)
+
+
+def gain(args: argparse.Namespace) -> pd.DataFrame:
+    if args.pool:
+        pool, layers = built_pool(args.pool)
+        print(f"pool: {args.pool}: {len(pool)} items, {pool['image_id'].nunique()} images, {len(layers)} layers")
+    else:
+        layers = [f"L{m}" for m in range(args.layers)]
+        pool = synthetic_pool(args.images, args.layers, args.dim, args.sigma, args.random, args.seed)
+        print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
+    sens = sensitivity_rows(pool, layers)
+    rows = []
+    for budget in args.budgets:
+        for d, design in enumerate(DESIGNS):
+            for lab_seed in range(args.labs):
+                rng = np.random.default_rng([args.seed, budget, d, lab_seed])
+                trials = design_trials(pool, layers, design, budget, args.step, rng)
+                for t, true in enumerate(layers):
+                    data = lab(pool, trials, true, args.observers, hash((budget, d, lab_seed, t)) % 2**31)
+                    rows.append((budget, design, lab_seed, true, identify(data, sens, layers)))
+    return pd.DataFrame(rows, columns=["budget", "design", "lab", "true", "chosen"])
+
+
+def report(table: pd.DataFrame, out: Path | None) -> None:
+    table["hit"] = table["true"] == table["chosen"]
+    acc = table.pivot_table(index=["budget", "design"], columns="true", values="hit", aggfunc="mean")
+    acc["all"] = table.groupby(["budget", "design"])["hit"].mean()
+    print("\nidentification accuracy per true layer (share of labs):")
+    print(acc.round(2).to_string())
+    for budget in sorted(table["budget"].unique()):
+        for design in DESIGNS:
+            part = table[(table["budget"] == budget) & (table["design"] == design)]
+            print(f"\nconfusion, {design}, {budget} trials per observer (rows: true, columns: chosen):")
+            print(pd.crosstab(part["true"], part["chosen"]).to_string())
+    if out is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "design_gain.csv", index=False)
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for design, colour in zip(DESIGNS, ("C0", "C1", "C2")):
+            part = table[table["design"] == design]
+            for _, layer in part.groupby("true"):  # thin: each true layer; thick: all
+                curve = layer.groupby("budget")["hit"].mean()
+                ax.plot(curve.index, curve.to_numpy(), color=colour, lw=0.7, alpha=0.35)
+            curve = part.groupby("budget")["hit"].mean()
+            ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", lw=2, label=design)
+        budgets = sorted(table["budget"].unique())
+        ax.set(xlabel="trials per observer", ylabel="identification accuracy", ylim=(0, 1.02), xscale="log",
+               xticks=budgets, xticklabels=[str(b) for b in budgets],
+               title="true layer identified (simulated labs; thin: per true layer)")
+        ax.minorticks_off()
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "design_power.png", dpi=120)
+        print(f"\nwrote {out}/design_gain.csv and {out}/design_power.png")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--speed-layers", type=int, default=20)
+    ap.add_argument("--speed-budget", type=int, default=2000)
+    ap.add_argument("--gain", action="store_true")
+    ap.add_argument("--pool", type=Path, help="a built set with sensitivities (default: the synthetic pool)")
+    ap.add_argument("--make-pool", type=Path, help="build the real pool (resnet18, 20 images) into this folder, "
+                    "then use it")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--layers", type=int, default=5)
+    ap.add_argument("--dim", type=int, default=16)
+    ap.add_argument("--sigma", type=float, default=0.5)
+    ap.add_argument("--random", type=int, default=10, help="random directions per image")
+    ap.add_argument("--observers", type=int, default=4)
+    ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
+    ap.add_argument("--step", type=int, default=10)
+    ap.add_argument("--labs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.make_pool:
+        args.pool = make_pool(args.make_pool)
+    if args.speed:
+        print("| selection | time | result |\n|---|---|---|")
+        speed(args.items, args.speed_layers, args.speed_budget)
+    if args.gain:
+        start = time.perf_counter()
+        report(gain(args), args.out)
+        print(f"gain: {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
