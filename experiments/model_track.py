@@ -29,12 +29,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from eigdist_core.errors import EigdistError
 from eigdist_core.psychometric_function import weibull
+from eigdist_core.sensitivities import SensitivityError, read_table
+
+from .design import conditions
 
 #: Fixed slope and lapse: the middle of the QUEST+ track's grid (experiments.staircase.DEFAULT_OPTIONS).
 SLOPE = 3.5
@@ -252,6 +256,52 @@ def rebuild(grid: ModelGrid, trials: Iterable[tuple[int, float, bool]]) -> Model
     for item, alpha, correct in trials:
         track.update(item, alpha, correct)
     return track
+
+
+def set_layers(manifest: dict) -> list[tuple[str, str, str]]:
+    """The set's own layers as (model, layer, weights), in config order; at least two.
+
+    Raises
+    ------
+    EigdistError
+        For a set with fewer than two layers, naming them.
+    """
+    layers = [(*m["spec"].split(":", 1), m["weights"]) for m in manifest["config"]["models"]]
+    if len(layers) < 2:
+        names = ", ".join(f"{mo}:{la} ({w})" for mo, la, w in layers) or "none"
+        raise EigdistError(f"track kind 'models' needs a stimulus set with at least two layers to tell apart; "
+                           f"this one has {len(layers)}: {names}")
+    return layers
+
+
+def grid_for_set(manifest: dict, table: dict[str, list], n_alternatives: int, **options) -> ModelGrid:
+    """The models track's grid of a stimulus set: its items, their ceilings, its layers' sensitivities.
+
+    ``table`` is the set's sensitivity table (:func:`eigdist_core.sensitivities.read_table`); ``options``
+    go to :func:`make_grid` (n_alpha, n_k, alpha_min, slope, lapse).
+    """
+    layers = set_layers(manifest)
+    conds = conditions(manifest)
+    items = [c.item_id for c in conds]
+    return make_grid(sensitivity_matrix(table, items, layers), [f"{mo}:{la} ({w})" for mo, la, w in layers],
+                     items, [c.alpha_ceiling for c in conds], n_alternatives=n_alternatives, **options)
+
+
+def open_grid(folder: str | Path, manifest: dict, n_alternatives: int, **options) -> ModelGrid:
+    """:func:`grid_for_set` of the set in ``folder``, reading (and checking) its sensitivity table.
+
+    Raises
+    ------
+    EigdistError
+        A set with fewer than two layers, or without a valid sensitivity table (the message says how to add
+        one).
+    """
+    set_layers(manifest)
+    try:
+        table = read_table(folder, manifest)
+    except SensitivityError as exc:
+        raise EigdistError(f"track kind 'models' needs the set's sensitivity table: {exc}") from None
+    return grid_for_set(manifest, table, n_alternatives, **options)
 
 
 def sensitivity_matrix(table: dict[str, list], items: Sequence[str],

@@ -9,8 +9,8 @@ import pytest
 
 from eigdist_core.errors import EigdistError
 from eigdist_core.psychometric_function import weibull
-from experiments.model_track import (LAPSE, SLOPE, ModelTrack, make_grid, rebuild, run_simulated,
-                                     sensitivity_matrix)
+from experiments.model_track import (LAPSE, SLOPE, ModelTrack, grid_for_set, make_grid, open_grid, rebuild,
+                                     run_simulated, sensitivity_matrix)
 
 
 def _s(n_items: int = 40, n_layers: int = 4, seed: int = 0) -> np.ndarray:
@@ -144,3 +144,42 @@ def test_bad_update(item, alpha, message):
     with pytest.raises(EigdistError, match=message):
         track.update(item, alpha, True)
     assert track.n_trials == 0
+
+
+def _manifest(n_layers: int) -> dict:
+    """Two images × n_layers layers × max/min: the fields design.conditions and set_layers read."""
+    models = [{"spec": f"net:l{m}", "weights": "w"} for m in range(n_layers)]
+    items = [{"item_id": f"{img}-l{m}-{d}", "image_id": img, "model": "net", "layer": f"l{m}", "weights": "w",
+              "direction": d, "alpha_displayable_max": 0.5 if d == "min" else None}
+             for img in ("a", "b") for m in range(n_layers) for d in ("max", "min")]
+    return {"config": {"models": models}, "images": [{"image_id": "a"}, {"image_id": "b"}], "items": items,
+            "alpha_max": 2.0, "set_id": "x"}
+
+
+def test_grid_for_set_takes_items_ceilings_and_layers_from_the_set():
+    manifest = _manifest(3)
+    ids = [it["item_id"] for it in manifest["items"]]
+    table = {"item_id": [], "model": [], "layer": [], "weights": [], "s": []}
+    for i, item_id in enumerate(ids):
+        for m in range(3):
+            for key, value in zip(("item_id", "model", "layer", "weights", "s"),
+                                  (item_id, "net", f"l{m}", "w", float(1 + i + 10 * m))):
+                table[key].append(value)
+    grid = grid_for_set(manifest, table, 3, n_alpha=8, n_k=5)
+    assert grid.layers == ("net:l0 (w)", "net:l1 (w)", "net:l2 (w)") and grid.items == tuple(ids)
+    np.testing.assert_array_equal(grid.s[:, 2], np.arange(len(ids)) + 21.0)
+    assert grid.guess == pytest.approx(1 / 3) and grid.alphas[-1] == pytest.approx(2.0)
+    assert grid.cand_alpha[grid.cand_item == ids.index("a-l0-min")].max() <= 0.5
+
+
+def test_a_set_with_one_layer_is_refused():
+    with pytest.raises(EigdistError, match=r"^track kind 'models' needs a stimulus set with at least two layers "
+                                           r"to tell apart; this one has 1: net:l0 \(w\)$"):
+        open_grid("nowhere", _manifest(1), 2)
+
+
+def test_a_set_without_a_sensitivity_table_is_refused():
+    with pytest.raises(EigdistError, match=r"^track kind 'models' needs the set's sensitivity table: nowhere: the "
+                                           r"stimulus set has no sensitivity table .*; run 'eigdist stimuli "
+                                           r"sensitivities nowhere' to add one"):
+        open_grid("nowhere", _manifest(2), 2)
