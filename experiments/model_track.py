@@ -4,23 +4,24 @@ Every candidate layer m predicts a threshold T_m(v) = k_m / √s_m(v) for each i
 from the set's sensitivity table, through the project's one psychometric function
 (:func:`eigdist_core.psychometric_function.weibull`, threshold at F = ½):
 
-    P(correct | α, v; m, k) = γ + (1 − γ − λ) F(α / T_m(v); β) = weibull(α √s_m(v), k, β, γ, λ),
+    P(correct | α, v; m, k, λ) = γ + (1 − γ − λ) F(α / T_m(v); β) = weibull(α √s_m(v), k, β, γ, λ),
 
-so an item with s = 0 is seen at chance by that layer whatever k. The unknowns are the layer index m and
-its scale k_m, on a grid of ``n_k`` log-spaced values per layer (:func:`scale_grid`); the slope β and
-lapse λ are fixed at the middle of the QUEST+ track's grid (3.5 and 0.02,
-:data:`experiments.staircase.DEFAULT_OPTIONS`), because they are nuisance parameters shared by all
-layers and a grid over them would multiply the table without changing which stimuli separate layers.
-The prior is uniform over layers and, within a layer, uniform over its ln k grid.
+so an item with s = 0 is seen at chance by that layer whatever k. The unknowns are the layer index m, its
+scale k_m, on a grid of ``n_k`` log-spaced values per layer (:func:`scale_grid`), and the lapse λ, on the
+QUEST+ track's lapse grid (0, 0.02, 0.05; :data:`experiments.staircase.DEFAULT_OPTIONS`): with λ fixed,
+an observer who lapses more than assumed makes a wrong layer win too often (benchmarks/
+bench_model_track.py). The slope β is fixed at 3.5, the middle of the QUEST+ track's slopes: a
+misspecified slope barely changes the outcome (same benchmark), and each grid multiplies the table. The
+prior is uniform over layers and, within a layer, uniform over its ln k grid × the lapses.
 
 The candidates of the next trial are the set's items × the log α grid, each α at most the item's
 ceiling. :func:`choose` picks the candidate with the largest expected information about m, the layer
-alone (k marginalised): with P(m, k) the posterior, p_m(c) = Σ_k P(k | m) P(correct | c; m, k),
+alone (k and λ marginalised): with P(m, k) the posterior, p_m(c) = Σ_k P(k, λ | m) P(correct | c; m, k, λ),
 
     I(m; y | c) = h(Σ_m P(m) p_m(c)) − Σ_m P(m) h(p_m(c)),   h the binary entropy (nats).
 
-The likelihood of every candidate is tabulated once (:class:`ModelTrack`, shape candidates × layers ×
-k); a choice is a batched matrix product and a few vector operations. Everything is a pure function of
+The likelihood of every candidate is tabulated once (:class:`ModelGrid`, shape layers × candidates ×
+k × λ); a choice is a batched matrix product and a few vector operations. Everything is a pure function of
 the settings and the ``(item, α, correct)`` history (ties go to the first candidate), so replaying saved
 trials (:func:`rebuild`) gives the same posterior and the same next choice as the unbroken run.
 """
@@ -40,9 +41,9 @@ from eigdist_core.sensitivities import SensitivityError, read_table
 
 from .design import conditions
 
-#: Fixed slope and lapse: the middle of the QUEST+ track's grid (experiments.staircase.DEFAULT_OPTIONS).
+#: The fixed slope (the middle of the QUEST+ track's slopes) and the lapse grid (the QUEST+ track's).
 SLOPE = 3.5
-LAPSE = 0.02
+LAPSES = (0.0, 0.02, 0.05)
 #: Default posterior probability of one layer that ends a models track.
 STOP_AT = 0.95
 
@@ -64,7 +65,8 @@ class ModelGrid:
     cand_item, cand_alpha : numpy.ndarray
         The candidates: item index and α, each α ≤ the item's ceiling.
     table : numpy.ndarray
-        P(correct) of each candidate, shape (layers, candidates, n_k) (layer first for the batched product).
+        P(correct) of each candidate, shape (layers, candidates, n_k × n_lapses) (layer first for the
+        batched product; the last axis runs over k, then λ within each k).
     """
 
     layers: tuple[str, ...]
@@ -77,12 +79,13 @@ class ModelGrid:
     table: np.ndarray
     guess: float
     slope: float = SLOPE
-    lapse: float = LAPSE
+    lapses: tuple[float, ...] = LAPSES
 
     def p_correct(self, item: int, alpha: float) -> np.ndarray:
-        """P(correct | α at item; m, k), shape (layers, n_k), at any α (not only the grid's)."""
-        level = alpha * np.sqrt(self.s[item])[:, None]
-        return weibull(level, np.exp(self.log_k), self.slope, self.guess, self.lapse)
+        """P(correct | α at item; m, k, λ), shape (layers, n_k × n_lapses), at any α (not only the grid's)."""
+        level = alpha * np.sqrt(self.s[item])[:, None, None]
+        p = weibull(level, np.exp(self.log_k)[:, :, None], self.slope, self.guess, np.asarray(self.lapses))
+        return p.reshape(len(self.layers), -1)
 
 
 def _check_s(s: np.ndarray, layers: Sequence[str], items: Sequence[str]) -> np.ndarray:
@@ -121,7 +124,7 @@ def scale_grid(s: np.ndarray, alpha_min: float, alpha_max: float, n_k: int) -> n
 def make_grid(
     s: np.ndarray, layers: Sequence[str], items: Sequence[str], ceilings: Sequence[float], *,
     n_alternatives: int = 2, n_alpha: int = 30, n_k: int = 40, alpha_min: float | None = None,
-    slope: float = SLOPE, lapse: float = LAPSE,
+    slope: float = SLOPE, lapses: Sequence[float] = LAPSES,
 ) -> ModelGrid:
     """Check the inputs and tabulate P(correct) of every (item, α ≤ its ceiling) × (layer, k).
 
@@ -139,12 +142,14 @@ def make_grid(
         Points of the α grid and of each layer's ln k grid.
     alpha_min
         The α grid's start; None: the largest ceiling / 1000 (three decades, as the QUEST+ track).
+    slope, lapses
+        The fixed Weibull slope and the lapse grid (each in [0, 0.5)).
 
     Raises
     ------
     EigdistError
         Fewer than two layers, a bad shape or sensitivity, a layer with s = 0 everywhere, a ceiling that
-        is not > 0, no candidate below the ceilings; the message names the value.
+        is not > 0, a lapse outside [0, 0.5), no candidate below the ceilings; the message names the value.
     """
     s = _check_s(s, layers, items)
     ceilings = np.asarray(ceilings, dtype=float)
@@ -152,6 +157,9 @@ def make_grid(
         raise EigdistError(f"ceilings must be {len(items)} finite numbers > 0 (one per item), got {ceilings!r}")
     if n_alternatives not in (2, 3):
         raise EigdistError(f"n_alternatives must be 2 or 3, got {n_alternatives!r}")
+    lapses = tuple(float(x) for x in lapses)
+    if not lapses or not all(0.0 <= x < 0.5 for x in lapses):
+        raise EigdistError(f"lapses must be a non-empty list of numbers in [0, 0.5), got {lapses!r}")
     alpha_max = float(ceilings.max())
     alpha_min = alpha_max / 1000.0 if alpha_min is None else float(alpha_min)
     if not 0 < alpha_min < alpha_max:
@@ -162,10 +170,11 @@ def make_grid(
         raise EigdistError(f"no (item, α) candidate: every ceiling is below alpha_min = {alpha_min}")
     log_k = scale_grid(s, alpha_min, alpha_max, n_k)
     cand_alpha = alphas[alpha_idx]
-    level = cand_alpha[None, :, None] * np.sqrt(s[item_idx].T)[:, :, None]
-    table = weibull(level, np.exp(log_k)[:, None, :], slope, 1.0 / n_alternatives, lapse)
+    level = cand_alpha[None, :, None, None] * np.sqrt(s[item_idx].T)[:, :, None, None]
+    table = weibull(level, np.exp(log_k)[:, None, :, None], slope, 1.0 / n_alternatives, np.asarray(lapses))
     return ModelGrid(tuple(layers), tuple(items), s, alphas, log_k, item_idx, cand_alpha,
-                     np.ascontiguousarray(table), 1.0 / n_alternatives, slope, lapse)
+                     np.ascontiguousarray(table.reshape(len(layers), len(cand_alpha), -1)), 1.0 / n_alternatives,
+                     slope, lapses)
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -184,7 +193,7 @@ class ModelTrack:
     grid : ModelGrid
         The fixed tables.
     log_post : numpy.ndarray
-        Unnormalised log posterior, shape (layers, n_k); starts uniform.
+        Unnormalised log posterior over (layer, k × λ), shape (layers, n_k × n_lapses); starts uniform.
     history : list of (int, float, bool)
         (item index, α, correct) fed to :meth:`update`.
     """
@@ -195,19 +204,19 @@ class ModelTrack:
 
     def __post_init__(self) -> None:
         if self.log_post is None:
-            self.log_post = np.zeros(self.grid.log_k.shape)
+            self.log_post = np.zeros(self.grid.table.shape[::2])
 
     @property
     def n_trials(self) -> int:
         return len(self.history)
 
     def joint(self) -> np.ndarray:
-        """P(m, k), normalised."""
+        """P(m, (k, λ)), normalised."""
         p = np.exp(self.log_post - self.log_post.max())
         return p / p.sum()
 
     def layer_probabilities(self) -> np.ndarray:
-        """P(m): the posterior of each layer, k marginalised."""
+        """P(m): the posterior of each layer, k and λ marginalised."""
         return self.joint().sum(axis=1)
 
     def map_layer(self) -> tuple[str, float]:
@@ -227,7 +236,8 @@ class ModelTrack:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0 < alpha < math.inf):
             raise EigdistError(f"alpha must be a finite number > 0, got {alpha!r}")
         p = self.grid.p_correct(int(item), float(alpha))
-        self.log_post = self.log_post + np.log(p if correct else 1.0 - p)
+        # clipped: with λ = 0 an error far above threshold has likelihood 0 and must not empty the posterior
+        self.log_post = self.log_post + np.log(np.clip(p if correct else 1.0 - p, 1e-300, 1.0))
         self.log_post -= self.log_post.max()
         self.history.append((int(item), float(alpha), bool(correct)))
 
@@ -278,7 +288,7 @@ def grid_for_set(manifest: dict, table: dict[str, list], n_alternatives: int, **
     """The models track's grid of a stimulus set: its items, their ceilings, its layers' sensitivities.
 
     ``table`` is the set's sensitivity table (:func:`eigdist_core.sensitivities.read_table`); ``options``
-    go to :func:`make_grid` (n_alpha, n_k, alpha_min, slope, lapse).
+    go to :func:`make_grid` (n_alpha, n_k, alpha_min, slope, lapses).
     """
     layers = set_layers(manifest)
     conds = conditions(manifest)

@@ -9,7 +9,7 @@ import pytest
 
 from eigdist_core.errors import EigdistError
 from eigdist_core.psychometric_function import weibull
-from experiments.model_track import (LAPSE, SLOPE, ModelTrack, grid_for_set, make_grid, open_grid, rebuild,
+from experiments.model_track import (SLOPE, ModelTrack, grid_for_set, make_grid, open_grid, rebuild,
                                      run_simulated, sensitivity_matrix)
 
 
@@ -30,7 +30,7 @@ def _observer(grid, layer: int, seed: int):
     rng = np.random.default_rng(seed)
     k = 0.1 * math.exp(0.5 * np.mean(np.log(grid.s[:, layer])))
     return lambda item, alpha: bool(rng.random() < weibull(alpha * math.sqrt(grid.s[item, layer]), k, SLOPE,
-                                                           grid.guess, LAPSE))
+                                                           grid.guess, 0.02))
 
 
 @pytest.mark.parametrize("layer", range(4))
@@ -64,6 +64,14 @@ def test_information_equals_the_mutual_information_by_enumeration():
             marg = (pm * py).sum()
             mi += sum(pm[m] * py[m] * math.log(py[m] / marg) for m in range(3))
         assert track.information()[c] == pytest.approx(mi, rel=1e-9, abs=1e-15)
+
+
+def test_a_lapse_free_grid_survives_an_error_far_above_threshold():
+    grid = _grid(_s(n_items=4, n_layers=2), lapses=(0.0,))
+    track = ModelTrack(grid)
+    assert (grid.p_correct(0, 1.0) == 1.0).any()  # hypotheses under which an error at α = 1 is impossible
+    track.update(0, 1.0, False)
+    assert np.isfinite(track.log_post).all() and track.layer_probabilities().sum() == pytest.approx(1)
 
 
 def test_table_is_the_likelihood_at_the_grid_and_s0_is_chance():
@@ -126,6 +134,8 @@ def test_sensitivity_matrix_pivots_the_table():
     (dict(ceilings=[1.0, 0.0]), r"^ceilings must be 2 finite numbers > 0 \(one per item\), got "),
     (dict(alpha_min=2.0), r"^alpha_min must lie in \(0, 1.0\) \(the largest ceiling\), got 2.0$"),
     (dict(n_alternatives=4), r"^n_alternatives must be 2 or 3, got 4$"),
+    (dict(lapses=(0.0, 0.5)), r"^lapses must be a non-empty list of numbers in \[0, 0.5\), got \(0.0, 0.5\)$"),
+    (dict(lapses=()), r"^lapses must be a non-empty list of numbers in \[0, 0.5\), got \(\)$"),
 ])
 def test_bad_grid_input(args, message):
     kw = dict(s=np.ones((2, 2)), layers=["a", "b"], items=["x", "y"], ceilings=[1.0, 1.0]) | args
