@@ -16,7 +16,8 @@ prior is uniform over layers and, within a layer, uniform over its ln k grid × 
 
 The candidates of the next trial are the set's items × the log α grid, each α at most the item's
 ceiling. :func:`choose` picks the candidate with the largest expected information about m, the layer
-alone (k and λ marginalised): with P(m, k, λ) the posterior, p_m(c) = Σ_{k,λ} P(k, λ | m) P(correct | c; m, k, λ),
+alone (k and λ marginalised): with P(m, k, λ) the posterior,
+p_m(c) = Σ_{k,λ} P(k, λ | m) P(correct | c; m, k, λ),
 
     I(m; y | c) = h(Σ_m P(m) p_m(c)) − Σ_m P(m) h(p_m(c)),   h the binary entropy (nats).
 
