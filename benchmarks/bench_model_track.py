@@ -2,14 +2,15 @@
 
 A synthetic set (seeded): ``--items`` items × ``--layers`` layers, ln s_m(v) = 2 (ρ c_v + √(1−ρ²) e_vm) + m
 with a common factor c (ρ = 0.8: layers agree on most items, as neighbouring layers do), every ceiling 1,
-30 α × 40 k × 3 lapses. Part 1 times :meth:`ModelTrack.choose` along a 200-trial run and prints the median and 99th
-percentile, in wall-clock and in thread CPU time (which leaves out preemption on a loaded machine). Part 2 runs ``--runs`` simulated observers per rule (information-maximising choice, random
-item and α), each seeing through a random true layer X with threshold k_X / √s_X(v), k_X putting its
-typical item's threshold at α = 0.1, the model's slope and a lapse of 0.02; until one layer's posterior reaches 0.95
-or ``--budget`` trials. It prints the median trials to 0.95, how often the true / a wrong layer ends at
-≥ 0.95, and the end state of an observer who sees through layer 0 or layer 1 at random (50/50) on each
-trial. ``--observer-slope`` and ``--observer-lapse`` give the observers another slope or lapse than the
-model's fixed ones (a misspecified model). Run:
+30 α × 40 k × 3 lapses. Part 1 times :meth:`ModelTrack.choose` along a 200-trial run and prints the
+median and 99th percentile, in wall-clock and in thread CPU time (which leaves out preemption on a
+loaded machine). Part 2 runs ``--runs`` simulated observers per rule (information-maximising choice,
+random item and α), each seeing through a random true layer X with threshold k_X / √s_X(v), k_X putting
+its typical item's threshold at α = 0.1, the model's slope and a lapse of 0.02, until one layer's
+posterior reaches 0.95 or ``--budget`` trials. It prints the median trials to 0.95, how often the true /
+a wrong layer ends at ≥ 0.95, and the end state of an observer who sees through layer 0 or layer 1 at
+random (50/50) on each trial. ``--observer-slope`` and ``--observer-lapse`` give the observers another
+slope or lapse than the model's (a misspecified model). Run:
 ``python benchmarks/bench_model_track.py [--runs 50] [--budget 400] [--observer-slope B] [--observer-lapse L]``.
 """
 
