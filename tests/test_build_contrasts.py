@@ -233,3 +233,34 @@ def test_simulated_session_on_contrast_items_reaches_the_analysis(contrast_set, 
     predictions = pd.read_csv(out / "predictions.csv")
     assert {"gen_top", "principal_a"} <= set(predictions["direction"])  # the model comparison uses every item
     assert "generalized:frontend-ln_vs_frontend-lg (contrast)" in set(pd.read_csv(out / "matrix.csv")["source"])
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_contrast_build_resumes_to_the_same_bytes(tmp_path):
+    """SIGKILL at random moments of a build whose work is contrast groups; the rerun gives the uninterrupted bytes."""
+    import os
+    import random
+    import signal
+    import time
+
+    from tests.build_fixtures import fingerprint
+    from tests.test_faults_build import assert_whole, finish, start, temporaries
+
+    config = tmp_path / "kill.toml"
+    config.write_text(CONFIG.replace('solver = "exact"', 'directions = ["random"]'))
+    began = time.monotonic()
+    assert finish(start(config, tmp_path / "ref", tmp_path / "ref.log")) == 0, (tmp_path / "ref.log").read_text()
+    duration, expected = time.monotonic() - began, fingerprint(tmp_path / "ref")
+    rng, out, stops = random.Random(32), tmp_path / "set", 0
+    for run in range(4):
+        pid = start(config, out, tmp_path / f"run{run}.log")
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        os.kill(pid, signal.SIGKILL)
+        if finish(pid) != -signal.SIGKILL:
+            break  # it finished first: resumed to its end
+        stops += 1
+        assert_whole(out)
+    assert stops >= 1
+    assert finish(start(config, out, tmp_path / "last.log")) == 0, (tmp_path / "last.log").read_text()
+    assert verify_set(out) == [] and fingerprint(out) == expected and temporaries(out) == []
+    assert any("contrast" in it for it in load_json(out / "manifest.json")["items"])
