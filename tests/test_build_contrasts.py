@@ -264,3 +264,16 @@ def test_sigkill_during_a_contrast_build_resumes_to_the_same_bytes(tmp_path):
     assert finish(start(config, out, tmp_path / "last.log")) == 0, (tmp_path / "last.log").read_text()
     assert verify_set(out) == [] and fingerprint(out) == expected and temporaries(out) == []
     assert any("contrast" in it for it in load_json(out / "manifest.json")["items"])
+
+
+def test_the_compare_demo_asks_for_both_kinds():
+    from eigdist.cli.demo import demo_plan
+    from eigdist.configs import built_in_config
+
+    plan = demo_plan(False, None, compare=True)
+    assert plan.set_config == "demo_compare" and plan.observers == 2
+    with built_in_config(plan.set_config) as path:
+        config, _ = load_config(path)
+    assert [c.kind for c in config.contrasts] == ["generalized", "principal"]
+    with pytest.raises(EigdistError, match="^--compare and --color are two demos: choose one$"):
+        demo_plan(False, None, color=True, compare=True)
