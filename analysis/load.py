@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from eigdist_core.contract import CATCH_TYPES, DIRECTIONS, MISSING, REQUIRED_COLUMNS, TASKS
+from eigdist_core.contract import CATCH_TYPES, ITEM_DIRECTIONS, MISSING, REQUIRED_COLUMNS, TASKS
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import nul_row
 
@@ -156,8 +156,8 @@ def _read_one(file: Path) -> pd.DataFrame:
            f"allowed: {allowed}")
     for column in ("image_id", "model", "layer", "weights", "observer", "set_id"):
         _check(file, frame, column, ~frame[column].str.strip().isin(["", na]).to_numpy(), "must not be empty")
-    _check(file, frame, "direction", frame["direction"].isin(DIRECTIONS).to_numpy(),
-           f"allowed: {', '.join(DIRECTIONS)}")
+    _check(file, frame, "direction", frame["direction"].isin(ITEM_DIRECTIONS).to_numpy(),
+           f"allowed: {', '.join(ITEM_DIRECTIONS)}")
     _check(file, frame, "task", frame["task"].isin(list(TASKS)).to_numpy(), f"allowed: {', '.join(TASKS)}")
     typed = {
         "session": _parse_number(file, frame, "session", integer=True, valid=lambda v: v >= 1,

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from eigdist_core.contract import DIRECTIONS
 from eigdist_core.errors import EigdistError
 
 from .psychometric import FLAGS, QUALITY_FLAGS
@@ -89,7 +90,7 @@ def compute_d(thresholds: pd.DataFrame) -> pd.DataFrame:
         one of its thresholds carries a quality flag (:data:`QUALITY_FLAGS`).
     """
     keys = ["participant", "image_id", *LAYER]
-    thresholds = thresholds.copy()
+    thresholds = thresholds[thresholds["direction"].isin(DIRECTIONS)].copy()  # a layer's own items; not contrasts'
     for column in ("below_range", *QUALITY_FLAGS):
         if column not in thresholds:
             thresholds[column] = False

@@ -23,7 +23,8 @@ from eigdist_core.plots import save_figure as _save_png
 from .psychometric import FLAGS, QUALITY_FLAGS, psychometric
 from .ranking import ALL, LAYER, MIN_VALID_SHARE
 
-DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey"}
+DIRECTION_COLOURS = {"max": "tab:red", "min": "tab:blue", "random": "tab:grey", "gen_top": "tab:orange",
+                     "gen_bottom": "tab:green", "principal_a": "tab:purple", "principal_b": "tab:brown"}
 MAX_CURVES = 40  # fitted curves drawn per panel
 
 

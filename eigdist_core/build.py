@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
+from .build_contrasts import ContrastGroup, compute_contrast_group, plan_contrasts
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
 from .contract import SENSITIVITY_FILE
@@ -66,6 +67,10 @@ class Group:
     item_ids: tuple[str, ...]
     seed: int
 
+    @property
+    def label(self) -> str:
+        return f"{self.image_id} {self.network.spec} {self.network.weights}"
+
 
 @dataclass(frozen=True)
 class Task:
@@ -73,7 +78,7 @@ class Task:
 
     folder: str
     config: SetConfig
-    group: Group
+    group: Group | ContrastGroup
     device: str = "cpu"  # "auto": the job's GPU when it has one
 
 
@@ -92,15 +97,15 @@ def directions_of(config: SetConfig) -> list[tuple[str, int]]:
     return out
 
 
-def plan(config: SetConfig) -> list[Group]:
-    """Every group of the set in a fixed order (images, then networks, as in the config)."""
+def plan(config: SetConfig) -> list[Group | ContrastGroup]:
+    """Every group of the set in a fixed order (images, then networks, as in the config; then the contrasts)."""
     groups = []
     for source in config.images:
         image_id = image_id_of(source)
         for net in config.models:
             ids = tuple(item_id_for(image_id, net.model, net.layer, net.weights, d, i) for d, i in directions_of(config))
             groups.append(Group(image_id, net, ids, derive_seed(config.seed, image_id, net.spec, net.weights)))
-    return groups
+    return groups + plan_contrasts(config, derive_seed)
 
 
 def versions() -> dict[str, str]:
@@ -108,6 +113,11 @@ def versions() -> dict[str, str]:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "eigdist": __version__}
+
+
+def compute_task(task: Task) -> list[dict]:
+    """One group's item entries: a layer's (:func:`compute_group`) or a contrast's (:mod:`eigdist_core.build_contrasts`)."""
+    return compute_contrast_group(task) if isinstance(task.group, ContrastGroup) else compute_group(task)
 
 
 def compute_group(task: Task) -> list[dict]:
@@ -324,8 +334,8 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
         start = time.perf_counter()
         running = [t.group for t in pending]  # in plan order: the first is being computed (jobs=1)
         if running:
-            bar.set_postfix_str(_label(running[0]))
-        results = runner(compute_group, pending)
+            bar.set_postfix_str(running[0].label)
+        results = runner(compute_task, pending)
         try:
             for task, entries in results:
                 for e in entries:
@@ -333,9 +343,9 @@ def _build(config: SetConfig, config_path: Path, folder: Path, meta: dict, build
                 record(False)
                 g = task.group
                 running.remove(g)
-                bar.set_postfix_str(_label(running[0]) if running else "", refresh=False)
+                bar.set_postfix_str(running[0].label if running else "", refresh=False)
                 bar.update(len(entries))
-                log.write(f"done {g.image_id} {g.network.spec} {g.network.weights}: {len(entries)} items "
+                log.write(f"done {g.label}: {len(entries)} items "
                           f"({time.perf_counter() - start:.1f} s since start)")
         except BaseException:
             if local:  # Ctrl-C or an error: stop the local workers, then remove what a stopped one was writing
@@ -376,10 +386,6 @@ def build_notes(manifest: dict) -> list[str]:
                      f"{', '.join(f'{kind}: {count}' for kind, count in sorted(kinds.items()))}): each kind rounds "
                      f"differently, so a rebuild on one kind will not give these bytes (item device in manifest.json)")
     return notes
-
-
-def _label(group: Group) -> str:
-    return f"{group.image_id} {group.network.spec}"
 
 
 def _stale_temps(folder: Path) -> list[Path]:

@@ -64,11 +64,10 @@ def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.n
         except EigdistError as exc:
             raise BuildError(f"models[{i}] ({net.spec}, weights {net.weights}): {exc}") from None
     small = min(DRY_SIZE, config.size)
-    outputs = [_dry_run(i, net, model, config, small) for i, (net, model) in enumerate(zip(config.models, loaded))]
+    outputs = _dry_runs(config, loaded, small)
     _check_memory(config, small, max(outputs), jobs)
     if small < config.size:
-        for i, (net, model) in enumerate(zip(config.models, loaded)):
-            _dry_run(i, net, model, config, config.size)
+        _dry_runs(config, loaded, config.size)
     images = {}
     for i, source in enumerate(config.images):
         try:
@@ -77,6 +76,22 @@ def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.n
             raise in_context(exc, f"images[{i}] ({source!r})") from exc
         _check_displayable(i, source, images[image_id_of(source)], config)
     return images
+
+
+def _dry_runs(config: SetConfig, loaded: list, size: int) -> list[int]:
+    """:func:`_dry_run` of every model; a layer of a ``[[contrasts]]`` entry that fails is named with its contrast."""
+    outputs = []
+    for i, (net, model) in enumerate(zip(config.models, loaded)):
+        try:
+            outputs.append(_dry_run(i, net, model, config, size))
+        except BuildError as exc:
+            where = next((f"contrasts[{c}] ({contrast.name})" for c, contrast in enumerate(config.contrasts)
+                          if net in contrast.models), None)
+            if where is None:
+                raise
+            raise BuildError(f"{where}: the layers of a contrast must take the same input (the set's "
+                             f"{config.channels}-channel {size} × {size} images); {exc}") from None
+    return outputs
 
 
 def _dry_run(i: int, net: ModelEntry, model, config: SetConfig, size: int) -> int:

@@ -17,7 +17,7 @@ from .images import BUILTIN_IMAGES
 from .errors import EigdistError, in_context
 from .io import read_toml
 from .models import parse_spec
-from .contract import DIRECTIONS
+from .contract import CONTRAST_DIRECTIONS, DIRECTIONS
 from .preconditioner import PROBES
 from .stimulus_set import safe_name
 from .validate import METHODS, validate_diagonal_probes, validate_value_range
@@ -26,9 +26,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".np
 COLORS = {"grey": 1, "gray": 1, "rgb": 3}
 KEYS = {
     "name", "seed", "images", "color", "size", "value_range", "alpha_max", "directions", "k",
-    "solver", "tol", "max_iter", "diagonal_probes", "response_points", "models",
+    "solver", "tol", "max_iter", "diagonal_probes", "response_points", "models", "contrasts",
 }
 MODEL_KEYS = {"spec", "weights"}
+CONTRAST_KEYS = {"kind", "models", "name", "k", "solver"}
+#: Solvers of a contrast (:data:`eigdist_core.layer_contrasts.COMPARISON_METHODS`, named here to keep torch out).
+CONTRAST_SOLVERS = ("auto", "exact", "iterative")
 #: The scalar keys and their rules (one checker: :mod:`eigdist_core.config_table`); the lists
 #: (images, models, directions), name and value_range have their own checks below.
 RULES = {
@@ -62,6 +65,21 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class Contrast:
+    """One ``[[contrasts]]`` entry: stimuli that tell the set's layers ``models`` apart (docs/stimuli.md).
+
+    ``kind`` is ``generalized`` (two layers A, B: k top and k bottom generalized eigendistortions)
+    or ``principal`` (M ≥ 2 layers: the two principal distortions); ``name`` is file-safe and unique.
+    """
+
+    kind: str
+    name: str
+    models: tuple[ModelEntry, ...]
+    k: int = 1
+    solver: str = "auto"
+
+
+@dataclass(frozen=True)
 class SetConfig:
     """A checked build config (see ``docs/stimuli.md`` for every key).
 
@@ -84,6 +102,7 @@ class SetConfig:
     diagonal_probes: int = PROBES
     response_points: int = 9
     seed: int = 0
+    contrasts: tuple[Contrast, ...] = ()
 
     @property
     def channels(self) -> int:
@@ -96,6 +115,10 @@ class SetConfig:
         d["value_range"] = list(self.value_range)
         d["directions"] = list(self.directions)
         d["models"] = [asdict(m) for m in self.models]
+        if self.contrasts:
+            d["contrasts"] = [{**asdict(c), "models": [asdict(m) for m in c.models]} for c in self.contrasts]
+        else:  # a set without contrasts keeps the build_id it had before they existed
+            del d["contrasts"]
         return d
 
 
@@ -130,10 +153,12 @@ def parse_config(raw: dict[str, Any], base: Path) -> SetConfig:
         raise EigdistError(f"directions: must be a non-empty list drawn from {', '.join(DIRECTIONS)}; got {directions!r}")
     if len(set(directions)) != len(directions):
         raise EigdistError(f"directions: lists a direction twice: {directions!r}")
+    models = _models(raw["models"])
     return SetConfig(
         name=name,
         images=_images(raw["images"], base),
-        models=_models(raw["models"]),
+        models=models,
+        contrasts=_contrasts(raw.get("contrasts", []), models),
         value_range=value_range,
         directions=tuple(d for d in DIRECTIONS if d in directions),  # one canonical order
         **{**scalars, "color": "rgb" if scalars["color"] == "rgb" else "grey"},
@@ -203,3 +228,57 @@ def _models(value: Any) -> tuple[ModelEntry, ...]:
             raise EigdistError(f"models[{i}]: {spec} with weights {weights} is listed twice")
         entries.append(entry)
     return tuple(entries)
+
+
+def _contrasts(value: Any, models: tuple[ModelEntry, ...]) -> tuple[Contrast, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise EigdistError("contrasts: must be an array of tables [[contrasts]] with kind and models")
+    out: list[Contrast] = []
+    for i, table in enumerate(value):
+        where = f"contrasts[{i}]"
+        check_keys(table, CONTRAST_KEYS, f"{where}.")
+        kind = table.get("kind")
+        if kind not in CONTRAST_DIRECTIONS:
+            raise EigdistError(f"{where}.kind: must be one of {', '.join(CONTRAST_DIRECTIONS)}; got {kind!r}")
+        refs = table.get("models")
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise EigdistError(f"{where}.models: must be a list of the set's layers (\"<model>:<layer>\"); got {refs!r}")
+        layers = tuple(_layer_ref(f"{where}.models[{j}]", ref, models) for j, ref in enumerate(refs))
+        _check_layer_count(where, kind, layers)
+        if "k" in table and kind != "generalized":
+            raise EigdistError(f"{where}.k: only for kind = \"generalized\" (principal distortions are one pair)")
+        k = check_value(f"{where}.k", table.get("k", 1), RULES["k"])
+        solver = check_value(f"{where}.solver", table.get("solver", "auto"), Rule("choice", choices=CONTRAST_SOLVERS))
+        name = table.get("name", "_vs_".join(safe_name(ref) for ref in refs))
+        if not isinstance(name, str) or not name or safe_name(name) != name:
+            raise EigdistError(f"{where}.name: must be a non-empty string of letters, digits, '.', '_', '-'; got {name!r}")
+        if any(c.name == name for c in out):
+            raise EigdistError(f"{where}.name: {name!r} names an earlier contrast too; give each [[contrasts]] its own name")
+        out.append(Contrast(kind, name, layers, k, solver))
+    return tuple(out)
+
+
+def _layer_ref(where: str, ref: str, models: tuple[ModelEntry, ...]) -> ModelEntry:
+    """The set's layer that ``ref`` names: ``<model>:<layer>``, or ``<model>:<layer>@<weights>`` where the set has two."""
+    spec, _, weights = ref.partition("@")
+    found = [m for m in models if m.spec == spec and (not weights or m.weights == weights)]
+    if not found:
+        listed = ", ".join(m.spec if [n.spec for n in models].count(m.spec) == 1 else f"{m.spec}@{m.weights}"
+                           for m in models)
+        raise EigdistError(f"{where}: {ref!r} is not a layer of the set; its [[models]] are: {listed}")
+    if len(found) > 1:
+        raise EigdistError(f"{where}: {ref!r} is in the set with weights {' and '.join(m.weights for m in found)}; "
+                           f"name one, e.g. {ref}@{found[0].weights!s}")
+    return found[0]
+
+
+def _check_layer_count(where: str, kind: str, layers: tuple[ModelEntry, ...]) -> None:
+    """A generalized contrast names two different layers, a principal one at least two."""
+    for j, layer in enumerate(layers):
+        if layer in layers[:j]:
+            raise EigdistError(f"{where}.models: names {layer.spec} ({layer.weights}) twice: a layer cannot be "
+                               "contrasted with itself")
+    if kind == "generalized" and len(layers) != 2:
+        raise EigdistError(f"{where}.models: a generalized contrast names exactly two layers (A, then B); got {len(layers)}")
+    if len(layers) < 2:
+        raise EigdistError(f"{where}.models: principal distortions need at least two layers; got {len(layers)}")

@@ -8,8 +8,19 @@ This module is plain data (no numpy, no torch), so importing it costs nothing.
 
 from __future__ import annotations
 
-#: The directions of a stimulus set's items, in their canonical order.
+#: The directions of a stimulus set's items, in their canonical order: a layer's own eigendistortions.
 DIRECTIONS = ("max", "min", "random")
+
+#: The directions of the items that tell layers apart (a set's ``[[contrasts]]``, docs/stimuli.md), per kind:
+#: a pair's top and bottom generalized eigendistortions, and the two principal distortions of M layers.
+CONTRAST_DIRECTIONS = {"generalized": ("gen_top", "gen_bottom"), "principal": ("principal_a", "principal_b")}
+
+#: Every direction an item may have, in canonical order.
+ITEM_DIRECTIONS = DIRECTIONS + tuple(d for pair in CONTRAST_DIRECTIONS.values() for d in pair)
+
+#: The ``weights`` field of a contrast item, whose ``model`` is its kind and ``layer`` its contrast's name:
+#: ``<kind>:<name> (contrast)`` names it as a source of stimuli, never as a layer of the set.
+CONTRAST_WEIGHTS = "contrast"
 
 #: Forced-choice tasks and their number of alternatives (the guess rate is 1 / n).
 TASKS = {"2afc_ref": 2, "3afc_oddity": 3}
@@ -140,7 +151,11 @@ COLUMN_INFO = {
 COLUMN_LEVELS = {
     "direction": {"max": "largest-eigenvalue eigendistortion (most noticeable to the model)",
                   "min": "smallest-eigenvalue eigendistortion (least noticeable to the model)",
-                  "random": "a random direction (control)"},
+                  "random": "a random direction (control)",
+                  "gen_top": "top generalized eigendistortion of a layer pair (A sees it best relative to B)",
+                  "gen_bottom": "bottom generalized eigendistortion of a layer pair (B sees it best relative to A)",
+                  "principal_a": "principal distortion a (the first layer sees it best relative to the others)",
+                  "principal_b": "principal distortion b (the other principal distortion of the layers)"},
     "task": {"2afc_ref": "reference, then two test intervals; which one differs",
              "3afc_oddity": "three intervals; which one is the odd one"},
     "catch_type": {"easy": "far above the track's threshold estimate", "blank": "alpha = 0 (chance expected)"},

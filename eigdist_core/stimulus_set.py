@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import DIRECTIONS, DISPLAY_RANGE, ITEM_ID_SEPARATOR, SAFE_CHARACTERS, UNSAFE_REPLACEMENT
+from .contract import DISPLAY_RANGE, ITEM_DIRECTIONS, ITEM_ID_SEPARATOR, SAFE_CHARACTERS, UNSAFE_REPLACEMENT
 from .errors import EigdistError, FileFormatError
 from .validate import validate_number
 from .io import json_bytes, load_json, load_npy, save_json, sha256_bytes, sha256_file
@@ -56,8 +56,8 @@ def item_id_for(image_id: str, model: str, layer: str, weights: str, direction: 
     >>> item_id_for("camera", "resnet18", "layer2", "random:0", "max", 0)
     'camera__resnet18__layer2__random-0__max0'
     """
-    if direction not in DIRECTIONS:
-        raise EigdistError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+    if direction not in ITEM_DIRECTIONS:
+        raise EigdistError(f"direction must be one of {', '.join(ITEM_DIRECTIONS)}; got {direction!r}")
     validate_number("index", index, integer=True, low=0)
     names = (image_id, model, layer, weights)
     return ITEM_ID_SEPARATOR.join([*(safe_name(p) for p in names), f"{direction}{index}"])
@@ -433,6 +433,9 @@ def _id_problems(m: dict) -> list[str]:
             problems.append(f"{MANIFEST}: item {it['item_id']!r} has file {it['file']!r}, expected items/{it['item_id']}.npy")
         if it["image_id"] not in image_ids:
             problems.append(f"{MANIFEST}: item {it['item_id']!r} names image {it['image_id']!r}, which is not in images")
+    from .contrast_items import contrast_problems
+
+    problems += contrast_problems(m)
     if m.get("complete") is False:
         problems.append(f"{MANIFEST}: the build did not finish (complete = false): rerun 'eigdist stimuli build'")
     return problems

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from eigdist_core.contract import CONDITION_KEY, DIRECTIONS, EASY_CATCH_DIRECTION, alpha_ceiling
+from eigdist_core.contract import CONDITION_KEY, EASY_CATCH_DIRECTION, ITEM_DIRECTIONS, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
 from eigdist_core.errors import EigdistError
@@ -120,9 +120,9 @@ def conditions(manifest: dict) -> list[Condition]:
     seen: dict[tuple, str] = {}
     out = []
     for item in manifest["items"]:
-        if item["direction"] not in DIRECTIONS:
+        if item["direction"] not in ITEM_DIRECTIONS:
             raise EigdistError(
-                f"item {item['item_id']!r}: direction must be one of {', '.join(DIRECTIONS)}, got {item['direction']!r}"
+                f"item {item['item_id']!r}: direction must be one of {', '.join(ITEM_DIRECTIONS)}, got {item['direction']!r}"
             )
         if item["image_id"] not in images:
             raise EigdistError(f"item {item['item_id']!r}: image_id {item['image_id']!r} is not among the set's images")

@@ -120,7 +120,7 @@ def test_unknown_built_in_config_lists_the_built_in_ones():
     from eigdist.configs import built_in_config
     from eigdist_core.errors import EigdistError
 
-    with pytest.raises(EigdistError, match=r"'dmeo' is neither a file nor a built-in stimulus-set config \(demo, demo_quick, demo_color, demo_color_quick, seed\)"):
+    with pytest.raises(EigdistError, match=r"'dmeo' is neither a file nor a built-in stimulus-set config \(demo, demo_quick, demo_color, demo_color_quick, demo_compare, seed\)"):
         with built_in_config("dmeo"):
             pass
 

@@ -93,7 +93,7 @@ def test_a_built_in_config_builds_by_name_into_stimuli_of_the_current_folder(mon
     assert main(["stimuli", "build", "demo_quick"]) == 2
     assert seen["out"] == str(Path("stimuli") / "demo_quick") and 'name = "demo_quick"' in seen["text"]
     assert main(["stimuli", "build", "dmeo"]) == 2
-    assert "'dmeo' is neither a file nor a built-in stimulus-set config (demo, demo_quick, demo_color, demo_color_quick, seed)" in capsys.readouterr().err
+    assert "'dmeo' is neither a file nor a built-in stimulus-set config (demo, demo_quick, demo_color, demo_color_quick, demo_compare, seed)" in capsys.readouterr().err
 
 
 @needs_xvfb

@@ -22,7 +22,7 @@ def test_conditions_follow_manifest():
 
 @pytest.mark.parametrize("change,message", [
     (lambda m: m.pop("alpha_max"), "stimulus-set manifest has no 'alpha_max'"),
-    (lambda m: m["items"][0].update(direction="sideways"), "direction must be one of max, min, random, got 'sideways'"),
+    (lambda m: m["items"][0].update(direction="sideways"), "direction must be one of max, min, random, gen_top, gen_bottom, principal_a, principal_b, got 'sideways'"),
     (lambda m: m["items"][0].update(image_id="cat"), "image_id 'cat' is not among the set's images"),
     (lambda m: m["items"].append(dict(m["items"][0], item_id="dup")), "share the condition"),
     (lambda m: m.update(items=[]), "stimulus set has no items"),

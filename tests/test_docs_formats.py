@@ -105,7 +105,7 @@ def check_columns(block: list[str], expected: tuple[str, ...], required: bool) -
 
 def check_required_columns(block: list[str]) -> None:
     check_columns(block, c.REQUIRED_COLUMNS, required=True)
-    assert list(c.COLUMN_LEVELS["direction"]) == list(c.DIRECTIONS)
+    assert list(c.COLUMN_LEVELS["direction"]) == list(c.ITEM_DIRECTIONS)
     assert set(c.COLUMN_LEVELS["task"]) == set(c.TASKS)
     assert set(c.COLUMN_LEVELS["catch_type"]) == set(c.CATCH_TYPES) - {""}
 
@@ -144,7 +144,7 @@ def check_manifest_image(block: list[str]) -> None:
 
 def check_manifest_item(block: list[str]) -> None:
     item = manifest_schema()["$defs"]["item"]
-    assert item["properties"]["direction"]["enum"] == list(c.DIRECTIONS), "the schema's directions are not DIRECTIONS"
+    assert item["properties"]["direction"]["enum"] == list(c.ITEM_DIRECTIONS), "the schema's directions are not ITEM_DIRECTIONS"
     check_fields(block, "`items[]` field", item)
 
 
@@ -212,7 +212,8 @@ DRIFTS = [
     ("a column's type", "| session | int |", "| session | float |"),
     ("a column's units", "| rt | float | s |", "| rt | float | ms |"),
     ("a column left out", "| is_practice | bool | | |\n", ""),
-    ("an allowed value", "| direction | str | | `max`, `min`, `random` |", "| direction | str | | `max`, `min` |"),
+    ("an allowed value", "| direction | str | | `max`, `min`, `random`, `gen_top`, `gen_bottom`, `principal_a`, `principal_b` |",
+     "| direction | str | | `max`, `min`, `random`, `gen_top`, `gen_bottom`, `principal_a` |"),
     ("n/a on a column that is never empty", "| set_id | str | | the stimulus set's `set_id` |",
      "| set_id | str | | the stimulus set's `set_id` or `n/a` |"),
     ("a manifest field", "| `channels` |", "| `color` |"),

@@ -59,7 +59,7 @@ def _corrupt(tmp_path, row: int, column: str, value: str):
         ("alpha", "-0.1", "a finite number >= 0"),
         ("alpha", "nan", "a finite number >= 0"),
         ("correct", "yes", "true or false"),
-        ("direction", "mid", "allowed: max, min, random"),
+        ("direction", "mid", "allowed: max, min, random, gen_top, gen_bottom, principal_a, principal_b"),
         ("n_alternatives", "4", "allowed: 2 or 3"),
         ("n_alternatives", "3", "must match the task"),
         ("task", "yesno", "allowed: 2afc_ref, 3afc_oddity"),

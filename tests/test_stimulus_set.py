@@ -37,7 +37,7 @@ def test_item_id_replaces_unsafe_characters():
 
 
 @pytest.mark.parametrize("direction,index,message", [
-    ("sideways", 0, "direction must be one of max, min, random"),
+    ("sideways", 0, "direction must be one of max, min, random, gen_top, gen_bottom, principal_a, principal_b; got"),
     ("max", -1, "index must be an int >= 0"),
 ])
 def test_item_id_rejects_bad_parts(direction, index, message):

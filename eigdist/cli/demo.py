@@ -15,6 +15,10 @@ Stages (each skips work already done, so an interrupted demo resumes where it st
    direction of ln, invisible to these observers, while the other layers' min directions are not);
    then the model comparison (every layer scored on every trial, docs/analysis.md), beside it.
 
+``--compare`` runs the quick demo on the built-in config ``demo_compare``: the same layers and observers,
+plus contrast items (generalized eigendistortions of a layer pair, principal distortions), which the
+previews, the sessions and the report show beside the layers' own items.
+
 ``--color`` runs the colour demo instead (the built-in configs ``demo_color`` and ``demo_color_quick``
 with ``--quick``, in ``eigdist/configs/``): RGB photographs, observers seeing through ``efficientnet_lite0:_blocks.1``
 (bundled weights), the same simulated monitor with per-gun curves (gammas 1.9, 2.2, 2.5).
@@ -61,15 +65,18 @@ class DemoPlan:
     observer_weights: str = OBSERVER_WEIGHTS
 
 
-def demo_plan(quick: bool, observers: int | None, color: bool = False) -> DemoPlan:
-    """The full demo, or the ``--quick`` one (smaller set, fewer trials and observers); ``color``: the colour demo."""
+def demo_plan(quick: bool, observers: int | None, color: bool = False, compare: bool = False) -> DemoPlan:
+    """The full demo, or the ``--quick`` one (smaller set, fewer trials and observers); ``color``: the colour demo;
+    ``compare``: the quick demo's settings on the set with contrast items."""
     from dataclasses import replace
 
     if observers is not None and observers < 1:
         raise EigdistError(f"--observers must be >= 1, got {observers}")
+    if color and compare:
+        raise EigdistError("--compare and --color are two demos: choose one")
     name = "demo_color" if color else "demo"
-    if quick:
-        plan = DemoPlan(f"{name}_quick", observers or 2, per_condition=16, noise=0.0003,
+    if quick or compare:
+        plan = DemoPlan("demo_compare" if compare else f"{name}_quick", observers or 2, per_condition=16, noise=0.0003,
                         n_boot=200, jobs=1)
     else:
         plan = DemoPlan(name, observers or 4, per_condition=24, noise=0.0003,
@@ -85,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="the demo's folder (default out/demo, out/demo_color); rerun to resume")
     p.add_argument("--observers", type=int, help="simulated observers (default 4; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
+    p.add_argument("--compare", action="store_true",
+                   help="the quick demo with stimuli made to tell layers apart (generalized eigendistortions, "
+                        "principal distortions; default --out out/demo_compare)")
     p.add_argument("--color", action="store_true",
                    help="the colour demo: RGB photographs, EfficientNet-Lite0 observers, a per-gun simulated monitor "
                         "(default --out out/demo_color)")
@@ -269,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
     from eigdist_core.io import check_output_folder, load_json
 
     start = time.perf_counter()
-    plan = demo_plan(args.quick, args.observers, args.color)
-    out = Path(args.out or ("out/demo_color" if args.color else "out/demo"))
+    plan = demo_plan(args.quick, args.observers, args.color, args.compare)
+    out = Path(args.out or ("out/demo_color" if args.color else "out/demo_compare" if args.compare else "out/demo"))
     check_output_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     stage(f"1/4 stimulus set {plan.set_config!r} (built-in config) -> {out / 'stimuli'}")

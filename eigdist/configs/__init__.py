@@ -1,7 +1,7 @@
 """The built-in stimulus-set configs (package data, so they work from an installed wheel).
 
 ``demo`` and ``demo_quick`` are what ``eigdist demo`` builds, ``demo_color`` and ``demo_color_quick``
-what ``eigdist demo --color`` builds; ``seed`` is the tutorial's ResNet18
+what ``eigdist demo --color`` builds, ``demo_compare`` what ``eigdist demo --compare`` builds; ``seed`` is the tutorial's ResNet18
 comparison. ``eigdist stimuli build NAME`` accepts these names as well as a TOML file.
 """
 
@@ -15,7 +15,7 @@ from typing import Iterator
 from eigdist_core.errors import EigdistError
 
 #: Built-in stimulus-set configs, by name (``<name>.toml`` in this package).
-BUILT_IN = ("demo", "demo_quick", "demo_color", "demo_color_quick", "seed")
+BUILT_IN = ("demo", "demo_quick", "demo_color", "demo_color_quick", "demo_compare", "seed")
 
 
 @contextlib.contextmanager
