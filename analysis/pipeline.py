@@ -14,7 +14,6 @@ from eigdist_core.io import check_output_folder
 from .exclusions import ExclusionRules, apply_exclusions
 from .load import check_alpha_ceiling, load_trial_files
 from .psychometric import QUALITY_FLAGS, FitOptions, fit_thresholds
-from eigdist_core.errors import EigdistError
 
 THRESHOLD_COLUMNS = ["participant", "image_id", "model", "layer", "weights", "direction", "threshold",
                      "ci_low", "ci_high", "log10_threshold", "censored", "below_range", "alpha_ceiling", "n_trials",

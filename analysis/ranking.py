@@ -51,7 +51,6 @@ from eigdist_core.contract import DIRECTIONS
 from eigdist_core.errors import EigdistError
 
 from .psychometric import FLAGS, QUALITY_FLAGS
-from eigdist_core.errors import EigdistError
 
 LAYER = ["model", "layer", "weights"]
 #: model/layer/weights of the pooled random-direction control row in ``control``.

@@ -19,7 +19,6 @@ ends with the same files and the same manifest as one that was never stopped.
 from __future__ import annotations
 
 import hashlib
-import platform
 import sys
 import time
 import warnings
@@ -31,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import __version__
 from .build_contrasts import ContrastGroup, compute_contrast_group, plan_contrasts
 from .build_inputs import BuildError, check_inputs
 from .config import ModelEntry, SetConfig, image_id_of, load_config
@@ -43,6 +41,7 @@ from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, sa
 from .locks import hold
 from .sensitivities import as_float64, record_table, response_curve_of
 from .models.provenance import provenance
+from .provenance import versions
 from .stimulus_set import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -106,13 +105,6 @@ def plan(config: SetConfig) -> list[Group | ContrastGroup]:
             ids = tuple(item_id_for(image_id, net.model, net.layer, net.weights, d, i) for d, i in directions_of(config))
             groups.append(Group(image_id, net, ids, derive_seed(config.seed, image_id, net.spec, net.weights)))
     return groups + plan_contrasts(config, derive_seed)
-
-
-def versions() -> dict[str, str]:
-    """The package versions a set's bytes depend on."""
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "eigdist": __version__}
 
 
 def compute_task(task: Task) -> list[dict]:

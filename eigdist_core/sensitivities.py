@@ -32,6 +32,7 @@ from .contract import (
 )
 from .errors import EigdistError
 from .io import atomic_write_bytes, load_npy, sha256_file
+from .provenance import versions
 
 #: Items per batch of Jacobian-vector products and of the ρ forward passes.
 CHUNK = 16
@@ -237,7 +238,6 @@ def check_models(manifest: dict, candidates: Sequence[ModelEntry]) -> None:
 def compute_table(folder: str | Path, manifest: dict, candidates: Sequence[ModelEntry],
                   runner: Callable | None = None, jobs: int = 1) -> tuple[bytes, dict]:
     """The table's bytes and the manifest's ``sensitivities`` entry, for ``candidates`` plus the L2 baseline."""
-    from .build import versions
     from .executors import run_tasks
     from .models.provenance import provenance
 

@@ -45,7 +45,6 @@ from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
 from .readings_rules import check_additivity
 from .staircase import Track, rebuild_track
-from eigdist_core.errors import EigdistError
 
 #: Tracked trials a condition's track needs before an easy catch trusts its threshold estimate.
 EASY_MIN_TRIALS = 10
