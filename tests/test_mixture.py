@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.comparison import CompareOptions
+from analysis.comparison_report import mixture_figure, mixture_html
 from analysis.comparison_tables import compare_models
 from analysis.simulate import simulate_trials
 from eigdist_core.contract import CONDITION_KEY, MIXTURE, MIXTURE_COLUMNS, TRACK_KEY
@@ -56,6 +57,11 @@ def test_half_and_half_observers_recover_both_proportions():
     assert mix["bits"] > scores.loc["a0", "bits"] and mix["bits"] > scores.loc["a1", "bits"]
     assert pd.isna(mix["rank"]) and pd.isna(mix["p_best"]) and mix["cv"] == "image"
     assert MIXTURE[0] in set(result.matrix["model"])
+    text = mixture_html(result.mixture, result.comparison)
+    assert "<b>mixture proportions</b>, the fitted weights normalised to sum 1" in text
+    assert f"Cross-validated score {mix['bits']:+.3f} bits per trial" in text and "(the best single candidate, " in text
+    bars = mixture_figure(result.mixture).axes[0].patches
+    np.testing.assert_allclose([b.get_width() for b in bars], result.mixture["w"])
 
 
 def test_an_observer_of_one_layer_gives_it_the_whole_mixture():
@@ -83,3 +89,5 @@ def test_a_set_with_one_layer_skips_the_mixture_and_says_why():
     assert result.mixture.empty and list(result.mixture.columns) == list(MIXTURE_COLUMNS)
     assert MIXTURE[0] not in set(result.comparison["model"])
     assert len(result.comparison) == len(LAYERS) + 2  # the layers, L2, the ceiling
+    assert mixture_figure(result.mixture) is None
+    assert "No mixture (the notes above say why)" in mixture_html(result.mixture, result.comparison)
