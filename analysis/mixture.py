@@ -3,19 +3,20 @@
 Fisher information of independent populations adds, so an observer reading several layers sees the
 item v with s(v) = Σ_m w_m s_m(v) and has the threshold 1/√s(v): the weights carry the scale k of the
 single-layer candidates. The psychometric function, the slope prior, the lapse bound and the
-cross-validation folds are those of :mod:`analysis.comparison`; the parameters are
-θ = (0, ln β, λ, φ_1 … φ_M), the threshold position held at 0 and w_m = e^{φ_m} / g_m, where g_m is the
-geometric mean of s_m over the lab's items with s_m > 0. Fitting in these per-layer units makes the
-fit the same whatever unit each layer's s comes in (scaling every s_m by c only scales every g_m by c),
-and e^{φ} keeps every weight positive. φ is bounded to ±:data:`SPAN` around the best equal-weight
-start; each fit starts from equal weights and from each layer alone and keeps the best.
+cross-validation folds are those of :mod:`analysis.comparison`. Weights are kept as
+w_m = e^{φ_m} / g_m, g_m the geometric mean of s_m over the lab's items with s_m > 0: in these per-layer
+units the fit is the same whatever unit each layer's s comes in (scaling every s_m by c only scales
+every g_m by c). The optimiser works on v_m = e^{φ_m − c} ≥ 0 (bounded, so a weight reaches 0 exactly
+and stays there while the likelihood pushes it down), c the row's best equal-weight scale, with
+θ = (0, ln β, λ, v_1 … v_M): the threshold position is held at 0, the weights carry the scale. Each
+fit starts from equal weights and from each layer alone and keeps the best.
 
 The mixture runs over the layers that made the lab's stimuli (the set's layers, not the L2 baseline
 nor extra ``--models``): they are few, which keeps the fit well posed and cheap. Its weights, reported
 as proportions w_m / Σ w (``mixture.csv``), come from one fit to all trials (one weight vector, slope and
 lapse for the lab, as a leave-one-participant-out fold fits), their intervals from refitting the same
-model on every draw of the comparison's bootstrap (participants, then their images; the draw's
-multiplicities weight the trial counts), warm-started at the fit.
+model on the first :data:`MAX_DRAWS` draws of the comparison's bootstrap (participants, then their
+images; the draw's multiplicities weight the trial counts), warm-started at the fit.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from .comparison import CANDIDATE, CompareOptions, Folds, Levels, padded, score_
 from .psychometric import SLOPE_PRIOR, SPREAD_BOUNDS
 from .ranking import bootstrap_draws
 
-#: φ stays within ± SPAN of the equal-weight start: e^-30 is a weight of zero for any purpose.
-SPAN = 30.0
+#: No weight grows beyond e^SPAN times its equal-weight start.
+SPAN = 20.0
 #: A single-layer start gives the other layers this φ below its own (weights e^-6 ≈ 0.25 %).
 OTHERS = 6.0
 #: Draws × levels × parameters per batch of bootstrap refits (memory).
@@ -45,28 +46,34 @@ MAX_DRAWS = 500
 
 @dataclass
 class MixtureBatch(fitting.Batch):
-    """Counts at x = ln α with ln s̃_m per level (C, K, M); θ = (0, ln spread, λ, φ_1 … φ_M)."""
+    """Counts at x = ln α with s̃_m per level (C, K, M); θ = (0, ln spread, λ, v_1 … v_M), v ≥ 0.
 
-    log_s: np.ndarray | None = None
+    Each row's s̃ is s_m/g_m times a scale e^{c} of its own (the best equal-weight start, so v ≈ 1 there):
+    the weights of that row are e^{φ_m} = v_m e^{c}.
+    """
+
+    s: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> "MixtureBatch":
-        return replace(super().take(rows), log_s=self.log_s[rows])
+        return replace(super().take(rows), s=self.s[rows])
 
     def predict(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """p and ∂p/∂θ: the curve at x + ½ ln Σ e^{φ_m} s̃_m; ∂p/∂φ_m = ½ r_m ∂p/∂x, r_m the layer's share."""
-        h, share = half_log_mix(self.log_s, theta[:, 3:])
-        p, dp = fitting.curve(theta[:, :3], self.x + h, self.guess, self.function)
-        return p, np.concatenate([dp, -0.5 * dp[..., :1] * share], axis=-1)  # ∂p/∂x = −∂p/∂(threshold)
+        """p and ∂p/∂θ: the curve at x + ½ ln S, S = Σ v_m s̃_m; ∂p/∂v_m = ½ (s̃_m/S) ∂p/∂x."""
+        total = np.einsum("ckm,cm->ck", self.s, theta[:, 3:])
+        seen = total > 0
+        with np.errstate(divide="ignore"):
+            x = np.where(seen, self.x + 0.5 * np.log(total), self.x - 50.0)  # seen by no weighted layer: chance
+        p, dp = fitting.curve(theta[:, :3], x, self.guess, self.function)
+        per_unit = self.s / np.where(seen, total, 1.0)[..., None]
+        return p, np.concatenate([dp, -0.5 * dp[..., :1] * per_unit], axis=-1)  # ∂p/∂x = −∂p/∂(threshold)
 
 
-def half_log_mix(log_s: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """½ ln Σ_m e^{φ_m} s̃_m per level (−inf where every s̃ is 0) and each layer's share of the sum."""
+def half_log_mix(log_s: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """½ ln Σ_m e^{φ_m} s̃_m per level (−inf where no weighted layer sees it)."""
     top = phi.max(axis=1)  # s̃ is O(1) at typical items: the largest weight sets the scale
-    e = np.exp(log_s + (phi - top[:, None])[:, None, :])
-    total = e.sum(axis=-1)
+    total = np.exp(log_s + (phi - top[:, None])[:, None, :]).sum(axis=-1)
     with np.errstate(divide="ignore"):
-        h = 0.5 * (np.log(total) + top[:, None])
-    return h, e / np.where(total > 0, total, 1.0)[..., None]
+        return 0.5 * (np.log(total) + top[:, None])
 
 
 @dataclass
@@ -104,7 +111,7 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
     theta = fit_rows(lv, log_s, cv.train, None, options)
     h = np.full(len(lv.table), np.nan)
     for f, test in enumerate(cv.test):
-        h[test] = half_log_mix(log_s[test][None], theta[f:f + 1, 3:])[0][0]
+        h[test] = half_log_mix(log_s[test][None], theta[f:f + 1, 3:])[0]
     ll = score_levels(lv, h, theta[:, :3], cv, options.function)
     everything = [np.arange(len(lv.table))]
     best = fit_rows(lv, log_s, everything, None, options)
@@ -134,10 +141,13 @@ def _table(layers: list, w: np.ndarray, w_draws: np.ndarray, share: np.ndarray, 
 
 def fit_rows(lv: Levels, log_s: np.ndarray, index: list[np.ndarray], weight: np.ndarray | None,
              options: CompareOptions, theta0: np.ndarray | None = None) -> np.ndarray:
-    """θ of the mixture on each row's levels (``index``), trial counts times ``weight`` (rows × levels) if given.
+    """θ = (0, ln β, λ, φ_1 … φ_M) of the mixture on each row's levels (``index``), trial counts times
+    ``weight`` (rows × levels) if given; φ = −inf: a weight of 0.
 
-    Starts from ``theta0`` or, without it, from equal weights and from each layer alone (the best fit
-    of those); NaN rows where a row holds no level that any layer sees.
+    From ``theta0`` (a bootstrap draw): Fisher scoring only, without the scipy polish of the few rows it
+    leaves unconverged (they keep their best point; the polish would cost most of the time). Without it:
+    from equal weights and from each layer alone (the best fit of those). NaN rows where a row holds no
+    level that any layer sees.
     """
     idx, valid = padded(index)
     x = np.log(lv.table["alpha"].to_numpy())[idx]
@@ -149,66 +159,73 @@ def fit_rows(lv: Levels, log_s: np.ndarray, index: list[np.ndarray], weight: np.
         times = weight[np.arange(len(idx))[:, None], idx]
         n, k = n * times, k * times
     n, k = np.where(valid, n, 0.0), np.where(valid, k, 0.0)
-    batch = _batch(np.where(valid, x, 0.0), np.where(valid[..., None], ls, 0.0), n, k, lv.guess, options)
+    batch = _batch(np.where(valid, x, 0.0), np.where(valid[..., None], np.exp(ls), 1.0), n, k, lv.guess, options)
     empty = ~valid.any(axis=1)
     if theta0 is not None:
-        theta, _, _ = fitting.fit(batch.bounded(*_bounds(theta0[:, 3:].mean(axis=1), batch, options)),
-                                  options.max_iter, theta0)
+        scale = np.nanmax(theta0[:, 3:], axis=1)
+        v0 = np.exp(theta0[:, 3:] - scale[:, None])
+        theta, _, _, _ = fitting.score(_scaled(batch, scale, options), np.column_stack([theta0[:, :3], v0]),
+                                       options.max_iter)
     else:
-        theta = _multi_start(batch, valid, options)
+        scale, theta = _multi_start(batch, valid, options)
+    with np.errstate(divide="ignore"):
+        theta[:, 3:] = np.log(theta[:, 3:]) + scale[:, None]
     theta[empty] = np.nan
     return theta
 
 
-def _batch(x, log_s, n, k, guess: float, options: CompareOptions) -> MixtureBatch:
-    c, m = len(x), log_s.shape[-1]
+def _batch(x, s, n, k, guess: float, options: CompareOptions) -> MixtureBatch:
+    c, m = len(x), s.shape[-1]
     prior = SLOPE_PRIOR[options.function] if options.slope_prior else None
     zeros = np.zeros((c, 3 + m))
-    return MixtureBatch(x, n, k, np.full(c, guess), zeros, zeros, options.function, prior, log_s)
+    return MixtureBatch(x, n, k, np.full(c, guess), zeros, zeros, options.function, prior, s)
 
 
-def _bounds(centre: np.ndarray, batch: MixtureBatch, options: CompareOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Threshold position held at 0, ln spread and λ as the threshold fits bound them, φ within ± SPAN."""
-    c, m = len(centre), batch.log_s.shape[-1]
+def _scaled(batch: MixtureBatch, scale: np.ndarray, options: CompareOptions) -> MixtureBatch:
+    """s̃ times e^{scale} per row, with the bounds: threshold position held at 0, ln spread and λ as the threshold
+    fits bound them, 0 ≤ v ≤ e^{SPAN}."""
+    c, m = len(scale), batch.s.shape[-1]
     lo_s, hi_s = SPREAD_BOUNDS[options.function]
-    lower = np.column_stack([np.zeros(c), np.full(c, lo_s), np.zeros(c), np.repeat(centre[:, None] - SPAN, m, 1)])
-    upper = np.column_stack([np.zeros(c), np.full(c, hi_s), np.full(c, options.max_lapse),
-                             np.repeat(centre[:, None] + SPAN, m, 1)])
-    return lower, upper
+    lower = np.column_stack([np.zeros(c), np.full(c, lo_s), np.zeros(c), np.zeros((c, m))])
+    upper = np.column_stack([np.zeros(c), np.full(c, hi_s), np.full(c, options.max_lapse), np.full((c, m), np.exp(SPAN))])
+    return replace(batch, s=batch.s * np.exp(scale)[:, None, None], lower=lower, upper=upper)
 
 
-def _grid_shift(batch: MixtureBatch, phi: np.ndarray, valid: np.ndarray, options: CompareOptions) -> np.ndarray:
-    """θ with weights e^{φ + c}: the best common shift c of a grid that puts the threshold across the tested
-    range, at the prior's slope and a small lapse."""
-    h, _ = half_log_mix(batch.log_s, phi)
-    q = batch.x + h
+def _grid_shift(batch: MixtureBatch, base: np.ndarray, valid: np.ndarray, options: CompareOptions) -> np.ndarray:
+    """The best ln c of weights c·base on a grid that puts the threshold across the tested range, at the prior's
+    slope and a small lapse."""
+    with np.errstate(divide="ignore"):
+        q = batch.x + 0.5 * np.log(np.einsum("ckm,cm->ck", batch.s, base))
     q_lo, q_hi = np.where(valid, q, np.inf).min(axis=1), np.where(valid, q, -np.inf).max(axis=1)
     q_lo, q_hi = np.where(np.isfinite(q_lo), q_lo, 0.0), np.where(np.isfinite(q_hi), q_hi, 0.0)
     spread, lapse = SLOPE_PRIOR[options.function][0], min(0.02, options.max_lapse)
-    best, best_obj = None, np.full(len(phi), -np.inf)
+    best, best_obj = np.zeros(len(base)), np.full(len(base), -np.inf)
     for f in np.linspace(-0.2, 1.2, 29):
         shift = -2.0 * (q_lo + f * (q_hi - q_lo))  # ½ shift moves the threshold to that point of the range
-        theta = np.column_stack([np.zeros(len(phi)), np.full(len(phi), spread), np.full(len(phi), lapse),
-                                 phi + shift[:, None]])
+        theta = np.column_stack([np.zeros(len(base)), np.full(len(base), spread), np.full(len(base), lapse),
+                                 np.exp(shift)[:, None] * base])
         obj = fitting.objective(batch, theta)
         better = obj > best_obj
-        best = theta if best is None else np.where(better[:, None], theta, best)
-        best_obj = np.where(better, obj, best_obj)
+        best, best_obj = np.where(better, shift, best), np.where(better, obj, best_obj)
     return best
 
 
-def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions) -> np.ndarray:
-    """Fit from equal weights and from each layer alone (one batch), keep each row's best."""
-    c, m = len(batch.x), batch.log_s.shape[-1]
-    equal = _grid_shift(batch, np.zeros((c, m)), valid, options)
-    lower, upper = _bounds(equal[:, 3:].mean(axis=1), batch, options)
-    starts = [equal] + [_grid_shift(batch, -OTHERS * (np.arange(m) != j)[None].repeat(c, 0), valid, options)
-                        for j in range(m)]
+def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Fit from equal weights and from each layer alone (one batch), keep each row's best: (ln scale, θ in v)."""
+    c, m = len(batch.x), batch.s.shape[-1]
+    scale = _grid_shift(batch, np.ones((c, m)), valid, options)
+    starts = [np.ones((c, m))]
+    for j in range(m):
+        base = np.where(np.arange(m) == j, 1.0, np.exp(-OTHERS))[None].repeat(c, 0)
+        starts.append(np.exp(_grid_shift(batch, base, valid, options) - scale)[:, None] * base)
+    spread, lapse = SLOPE_PRIOR[options.function][0], min(0.02, options.max_lapse)
     tile = np.tile(np.arange(c), len(starts))
-    stacked = batch.take(tile).bounded(lower[tile], upper[tile])
-    theta, _, _ = fitting.fit(stacked, options.max_iter, np.clip(np.concatenate(starts), lower[tile], upper[tile]))
+    stacked = _scaled(batch.take(tile), scale[tile], options)
+    theta0 = np.column_stack([np.zeros(len(tile)), np.full(len(tile), spread), np.full(len(tile), lapse),
+                              np.concatenate(starts)])
+    theta, _, _ = fitting.fit(stacked, options.max_iter, np.clip(theta0, stacked.lower, stacked.upper))
     obj = fitting.objective(stacked, theta).reshape(len(starts), c)
-    return theta.reshape(len(starts), c, -1)[np.argmax(obj, axis=0), np.arange(c)]
+    return scale, theta.reshape(len(starts), c, -1)[np.argmax(obj, axis=0), np.arange(c)]
 
 
 def _bootstrap(lv: Levels, log_s: np.ndarray, best: np.ndarray, options: CompareOptions) -> np.ndarray:
