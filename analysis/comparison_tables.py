@@ -4,7 +4,9 @@ Scores are held-out log-likelihoods (:mod:`analysis.comparison`) in bits per tri
 baseline: (LL_m − LL_L2) / (n ln 2). Uncertainty: the two-level cluster bootstrap of the D ranking
 (:func:`analysis.ranking.bootstrap_means`: participants with replacement, then each drawn participant's
 images), on (candidate, participant, image) cells of held-out log-likelihood; every candidate, the
-ceiling and every matrix cell share each draw, so differences and P(best) are paired.
+ceiling and every matrix cell share each draw, so differences and P(best) are paired. The mixture of
+the set's layers (:mod:`analysis.mixture`) joins as one more candidate before the ceiling: scored, not
+ranked.
 """
 
 from __future__ import annotations
