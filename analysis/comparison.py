@@ -195,11 +195,7 @@ def in_sample(table: pd.DataFrame, notes: list[str] | None = None) -> Folds:
 def fit_folds(lv: Levels, h: np.ndarray, train: list[np.ndarray], options: CompareOptions) -> np.ndarray:
     """θ = (ln k, ln β, λ) of one candidate (its ½ ln s per level: ``h``) on each training fold; NaN rows where
     a fold holds no level with s > 0."""
-    width = max(len(t) for t in train)
-    idx = np.zeros((len(train), width), dtype=int)
-    valid = np.zeros((len(train), width), dtype=bool)
-    for f, t in enumerate(train):
-        idx[f, : len(t)], valid[f, : len(t)] = t, True
+    idx, valid = padded(train)
     x = np.log(lv.table["alpha"].to_numpy())[idx] + h[idx]
     valid &= np.isfinite(x)
     n = np.where(valid, lv.table["n"].to_numpy(dtype=float)[idx], 0.0)
@@ -218,6 +214,15 @@ def fit_folds(lv: Levels, h: np.ndarray, train: list[np.ndarray], options: Compa
     theta, _, _ = fitting.fit(batch, options.max_iter, _start(batch, options))
     theta[empty] = np.nan
     return theta
+
+
+def padded(index: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The level indices of each row, padded to one width (rows, width), and which entries are real."""
+    idx = np.zeros((len(index), max(len(t) for t in index)), dtype=int)
+    valid = np.zeros(idx.shape, dtype=bool)
+    for f, t in enumerate(index):
+        idx[f, : len(t)], valid[f, : len(t)] = t, True
+    return idx, valid
 
 
 def _start(batch: fitting.Batch, options: CompareOptions) -> np.ndarray:

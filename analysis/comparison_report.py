@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from eigdist_core.contract import NOISE_CEILING, candidate_name
+from eigdist_core.contract import MIXTURE, NOISE_CEILING, candidate_name
 
 from .report import _html_table as html_table
 
@@ -21,6 +21,9 @@ CAPTIONS = {
                              "diagonal is the question D asks.",
     "comparison_predictions.png": "Predicted (k/√s, k fitted per participant) against fitted thresholds, one panel "
                                   "per candidate (log axes; red max, blue min, grey random items).",
+    "comparison_mixture.png": "Mixture proportions w_m / Σ w of s = Σ w_m s_m (in the units of the sensitivity "
+                              "table) with 95 % bootstrap intervals (participants, then their images; each draw "
+                              "refitted).",
 }
 
 
@@ -100,6 +103,46 @@ def predictions_figure(predictions: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def mixture_figure(mixture: pd.DataFrame) -> Figure | None:
+    """The mixture proportions as bars with their intervals (None without a mixture)."""
+    if mixture.empty:
+        return None
+    fig = Figure(figsize=(7, 1.2 + 0.45 * len(mixture)))
+    ax = fig.subplots()
+    y = np.arange(len(mixture))[::-1]
+    w = mixture["w"].to_numpy(dtype=float)
+    ax.barh(y, w, color="tab:purple", alpha=0.6)
+    ax.errorbar(w, y, xerr=[w - mixture["ci_low"], mixture["ci_high"] - w], fmt="none", color="k", capsize=3)
+    ax.set_yticks(y, [candidate_name(*r) for r in mixture[["model", "layer", "weights"]].itertuples(index=False)],
+                  fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mixture proportion w / Σ w")
+    fig.tight_layout()
+    return fig
+
+
+def mixture_html(mixture: pd.DataFrame, comparison: pd.DataFrame) -> str:
+    """The mixture's section: what the proportions are, its score beside the best single candidate, the table."""
+    parts = ["<h2>Mixture of the set's layers</h2>"]
+    row = comparison[comparison["model"] == MIXTURE[0]]
+    if mixture.empty or row.empty:
+        return parts[0] + "<p>No mixture (the notes above say why).</p>"
+    mix, best = row.iloc[0], comparison[comparison["rank"] == 1]
+    than = (f" (the best single candidate, {_name(best.iloc[0])}: {best.iloc[0]['bits']:+.3f})"
+            if not best.empty else "")
+    parts.append(
+        "<p>s = Σ w_m s_m over the layers that made the lab's stimuli, w_m ≥ 0 (Fisher information adds), "
+        "fitted and cross-validated like every candidate; the weights carry the scale k. "
+        "<b>w</b>: the <b>mixture proportions</b>, the fitted weights normalised to sum 1, in the units of the "
+        "sensitivity table (a layer whose s is larger needs a smaller w for the same share); <b>share</b>: "
+        "each layer's part of s at an item where every s_m is at its geometric mean over the lab's items "
+        "(unit-free). Intervals: 95 % bootstrap over participants and images, each draw refitted. "
+        f"Cross-validated score {mix['bits']:+.3f} bits per trial vs L2 [{mix['ci_low']:+.3f}, "
+        f"{mix['ci_high']:+.3f}]{html.escape(than)}.</p>")
+    parts.append(html_table(mixture))
+    return "\n".join(parts)
+
+
 def agreement(comparison: pd.DataFrame, ranking: pd.DataFrame) -> str:
     """One sentence: do D's best layer and the comparison's best candidate agree?"""
     ranked = comparison[comparison["rank"].notna()]
@@ -169,10 +212,11 @@ def comparison_outputs(trials: pd.DataFrame, fits: pd.DataFrame, ranking: pd.Dat
         return {}, [(f"<h2>Model comparison</h2><p>{html.escape(why_not)}</p>", {})], why_not
     result = compare_models(trials, sensitivities, fits, options)
     tables = {"comparison.csv": result.comparison, "matrix.csv": result.matrix,
-              "predictions.csv": result.predictions}
+              "predictions.csv": result.predictions, "mixture.csv": result.mixture}
     figures = {"comparison_scores.png": scores_figure(result.comparison),
                "comparison_matrix.png": matrix_figure(result.matrix),
                "comparison_predictions.png": predictions_figure(result.predictions)}
     best = result.comparison.iloc[0]
     status = f"model comparison ({best['cv']} cross-validation): best {_name(best)}, {best['bits']:.3f} bits per trial vs L2"
-    return tables, [(comparison_html(result.comparison, ranking, result.notes), figures)], status
+    mixed = (mixture_html(result.mixture, result.comparison), {"comparison_mixture.png": mixture_figure(result.mixture)})
+    return tables, [(comparison_html(result.comparison, ranking, result.notes), figures), mixed], status

@@ -4,7 +4,9 @@ Scores are held-out log-likelihoods (:mod:`analysis.comparison`) in bits per tri
 baseline: (LL_m − LL_L2) / (n ln 2). Uncertainty: the two-level cluster bootstrap of the D ranking
 (:func:`analysis.ranking.bootstrap_means`: participants with replacement, then each drawn participant's
 images), on (candidate, participant, image) cells of held-out log-likelihood; every candidate, the
-ceiling and every matrix cell share each draw, so differences and P(best) are paired.
+ceiling and every matrix cell share each draw, so differences and P(best) are paired. The mixture of
+the set's layers (:mod:`analysis.mixture`) joins as one more candidate before the ceiling: scored, not
+ranked.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import pandas as pd
 from scipy import stats
 
 from eigdist_core.contract import (
-    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, PREDICTION_COLUMNS, RANDOM_SOURCE, candidate_name,
+    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, MIXTURE, MIXTURE_COLUMNS, PREDICTION_COLUMNS,
+    RANDOM_SOURCE, candidate_name,
 )
 
 from eigdist_core.sensitivities import SensitivityError
 
 from .comparison import CANDIDATE, CompareOptions, Levels, by_candidate, cross_validate, folds, in_sample, levels
+from .mixture import mixture, with_mixture
 from .ranking import bootstrap_means
 
 LN2 = np.log(2.0)
@@ -37,6 +41,7 @@ class Comparison:
     comparison: pd.DataFrame
     matrix: pd.DataFrame
     predictions: pd.DataFrame
+    mixture: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(MIXTURE_COLUMNS)))
     notes: list[str] = field(default_factory=list)
     draws: np.ndarray | None = None  # (n_boot, candidates + ceiling) bits vs L2, rows of ``comparison``
 
@@ -68,6 +73,11 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
     cv = folds(lv.table)
     ll, _ = cross_validate(lv, cv, options)
     notes = list(cv.notes) + _zero_notes(lv)
+    mix = mixture(lv, cv, options)
+    if isinstance(mix, str):
+        notes.append(mix)
+    else:
+        lv, sensitivities, ll = with_mixture(lv, sensitivities, ll, mix)
     if np.isnan(lv.h[-1]).all():
         notes.append("no noise ceiling: it needs thresholds of two or more participants")
     pi, people = pd.factorize(lv.table["participant"], sort=True)
@@ -84,8 +94,9 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
     order = _order(table)
     matrix = _matrix(lv, delta, n, pi, ii, (len(people), len(images)), options)
     predictions = _predictions(lv, sensitivities, thresholds, options)
+    mixed = pd.DataFrame(columns=list(MIXTURE_COLUMNS)) if isinstance(mix, str) else mix.table
     return Comparison(table.iloc[order].reset_index(drop=True)[list(COMPARISON_COLUMNS)], matrix, predictions,
-                      notes, draws[:, order])
+                      mixed, notes, draws[:, order])
 
 
 def _bits(delta: np.ndarray, n: np.ndarray, pi: np.ndarray, ii: np.ndarray, shape: tuple[int, int],
@@ -112,7 +123,10 @@ def _percentiles(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) -> pd.DataFrame:
-    """bits, interval, explainable fraction, P(best), rank and at_ceiling of every candidate and the ceiling."""
+    """bits, interval, explainable fraction, P(best), rank and at_ceiling of every candidate and the ceiling.
+
+    The mixture is scored, not ranked: rank and P(best) compare single models.
+    """
     table = pd.DataFrame(lv.candidates, columns=CANDIDATE)
     table["bits"] = point
     table["ci_low"], table["ci_high"] = _percentiles(draws)
@@ -120,8 +134,9 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
     with np.errstate(invalid="ignore", divide="ignore"):
         table["explainable"] = point / point[ceiling]
         table["explainable_low"], table["explainable_high"] = _percentiles(draws / draws[:, [ceiling]])
-    models = draws[:, :ceiling]
-    scored = np.isfinite(point[:ceiling])
+    single = np.array([c != MIXTURE for c in lv.candidates[:ceiling]])
+    scored = np.isfinite(point[:ceiling]) & single
+    models = np.where(scored, draws[:, :ceiling], np.nan)
     best = np.argmax(np.where(np.isfinite(models), models, -np.inf), axis=1)
     p_best = np.bincount(best, minlength=ceiling) / len(draws)
     table["p_best"] = np.append(np.where(scored, p_best, np.nan), np.nan)
@@ -133,7 +148,7 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
 
 
 def _order(table: pd.DataFrame) -> np.ndarray:
-    """Ranked candidates first (best first), unscored ones, the ceiling last."""
+    """Ranked candidates first (best first), the mixture and unscored ones, the ceiling last."""
     key = table["rank"].astype("Float64").fillna(len(table)).to_numpy(dtype=float)
     key[-1] = len(table) + 1
     return np.argsort(key, kind="stable")

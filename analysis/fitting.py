@@ -40,7 +40,7 @@ class Batch:
     n: np.ndarray      # trials per level, 0 on padding
     k: np.ndarray      # correct per level
     guess: np.ndarray  # (C,)
-    lower: np.ndarray  # (C, 3) bounds of θ
+    lower: np.ndarray  # (C, 3) bounds of θ ((C, D) in a subclass with D parameters)
     upper: np.ndarray
     function: str
     prior: tuple[float, float] | None = None
@@ -53,6 +53,10 @@ class Batch:
     def bounded(self, lower: np.ndarray, upper: np.ndarray) -> "Batch":
         """The same counts with other parameter bounds."""
         return replace(self, lower=lower, upper=upper)
+
+    def predict(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p and ∂p/∂θ at every level (:func:`curve`); a subclass with more parameters overrides it."""
+        return curve(theta, self.x, self.guess, self.function)
 
 
 def curve(theta: np.ndarray, x: np.ndarray, guess: np.ndarray, function: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +89,7 @@ def log_prior(batch: Batch, log_spread: np.ndarray) -> np.ndarray:
 
 def objective(batch: Batch, theta: np.ndarray) -> np.ndarray:
     """Penalised log-likelihood per condition: log-likelihood + log-prior of the spread."""
-    return loglik(curve(theta, batch.x, batch.guess, batch.function)[0], batch.n, batch.k) \
+    return loglik(batch.predict(theta)[0], batch.n, batch.k) \
         + log_prior(batch, theta[:, 1])
 
 
@@ -122,8 +126,8 @@ def score(batch: Batch, theta: np.ndarray, max_iter: int):
     converged = np.zeros(c, bool)
     iterations = np.zeros(c, int)
     obj = objective(batch, theta)
-    eye = np.eye(3)
-    prior_info = np.zeros((3, 3))
+    eye = np.eye(theta.shape[1])
+    prior_info = np.zeros_like(eye)
     if batch.prior is not None:
         prior_info[1, 1] = 1.0 / batch.prior[1] ** 2
     for it in range(max_iter):
@@ -132,7 +136,7 @@ def score(batch: Batch, theta: np.ndarray, max_iter: int):
             break
         sub = batch.take(a)
         th = theta[a]
-        p, dp = curve(th, sub.x, sub.guess, batch.function)
+        p, dp = sub.predict(th)
         grad = np.einsum("ck,ckj->cj", (sub.k - sub.n * p) / (p * (1 - p)), dp)
         info = np.einsum("ck,cki,ckj->cij", sub.n / (p * (1 - p)), dp, dp) + prior_info
         if batch.prior is not None:
@@ -167,7 +171,7 @@ def _polish(batch: Batch, theta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarr
         sub = batch.take(np.array([i]))
 
         def nll(t: np.ndarray) -> tuple[float, np.ndarray]:
-            p, dp = curve(t[None], sub.x, sub.guess, batch.function)
+            p, dp = sub.predict(t[None])
             g = np.einsum("ck,ckj->j", (sub.k - sub.n * p) / (p * (1 - p)), dp)
             if batch.prior is not None:
                 g[1] -= (t[1] - batch.prior[0]) / batch.prior[1] ** 2

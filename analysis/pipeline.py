@@ -44,7 +44,7 @@ def analyze(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
     Writes ``ranking.csv``, ``thresholds.csv``, ``fits.csv``, ``flags.csv``, ``pairwise.csv``,
     ``control.csv``, ``d.csv``, ``exclusions.csv``, with a stimulus set that has a sensitivity table
-    ``comparison.csv``, ``matrix.csv`` and ``predictions.csv`` (:mod:`analysis.comparison`), the
+    ``comparison.csv``, ``matrix.csv``, ``predictions.csv`` and ``mixture.csv`` (:mod:`analysis.comparison`), the
     figures and ``report.html``.
     ``settings.fitter``: ``eigdist`` (maximum likelihood with the slope prior) or
     ``psignifit`` (:mod:`analysis.psignifit_fit`); both feed the same ranking.

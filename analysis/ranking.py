@@ -139,6 +139,15 @@ def cell_sums(values: np.ndarray, index: tuple[np.ndarray, ...], shape: tuple[in
     return total, count
 
 
+def bootstrap_draws(n_boot: int, n_p: int, n_i: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of :func:`bootstrap_means`: (n_boot, n_p) participants drawn with replacement, and
+    (n_boot, n_p, n_i) multinomial multiplicities of each drawn participant's images."""
+    rng = np.random.default_rng(seed)
+    people = rng.integers(0, n_p, size=(n_boot, n_p))
+    weights = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=(n_boot, n_p)).astype(float)
+    return people, weights
+
+
 def bootstrap_means(total: np.ndarray, count: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, layers) means over participants drawn with replacement, then their images.
 
@@ -146,10 +155,7 @@ def bootstrap_means(total: np.ndarray, count: np.ndarray, n_boot: int, seed: int
     images with replacement (multinomial weights); every layer sees the same draw,
     so differences between layers are paired.
     """
-    rng = np.random.default_rng(seed)
-    n_layers, n_p, n_i = total.shape
-    people = rng.integers(0, n_p, size=(n_boot, n_p))
-    weights = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=(n_boot, n_p)).astype(float)
+    people, weights = bootstrap_draws(n_boot, total.shape[1], total.shape[2], seed)
     num = np.einsum("lbpi,bpi->bl", total[:, people], weights)
     den = np.einsum("lbpi,bpi->bl", count[:, people], weights)
     with np.errstate(invalid="ignore", divide="ignore"):

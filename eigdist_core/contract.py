@@ -228,10 +228,15 @@ PREDICTION_COLUMNS = (
     "censored", "predicted", "s",
 )
 
-#: ``mixture.csv``: one row per layer of the mixture s = Σ w_m s_m.
-MIXTURE_COLUMNS = ("model", "layer", "weights", "w", "ci_low", "ci_high")
+#: The mixture of the set's layers (s = Σ w_m s_m): its (model, layer, weights) in ``comparison.csv`` and ``matrix.csv``.
+MIXTURE = ("(mixture)", "", "")
+
+#: ``mixture.csv``: one row per layer of the mixture; w: the proportion w_m / Σ w, share: e^{φ_m} / Σ e^{φ}
+#: (docs/analysis.md), each with its bootstrap interval.
+MIXTURE_COLUMNS = ("model", "layer", "weights", "w", "ci_low", "ci_high", "share", "share_low", "share_high")
 
 
 def candidate_name(model: str, layer: str, weights: str) -> str:
-    """How a candidate model is named in tables and the report: ``<model>:<layer> (<weights>)``."""
-    return f"{model}:{layer} ({weights})"
+    """How a candidate model is named in tables and the report: ``<model>:<layer> (<weights>)``; a row that is
+    no layer (the mixture) by its model column alone."""
+    return f"{model}:{layer} ({weights})" if layer else model

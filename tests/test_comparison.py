@@ -119,7 +119,7 @@ def test_the_observers_own_layer_wins(lab):
     m = result.matrix.set_index(["layer", "source"])
     assert m.loc[("a1", "lin:a1 (seed)"), "bits"] > 0
     assert set(result.matrix["source"]) == {"lin:a0 (seed)", "lin:a1 (seed)", "lin:a2 (seed)", "random"}
-    assert len(result.predictions) == len(fits.dropna(subset=["threshold"])) * 4
+    assert len(result.predictions) == len(fits.dropna(subset=["threshold"])) * 5  # 3 layers, L2, the mixture
 
 
 def test_another_true_layer_is_recovered():

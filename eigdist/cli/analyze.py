@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(args.models),
     )
     report = analyze(args.data, args.out, settings)
-    compared = ", comparison.csv, matrix.csv, predictions.csv" if (report.parent / "comparison.csv").exists() else ""
+    compared = (", comparison.csv, matrix.csv, predictions.csv, mixture.csv"
+                if (report.parent / "comparison.csv").exists() else "")
     print(f"wrote {report.parent}/ranking.csv, thresholds.csv, fits.csv, pairwise.csv{compared} and {report}")
     if not compared:
         print("no model comparison: it needs --stimuli DIR with a sensitivity table "

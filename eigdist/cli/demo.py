@@ -257,7 +257,7 @@ def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> No
     """The model comparison (every layer on every trial), best first, beside the D ranking; the ceiling last."""
     import pandas as pd
 
-    from eigdist_core.contract import NOISE_CEILING
+    from eigdist_core.contract import MIXTURE, NOISE_CEILING
 
     if not (analysis / "comparison.csv").exists():
         print("\n(no model comparison: the stimulus set has no sensitivity table)")
@@ -266,8 +266,8 @@ def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> No
     print(f"\nmodel comparison (every layer judges every trial; bits per trial vs the L2 baseline, "
           f"cross-validated: {table['cv'].iloc[0]}):")
     for row in table.itertuples():
-        if row.model == NOISE_CEILING:
-            print(f"      {NOISE_CEILING}  {row.bits:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]")
+        if row.model in (NOISE_CEILING, MIXTURE[0]):  # scored, not ranked
+            print(f"      {row.model}  {row.bits:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]")
             continue
         own = "  <- the observers' own model" if f"{row.model}:{row.layer}" == observer_model else ""
         rank = f"{int(row.rank):>2}." if pd.notna(row.rank) else "  -"
