@@ -112,7 +112,9 @@ def mixture_figure(mixture: pd.DataFrame) -> Figure | None:
     y = np.arange(len(mixture))[::-1]
     w = mixture["w"].to_numpy(dtype=float)
     ax.barh(y, w, color="tab:purple", alpha=0.6)
-    ax.errorbar(w, y, xerr=[w - mixture["ci_low"], mixture["ci_high"] - w], fmt="none", color="k", capsize=3)
+    # clipped at 0: an interval whose end equals the estimate can differ from it by rounding (−1e-11)
+    xerr = np.clip([w - mixture["ci_low"].to_numpy(float), mixture["ci_high"].to_numpy(float) - w], 0, None)
+    ax.errorbar(w, y, xerr=xerr, fmt="none", color="k", capsize=3)
     ax.set_yticks(y, [candidate_name(*r) for r in mixture[["model", "layer", "weights"]].itertuples(index=False)],
                   fontsize=8)
     ax.set_xlim(0, 1)

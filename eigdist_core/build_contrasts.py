@@ -16,10 +16,8 @@ layers (in order: A, then B) and the solver's provenance (docs/formats.md, "Cont
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -29,8 +27,6 @@ from .errors import EigdistError, in_context
 from .io import load_npy, save_npy
 from .stimulus_set import alpha_displayable, item_id_for
 
-#: torch threads while a group is computed (as :data:`eigdist_core.build.THREADS`).
-THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -65,37 +61,25 @@ def plan_contrasts(config: SetConfig, derive_seed) -> list[ContrastGroup]:
     return groups
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on :data:`THREADS` threads inside (results must not depend on the machine's core count)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def compute_contrast_group(task) -> list[dict]:
     """Synthesize one contrast group's items (``task``: :class:`eigdist_core.build.Task`), write each file, return their entries."""
     import torch
 
     from . import models
-    from .build import response_curve
-    from .device import device_kind
+    from .device import THREADS, device_kind, torch_threads
+    from .sensitivities import as_float64, response_curve_of
 
     cfg, group, folder = task.config, task.group, Path(task.folder)
     contrast = group.contrast
     try:
-        with one_thread():
+        with torch_threads(THREADS):
             device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
             image_np = load_npy(folder / "images" / f"{group.image_id}.npy")
             image = torch.from_numpy(image_np)[None].to(device)
             nets = [models.load(m.spec, m.weights).to(device) for m in contrast.models]
             vectors, record = synthesize(contrast, image, nets, cfg, group.seed)
             degenerate = record.pop("degenerate")
+            model64 = as_float64(nets[0])  # one float64 copy serves every item's response curve
             entries = []
             for item_id, (direction, index), found in zip(group.item_ids, contrast_directions(contrast), vectors):
                 vec = found.pop("vector").detach().cpu().numpy().astype(np.float32)
@@ -105,8 +89,8 @@ def compute_contrast_group(task) -> list[dict]:
                     "weights": CONTRAST_WEIGHTS, "direction": direction, "index": index, **found,
                     "degenerate": degenerate, "seed": group.seed, "device": device_kind(device),
                     "alpha_displayable_max": alpha_displayable(image_np, vec),
-                    "response_curve": response_curve(nets[0], image, torch.from_numpy(vec).to(device), cfg.alpha_max,
-                                                     cfg.response_points),
+                    "response_curve": response_curve_of(model64, image, torch.from_numpy(vec).to(device),
+                                                        cfg.alpha_max, cfg.response_points),
                     "file": file, "sha256": save_npy(folder / file, vec), "contrast": record,
                 })
             return entries
