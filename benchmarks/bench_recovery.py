@@ -9,8 +9,9 @@ first true layer the same trials are scored again with that layer listed twice (
 layer with independently perturbed ln s (equally good by construction); the share of labs whose 95 %
 interval of the paired difference a − b (the comparison's own bootstrap draws) excludes 0.
 
-    python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25]
-    python benchmarks/bench_recovery.py calibration --labs 200
+    python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
+    python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
+    python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.comparison import CompareOptions  # noqa: E402
 from analysis.comparison_tables import compare_models  # noqa: E402
+from eigdist_core.contract import NOISE_CEILING  # noqa: E402
 from tests.recovery_labs import (EngineLab, build_set, engine_lab, perturbed_pair, synthetic_items,  # noqa: E402
                                  weibull_lab, with_copy)
 
@@ -35,7 +37,7 @@ TRUE_LAYERS = ("frontend:ln", "frontend:lgg", "frontend:onoff")
 
 def outcome(table: pd.DataFrame, true: str) -> dict:
     """Whether the true layer ranks first, its margin over the best other candidate (bits/trial), its P(best)."""
-    models = table[table["model"] != "(noise ceiling)"]
+    models = table[table["model"] != NOISE_CEILING]
     name = models["model"] + ":" + models["layer"]
     own, others = models[name == true].iloc[0], models[name != true]
     return {"best": name.iloc[0] == true, "margin": own["bits"] - others["bits"].max(), "p_best": own["p_best"]}
@@ -49,7 +51,7 @@ def run_recovery(args: argparse.Namespace) -> pd.DataFrame:
     lab = EngineLab.open(build_set(Path(args.set)))
     options = CompareOptions(n_boot=args.n_boot)
     rows, start = [], time.perf_counter()
-    for seed in range(args.labs):
+    for seed in range(args.first_seed, args.first_seed + args.labs):
         for true in args.true:
             if time.perf_counter() - start > 60 * args.budget_min:
                 return pd.DataFrame(rows)
@@ -97,7 +99,35 @@ def calibration_lab(seed: int, args: argparse.Namespace) -> dict:
     diff = result.draws[:, a] - result.draws[:, b]
     lo, hi = np.percentile(diff, [2.5, 97.5])
     point = result.comparison["bits"].iloc[a] - result.comparison["bits"].iloc[b]
-    return {"seed": seed, "diff": point, "lo": lo, "hi": hi, "covers": lo <= 0 <= hi, "sd_boot": diff.std()}
+    row = {"seed": seed, "diff": point, "lo": lo, "hi": hi, "covers": lo <= 0 <= hi, "sd_boot": diff.std()}
+    if args.bootstraps:
+        row.update(other_bootstraps(trials, sens, args.n_boot, seed))
+    return row
+
+
+def other_bootstraps(trials: pd.DataFrame, sens: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """Whether the nested (D ranking's) and the pigeonhole bootstrap's intervals of a − b cover 0 in this lab."""
+    from analysis.comparison import folds, levels, cross_validate
+    from analysis.ranking import bootstrap_means
+
+    lv = levels(trials, sens, None)
+    ll, _ = cross_validate(lv, folds(lv.table), CompareOptions())
+    layers = [c[1] for c in lv.candidates]
+    pi, people = pd.factorize(lv.table["participant"], sort=True)
+    ii, images = pd.factorize(lv.table["image_id"], sort=True)
+    total, count = np.zeros((1, len(people), len(images))), np.zeros((1, len(people), len(images)))
+    np.add.at(total[0], (pi, ii), ll[layers.index("a")] - ll[layers.index("b")])
+    np.add.at(count[0], (pi, ii), lv.table["n"].to_numpy(dtype=float))
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(people), np.full(len(people), 1 / len(people)), size=n_boot)
+    v = rng.multinomial(len(images), np.full(len(images), 1 / len(images)), size=n_boot)
+    draws = {"nested": bootstrap_means(total, count, n_boot, seed)[:, 0],
+             "pigeonhole": np.einsum("bp,bi,pi->b", w, v, total[0]) / np.einsum("bp,bi,pi->b", w, v, count[0])}
+    out = {}
+    for name, d in draws.items():
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        out[f"covers_{name}"] = lo <= 0 <= hi
+    return out
 
 
 def run_calibration(args: argparse.Namespace) -> pd.DataFrame:
@@ -110,6 +140,9 @@ def run_calibration(args: argparse.Namespace) -> pd.DataFrame:
     print(f"intervals of a − b cover 0 in {labs['covers'].mean():.3f} (significant at 5 %: {1 - labs['covers'].mean():.3f}); "
           f"sd of the difference across labs {labs['diff'].std():.4f}, median bootstrap sd {labs['sd_boot'].median():.4f} "
           f"(ratio {labs['sd_boot'].median() / labs['diff'].std():.2f})")
+    for name in ("nested", "pigeonhole"):
+        if f"covers_{name}" in labs:
+            print(f"  {name} bootstrap instead: cover 0 in {labs[f'covers_{name}'].mean():.3f}")
     return labs
 
 
@@ -124,16 +157,19 @@ def main() -> int:
     rec.add_argument("--set", default="out/recovery/recovery", help="the recovery set's folder (built if missing)")
     rec.add_argument("--true", nargs="+", default=list(TRUE_LAYERS))
     rec.add_argument("--per-condition", type=int, default=16, help="QUEST+ trials per item and observer")
+    rec.add_argument("--tables", nargs="+", help="print the table of these --csv files of earlier runs instead")
+    rec.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed + labs − 1")
     rec.add_argument("--budget-min", type=float, default=float("inf"), help="stop starting labs after this")
     rec.add_argument("--scratch", default="/dev/shm/eigdist_recovery", help="where sessions write their files")
     cal = ap.add_argument_group("calibration")
     cal.add_argument("--images", type=int, default=8)
     cal.add_argument("--items", type=int, default=6, help="items per image")
     cal.add_argument("--trials", type=int, default=30, help="trials per item and observer")
+    cal.add_argument("--bootstraps", action="store_true", help="also the nested and the pigeonhole bootstrap")
     cal.add_argument("--perturbation", type=float, default=0.5, help="sd of the noise added to ln s")
     args = ap.parse_args()
     if args.check == "recovery":
-        labs = run_recovery(args)
+        labs = pd.concat(map(pd.read_csv, args.tables), ignore_index=True) if args.tables else run_recovery(args)
         print(recovery_table(labs))
     else:
         labs = run_calibration(args)
