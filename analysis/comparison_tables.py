@@ -1,12 +1,11 @@
 """The model comparison's tables: scores with bootstrap intervals, the cross-prediction matrix, predictions.
 
 Scores are held-out log-likelihoods (:mod:`analysis.comparison`) in bits per trial relative to the L2
-baseline: (LL_m − LL_L2) / (n ln 2). Uncertainty: the two-level cluster bootstrap of the D ranking
-(:func:`analysis.ranking.bootstrap_means`: participants with replacement, then each drawn participant's
-images), on (candidate, participant, image) cells of held-out log-likelihood; every candidate, the
-ceiling and every matrix cell share each draw, so differences and P(best) are paired. The mixture of
-the set's layers (:mod:`analysis.mixture`) joins as one more candidate before the ceiling: scored, not
-ranked.
+baseline: (LL_m − LL_L2) / (n ln 2). Uncertainty: the crossed bootstrap of
+:mod:`analysis.comparison_bootstrap` (participants and images redrawn as crossed factors), on (candidate,
+participant, image) cells of held-out log-likelihood; every candidate, the ceiling and every matrix cell
+share each draw, so differences and P(best) are paired. The mixture of the set's layers
+(:mod:`analysis.mixture`) joins as one more candidate before the ceiling: scored, not ranked.
 """
 
 from __future__ import annotations
@@ -26,12 +25,14 @@ from eigdist_core.contract import (
 from eigdist_core.sensitivities import SensitivityError
 
 from .comparison import CANDIDATE, CompareOptions, Levels, by_candidate, cross_validate, folds, in_sample, levels
+from .comparison_bootstrap import crossed_bootstrap_means
 from .mixture import mixture, with_mixture
-from .ranking import bootstrap_means
 
 LN2 = np.log(2.0)
 #: Random halves of the participants for the split-half reliability of the item thresholds.
 SPLITS = 200
+#: Scores closer than this (bits per trial) are a tie for P(best): float rounding of the same layer's s.
+TIE = 1e-6
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _bits(delta: np.ndarray, n: np.ndarray, pi: np.ndarray, ii: np.ndarray, shap
         np.add.at(count[j], (pi, ii), n)
     with np.errstate(invalid="ignore", divide="ignore"):
         point = np.where(ok, total.sum(axis=(1, 2)) / count.sum(axis=(1, 2)), np.nan) / LN2
-        draws = bootstrap_means(total, count, options.n_boot, options.seed) / LN2
+        draws = crossed_bootstrap_means(total, count, options.n_boot, options.seed) / LN2
     draws[:, ~ok] = np.nan
     return point, draws
 
@@ -136,15 +137,21 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
         table["explainable_low"], table["explainable_high"] = _percentiles(draws / draws[:, [ceiling]])
     single = np.array([c != MIXTURE for c in lv.candidates[:ceiling]])
     scored = np.isfinite(point[:ceiling]) & single
-    models = np.where(scored, draws[:, :ceiling], np.nan)
-    best = np.argmax(np.where(np.isfinite(models), models, -np.inf), axis=1)
-    p_best = np.bincount(best, minlength=ceiling) / len(draws)
+    p_best = share_of_best(np.where(single, draws[:, :ceiling], np.nan))
     table["p_best"] = np.append(np.where(scored, p_best, np.nan), np.nan)
     rank = pd.Series(np.where(scored, point[:ceiling], np.nan)).rank(ascending=False, method="min")
     table["rank"] = pd.array(np.append(rank.to_numpy(), np.nan), dtype="Float64").astype("Int64")
     table["at_ceiling"] = np.append(point[:ceiling] >= table["ci_low"].iloc[ceiling], False)
     table["cv"] = scheme
     return table
+
+
+def share_of_best(models: np.ndarray) -> np.ndarray:
+    """P(best) of each candidate (columns) over bootstrap draws (rows); candidates tied at the top of a draw
+    (within :data:`TIE` bits per trial) share it, so a layer listed twice splits its P(best) in two."""
+    scores = np.where(np.isfinite(models), models, -np.inf)
+    top = scores >= scores.max(axis=1, keepdims=True) - TIE
+    return (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
 
 
 def _order(table: pd.DataFrame) -> np.ndarray:

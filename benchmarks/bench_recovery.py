@@ -1,0 +1,182 @@
+"""Recovery and calibration of the model comparison (issue 35) on simulated labs (tests/recovery_labs.py).
+
+``recovery``: labs of additive-noise model observers seeing through a true layer of the recovery set (five
+layers + L2, built once into --set), each observer one session through the experiment's trial engine
+without a window; per true layer the share of labs whose best cross-validated candidate is the true layer,
+and the median margin (bits per trial) of the true layer over the best other candidate. In the labs of the
+first true layer the same trials are scored again with that layer listed twice (P(best) of each copy).
+``calibration``: Weibull observers on synthetic labs of many images; candidates a and b are the true
+layer with independently perturbed ln s (equally good by construction); the share of labs whose 95 %
+interval of the paired difference a − b (the comparison's own bootstrap draws) excludes 0.
+
+    python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
+    python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
+    python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.comparison import CompareOptions  # noqa: E402
+from analysis.comparison_tables import compare_models  # noqa: E402
+from eigdist_core.contract import NOISE_CEILING  # noqa: E402
+from tests.recovery_labs import (EngineLab, build_set, engine_lab, perturbed_pair, synthetic_items,  # noqa: E402
+                                 weibull_lab, with_copy)
+
+TRUE_LAYERS = ("frontend:ln", "frontend:lgg", "frontend:onoff")
+
+
+def outcome(table: pd.DataFrame, true: str) -> dict:
+    """Whether the true layer ranks first, its margin over the best other candidate (bits/trial), its P(best)."""
+    models = table[table["model"] != NOISE_CEILING]
+    name = models["model"] + ":" + models["layer"]
+    own, others = models[name == true].iloc[0], models[name != true]
+    return {"best": name.iloc[0] == true, "margin": own["bits"] - others["bits"].max(), "p_best": own["p_best"]}
+
+
+def run_recovery(args: argparse.Namespace) -> pd.DataFrame:
+    """Labs round-robin over the true layers until ``--labs`` each or the time budget; one row per lab."""
+    import torch
+
+    torch.set_num_threads(1)
+    lab = EngineLab.open(build_set(Path(args.set)))
+    options = CompareOptions(n_boot=args.n_boot)
+    rows, start = [], time.perf_counter()
+    for seed in range(args.first_seed, args.first_seed + args.labs):
+        for true in args.true:
+            if time.perf_counter() - start > 60 * args.budget_min:
+                return pd.DataFrame(rows)
+            t0 = time.perf_counter()
+            trials = engine_lab(lab, true, observers=args.observers, per_condition=args.per_condition, seed=seed,
+                                root=Path(args.scratch))
+            t1 = time.perf_counter()
+            row = {"true": true, "seed": seed, **outcome(compare_models(trials, lab.sens, None, options).comparison,
+                                                         true)}
+            row["engine_s"], row["compare_s"] = t1 - t0, time.perf_counter() - t1
+            if true == args.true[0]:
+                twice = compare_models(trials, with_copy(lab.sens, true), None, options).comparison
+                copies = twice[(twice["model"] + ":" + twice["layer"]) == true]
+                row["p_best_copy1"], row["p_best_copy2"] = sorted(copies["p_best"], reverse=True)
+            rows.append(row)
+            print(row, flush=True)
+    return pd.DataFrame(rows)
+
+
+def recovery_table(labs: pd.DataFrame) -> str:
+    lines = ["| true layer | labs | best in | fraction best | median margin, bits/trial (min) | median P(best) |",
+             "|---|---|---|---|---|---|"]
+    for true, g in labs.groupby("true", sort=False):
+        lines.append(f"| {true} | {len(g)} | {int(g['best'].sum())} | {g['best'].mean():.2f} | "
+                     f"{g['margin'].median():.4f} ({g['margin'].min():.4f}) | {g['p_best'].median():.2f} |")
+    if "p_best_copy1" in labs:
+        twice = labs.dropna(subset=["p_best_copy1"])
+        lines += ["", f"Layer listed twice ({twice['true'].iloc[0]}, {len(twice)} labs): P(best) of the larger copy "
+                  f"median {twice['p_best_copy1'].median():.2f}, max {twice['p_best_copy1'].max():.2f}; "
+                  f"of both together median {(twice['p_best_copy1'] + twice['p_best_copy2']).median():.2f}"]
+    lines.append(f"\nper lab: engine {labs['engine_s'].median():.1f} s, comparison {labs['compare_s'].median():.1f} s "
+                 "(medians)")
+    return "\n".join(lines)
+
+
+def calibration_lab(seed: int, args: argparse.Namespace) -> dict:
+    """One synthetic lab: the paired difference a − b, its bootstrap interval, and whether it covers 0."""
+    rng = np.random.default_rng([seed, 35])
+    items = synthetic_items(args.images, args.items, spread=1.5, rng=rng)
+    sens = perturbed_pair(items, args.perturbation, rng)
+    trials = weibull_lab(items, observers=args.observers, trials=args.trials, seed=seed)
+    result = compare_models(trials, sens, None, CompareOptions(n_boot=args.n_boot, seed=seed))
+    layers = list(result.comparison["layer"])
+    a, b = layers.index("a"), layers.index("b")
+    diff = result.draws[:, a] - result.draws[:, b]
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    point = result.comparison["bits"].iloc[a] - result.comparison["bits"].iloc[b]
+    row = {"seed": seed, "diff": point, "lo": lo, "hi": hi, "covers": lo <= 0 <= hi, "sd_boot": diff.std()}
+    if args.bootstraps:
+        row.update(other_bootstraps(trials, sens, args.n_boot, seed))
+    return row
+
+
+def other_bootstraps(trials: pd.DataFrame, sens: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """Whether the nested (D ranking's) and the pigeonhole bootstrap's intervals of a − b cover 0 in this lab."""
+    from analysis.comparison import folds, levels, cross_validate
+    from analysis.ranking import bootstrap_means
+
+    lv = levels(trials, sens, None)
+    ll, _ = cross_validate(lv, folds(lv.table), CompareOptions())
+    layers = [c[1] for c in lv.candidates]
+    pi, people = pd.factorize(lv.table["participant"], sort=True)
+    ii, images = pd.factorize(lv.table["image_id"], sort=True)
+    total, count = np.zeros((1, len(people), len(images))), np.zeros((1, len(people), len(images)))
+    np.add.at(total[0], (pi, ii), ll[layers.index("a")] - ll[layers.index("b")])
+    np.add.at(count[0], (pi, ii), lv.table["n"].to_numpy(dtype=float))
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(people), np.full(len(people), 1 / len(people)), size=n_boot)
+    v = rng.multinomial(len(images), np.full(len(images), 1 / len(images)), size=n_boot)
+    draws = {"nested": bootstrap_means(total, count, n_boot, seed)[:, 0],
+             "pigeonhole": np.einsum("bp,bi,pi->b", w, v, total[0]) / np.einsum("bp,bi,pi->b", w, v, count[0])}
+    out = {}
+    for name, d in draws.items():
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        out[f"covers_{name}"] = lo <= 0 <= hi
+    return out
+
+
+def run_calibration(args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    for seed in range(args.labs):
+        rows.append(calibration_lab(seed, args))
+    labs = pd.DataFrame(rows)
+    print(f"{args.labs} labs, {args.observers} observers × {args.images} images × {args.items} items × "
+          f"{args.trials} trials, ln s perturbed by N(0, {args.perturbation}²), {args.n_boot} draws:")
+    print(f"intervals of a − b cover 0 in {labs['covers'].mean():.3f} (significant at 5 %: {1 - labs['covers'].mean():.3f}); "
+          f"sd of the difference across labs {labs['diff'].std():.4f}, median bootstrap sd {labs['sd_boot'].median():.4f} "
+          f"(ratio {labs['sd_boot'].median() / labs['diff'].std():.2f})")
+    for name in ("nested", "pigeonhole"):
+        if f"covers_{name}" in labs:
+            print(f"  {name} bootstrap instead: cover 0 in {labs[f'covers_{name}'].mean():.3f}")
+    return labs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("check", choices=("recovery", "calibration"))
+    ap.add_argument("--labs", type=int, default=100, help="labs per true layer (recovery) or in all (calibration)")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--observers", type=int, default=4)
+    ap.add_argument("--csv", help="write one row per lab here")
+    rec = ap.add_argument_group("recovery")
+    rec.add_argument("--set", default="out/recovery/recovery", help="the recovery set's folder (built if missing)")
+    rec.add_argument("--true", nargs="+", default=list(TRUE_LAYERS))
+    rec.add_argument("--per-condition", type=int, default=16, help="QUEST+ trials per item and observer")
+    rec.add_argument("--tables", nargs="+", help="print the table of these --csv files of earlier runs instead")
+    rec.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed + labs − 1")
+    rec.add_argument("--budget-min", type=float, default=float("inf"), help="stop starting labs after this")
+    rec.add_argument("--scratch", default="/dev/shm/eigdist_recovery", help="where sessions write their files")
+    cal = ap.add_argument_group("calibration")
+    cal.add_argument("--images", type=int, default=8)
+    cal.add_argument("--items", type=int, default=6, help="items per image")
+    cal.add_argument("--trials", type=int, default=30, help="trials per item and observer")
+    cal.add_argument("--bootstraps", action="store_true", help="also the nested and the pigeonhole bootstrap")
+    cal.add_argument("--perturbation", type=float, default=0.5, help="sd of the noise added to ln s")
+    args = ap.parse_args()
+    if args.check == "recovery":
+        labs = pd.concat(map(pd.read_csv, args.tables), ignore_index=True) if args.tables else run_recovery(args)
+        print(recovery_table(labs))
+    else:
+        labs = run_calibration(args)
+    if args.csv:
+        labs.to_csv(args.csv, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Simulated labs for the model comparison's recovery and calibration checks (benchmarks/bench_recovery.py, tests).
+
+Two kinds of lab:
+
+- :func:`engine_lab`: model observers (``experiments.observers.ModelObserver``, the additive-noise observer
+  of ``eigdist run --simulate model=...``) seeing through one layer of a stimulus set, each running one
+  session through the experiment's own trial engine without a window (``experiments.engine.run_headless``,
+  QUEST+ tracks, trial files written and read back as rows).
+- :func:`weibull_lab`: Weibull observers (``analysis.simulate``) on a synthetic sensitivity table with many
+  images, cheap enough for hundreds of labs; the two candidates of :func:`perturbed_pair` are equally good
+  by construction.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.simulate import simulate_trials
+from eigdist_core.contract import L2_MODEL, TRACK_KEY
+
+#: The recovery set: four front ends and a convolutional block at 32 × 32, three images (45 items).
+SET_TOML = """\
+name = "recovery"
+seed = 0
+images = ["camera", "coffee", "chelsea"]
+color = "grey"
+size = 32
+value_range = [0.2, 0.8]
+alpha_max = 4.0
+directions = ["max", "min", "random"]
+k = 1
+solver = "auto"
+tol = 1e-4
+max_iter = 1000
+response_points = 3
+""" + "".join(f'\n[[models]]\nspec = "{spec}"\nweights = "{w}"\n' for spec, w in (
+    ("frontend:ln", "published"), ("frontend:lg", "published"), ("frontend:lgg", "published"),
+    ("frontend:onoff", "published"), ("efficientnet_lite0:_blocks.1", "bundled")))
+#: The additive-noise observer's threshold at the true layer's median item, in units of α (the items' ceilings
+#: lie between 0.4 and 10.6, most near 2.5).
+MEDIAN_THRESHOLD = 1.0
+#: √(2·√12·Φ⁻¹(¾)) = 1.53: in 2afc_ref with N noisy units of σ, the target wins at 75 % when
+#: ‖Δf‖² = Φ⁻¹(¾)·√(12N)·σ² (the squared-distance difference has variance 12Nσ⁴ + 8σ²‖Δf‖²).
+DPRIME_FACTOR = 1.53
+
+
+def build_set(folder: Path) -> Path:
+    """The recovery set in ``folder`` (built once, about a minute; reused while its manifest is there)."""
+    if not (folder / "manifest.json").exists():
+        from eigdist.cli.main import main as cli
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        config = folder.parent / f"{folder.name}.toml"
+        config.write_text(SET_TOML.replace('name = "recovery"', f'name = "{folder.name}"'))
+        if cli(["stimuli", "build", str(config), "--out", str(folder), "--quiet"]) != 0:
+            raise RuntimeError(f"building {config} failed")
+    return folder
+
+
+class CachedSource:
+    """A stimulus set whose image and item arrays are read from disk once (the engine reads them every trial)."""
+
+    def __init__(self, source) -> None:
+        self.manifest, self.set_id, self._source, self._arrays = source.manifest, source.set_id, source, {}
+
+    def image(self, image_id: str) -> np.ndarray:
+        return self._get("image", image_id)
+
+    def item(self, item_id: str) -> np.ndarray:
+        return self._get("item", item_id)
+
+    def _get(self, kind: str, name: str) -> np.ndarray:
+        if (kind, name) not in self._arrays:
+            self._arrays[kind, name] = getattr(self._source, kind)(name)
+        return self._arrays[kind, name]
+
+
+@dataclass
+class EngineLab:
+    """A stimulus set opened once, its sensitivity table, and the loaded models observers may see through."""
+
+    source: object
+    sens: pd.DataFrame
+    models: dict
+
+    @classmethod
+    def open(cls, folder: Path) -> "EngineLab":
+        from eigdist_core.sensitivities import read_table
+        from eigdist_core.stimulus_set import StimulusSet
+
+        source = StimulusSet.open(folder)
+        return cls(CachedSource(source), pd.DataFrame(read_table(folder, source.manifest)), {})
+
+    def model(self, spec: str, weights: str):
+        if spec not in self.models:
+            from eigdist_core import models
+
+            self.models[spec] = models.load(spec, weights)
+        return self.models[spec]
+
+    def noise(self, spec: str) -> float:
+        """σ that puts the threshold of the layer's median item at :data:`MEDIAN_THRESHOLD` (see DPRIME_FACTOR)."""
+        import torch
+
+        mine = self.sens[(self.sens["model"] + ":" + self.sens["layer"]) == spec]
+        image = self.source.manifest["images"][0]["image_id"]
+        with torch.no_grad():
+            units = self.model(spec, mine["weights"].iloc[0])(torch.as_tensor(self.source.image(image))[None]).numel()
+        return MEDIAN_THRESHOLD * float(np.sqrt(mine["s"].median())) / (DPRIME_FACTOR * units ** 0.25)
+
+
+def engine_lab(lab: EngineLab, true: str, *, observers: int, per_condition: int, seed: int, root: Path,
+               spread: float = 0.2) -> pd.DataFrame:
+    """Trial rows of ``observers`` model observers seeing through ``true`` (``model:layer``), one session each.
+
+    Each observer's σ is the layer's :meth:`EngineLab.noise` times a log-normal factor (sd ``spread``); lapse
+    0.02. Sessions have no practice and no catch trials (the comparison scores main trials only) and show
+    every image, ``per_condition`` QUEST+ trials per item.
+    """
+    from experiments.config import load_config
+    from experiments.engine import open_engine, run_headless
+    from experiments.observers import ModelObserver
+
+    weights = lab.sens.loc[(lab.sens["model"] + ":" + lab.sens["layer"]) == true, "weights"].iloc[0]
+    model, sigma = lab.model(true, weights), lab.noise(true)
+    config = replace(load_config(), per_condition=per_condition, practice=0, catch_rate=0.0,
+                     images_per_session=len(lab.source.manifest["images"]), seed=seed)
+    rng = np.random.default_rng(seed)
+    data = root / f"lab{seed}"
+    rows = []
+    try:
+        for p in range(observers):
+            noise = sigma * float(np.exp(rng.normal(0.0, spread)))
+            spec = f"model={true};noise={noise:.6g};lapse=0.02;seed={seed * 1000 + p}"
+            observer = ModelObserver(true, noise=noise, lapse=0.02, seed=seed * 1000 + p, observer=spec, model=model)
+            engine = open_engine(lab.source, config, data, f"P{p + 1:02d}", 1, observer=spec, calibrated=True)
+            with engine.writer:
+                rows += run_headless(engine, observer)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def with_copy(sens: pd.DataFrame, spec: str, weights: str = "copy") -> pd.DataFrame:
+    """The table with layer ``spec`` listed a second time under other weights (the same s)."""
+    copy = sens[(sens["model"] + ":" + sens["layer"]) == spec].assign(weights=weights)
+    return pd.concat([sens, copy], ignore_index=True)
+
+
+def synthetic_items(n_images: int, per_image: int, spread: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Items of a synthetic set (condition columns, ``item_id``) with the true layer's ln s ~ N(0, spread²)."""
+    rows = [(f"img{j}", "syn", f"i{q}", "w", "max") for j in range(n_images) for q in range(per_image)]
+    items = pd.DataFrame(rows, columns=list(TRACK_KEY[1:]))
+    items["item_id"] = items["image_id"] + "__syn__" + items["layer"] + "__w__max"
+    items["ln_s"] = rng.normal(0.0, spread, len(items))
+    return items
+
+
+def perturbed_pair(items: pd.DataFrame, size: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Sensitivity table of two candidates, the true layer's ln s plus independent N(0, size²) noise each, and L2."""
+    frames = [pd.DataFrame({"item_id": items["item_id"], "model": "pert", "layer": name, "weights": "none",
+                            "s": np.exp(items["ln_s"] + rng.normal(0.0, size, len(items)))}) for name in ("a", "b")]
+    frames.append(pd.DataFrame({"item_id": items["item_id"], "model": L2_MODEL[0], "layer": L2_MODEL[1],
+                                "weights": L2_MODEL[2], "s": 1.0}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def weibull_lab(items: pd.DataFrame, *, observers: int, trials: int, seed: int,
+                spread: float = 0.2) -> pd.DataFrame:
+    """Constant-stimulus trials of Weibull observers whose threshold is 0.3·c_p/√s (c_p log-normal, sd ``spread``)."""
+    rng = np.random.default_rng(seed)
+    factor = np.exp(rng.normal(0.0, spread, observers))
+    truth = pd.concat([items.assign(participant=f"p{p:02d}", threshold=0.3 * factor[p] * np.exp(-0.5 * items["ln_s"]))
+                       for p in range(observers)], ignore_index=True)
+    return simulate_trials(truth[[*TRACK_KEY, "threshold"]], n_trials=trials, seed=seed, alpha_max=1e6)

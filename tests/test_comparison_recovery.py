@@ -1,0 +1,80 @@
+"""Recovery through the real trial engine, a layer listed twice, and the comparison bootstrap's variance.
+
+The seeded, seconds-long versions of benchmarks/bench_recovery.py (docs/analysis.md, "Model comparison").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.comparison_bootstrap import crossed_bootstrap_means
+from analysis.comparison_tables import compare_models
+from eigdist_core.stimulus_set import SCHEMA_VERSION, seal
+from tests.recovery_labs import EngineLab, engine_lab, with_copy
+from tests.test_comparison import LAYERS, OPTIONS, _items, _models, _sensitivities
+
+TRUE = 1
+SPEC = f"{LAYERS[TRUE][0]}:{LAYERS[TRUE][1]}"
+#: The tracks' ceiling: QUEST+ searches three decades below it, around the median item's threshold of 1.
+ALPHA_MAX = 30.0
+
+
+class LinearSource:
+    """The linear layers' items of tests/test_comparison.py as a stimulus source for the engine (8 × 8 grey)."""
+
+    def __init__(self, n_images: int) -> None:
+        items, self.vectors = _items(n_images)
+        entries = [{**row, "eigenvalue": 1.0, "alpha_displayable_max": 1e9} for row in items.to_dict("records")]
+        self.manifest = seal({"schema_version": SCHEMA_VERSION, "alpha_max": ALPHA_MAX, "items": entries,
+                              "images": [{"image_id": i} for i in items["image_id"].unique()]})
+        self.set_id = self.manifest["set_id"]
+        self.sens = _sensitivities(items, self.vectors)
+
+    def image(self, image_id: str) -> np.ndarray:
+        return np.full((1, 8, 8), 0.5, dtype=np.float32)
+
+    def item(self, item_id: str) -> np.ndarray:
+        return self.vectors[item_id].reshape(1, 8, 8).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory):
+    torch.set_num_threads(1)
+    source = LinearSource(n_images=3)
+    lab = EngineLab(source, source.sens, {SPEC: _models()[TRUE]})
+    root = tmp_path_factory.mktemp("labs")
+    return lab, [engine_lab(lab, SPEC, observers=2, per_condition=24, seed=seed, root=root) for seed in range(3)]
+
+
+def test_model_observers_through_the_engine_put_their_layer_first(labs):
+    lab, trials = labs
+    for rows in trials:
+        assert rows["observer"].str.startswith(f"model={SPEC};").all() and rows["item_id"].nunique() == 27
+        assert len(rows) == 2 * 27 * 24
+        table = compare_models(rows, lab.sens, None, OPTIONS).comparison
+        assert tuple(table.iloc[0][["model", "layer", "weights"]]) == LAYERS[TRUE]
+        assert table.iloc[0]["bits"] > 0 and table.iloc[0]["p_best"] > 0.5
+
+
+def test_a_layer_listed_twice_splits_p_best(labs):
+    lab, trials = labs
+    table = compare_models(trials[0], with_copy(lab.sens, SPEC), None, OPTIONS).comparison
+    copies = table[table["layer"] == LAYERS[TRUE][1]]
+    assert len(copies) == 2 and copies["bits"].nunique() == 1
+    np.testing.assert_allclose(copies["p_best"].to_numpy(), [0.5, 0.5])
+
+
+def test_the_crossed_bootstrap_has_the_variance_of_its_two_main_effects():
+    """Balanced cells y = a_p + b_i + r_pi: a draw is m + Σ W_p ȳ_p / P + Σ V_i ȳ_i / I − 2m with multinomial W, V, so
+    its variance is var(ȳ_p) / P + var(ȳ_i) / I (population variances), the image effect at 1 / I, not 1 / (P·I)."""
+    rng = np.random.default_rng(3)
+    n_p, n_i = 5, 7
+    cells = rng.normal(0, 1, (n_p, 1)) + rng.normal(0, 2, (1, n_i)) + rng.normal(0, 0.5, (n_p, n_i))
+    total = np.stack([cells, -cells, np.zeros_like(cells)])
+    draws = crossed_bootstrap_means(total, np.ones((3, n_p, n_i)), 40_000, seed=0)
+    expected = cells.mean(axis=1).var() / n_p + cells.mean(axis=0).var() / n_i
+    assert draws[:, 0].var() == pytest.approx(expected, rel=0.03)
+    np.testing.assert_allclose(draws[:, 1], -draws[:, 0], atol=1e-12)  # candidates share the draws
+    assert draws[:, 2].var() == 0 and draws[:, 0].mean() == pytest.approx(cells.mean(), abs=0.02)
