@@ -13,8 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-#: Items per batch of Jacobian-vector products; the ρ forward passes take 4 × CHUNK images.
+#: Items per batch of Jacobian-vector products.
 CHUNK = 16
+#: Images per forward pass of ρ: larger batches were no faster (resnet18 maxpool … layer3 stacked, 256 px:
+#: 0.66–0.77 s per image in batches of 8 and 32) or slower (128 px: 0.11 s in 8, 0.23–0.66 s in 64), and cost memory.
+PASS_BATCH = 8
 #: Relative error allowed in ρ where its forward passes run in float32 (docs/stimuli.md, "Sensitivities").
 RHO_RTOL = 1e-4
 #: Safety factor on the float32 error bound of :func:`_float32_safe`.
@@ -96,7 +99,7 @@ def _per_layer(values, bounds: np.ndarray) -> np.ndarray:
 
 def _distances(model, x, V, which: list[tuple[int, float]], bounds: np.ndarray, base=None,
                dtype=None) -> np.ndarray:
-    """‖f_l(x + αv_j) − f_l(x)‖² for each (j, α) of ``which`` and layer l, forward in batches of 4 × CHUNK.
+    """‖f_l(x + αv_j) − f_l(x)‖² for each (j, α) of ``which`` and layer l, forward in batches of PASS_BATCH.
 
     Computed in ``dtype`` (default float64; the inputs x + αv are formed in float64, then converted),
     returned in float64; ``base`` is f(x) flattened when already computed.
@@ -107,8 +110,8 @@ def _distances(model, x, V, which: list[tuple[int, float]], bounds: np.ndarray, 
     out = np.empty((len(which), len(bounds) - 1))
     with torch.no_grad():
         base = model(x.to(dtype)).reshape(-1) if base is None else base
-        for start in range(0, len(which), 4 * CHUNK):
-            part = which[start:start + 4 * CHUNK]
+        for start in range(0, len(which), PASS_BATCH):
+            part = which[start:start + PASS_BATCH]
             amps = torch.tensor([a for _, a in part], dtype=torch.float64)[:, None]
             batch = (x.reshape(1, -1) + amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
             diff = (model(batch.to(dtype)).reshape(len(part), -1) - base).double()
