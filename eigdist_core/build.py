@@ -39,7 +39,8 @@ from .errors import EigdistError, in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
-from .sensitivities import as_float64, record_table, response_curve_of
+from .sensitivities import record_table, response_curve_of
+from .sensitivity_values import as_float64
 from .models.provenance import provenance
 from .provenance import versions
 from .stimulus_set import (

@@ -67,7 +67,8 @@ def compute_contrast_group(task) -> list[dict]:
 
     from . import models
     from .device import THREADS, device_kind, torch_threads
-    from .sensitivities import as_float64, response_curve_of
+    from .sensitivities import response_curve_of
+    from .sensitivity_values import as_float64
 
     cfg, group, folder = task.config, task.group, Path(task.folder)
     contrast = group.contrast

@@ -1,13 +1,13 @@
 """What every model predicts about every item of a set: s = vᵀF_m(x)v and the linearity ratio ρ.
 
 For an item v at image x and a model layer f_m, the Fisher information along v is
-s_m(v) = vᵀF_m v = ‖J_m v‖²: one Jacobian-vector product per (item, model) pair through
-:class:`~eigdist_core.fisher.FisherOperator` (batched over the items of an image, float64, no
-eigensolve). A model observer with additive Gaussian noise then has the threshold k_m/√s_m(v).
-That holds while f_m responds linearly along v; ρ = ‖f(x + αv) − f(x)‖² / (α²·s) checks it at the
-amplitudes the experiment can show (the set's response-curve grid up to the item's α ceiling, and
-the ceiling itself); items whose ρ leaves :data:`~eigdist_core.contract.LINEARITY_BAND` are flagged.
-The build records each item's response curve, ‖f(x + αe) − f(x)‖ on the same grid (:func:`response_curve`).
+s_m(v) = vᵀF_m v = ‖J_m v‖²: one Jacobian-vector product per (item, network) pair, float64, no
+eigensolve (:mod:`~eigdist_core.sensitivity_values`). A model observer with additive Gaussian noise
+then has the threshold k_m/√s_m(v). That holds while f_m responds linearly along v;
+ρ = ‖f(x + αv) − f(x)‖² / (α²·s) checks it at the amplitudes the experiment can show (the set's
+response-curve grid up to the item's α ceiling, and the ceiling itself); items whose ρ leaves
+:data:`~eigdist_core.contract.LINEARITY_BAND` are flagged. The layers of one network share their
+passes, one task per network.
 
 The table is a file of the set (``sensitivities.csv``, docs/formats.md "Sensitivities"), outside the
 set's identity, tied to the set's items by the manifest's ``sensitivities`` entry and checked by
@@ -33,9 +33,7 @@ from .contract import (
 from .errors import EigdistError
 from .io import atomic_write_bytes, load_npy, sha256_file
 from .provenance import versions
-
-#: Items per batch of Jacobian-vector products and of the ρ forward passes.
-CHUNK = 16
+from .sensitivity_values import as_float64, layer_values
 
 
 class SensitivityError(EigdistError):
@@ -81,81 +79,6 @@ def columns(k: int) -> list[str]:
     return [*SENSITIVITY_COLUMNS, *(f"rho_{i + 1}" for i in range(k)), *SENSITIVITY_TAIL]
 
 
-@dataclass(frozen=True)
-class ModelTask:
-    """One candidate model of a set: s and ρ of every item of every image (picklable; the model loads once).
-
-    ``images`` holds (image_id, item ids, their α ceilings) per image.
-    """
-
-    folder: str
-    candidate: ModelEntry
-    images: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...]
-    alphas: tuple[float, ...]
-
-
-def pair_values(model, image: np.ndarray, items: np.ndarray, ceilings: Sequence[float],
-                alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """s, ρ at ``alphas`` (NaN above each ceiling) and ρ at each ceiling, for every item of one image.
-
-    Parameters
-    ----------
-    model
-        The candidate (an ``nn.Module`` or callable of (N, C, H, W) images), float64 (see :func:`as_float64`).
-    image
-        C × H × W.
-    items
-        b × C × H × W unit directions.
-    ceilings
-        Each item's α ceiling.
-    alphas
-        The grid.
-
-    Returns
-    -------
-    s : (b,), rho : (b, K), rho_ceiling : (b,)
-        In float64.
-    """
-    import torch
-
-    from .fisher import FisherOperator
-
-    x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
-    op = FisherOperator(model, x, dtype=torch.float64)
-    V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
-    s = np.concatenate([(op.jvp(V[i:i + CHUNK]) ** 2).sum(dim=1).numpy() for i in range(0, len(V), CHUNK)])
-    grid = np.asarray(alphas, dtype=np.float64)
-    # Every (item, amplitude) the experiment can show, forward in batches of about CHUNK × 4 images.
-    which = [(j, a) for j, ceiling in enumerate(ceilings) for a in [*grid[grid <= ceiling], ceiling]]
-    dist2 = np.empty(len(which))
-    with torch.no_grad():
-        base = model(x).reshape(-1)
-        for start in range(0, len(which), 4 * CHUNK):
-            part = which[start:start + 4 * CHUNK]
-            amps = torch.tensor([a for _, a in part], dtype=torch.float64)[:, None]
-            batch = (x.reshape(1, -1) + amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
-            dist2[start:start + len(part)] = ((model(batch).reshape(len(part), -1) - base) ** 2).sum(dim=1).numpy()
-    rho = np.full((len(items), len(grid)), np.nan)
-    rho_ceiling = np.empty(len(items))
-    owner = np.array([j for j, _ in which])
-    amps = np.array([a for _, a in which])
-    for j in range(len(items)):
-        ratio = _ratio(dist2[owner == j], amps[owner == j], s[j])
-        rho[j, : len(ratio) - 1], rho_ceiling[j] = ratio[:-1], ratio[-1]
-    return s, rho, rho_ceiling
-
-
-def as_float64(model):
-    """A frozen float64 copy of an ``nn.Module`` (a plain callable is returned as it is)."""
-    import copy
-
-    import torch
-
-    from .validate import freeze
-
-    return freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
-
-
 def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
     """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
 
@@ -186,31 +109,59 @@ def response_curve_of(model64, image, direction, alpha_max: float, points: int) 
     return {"alpha": alphas, "distance": dist}
 
 
-def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
-    """ρ = dist² / (α²·s); 1 where both are 0 (the prediction "no response" holds), inf where only s is."""
-    predicted = alphas ** 2 * s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = dist2 / predicted
-    out[(predicted == 0) & (dist2 == 0)] = 1.0
-    out[(predicted == 0) & (dist2 > 0)] = np.inf
-    return out
+@dataclass(frozen=True)
+class ModelTask:
+    """One network of a set: s and ρ of every item under each of its layers (picklable; it loads once).
+
+    ``candidates`` are the layers of one model with the same weights (their passes are shared where
+    they are one network's); ``images`` holds (image_id, item ids, their α ceilings) per image.
+    """
+
+    folder: str
+    candidates: tuple[ModelEntry, ...]
+    images: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...]
+    alphas: tuple[float, ...]
 
 
-def compute_model(task: ModelTask) -> dict[str, tuple[float, list[float], float]]:
-    """s, the ρ row and ρ at the ceiling of every item of ``task`` (a worker's function)."""
-    from . import models
+def compute_model(task: ModelTask) -> dict[tuple[str, ModelEntry], tuple[float, list[float], float]]:
+    """s, the ρ row and ρ at the ceiling of every (item, candidate) of ``task`` (a worker's function)."""
     from .device import THREADS, torch_threads
 
     with torch_threads(THREADS):
         folder = Path(task.folder)
-        model = as_float64(models.load(task.candidate.spec, task.candidate.weights))
         out = {}
-        for image_id, item_ids, ceilings in task.images:
-            image = load_npy(folder / "images" / f"{image_id}.npy")
-            items = np.stack([load_npy(folder / "items" / f"{i}.npy") for i in item_ids])
-            s, rho, rho_c = pair_values(model, image, items, ceilings, task.alphas)
-            out.update({i: (float(s[j]), [float(r) for r in rho[j]], float(rho_c[j])) for j, i in enumerate(item_ids)})
+        for candidates, model, sizes in _networks(task.candidates, load_npy(folder / "images" / f"{task.images[0][0]}.npy")):
+            model64 = as_float64(model)
+            for image_id, item_ids, ceilings in task.images:
+                image = load_npy(folder / "images" / f"{image_id}.npy")
+                items = np.stack([load_npy(folder / "items" / f"{i}.npy") for i in item_ids])
+                s, rho, rho_c = layer_values(model64, sizes, image, items, ceilings, task.alphas, model)
+                out.update({(i, c): (float(s[j, m]), [float(r) for r in rho[j, m]], float(rho_c[j, m]))
+                            for j, i in enumerate(item_ids) for m, c in enumerate(candidates)})
         return out
+
+
+def _networks(candidates: Sequence[ModelEntry], image: np.ndarray) -> list[tuple[tuple[ModelEntry, ...], object, list | None]]:
+    """(candidates, module, sizes of their responses): the layers of one network stacked into one module
+    (:func:`~eigdist_core.models.adapter.stack_layers`), or each model alone (``sizes`` ``None``) where they cannot be."""
+    import torch
+
+    from . import models
+    from .models.adapter import stack_layers
+
+    loaded = [models.load(c.spec, c.weights) for c in candidates]
+    stack = stack_layers(loaded, [c.layer for c in candidates])
+    if stack is None:
+        return [((c,), m, None) for c, m in zip(candidates, loaded)]
+    return [(tuple(candidates), stack, stack.sizes(torch.from_numpy(image).float()[None]))]
+
+
+def networks(candidates: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ...]]:
+    """``candidates`` grouped by model and weights: the layers of one network, whose passes may be shared."""
+    groups: dict[tuple[str, str], list[ModelEntry]] = {}
+    for c in candidates:
+        groups.setdefault((c.model, c.weights), []).append(c)
+    return [tuple(g) for g in groups.values()]
 
 
 def check_models(manifest: dict, candidates: Sequence[ModelEntry]) -> None:
@@ -249,11 +200,10 @@ def compute_table(folder: str | Path, manifest: dict, candidates: Sequence[Model
         ids = tuple(it["item_id"] for it in manifest["items"] if it["image_id"] == im["image_id"])
         if ids:
             images.append((im["image_id"], ids, tuple(ceiling[i] for i in ids)))
-    tasks = [ModelTask(str(folder), c, tuple(images), alphas) for c in candidates]
+    tasks = [ModelTask(str(folder), net, tuple(images), alphas) for net in networks(candidates)]
     values: dict[tuple[str, ModelEntry], tuple] = {}
-    for task, result in (runner or (lambda fn, ts: run_tasks(fn, ts, jobs)))(compute_model, tasks):
-        for item_id, v in result.items():
-            values[(item_id, task.candidate)] = v
+    for _, result in (runner or (lambda fn, ts: run_tasks(fn, ts, jobs)))(compute_model, tasks):
+        values.update(result)
     l2 = ModelEntry(f"{L2_MODEL[0]}:{L2_MODEL[1]}", L2_MODEL[2])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -12,8 +12,9 @@ import pytest
 from eigdist_core.contract import SENSITIVITY_FILE
 from eigdist_core.io import load_json, save_json
 from eigdist_core.sensitivities import (
-    SensitivityError, add_sensitivities, as_float64, items_digest, pair_values, parse_model_arg, read_table,
+    SensitivityError, add_sensitivities, items_digest, parse_model_arg, read_table,
 )
+from eigdist_core.sensitivity_values import RHO_RTOL, as_float64, layer_values, pair_values
 from eigdist_core.stimulus_set import StimulusSet, verify_set, write_manifest
 from tests.build_fixtures import stimulus_set  # noqa: F401 (module fixture)
 from tests.lab.linear_model import AffineModel
@@ -52,6 +53,65 @@ def test_rho_leaves_one_for_a_saturating_model():
     items /= np.linalg.norm(items)
     s, rho, _ = pair_values(as_float64(Saturating()), np.full((1, 4, 4), 0.5), items, [4.0], [0.001, 1.0])
     assert rho[0, 0] == pytest.approx(1.0, abs=1e-3) and rho[0, 1] < 0.5
+
+
+def test_layers_of_one_network_share_their_passes_and_keep_their_numbers():
+    """resnet18 conv1 and layer1 stacked into one module: the same s and ρ as each layer alone (1e-12)."""
+    import torch
+
+    from eigdist_core import models
+    from eigdist_core.models.adapter import stack_layers
+
+    layers = [models.load(f"resnet18:{n}", "random:0") for n in ("conv1", "layer1")]
+    stack = stack_layers(layers, ["conv1", "layer1"])
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.2, 0.8, (1, 16, 16))
+    items = rng.standard_normal((3, 1, 16, 16))
+    items /= np.linalg.norm(items.reshape(3, -1), axis=1)[:, None, None, None]
+    ceilings, alphas = [2.0, 0.3, 0.002], [0.002, 0.06, 2.0]
+    sizes = stack.sizes(torch.from_numpy(image).float()[None])
+    s, rho, rho_c = layer_values(as_float64(stack), sizes, image, items, ceilings, alphas)
+    for m, layer in enumerate(layers):
+        alone = pair_values(as_float64(layer), image, items, ceilings, alphas)
+        np.testing.assert_allclose(s[:, m], alone[0], rtol=1e-12)
+        np.testing.assert_allclose(rho[:, m], alone[1], rtol=1e-12)
+        np.testing.assert_allclose(rho_c[:, m], alone[2], rtol=1e-12)
+    assert rho[2, 0, 0] == rho_c[2, 0] and np.isnan(rho[2, :, 1:]).all()  # a ceiling on the grid: one pass
+
+
+def test_other_weights_or_models_are_not_stacked():
+    from eigdist_core import models
+    from eigdist_core.models.adapter import stack_layers
+
+    conv1 = models.load("resnet18:conv1", "random:0")
+    assert stack_layers([conv1, models.load("resnet18:layer1", "random:1")], ["conv1", "layer1"]) is None
+    fronts = [models.load(f"frontend:{n}", "published") for n in ("ln", "lg")]
+    assert stack_layers(fronts, ["ln", "lg"]) is None
+
+
+def test_float32_passes_keep_rho_within_its_tolerance():
+    """ρ of a saturating model with float32 passes where they are safe: within RHO_RTOL of float64 at every α,
+    although float32 alone is far off at the smallest α (so both precisions were used)."""
+    import torch
+
+    class Saturating(torch.nn.Module):
+        def forward(self, x):
+            return torch.tanh(3 * (x.flatten(1) - 0.5)) * torch.linspace(0.5, 2, x[0].numel(), dtype=x.dtype)
+
+    rng = np.random.default_rng(4)
+    image = rng.uniform(0.2, 0.8, (1, 16, 16))
+    items = rng.standard_normal((4, 1, 16, 16))
+    items /= np.linalg.norm(items.reshape(4, -1), axis=1)[:, None, None, None]
+    alphas = list(np.geomspace(1e-5, 4.0, 12))
+    model32, model64 = Saturating().float(), Saturating().double()
+    exact = layer_values(model64, None, image, items, [4.0] * 4, alphas)
+    mixed = layer_values(model64, None, image, items, [4.0] * 4, alphas, model32)
+    np.testing.assert_allclose(mixed[0], exact[0], rtol=1e-12)
+    np.testing.assert_allclose(mixed[1], exact[1], rtol=RHO_RTOL)
+    assert (mixed[1] != exact[1]).any()  # some passes ran in float32
+    x, v = torch.from_numpy(image).float()[None], torch.from_numpy(items).float()
+    single = ((model32(x + alphas[0] * v) - model32(x)) ** 2).sum(dim=1).numpy() / (alphas[0] ** 2 * exact[0][:, 0])
+    assert np.abs(single / exact[1][:, 0, 0] - 1).max() > 10 * RHO_RTOL  # float32 alone is not
 
 
 @pytest.fixture

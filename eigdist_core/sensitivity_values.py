@@ -1,0 +1,172 @@
+"""s = vᵀF_m(x)v and the linearity ratio ρ of the items of one image under the layers of one network.
+
+The numbers of the sensitivity table (:mod:`~eigdist_core.sensitivities`, docs/stimuli.md
+"Sensitivities"): s_m(v) = ‖J_m v‖² by Jacobian-vector products (float64, batched over the image's
+items) and ρ_m(α) = ‖f_m(x + αv) − f_m(x)‖² / (α²·s_m(v)) at every amplitude the experiment can show.
+Layers of one network share their passes (:func:`~eigdist_core.models.adapter.stack_layers`): one
+forward of the deepest layer gives every layer's response.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+#: Items per batch of Jacobian-vector products.
+CHUNK = 16
+#: Images per forward pass of ρ: larger batches were no faster (resnet18 maxpool … layer3 stacked, 256 px:
+#: 0.66–0.77 s per image in batches of 8 and 32) or slower (128 px: 0.11 s in 8, 0.23–0.66 s in 64), and cost memory.
+PASS_BATCH = 8
+#: Relative error allowed in ρ where its forward passes run in float32 (docs/stimuli.md, "Sensitivities").
+RHO_RTOL = 1e-4
+#: Safety factor on the float32 error bound of :func:`_float32_safe`.
+FLOAT32_MARGIN = 4.0
+
+
+def pair_values(model, image: np.ndarray, items: np.ndarray, ceilings: Sequence[float],
+                alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """s, ρ at ``alphas`` (NaN above each ceiling) and ρ at each ceiling, for every item of one image.
+
+    Parameters
+    ----------
+    model
+        The candidate (an ``nn.Module`` or callable of (N, C, H, W) images), float64 (see :func:`as_float64`).
+    image
+        C × H × W.
+    items
+        b × C × H × W unit directions.
+    ceilings
+        Each item's α ceiling.
+    alphas
+        The grid.
+
+    Returns
+    -------
+    s : (b,), rho : (b, K), rho_ceiling : (b,)
+        In float64.
+    """
+    s, rho, rho_c = layer_values(model, None, image, items, ceilings, alphas)
+    return s[:, 0], rho[:, 0], rho_c[:, 0]
+
+
+def layer_values(model, sizes: Sequence[int] | None, image: np.ndarray, items: np.ndarray,
+                 ceilings: Sequence[float], alphas: Sequence[float],
+                 model32=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_values` for L layers whose flattened responses ``model`` concatenates (``sizes``: theirs).
+
+    ``sizes`` ``None`` is one layer, the whole response. ``model32``, the same model in float32, takes
+    the ρ passes whose float32 error is below :data:`RHO_RTOL` (:func:`_float32_safe`). Returns s (b, L),
+    ρ (b, L, K) and ρ at the ceiling (b, L).
+    """
+    import torch
+
+    from .fisher import FisherOperator
+
+    x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
+    op = FisherOperator(model, x, dtype=torch.float64)
+    bounds = np.cumsum([0, *(sizes or [op.m])])
+    V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
+    jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
+    s = _per_layer(jv ** 2, bounds)
+    grid = np.asarray(alphas, dtype=np.float64)
+    shown = [_shown(grid, c) for c in ceilings]
+    which = [(j, a) for j, amps in enumerate(shown) for a in amps]
+    dist2 = _distances(model, x, V, which, bounds) if model32 is None else \
+        _mixed_distances(model, model32, x, V, which, bounds, s)
+    rho = np.full((len(items), len(bounds) - 1, len(grid)), np.nan)
+    rho_ceiling = np.empty((len(items), len(bounds) - 1))
+    owner = np.array([j for j, _ in which])
+    amps = np.array([a for _, a in which])
+    for j, ceiling in enumerate(ceilings):
+        on_grid = int((grid <= ceiling).sum())
+        for layer in range(len(bounds) - 1):
+            ratio = _ratio(dist2[owner == j, layer], amps[owner == j], s[j, layer])
+            rho[j, layer, :on_grid], rho_ceiling[j, layer] = ratio[:on_grid], ratio[-1]
+    return s, rho, rho_ceiling
+
+
+def _shown(grid: np.ndarray, ceiling: float) -> list[float]:
+    """The amplitudes an item is shown at: the grid up to its ceiling, then the ceiling unless it is the last of them."""
+    amps = [float(a) for a in grid[grid <= ceiling]]
+    return amps if amps and amps[-1] == ceiling else [*amps, float(ceiling)]
+
+
+def _per_layer(values, bounds: np.ndarray) -> np.ndarray:
+    """Row sums of ``values`` (rows × concatenated responses) over each layer's columns: rows × L, float64."""
+    return np.stack([values[:, lo:hi].sum(dim=1).numpy() for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
+
+
+def _distances(model, x, V, which: list[tuple[int, float]], bounds: np.ndarray, base=None,
+               dtype=None) -> np.ndarray:
+    """‖f_l(x + αv_j) − f_l(x)‖² for each (j, α) of ``which`` and layer l, forward in batches of PASS_BATCH.
+
+    Computed in ``dtype`` (default float64; the inputs x + αv are formed in float64, then converted),
+    returned in float64; ``base`` is f(x) flattened when already computed.
+    """
+    import torch
+
+    dtype = dtype or torch.float64
+    out = np.empty((len(which), len(bounds) - 1))
+    with torch.no_grad():
+        base = model(x.to(dtype)).reshape(-1) if base is None else base
+        for start in range(0, len(which), PASS_BATCH):
+            part = which[start:start + PASS_BATCH]
+            amps = torch.tensor([a for _, a in part], dtype=torch.float64)[:, None]
+            batch = (x.reshape(1, -1) + amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
+            diff = (model(batch.to(dtype)).reshape(len(part), -1) - base).double()
+            out[start:start + len(part)] = _per_layer(diff ** 2, bounds)
+    return out
+
+
+def _mixed_distances(model, model32, x, V, which: list[tuple[int, float]], bounds: np.ndarray,
+                     s: np.ndarray) -> np.ndarray:
+    """:func:`_distances` in float32 where :func:`_float32_safe` finds it within :data:`RHO_RTOL`, else in float64."""
+    import torch
+
+    with torch.no_grad():
+        base = model(x).reshape(-1)
+        base32 = model32(x.float()).reshape(-1)
+    error = np.sqrt(_per_layer((base32.double() - base)[None] ** 2, bounds)[0])
+    owner, amps = np.array([j for j, _ in which], dtype=int), np.array([a for _, a in which])
+    single = _float32_safe(amps[:, None] ** 2 * s[owner], error)
+    out = np.empty((len(which), len(bounds) - 1))
+    if single.any():
+        out[single] = _distances(model32, x, V, [w for w, ok in zip(which, single) if ok], bounds, base32,
+                                 torch.float32)
+        single[single] = _float32_safe(out[single], error)  # a distance below its prediction: checked again
+    if not single.all():
+        out[~single] = _distances(model, x, V, [w for w, ok in zip(which, single) if not ok], bounds, base)
+    return out
+
+
+def _float32_safe(dist2: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Which rows of squared distances (rows × L) float32 passes give to within :data:`RHO_RTOL` of ρ.
+
+    ``error`` is each layer's ‖f₃₂(x) − f₆₄(x)‖. A float32 distance d = ‖f(x + αv) − f(x)‖ carries two such
+    errors, so |Δd| ≲ 2·error and |Δρ|/ρ = 2|Δd|/d ≲ 4·error/d; a row is safe when that bound, times
+    :data:`FLOAT32_MARGIN`, is at most :data:`RHO_RTOL` for every layer.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (FLOAT32_MARGIN * 4 * error / np.sqrt(dist2) <= RHO_RTOL).all(axis=1)
+
+
+def as_float64(model):
+    """A frozen float64 copy of an ``nn.Module`` (a plain callable is returned as it is)."""
+    import copy
+
+    import torch
+
+    from .validate import freeze
+
+    return freeze(copy.deepcopy(model).double()) if isinstance(model, torch.nn.Module) else model
+
+
+def _ratio(dist2: np.ndarray, alphas: np.ndarray, s: float) -> np.ndarray:
+    """ρ = dist² / (α²·s); 1 where both are 0 (the prediction "no response" holds), inf where only s is."""
+    predicted = alphas ** 2 * s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = dist2 / predicted
+    out[(predicted == 0) & (dist2 == 0)] = 1.0
+    out[(predicted == 0) & (dist2 > 0)] = np.inf
+    return out
