@@ -46,6 +46,7 @@ import torch
 from scipy.optimize import minimize
 
 from .block_iteration import Trace
+from .cosine_start import cosine_start
 from .fisher import FisherOperator
 from .generalized import GUARDS, MAX_BASIS, ritz
 from .solvers import fix_sign
@@ -174,12 +175,15 @@ def solve_principal(
     """Principal distortions of the layers whose Fisher operators are ``ops`` (same image).
 
     Parameters as :func:`eigdist_core.generalized.solve_generalized`; the
-    iteration stops when both relative residuals are ≤ ``tol``.
+    iteration stops when both relative residuals are ≤ ``tol``, or before an
+    iteration that would end past ``time_budget`` (judged by the last one).
     """
     t0, p0 = time.perf_counter(), sum(op.products for op in ops)
     trace = Trace(ops[0], t0)
     deadline = t0 + (float("inf") if time_budget is None else time_budget)
-    space, lam = start_space(ops, regularization, exact, seed, deadline, 2 * (1 + GUARDS))
+    space, lam = start_space(ops, regularization, exact, seed, deadline, 0)
+    if not exact:  # cosine modes, not random vectors: the bands the layers tell apart
+        space.grow(cosine_start(ops[0].image_shape).to(ops[0].device))
     a = b = None
     iterations = 0
     while True:
@@ -189,7 +193,8 @@ def solve_principal(
         G, res, s = _gradients(X, FX)
         trace.entries.append({"iteration": iterations, "products": sum(op.products for op in ops) - p0,
                               "seconds": time.perf_counter() - t0, "objective": value, "residual": float(res.max())})
-        if exact or bool((res <= tol).all()) or iterations >= max_iter or time.perf_counter() > deadline:
+        step = trace.entries[-1]["seconds"] - trace.entries[-2]["seconds"] if iterations else 0.0
+        if exact or bool((res <= tol).all()) or iterations >= max_iter or time.perf_counter() + step > deadline:
             break
         iterations += 1
         if space.size + 2 > MAX_BASIS:  # thick restart on a, b and every two layers' extreme Ritz vectors
