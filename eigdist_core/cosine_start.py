@@ -9,8 +9,9 @@ such layers are made of a few frequencies each. A random start is white
 noise, seen alike by every layer; the gradient iteration then needs dozens
 of steps to find the bands. These modes, a grid of frequencies from 0 to the
 highest in each axis, let the first small solve pick the bands at once (on the
-frontend models at 64 px: V ≈ 57 from the grid's best pair, where 30 gradient
-iterations from random vectors reach 14; docs/solvers.md). The solver's
+frontend models on the 64 px camera image one pair of grid modes, (24, 63)
+against (0, 0), scores V ≈ 57, where 16 gradient iterations from random
+vectors reached 15; docs/solvers.md). The solver's
 objective, residuals and product counts are unchanged by the choice; on
 models far from shift-invariant the grid is merely another start.
 """

@@ -18,11 +18,15 @@ layer has a null direction that another sees.
 the others, than b (r_1 ≥ r̄); for two layers a is the top generalized
 eigenvector of (F_1, F_2).
 
-**Solver.** A subspace method on one basis shared by all layers: the
-projected problem (M matrices d × d) is solved densely by BFGS from the
-previous optimum and from the best top/bottom generalized eigenvector pair
-of any two layers (the two-layer optima; all of them at the start); the subspace then
-grows by the gradients of V at a and at b,
+**Solver.** A subspace method on one basis shared by all layers. It
+starts from cosine modes of the image plane on a coarse grid of frequencies
+(:mod:`eigdist_core.cosine_start`: the Fisher matrices of vision models are
+nearly shift-invariant and layers differ most in the frequency bands they
+see, which random vectors do not single out). The projected problem (M
+matrices d × d) is solved densely by BFGS from the previous optimum and from
+the best top/bottom generalized eigenvector pair of any two layers (the
+two-layer optima; all of them at the start); the subspace then grows by the
+gradients of V at a and at b,
 
     ∇_a V ∝ Σ_m (r_m − r̄) F_m a / aᵀF_m a,
 
