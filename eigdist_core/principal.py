@@ -18,11 +18,15 @@ layer has a null direction that another sees.
 the others, than b (r_1 ≥ r̄); for two layers a is the top generalized
 eigenvector of (F_1, F_2).
 
-**Solver.** A subspace method on one basis shared by all layers: the
-projected problem (M matrices d × d) is solved densely by BFGS from the
-previous optimum and from the best top/bottom generalized eigenvector pair
-of any two layers (the two-layer optima; all of them at the start); the subspace then
-grows by the gradients of V at a and at b,
+**Solver.** A subspace method on one basis shared by all layers. It
+starts from cosine modes of the image plane on a coarse grid of frequencies
+(:mod:`eigdist_core.cosine_start`: the Fisher matrices of vision models are
+nearly shift-invariant and layers differ most in the frequency bands they
+see, which random vectors do not single out). The projected problem (M
+matrices d × d) is solved densely by BFGS from the previous optimum and from
+the best top/bottom generalized eigenvector pair of any two layers (the
+two-layer optima; all of them at the start); the subspace then grows by the
+gradients of V at a and at b,
 
     ∇_a V ∝ Σ_m (r_m − r̄) F_m a / aᵀF_m a,
 
@@ -46,6 +50,7 @@ import torch
 from scipy.optimize import minimize
 
 from .block_iteration import Trace
+from .cosine_start import cosine_start
 from .fisher import FisherOperator
 from .generalized import GUARDS, MAX_BASIS, ritz
 from .solvers import fix_sign
@@ -165,12 +170,15 @@ def solve_principal(ops: list[FisherOperator], settings: SolveSettings) -> Princ
     """Principal distortions of the layers whose Fisher operators are ``ops`` (same image).
 
     ``settings`` as for :func:`eigdist_core.generalized.solve_generalized`; the
-    iteration stops when both relative residuals are ≤ ``settings.tol``.
+    iteration stops when both relative residuals are ≤ ``settings.tol``, or before an
+    iteration that would end past the time budget (judged by the last one).
     """
     t0, p0 = time.perf_counter(), sum(op.products for op in ops)
     trace = Trace(ops[0], t0)
     deadline = settings.deadline(t0)
-    space, lam = start_space(ops, settings, deadline, 2 * (1 + GUARDS))
+    space, lam = start_space(ops, settings, deadline, 0)
+    if not settings.exact:  # cosine modes, not random vectors: the bands the layers tell apart
+        space.grow(cosine_start(ops[0].image_shape).to(ops[0].device))
     a = b = None
     iterations = 0
     while True:
@@ -180,7 +188,8 @@ def solve_principal(ops: list[FisherOperator], settings: SolveSettings) -> Princ
         G, res, s = _gradients(X, FX)
         trace.entries.append({"iteration": iterations, "products": sum(op.products for op in ops) - p0,
                               "seconds": time.perf_counter() - t0, "objective": value, "residual": float(res.max())})
-        if settings.done(res, iterations, deadline):
+        step = trace.entries[-1]["seconds"] - trace.entries[-2]["seconds"] if iterations else 0.0
+        if settings.done(res, iterations, deadline - step):  # no iteration that would end past the budget
             break
         iterations += 1
         if space.size + 2 > MAX_BASIS:  # thick restart on a, b and every two layers' extreme Ritz vectors

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from scipy.fft import dctn
 from scipy.optimize import minimize
 
 from eigdist_core.layer_contrasts import GeneralizedEigendistortion, PrincipalDistortion
+from eigdist_core.cosine_start import cosine_start
 from eigdist_core.errors import EigdistError
 from eigdist_core.subspace import REGULARIZATION
 
@@ -91,3 +93,26 @@ def test_bad_layer_lists_are_one_line_errors(layers, message):
     given = convs[:1] if layers == 1 else [*convs, convs[0]]
     with pytest.raises(EigdistError, match=message):
         PrincipalDistortion(torch.rand(1, 1, 8, 8), given)
+
+
+@pytest.mark.parametrize("shape, count", [((1, 1, 64, 64), 21), ((12,), 6), ((1, 3, 8, 10), 30)])
+def test_cosine_start_is_an_orthonormal_grid_of_modes(shape, count):
+    X = cosine_start(shape)
+    assert X.shape == (count, int(np.prod(shape)))
+    assert torch.allclose(X @ X.T, torch.eye(count, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(X[0], torch.full_like(X[0], X[0, 0]))  # the mean first, the same in every channel
+
+
+def test_layers_diagonal_in_the_cosine_basis_converge_at_the_first_solve():
+    """Two layers blind to one corner mode each ((0, 0) and (7, 7), both on the grid): the start holds the answer."""
+    shape = (1, 1, 8, 8)
+    basis = torch.from_numpy(dctn(np.eye(64).reshape(64, 8, 8), norm="ortho", axes=(1, 2)).reshape(64, 64)).T
+    gains = torch.ones(2, 64, dtype=torch.float64)
+    gains[0, 63], gains[1, 0] = 1e-3, 1e-3
+    layers = [(lambda g: lambda x: g * (basis @ x.reshape(-1)))(g) for g in gains]
+    pd = PrincipalDistortion(torch.rand(shape, dtype=torch.float64), layers, dtype=torch.float64)
+    pd.synthesize(method="iterative", tol=1e-8)
+    assert pd.result.iterations == 0 and pd.diagnostics["converged"]
+    modes = cosine_start(shape)
+    cos = (pd.result.vectors.abs() @ modes.abs().T).max(1).values
+    assert cos.min() > 1 - 1e-9
