@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from eigdist_core.contract import ITEM_DIRECTIONS
 from eigdist_core.io import load_json
 
 from experiments.datafile import (
@@ -222,7 +223,7 @@ def test_sidecar_describes_every_column(tmp_path):
     sidecar = load_json(session_paths(tmp_path, "P01", 1).sidecar)
     assert set(sidecar) == set(COLUMNS) | {"eigdist", "TaskName", "TaskDescription"}
     assert all(sidecar[c]["LongName"] and sidecar[c]["Description"] for c in COLUMNS)
-    assert sidecar["direction"]["Levels"].keys() == {"max", "min", "random"} and sidecar["rt"]["Units"] == "s"
+    assert sidecar["direction"]["Levels"].keys() == set(ITEM_DIRECTIONS) and sidecar["rt"]["Units"] == "s"
     assert sidecar["correct"]["Levels"].keys() == {"true", "false"}
 
 
