@@ -28,7 +28,6 @@ from .io import load_npy, save_npy
 from .stimulus_set import alpha_displayable, item_id_for
 
 
-
 @dataclass(frozen=True)
 class ContrastGroup:
     """One (image, contrast) pair of a set: its items come from one solve over the contrast's layers."""
