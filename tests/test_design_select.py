@@ -15,6 +15,7 @@ from eigdist_core.design_criterion import (
 from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import verify_set
 from tests.build_fixtures import stimulus_set  # noqa: F401 (module fixture)
+from tests.trial_fixtures import set_config_toml
 
 
 def linear_pool(seed: int = 0, dim: int = 30):
@@ -103,25 +104,7 @@ def test_one_layer_is_refused():
 
 # --- The subset on disk, through the CLI ------------------------------------------------------------------
 
-POOL_TOML = """\
-name = "pool"
-images = ["camera", "coffee"]
-color = "grey"
-size = 16
-value_range = [0.2, 0.8]
-alpha_max = 2.0
-directions = ["max", "min", "random"]
-solver = "exact"
-response_points = 3
-
-[[models]]
-spec = "resnet18:conv1"
-weights = "random:0"
-
-[[models]]
-spec = "resnet18:layer1"
-weights = "random:0"
-"""
+POOL_TOML = set_config_toml("pool", "camera", "grey", more_images=("coffee",), more_layers=("layer1",))
 
 
 @pytest.fixture(scope="module")

@@ -55,11 +55,15 @@ class ArraySource:
         return v / np.linalg.norm(v)
 
 
-def set_config_toml(name: str, image: str, color: str) -> str:
-    """A one-image, 16-pixel stimulus-set config of resnet18 conv1 (random weights), exact solver."""
+def set_config_toml(name: str, image: str, color: str, *, more_images: tuple[str, ...] = (),
+                    more_layers: tuple[str, ...] = ()) -> str:
+    """A 16-pixel stimulus-set config of resnet18 conv1 (random weights), exact solver; ``more_images`` and
+    ``more_layers`` (resnet18 layer names, random weights) add to its one image and one layer."""
+    images = ", ".join(f'"{i}"' for i in (image, *more_images))
+    layers = "".join(f'\n[[models]]\nspec = "resnet18:{layer}"\nweights = "random:0"\n' for layer in ("conv1", *more_layers))
     return f"""\
 name = "{name}"
-images = ["{image}"]
+images = [{images}]
 color = "{color}"
 size = 16
 value_range = [0.2, 0.8]
@@ -67,11 +71,7 @@ alpha_max = 2.0
 directions = ["max", "min", "random"]
 solver = "exact"
 response_points = 3
-
-[[models]]
-spec = "resnet18:conv1"
-weights = "random:0"
-"""
+{layers}"""
 
 
 def small_config(**changes):
