@@ -39,7 +39,7 @@ from .errors import EigdistError, in_context
 from .executors import run_tasks
 from .io import atomic_write_bytes, check_output_folder, load_json, load_npy, save_npy, sha256_file
 from .locks import hold
-from .sensitivities import record_table, response_curve_of
+from .sensitivities import record_table, response_curve
 from .sensitivity_values import as_float64
 from .models.provenance import provenance
 from .provenance import versions
@@ -214,7 +214,7 @@ def _write_item(task: Task, inputs: _GroupInputs, model64: Any, item_id: str, ke
         "weights": net.weights, "direction": key[0], "index": key[1], **record,
         "degenerate": degenerate, "device": device_kind(inputs.device),
         "alpha_displayable_max": alpha_displayable(inputs.image_np, vec),
-        "response_curve": response_curve_of(model64, inputs.image, torch.from_numpy(vec).to(inputs.device),
+        "response_curve": response_curve(model64, inputs.image, torch.from_numpy(vec).to(inputs.device),
                                             cfg.alpha_max, cfg.response_points),
         "file": file, "sha256": save_npy(Path(task.folder) / file, vec),
     }

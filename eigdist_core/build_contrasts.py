@@ -66,7 +66,7 @@ def compute_contrast_group(task) -> list[dict]:
 
     from . import models
     from .device import THREADS, device_kind, torch_threads
-    from .sensitivities import response_curve_of
+    from .sensitivities import response_curve
     from .sensitivity_values import as_float64
 
     cfg, group, folder = task.config, task.group, Path(task.folder)
@@ -89,7 +89,7 @@ def compute_contrast_group(task) -> list[dict]:
                     "weights": CONTRAST_WEIGHTS, "direction": direction, "index": index, **found,
                     "degenerate": degenerate, "seed": group.seed, "device": device_kind(device),
                     "alpha_displayable_max": alpha_displayable(image_np, vec),
-                    "response_curve": response_curve_of(model64, image, torch.from_numpy(vec).to(device),
+                    "response_curve": response_curve(model64, image, torch.from_numpy(vec).to(device),
                                                         cfg.alpha_max, cfg.response_points),
                     "file": file, "sha256": save_npy(folder / file, vec), "contrast": record,
                 })

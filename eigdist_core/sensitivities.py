@@ -79,19 +79,14 @@ def columns(k: int) -> list[str]:
     return [*SENSITIVITY_COLUMNS, *(f"rho_{i + 1}" for i in range(k)), *SENSITIVITY_TAIL]
 
 
-def response_curve(model, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
+def response_curve(model64, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
     """‖f(x + αe) − f(x)‖ at α = 0 and ``points − 1`` amplitudes spaced geometrically from alpha_max/1000 to alpha_max.
 
     Near α = 0 it grows as √λ·α (λ = eᵀFe); where it bends away, the Fisher
-    (local) approximation stops describing the model. Computed in float64 on a
-    copy of the model, so a direction with a tiny λ is not lost in float32 rounding.
+    (local) approximation stops describing the model. ``model64`` is a float64 copy
+    (:func:`~eigdist_core.sensitivity_values.as_float64`), so a direction with a tiny λ
+    is not lost in float32 rounding; a build makes one copy per group for all its items.
     """
-    return response_curve_of(as_float64(model), image, direction, alpha_max, points)
-
-
-def response_curve_of(model64, image, direction, alpha_max: float, points: int) -> dict[str, list[float]]:
-    """:func:`response_curve` of a float64 model (:func:`as_float64`), used as it is: a build makes one copy per
-    group for all its items."""
     import torch
 
     from .model_state import keeping_buffers

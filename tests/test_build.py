@@ -17,6 +17,7 @@ from eigdist_core.build import build_set
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.io import load_json
 from eigdist_core.sensitivities import response_curve
+from eigdist_core.sensitivity_values import as_float64
 from eigdist_core.stimulus_set import StimulusSet, schema_problems, verify_set
 from tests.build_fixtures import fingerprint
 from tests.trial_fixtures import set_config_toml
@@ -157,7 +158,7 @@ def test_response_curve_starts_as_sqrt_lambda_alpha():
     eig = Eigendistortion(image, model, dtype=torch.float64).synthesize(method="exact")
     for j in (0, 1):
         lam = float(eig.eigenvalues[j])
-        curve = response_curve(model, image, eig.eigendistortions[j].float(), 1e-2, 6)
+        curve = response_curve(as_float64(model), image, eig.eigendistortions[j].float(), 1e-2, 6)
         alpha, dist = np.array(curve["alpha"]), np.array(curve["distance"])
         assert alpha[0] == 0 and alpha[1] == pytest.approx(1e-5) and alpha[-1] == pytest.approx(1e-2)
         assert dist[0] == 0 and np.all(np.diff(dist) > 0)
