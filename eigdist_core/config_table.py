@@ -19,17 +19,9 @@ KINDS = ("int", "float", "bool", "choice")
 
 @dataclass(frozen=True)
 class Rule:
-    """What one config key takes.
-
-    Attributes
-    ----------
-    kind
-        ``int``, ``float`` (a finite number, returned as float), ``bool`` or ``choice``.
-    low, high, low_open
-        Bounds of a number (``low_open``: ``> low`` instead of ``>= low``).
-    choices
-        The allowed values of a ``choice``.
-    """
+    """What one config key takes: a ``kind`` of value (``int``; ``float``, a finite number returned as
+    float; ``bool``; or ``choice``, one of ``choices``), and for a number its bounds ``low`` and
+    ``high``, where ``low_open`` asks for ``> low`` instead of ``>= low``."""
 
     kind: str
     low: float | None = None

@@ -36,16 +36,10 @@ _OTHER_DELIMITERS = (";", "\t", "|")
 
 @dataclass(frozen=True)
 class Readings:
-    """Photometer readings as read from a CSV file.
-
-    Attributes
-    ----------
-    curves
-        ``gun → (levels, luminance)`` for the guns present (``grey`` always).
-    chromaticity
-        CIE xy per primary (``r``, ``g``, ``b``) and ``white`` (grey), from the optional ``cie_x``,
-        ``cie_y`` columns of each curve's highest level.
-    """
+    """Photometer readings as read from a CSV file: ``curves`` maps each gun present (``grey`` always)
+    to its ``(levels, luminance)``; ``chromaticity`` holds the CIE xy of each primary (``r``, ``g``,
+    ``b``) and of ``white`` (grey) that the optional ``cie_x``, ``cie_y`` columns give at the curve's
+    highest level."""
 
     curves: dict[str, tuple[np.ndarray, np.ndarray]]
     chromaticity: dict[str, tuple[float, float]]

@@ -48,13 +48,14 @@ def test_bad_keys_are_named(data, message):
     assert message in str(err.value)
 
 
-def test_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="experiment config .*nope.toml.* does not exist"):
-        load_config(tmp_path / "nope.toml")
-    bad = tmp_path / "mine.toml"
-    bad.write_text("[timing\n")
-    with pytest.raises(ConfigError, match="mine.toml: not valid TOML"):
-        load_config(bad)
-    bad.write_text("[timing]\nisi_ms = 0\n")
-    with pytest.raises(ConfigError, match="mine.toml: timing.isi_ms must be a number > 0, got 0"):
-        load_config(bad)
+@pytest.mark.parametrize("text,error,message", [
+    (None, FileNotFoundError, "experiment config .*mine.toml.* does not exist"),
+    ("[timing\n", ConfigError, "mine.toml: not valid TOML"),
+    ("[timing]\nisi_ms = 0\n", ConfigError, "mine.toml: timing.isi_ms must be a number > 0, got 0"),
+])
+def test_file_errors(tmp_path, text, error, message):
+    path = tmp_path / "mine.toml"
+    if text is not None:  # None: no file at all
+        path.write_text(text)
+    with pytest.raises(error, match=message):
+        load_config(path)
