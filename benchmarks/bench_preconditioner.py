@@ -31,7 +31,7 @@ def bottoms(spec: str, weights: str, image, probes: list[int]) -> dict[int, tupl
     """(bottom products, min RQ, seconds, converged) for each probe count, all from one operator."""
     from eigdist_core import models
     from eigdist_core.fisher import FisherOperator
-    from eigdist_core.solvers import solve_iterative
+    from eigdist_core.solvers import IterativeSettings, solve_iterative
 
     op = FisherOperator(models.load(spec, weights), image)
     found = {}
@@ -39,7 +39,8 @@ def bottoms(spec: str, weights: str, image, probes: list[int]) -> dict[int, tupl
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged bottom is reported in the table
-            d = solve_iterative(op, 1, "lanczos", "lobpcg", 1e-4, 5000, 0, diagonal_probes=p).diagnostics[1]
+            settings = IterativeSettings("lanczos", "lobpcg", 1e-4, 5000, 0, diagonal_probes=p)
+            d = solve_iterative(op, 1, settings).diagnostics[1]
         found[p] = (d.products, d.rayleigh, time.perf_counter() - t0, d.converged)
     return found
 

@@ -16,6 +16,7 @@ from .io import load_json, load_npy, save_json, save_npy, sha256_file
 from .solvers import (
     AUTO_PAIR,
     EigenResult,
+    IterativeSettings,
     VectorDiagnostics,
     solve_exact,
     solve_iterative,
@@ -147,8 +148,8 @@ class Eigendistortion(Eigenpairs[EigenResult]):
             result = solve_exact(op, k, seed)
         else:
             top, bottom = AUTO_PAIR if method == "auto" else (method, method)
-            result = solve_iterative(op, k, top, bottom, tol, max_iter, seed, time_budget, bottom_start=start,
-                                     diagonal_probes=diagonal_probes)
+            settings = IterativeSettings(top, bottom, tol, max_iter, seed, time_budget, diagonal_probes=diagonal_probes)
+            result = solve_iterative(op, k, settings, bottom_start=start)
         warn_about(result, tol)
         self._result = result
         return self

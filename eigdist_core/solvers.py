@@ -219,32 +219,17 @@ BOTTOM_ONLY = ("chebyshev",)
 AUTO_PAIR = ("lanczos", "lobpcg")
 
 
-def solve_iterative(
-    op: FisherOperator,
-    k: int,
-    top: str,
-    bottom: str,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    seed: int = 0,
-    time_budget: float | None = None,
-    block: int | None = None,
-    bottom_start: torch.Tensor | None = None,
-    diagonal_probes: int = PROBES,
-) -> EigenResult:
-    """Top k and bottom k eigenpairs of F by iterative methods, never forming F.
+@dataclass(frozen=True)
+class IterativeSettings:
+    """How :func:`solve_iterative` searches the two ends of the spectrum, and when it stops.
 
-    Parameters
+    Attributes
     ----------
-    op
-        The Fisher operator.
-    k
-        Eigenvectors per end.
     top, bottom
         Methods from :data:`ITERATIVE` for each end (the bottom also
-        :data:`BOTTOM_ONLY`). The top runs first; the
-        bottom starts from the top's final subspace (a warm start that costs
-        no product) except for ``power``, which starts from the seeded block.
+        :data:`BOTTOM_ONLY`). The top runs first; the bottom starts from the
+        top's final subspace (a warm start that costs no product) except for
+        ``power``, which starts from the seeded block.
     tol
         Target relative residual ‖Fv − λv‖ / λ_max of every vector.
     max_iter
@@ -257,6 +242,40 @@ def solve_iterative(
         Block size b ≥ k for both ends; default ``max(k, 4)`` at the top and
         ``k`` at the bottom (:data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK`; ``k``
         for ``power``).
+    diagonal_probes
+        Products Jᵀz that estimate F's diagonal for the bottom's Jacobi
+        preconditioner (:mod:`eigdist_core.preconditioner`; LOBPCG only);
+        0 for none.
+    """
+
+    top: str
+    bottom: str
+    tol: float = 1e-4
+    max_iter: int = 1000
+    seed: int = 0
+    time_budget: float | None = None
+    block: int | None = None
+    diagonal_probes: int = PROBES
+
+    @property
+    def name(self) -> str:
+        """The result's method: ``top``, or ``top+bottom`` when they differ."""
+        return self.top if self.top == self.bottom else f"{self.top}+{self.bottom}"
+
+
+def solve_iterative(
+    op: FisherOperator, k: int, settings: IterativeSettings, bottom_start: torch.Tensor | None = None,
+) -> EigenResult:
+    """Top k and bottom k eigenpairs of F by iterative methods, never forming F.
+
+    Parameters
+    ----------
+    op
+        The Fisher operator.
+    k
+        Eigenvectors per end.
+    settings
+        The methods of the two ends and when they stop.
     bottom_start
         c × n rows added to the bottom's warm start (the top's subspace), e.g.
         the min eigendistortions of a shallower layer of the same network at
@@ -264,27 +283,24 @@ def solve_iterative(
         to (docs/solvers.md); not for ``power``, which starts from the seeded
         block. Unused where the bottom is a null space (fewer outputs than
         inputs), whose vectors the seeded rule chooses.
-    diagonal_probes
-        Products Jᵀz that estimate F's diagonal for the bottom's Jacobi
-        preconditioner (:mod:`eigdist_core.preconditioner`; LOBPCG only);
-        0 for none.
 
     Returns
     -------
     EigenResult
         With ``converged`` false for every vector that stopped short of ``tol``.
     """
-    _check_methods(top, bottom, bottom_start)
-    plan = _plan(op, k, top, bottom, tol, max_iter, seed, time_budget, block)
-    seeded = seeded_block(op.n, max(plan.blocks), seed, F64, op.device)
-    hi = iterate(op, start=(seeded[:plan.blocks[0]], None), k=k, block=plan.blocks[0], largest=True, mode=top,
-                 deadline=plan.deadlines[0], lam_max=None, desc=f"top ({top})", **plan.common())
+    s = settings
+    _check_methods(s.top, s.bottom, bottom_start)
+    plan = _plan(op, k, s)
+    seeded = seeded_block(op.n, max(plan.blocks), s.seed, F64, op.device)
+    hi = iterate(op, start=(seeded[:plan.blocks[0]], None), k=k, block=plan.blocks[0], largest=True, mode=s.top,
+                 deadline=plan.deadlines[0], lam_max=None, desc=f"top ({s.top})", **plan.common())
     lam_max = float(hi.rayleigh()[0])
     if fisher_is_zero(lam_max, op.dtype):
-        result = _zero_result(op, k, seed, plan.name, (hi.iterations, hi.products, hi.seconds))
+        result = _zero_result(op, k, s.seed, s.name, (hi.iterations, hi.products, hi.seconds))
     else:
-        lo, d = _search_bottom(plan, hi, seeded[:k], lam_max, bottom_start, diagonal_probes)
-        result = _assemble(op, hi, lo, k, tol, lam_max, d, plan.name)
+        lo, d = _search_bottom(plan, hi, seeded[:k], lam_max, bottom_start)
+        result = _assemble(op, hi, lo, k, s.tol, lam_max, d, s.name)
     result.history = plan.trace.entries
     return result
 
@@ -302,64 +318,56 @@ def _check_methods(top: str, bottom: str, bottom_start: torch.Tensor | None) -> 
 
 @dataclass(frozen=True)
 class _Plan:
-    """The settings one :func:`solve_iterative` call shares between its ends."""
+    """What one :func:`solve_iterative` call shares between its ends: its settings and what follows from them."""
 
     op: FisherOperator
     k: int
-    top: str
-    bottom: str
-    tol: float
-    max_iter: int
-    seed: int
+    settings: IterativeSettings
     blocks: tuple[int, int]  # (top, bottom)
     deadlines: tuple[float, float]  # the top may use half the time budget, both ends all of it
     trace: Trace
 
-    @property
-    def name(self) -> str:
-        """The result's method: ``top``, or ``top+bottom`` when they differ."""
-        return self.top if self.top == self.bottom else f"{self.top}+{self.bottom}"
-
     def common(self) -> dict:
         """:func:`~eigdist_core.block_iteration.iterate`'s settings for either end."""
-        return dict(tol=self.tol, max_iter=self.max_iter, max_basis=12 * max(self.blocks) + 24, trace=self.trace)
+        s = self.settings
+        return dict(tol=s.tol, max_iter=s.max_iter, max_basis=12 * max(self.blocks) + 24, trace=self.trace)
 
     def projection(self, lam_max: float) -> dict:
         """:func:`~eigdist_core.nullspace.null_projection`'s settings."""
-        return dict(k=self.k, seed=self.seed, tol=self.tol, max_iter=self.max_iter, deadline=self.deadlines[1],
+        s = self.settings
+        return dict(k=self.k, seed=s.seed, tol=s.tol, max_iter=s.max_iter, deadline=self.deadlines[1],
                     lam_max=lam_max, trace=self.trace)
 
 
-def _plan(op: FisherOperator, k: int, top: str, bottom: str, tol: float, max_iter: int, seed: int,
-          time_budget: float | None, block: int | None) -> _Plan:
+def _plan(op: FisherOperator, k: int, settings: IterativeSettings) -> _Plan:
     """Block sizes (``k`` for ``power``, else at least k: :data:`TOP_BLOCK`, :data:`BOTTOM_BLOCK` by default) and
     deadlines counted from now."""
     start = time.perf_counter()
-    budget = float("inf") if time_budget is None else time_budget
+    budget = float("inf") if settings.time_budget is None else settings.time_budget
 
     def size(method: str, default: int) -> int:
-        return k if method == "power" else max(k, block or default)
+        return k if method == "power" else max(k, settings.block or default)
 
-    return _Plan(op, k, top, bottom, tol, max_iter, seed, (size(top, TOP_BLOCK), size(bottom, BOTTOM_BLOCK)),
-                 (start + budget / 2, start + budget), Trace(op, start))
+    blocks = (size(settings.top, TOP_BLOCK), size(settings.bottom, BOTTOM_BLOCK))
+    return _Plan(op, k, settings, blocks, (start + budget / 2, start + budget), Trace(op, start))
 
 
-def _search_bottom(plan: _Plan, hi: Phase, seeded: torch.Tensor, lam_max: float, bottom_start: torch.Tensor | None,
-                   diagonal_probes: int) -> tuple[Phase, int]:
+def _search_bottom(plan: _Plan, hi: Phase, seeded: torch.Tensor, lam_max: float,
+                   bottom_start: torch.Tensor | None) -> tuple[Phase, int]:
     """The bottom k, and d: how many of them are the null-space rule's choice.
 
     A layer with at least k fewer outputs than inputs goes straight to the seeded choice; otherwise the
     solver searches from its warm start, and where all k it found are null the null space may hold more,
     so the choice is made in the whole of it (counting what the search spent).
     """
-    op, k = plan.op, plan.k
+    op, k, power = plan.op, plan.k, plan.settings.bottom == "power"
     structural = op.n - op.m  # null directions a layer with fewer outputs than inputs must have
-    if structural >= k and plan.bottom != "power":  # all k are null: skip straight to the seeded choice
+    if structural >= k and not power:  # all k are null: skip straight to the seeded choice
         return null_projection(op, **plan.projection(lam_max)), k
-    warm = (seeded, None) if plan.bottom == "power" else _warm_start(op, hi.subspace, bottom_start)
-    found = _bottom_phase(plan, hi, warm, lam_max, diagonal_probes)
-    lo, d = split_bottom(found, k, plan.seed, lam_max, at_least=min(structural, k))
-    if d == k and plan.bottom != "power":  # the null space may hold more than the k vectors found
+    warm = (seeded, None) if power else _warm_start(op, hi.subspace, bottom_start)
+    found = _bottom_phase(plan, hi, warm, lam_max)
+    lo, d = split_bottom(found, k, plan.settings.seed, lam_max, at_least=min(structural, k))
+    if d == k and not power:  # the null space may hold more than the k vectors found
         lo = null_projection(op, **plan.projection(lam_max))
         lo.products += found.products
         lo.diagonal_probes += found.diagonal_probes
@@ -378,15 +386,16 @@ def _warm_start(op: FisherOperator, subspace: tuple[torch.Tensor, torch.Tensor],
     return torch.cat([S, W]), torch.cat([FS, apply(op, W)])
 
 
-def _bottom_phase(plan: _Plan, hi: Phase, warm: tuple, lam_max: float, diagonal_probes: int) -> Phase:
+def _bottom_phase(plan: _Plan, hi: Phase, warm: tuple, lam_max: float) -> Phase:
     """The bottom's search from ``warm``: Chebyshev filtering, or the block iteration (LOBPCG preconditioned
     with F's diagonal outside the max eigendistortions, where the bottom lives)."""
-    op, k, method, block = plan.op, plan.k, plan.bottom, plan.blocks[1]
+    op, k, s, block = plan.op, plan.k, plan.settings, plan.blocks[1]
+    method = s.bottom
     if method == "chebyshev":
-        return filtered_bottom(op, start=warm, k=k, block=block, tol=plan.tol, max_iter=plan.max_iter,
+        return filtered_bottom(op, start=warm, k=k, block=block, tol=s.tol, max_iter=s.max_iter,
                                deadline=plan.deadlines[1], lam_max=lam_max, trace=plan.trace)
-    t0, used = time.perf_counter(), diagonal_probes if method == "lobpcg" else 0
-    preconditioner = jacobi(estimate_diagonal(op, used, plan.seed, (hi.vectors, hi.products_of))) if used else None
+    t0, used = time.perf_counter(), s.diagonal_probes if method == "lobpcg" else 0
+    preconditioner = jacobi(estimate_diagonal(op, used, s.seed, (hi.vectors, hi.products_of))) if used else None
     found = iterate(op, start=warm, k=k, block=k if method == "power" else block, largest=False, mode=method,
                     deadline=plan.deadlines[1], lam_max=lam_max, desc=f"bottom ({method})",
                     preconditioner=preconditioner, **plan.common())

@@ -9,7 +9,7 @@ import torch
 from eigdist_core.block_iteration import Trace
 from eigdist_core.chebyshev import chebyshev_filter, filtered_bottom
 from eigdist_core.fisher import FisherOperator
-from eigdist_core.solvers import solve_exact, solve_iterative
+from eigdist_core.solvers import IterativeSettings, solve_exact, solve_iterative
 from tests.spectra import Spectrum, check_against_exact, exact, operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,13 +35,14 @@ def test_filter_is_the_scaled_chebyshev_polynomial():
 @pytest.mark.parametrize("k", [1, 4])
 @pytest.mark.parametrize("case", ["conv-1x24x24", "smooth-1x24x24", "smooth-3x16x16"])
 def test_chebyshev_bottom_matches_exact(case, k):
-    result = solve_iterative(operator(case), k, "lanczos", "chebyshev", tol=1e-3, max_iter=2000)
+    result = solve_iterative(operator(case), k, IterativeSettings("lanczos", "chebyshev", tol=1e-3, max_iter=2000))
     check_against_exact(result, exact(case, k), k)
     assert result.method == "lanczos+chebyshev"
 
 
 def test_chebyshev_bottom_with_float64_products_and_block_one():
-    result = solve_iterative(operator("smooth-3x16x16", torch.float64), 1, "lanczos", "chebyshev", tol=1e-3, block=1)
+    settings = IterativeSettings("lanczos", "chebyshev", tol=1e-3, block=1)
+    result = solve_iterative(operator("smooth-3x16x16", torch.float64), 1, settings)
     check_against_exact(result, exact("smooth-3x16x16", 1), 1)
 
 
@@ -55,4 +56,4 @@ def test_bad_degree_is_refused():
 
 def test_chebyshev_serves_the_bottom_only():
     with pytest.raises(ValueError, match=r"iterative method must be one of lanczos, lobpcg, power; got 'chebyshev' \(the bottom may also be chebyshev\)"):
-        solve_iterative(operator("smooth-1x24x24"), 1, "chebyshev", "chebyshev")
+        solve_iterative(operator("smooth-1x24x24"), 1, IterativeSettings("chebyshev", "chebyshev"))

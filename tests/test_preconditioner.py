@@ -9,7 +9,7 @@ from torch import nn
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
 from eigdist_core.preconditioner import estimate_diagonal, jacobi
-from eigdist_core.solvers import solve_exact, solve_iterative
+from eigdist_core.solvers import IterativeSettings, solve_exact, solve_iterative
 from tests.nets import LinearModel
 from tests.spectra import Spectrum
 
@@ -71,8 +71,9 @@ def test_jacobi_inverts_the_shifted_diagonal_at_mean_one():
 def test_the_preconditioned_bottom_finds_the_exact_min_in_fewer_products():
     net, x = Sensitivities(), torch.ones(400, dtype=F64)
     truth = solve_exact(FisherOperator(net, x, dtype=F64), 1)
-    runs = {p: solve_iterative(FisherOperator(net, x, dtype=F64), 1, "lanczos", "lobpcg", tol=1e-7,
-                               max_iter=5000, diagonal_probes=p) for p in (0, 32)}
+    runs = {p: solve_iterative(FisherOperator(net, x, dtype=F64), 1,
+                               IterativeSettings("lanczos", "lobpcg", tol=1e-7, max_iter=5000, diagonal_probes=p))
+            for p in (0, 32)}
     for result in runs.values():
         assert result.diagnostics[1].converged
         assert float(result.eigenvalues[1]) == pytest.approx(float(truth.eigenvalues[1]), rel=1e-6)
@@ -105,8 +106,8 @@ def test_one_eigenvalue_far_above_a_dense_bottom_does_not_steer_the_precondition
     # (95 products against 20 before the max was taken out)
     values = torch.linspace(1e-3, 2e-2, 199).tolist() + [100.0]
     net, x = Spectrum(values), torch.rand(200, dtype=F64, generator=torch.Generator().manual_seed(1))
-    runs = [solve_iterative(FisherOperator(net, x, dtype=F64), 1, "lanczos", "lobpcg", tol=1e-6, max_iter=5000,
-                            diagonal_probes=p).diagnostics[1] for p in (0, 32)]
+    settings = [IterativeSettings("lanczos", "lobpcg", tol=1e-6, max_iter=5000, diagonal_probes=p) for p in (0, 32)]
+    runs = [solve_iterative(FisherOperator(net, x, dtype=F64), 1, s).diagnostics[1] for s in settings]
     assert runs[1].products <= runs[0].products, [r.products for r in runs]
     assert runs[1].rayleigh == pytest.approx(runs[0].rayleigh, rel=1e-3)
 
@@ -123,5 +124,6 @@ def test_noise_alone_is_shrunk_to_a_uniform_diagonal():
 @pytest.mark.parametrize("method", ["lanczos", "power"])
 def test_only_lobpcg_bottoms_are_preconditioned(method):
     net, x = Sensitivities(n=100), torch.ones(100, dtype=F64)
-    result = solve_iterative(FisherOperator(net, x, dtype=F64), 1, method, method, tol=1e-3, max_iter=3000)
+    settings = IterativeSettings(method, method, tol=1e-3, max_iter=3000)
+    result = solve_iterative(FisherOperator(net, x, dtype=F64), 1, settings)
     assert result.diagnostics[1].diagonal_probes == 0

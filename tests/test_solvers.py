@@ -9,7 +9,7 @@ import torch
 
 from eigdist_core.eigendistortion import Eigendistortion
 from eigdist_core.fisher import FisherOperator
-from eigdist_core.solvers import solve_exact, solve_iterative
+from eigdist_core.solvers import IterativeSettings, solve_exact, solve_iterative
 from tests.nets import LinearModel
 from tests.spectra import CASES, Spectrum, check_against_exact, exact, net_and_image, operator
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("k", [1, 4])
 @pytest.mark.parametrize("case", list(CASES))
 def test_iterative_matches_exact(case, k, method):
-    result = solve_iterative(operator(case), k, method, method, tol=1e-3, max_iter=2000)
+    result = solve_iterative(operator(case), k, IterativeSettings(method, method, tol=1e-3, max_iter=2000))
     check_against_exact(result, exact(case, k), k)
     assert result.method == method
 
@@ -30,7 +30,7 @@ def test_auto_pair_and_float64_products_match_exact(case):
     """The optimised paths (Lanczos top + LOBPCG bottom, float32 or float64 products) agree with exact."""
     reference = exact(case, 1)
     for dtype in (torch.float32, torch.float64):
-        result = solve_iterative(operator(case, dtype), 1, "lanczos", "lobpcg", tol=1e-3)
+        result = solve_iterative(operator(case, dtype), 1, IterativeSettings("lanczos", "lobpcg", tol=1e-3))
         check_against_exact(result, reference, 1)
         assert result.method == "lanczos+lobpcg"
 
@@ -40,7 +40,7 @@ def test_degenerate_bottom_is_exacts_null_space_choice():
     op = operator("conv-3x16x16")
     for seed in (0, 7):
         reference = solve_exact(op, 2, seed)
-        result = solve_iterative(op, 2, "lanczos", "lobpcg", tol=1e-6, seed=seed)
+        result = solve_iterative(op, 2, IterativeSettings("lanczos", "lobpcg", tol=1e-6, seed=seed))
         assert result.degenerate and reference.degenerate
         cos = (result.eigenvectors[2:].double() * reference.eigenvectors[2:].double()).sum(1)
         assert cos.min() > 0.9999, cos  # same vectors, same signs, same order
@@ -49,7 +49,7 @@ def test_degenerate_bottom_is_exacts_null_space_choice():
 def test_power_is_plenoptics_algorithm_and_reaches_exact():
     eigenvalues = [6.0, 5.0, 3.0, 2.0, 1.0, 0.2]
     op = FisherOperator(Spectrum(eigenvalues), torch.ones(6, dtype=torch.float64), dtype=torch.float64)
-    result = solve_iterative(op, 2, "power", "power", tol=1e-9, max_iter=500)
+    result = solve_iterative(op, 2, IterativeSettings("power", "power", tol=1e-9, max_iter=500))
     assert torch.allclose(result.eigenvalues, torch.tensor([6.0, 5.0, 1.0, 0.2], dtype=torch.float64))
     reference = solve_exact(op, 2)
     cos = (result.eigenvectors * reference.eigenvectors).sum(1).abs()
@@ -62,7 +62,7 @@ def test_lanczos_stops_once_its_subspace_spans_everything():
     # tol=0 is never met: only the full space (no direction left to add) can end the iteration early
     eigenvalues = [6.0, 5.0, 3.0, 2.0, 1.0, 0.2]
     op = FisherOperator(Spectrum(eigenvalues), torch.ones(6, dtype=torch.float64), dtype=torch.float64)
-    result = solve_iterative(op, 1, "lanczos", "lanczos", tol=0.0, max_iter=50)
+    result = solve_iterative(op, 1, IterativeSettings("lanczos", "lanczos", tol=0.0, max_iter=50))
     top, bottom = result.diagnostics
     assert top.iterations < 50 and top.products == 6  # each of the 6 directions multiplied once
     assert bottom.iterations < 50 and bottom.products == 0  # the warm start spans everything already
@@ -72,7 +72,7 @@ def test_lanczos_stops_once_its_subspace_spans_everything():
 def test_power_degenerate_bottom_tends_to_the_same_choice():
     op = FisherOperator(LinearModel(25, 10), torch.ones(25), dtype=torch.float64)
     reference = solve_exact(op, 1, seed=3)
-    result = solve_iterative(op, 1, "power", "power", tol=1e-10, max_iter=5000, seed=3)
+    result = solve_iterative(op, 1, IterativeSettings("power", "power", tol=1e-10, max_iter=5000, seed=3))
     assert result.degenerate
     assert float((result.eigenvectors[1] * reference.eigenvectors[1]).sum()) > 1 - 1e-8
 
@@ -80,8 +80,8 @@ def test_power_degenerate_bottom_tends_to_the_same_choice():
 @pytest.mark.parametrize("method", ["lanczos", "lobpcg", "power"])
 def test_same_seed_same_vectors(method):
     op = operator("smooth-1x24x24")
-    a = solve_iterative(op, 2, method, method, max_iter=30, seed=5)
-    b = solve_iterative(op, 2, method, method, max_iter=30, seed=5)
+    a = solve_iterative(op, 2, IterativeSettings(method, method, max_iter=30, seed=5))
+    b = solve_iterative(op, 2, IterativeSettings(method, method, max_iter=30, seed=5))
     assert torch.equal(a.eigenvectors, b.eigenvectors)
     assert [d.products for d in a.diagnostics] == [d.products for d in b.diagnostics]
 
@@ -104,7 +104,7 @@ def test_time_budget_stops_the_solver_and_warns():
 
 def test_diagnostics_count_products_and_time():
     op = operator("smooth-1x24x24")
-    result = solve_iterative(op, 1, "lanczos", "lobpcg", block=4)
+    result = solve_iterative(op, 1, IterativeSettings("lanczos", "lobpcg", block=4))
     top, bottom = result.diagnostics
     assert top.products > 0 and bottom.products > 0
     assert top.products + bottom.products == op.products
@@ -126,12 +126,12 @@ def test_synthesize_auto_uses_exact_when_small_and_the_pair_otherwise(monkeypatc
 
 def test_unknown_iterative_method_is_refused():
     with pytest.raises(ValueError, match="iterative method must be one of lanczos, lobpcg, power; got 'arnoldi'"):
-        solve_iterative(operator("smooth-1x24x24"), 1, "lanczos", "arnoldi")
+        solve_iterative(operator("smooth-1x24x24"), 1, IterativeSettings("lanczos", "arnoldi"))
 
 
 def test_history_records_every_iteration_of_both_phases():
     op = operator("conv-1x24x24")  # degenerate: the bottom is the null-space projection
-    result = solve_iterative(op, 1, "lanczos", "lobpcg", tol=1e-3)
+    result = solve_iterative(op, 1, IterativeSettings("lanczos", "lobpcg", tol=1e-3))
     phases = [h["phase"] for h in result.history]
     assert phases == sorted(phases, key=["top", "bottom"].index) and {"top", "bottom"} == set(phases)
     top = [h for h in result.history if h["phase"] == "top"]
