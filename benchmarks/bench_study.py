@@ -166,8 +166,8 @@ def goal2(args) -> list[str]:
             reset_peak()
             t0 = time.perf_counter()
             result = fn(task)
-            per_group.append((task.group.image_id, task.group.network.spec, time.perf_counter() - t0, peak_mb()))
-            print(f"  {task.group.image_id} {task.group.network.spec}: {per_group[-1][2]:.1f} s, "
+            per_group.append((task.group.image_id, task.group.source.spec, time.perf_counter() - t0, peak_mb()))
+            print(f"  {task.group.image_id} {task.group.source.spec}: {per_group[-1][2]:.1f} s, "
                   f"{per_group[-1][3]:.0f} MB", flush=True)
             yield task, result
 

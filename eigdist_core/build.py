@@ -1,8 +1,10 @@
 """Build a stimulus set: config → groups of items → synthesis → files, resumably.
 
-Work is split into groups, one per (image, network): a network (model layer
-with its weights) is loaded once per group and one synthesis gives the group's
-max and min items; the random item reuses the same Fisher operator.
+Work is split into groups (:mod:`eigdist_core.build_plan`), one per (image,
+network): a network (model layer with its weights) is loaded once per group and
+one synthesis gives the group's max and min items; the random item reuses the
+same Fisher operator. A contrast's groups are computed by
+:mod:`eigdist_core.build_contrasts`.
 
 Determinism: a group's result depends only on the group. Its seed is derived
 from the config seed and the group's names, and torch runs with a fixed number
@@ -18,7 +20,6 @@ ends with the same files and the same manifest as one that was never stopped.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import warnings
@@ -30,9 +31,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .build_contrasts import ContrastGroup, compute_contrast_group, plan_contrasts
+from .build_contrasts import compute_contrast_group
 from .build_inputs import BuildError, check_inputs
-from .config import ModelEntry, SetConfig, image_id_of, load_config
+from .build_plan import Group, derive_seed, directions_of, plan
+from .config import Contrast, SetConfig, image_id_of, load_config
 from .contract import SENSITIVITY_FILE
 from .device import THREADS, device_kind, torch_threads
 from .errors import EigdistError, in_context
@@ -48,7 +50,6 @@ from .stimulus_set import (
     SCHEMA_VERSION,
     alpha_displayable,
     compute_build_id,
-    item_id_for,
     write_manifest,
 )
 from .validate import validate_number, validate_sensitivity
@@ -59,58 +60,18 @@ PREVIEW_FILES = ("eigenvalues.png", "response_curves.png")
 
 
 @dataclass(frozen=True)
-class Group:
-    """One (image, network) pair of a set: its items come from one model load and one synthesis."""
-
-    image_id: str
-    network: ModelEntry
-    item_ids: tuple[str, ...]
-    seed: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.image_id} {self.network.spec} {self.network.weights}"
-
-
-@dataclass(frozen=True)
 class Task:
     """What a worker needs to compute one group (picklable)."""
 
     folder: str
     config: SetConfig
-    group: Group | ContrastGroup
+    group: Group
     device: str = "cpu"  # "auto": the job's GPU when it has one
-
-
-def derive_seed(seed: int, *names: str) -> int:
-    """A seed in [0, 2³¹) from the config seed and names (stable across machines and runs)."""
-    text = "\x1f".join([str(seed), *names]).encode("utf-8")
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big") >> 1
-
-
-def directions_of(config: SetConfig) -> list[tuple[str, int]]:
-    """(direction, index) of each item of a group: k max, k min, one random."""
-    out = []
-    for direction in config.directions:
-        count = 1 if direction == "random" else config.k
-        out += [(direction, i) for i in range(count)]
-    return out
-
-
-def plan(config: SetConfig) -> list[Group | ContrastGroup]:
-    """Every group of the set in a fixed order (images, then networks, as in the config; then the contrasts)."""
-    groups = []
-    for source in config.images:
-        image_id = image_id_of(source)
-        for net in config.models:
-            ids = tuple(item_id_for(image_id, net.model, net.layer, net.weights, d, i) for d, i in directions_of(config))
-            groups.append(Group(image_id, net, ids, derive_seed(config.seed, image_id, net.spec, net.weights)))
-    return groups + plan_contrasts(config, derive_seed)
 
 
 def compute_task(task: Task) -> list[dict]:
     """One group's item entries: a layer's (:func:`compute_group`) or a contrast's (:mod:`eigdist_core.build_contrasts`)."""
-    return compute_contrast_group(task) if isinstance(task.group, ContrastGroup) else compute_group(task)
+    return compute_contrast_group(task) if isinstance(task.group.source, Contrast) else compute_group(task)
 
 
 def compute_group(task: Task) -> list[dict]:
@@ -123,8 +84,8 @@ def compute_group(task: Task) -> list[dict]:
             return [_write_item(task, inputs, model64, item_id, key, *vectors[key], degenerate)
                     for item_id, key in zip(task.group.item_ids, directions_of(task.config))]
     except EigdistError as exc:  # the model refused this image (non-finite response, detached input, …); a bug keeps its traceback
-        raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.network.spec} "
-                              f"({task.group.network.weights})") from exc
+        raise in_context(exc, f"image {task.group.image_id!r}, model {task.group.source.spec} "
+                              f"({task.group.source.weights})") from exc
 
 
 @dataclass(frozen=True)
@@ -145,7 +106,7 @@ def _load_group(task: Task) -> _GroupInputs:
 
     device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"
     image_np = load_npy(Path(task.folder) / "images" / f"{task.group.image_id}.npy")
-    net = task.group.network
+    net = task.group.source
     return _GroupInputs(device, image_np, torch.from_numpy(image_np)[None].to(device),
                         models.load(net.spec, net.weights).to(device))
 
@@ -206,7 +167,7 @@ def _write_item(task: Task, inputs: _GroupInputs, model64: Any, item_id: str, ke
     """Write one item's file (float32, atomically); return its manifest entry (``model64``: for the response curve)."""
     import torch
 
-    net, cfg = task.group.network, task.config
+    net, cfg = task.group.source, task.config
     vec = vector.detach().cpu().numpy().astype(np.float32)
     file = f"items/{item_id}.npy"
     return {

@@ -16,48 +16,16 @@ layers (in order: A, then B) and the solver's provenance (docs/formats.md, "Cont
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import Contrast, SetConfig, image_id_of
-from .contract import CONTRAST_DIRECTIONS, CONTRAST_WEIGHTS
+from .build_plan import contrast_directions
+from .config import Contrast, SetConfig
+from .contract import CONTRAST_WEIGHTS
 from .errors import EigdistError, in_context
 from .io import load_npy, save_npy
-from .stimulus_set import alpha_displayable, item_id_for
-
-
-@dataclass(frozen=True)
-class ContrastGroup:
-    """One (image, contrast) pair of a set: its items come from one solve over the contrast's layers."""
-
-    image_id: str
-    contrast: Contrast
-    item_ids: tuple[str, ...]
-    seed: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.image_id} {self.contrast.kind} {self.contrast.name}"
-
-
-def contrast_directions(contrast: Contrast) -> list[tuple[str, int]]:
-    """(direction, index) of a contrast's items: k top then k bottom, or the principal pair."""
-    first, second = CONTRAST_DIRECTIONS[contrast.kind]
-    count = contrast.k if contrast.kind == "generalized" else 1
-    return [(first, i) for i in range(count)] + [(second, i) for i in range(count)]
-
-
-def plan_contrasts(config: SetConfig, derive_seed) -> list[ContrastGroup]:
-    """Every contrast group of the set (images, then contrasts, as in the config); ``derive_seed`` as the build's."""
-    groups = []
-    for source in config.images:
-        image_id = image_id_of(source)
-        for c in config.contrasts:
-            ids = tuple(item_id_for(image_id, c.kind, c.name, CONTRAST_WEIGHTS, d, i) for d, i in contrast_directions(c))
-            groups.append(ContrastGroup(image_id, c, ids, derive_seed(config.seed, image_id, "contrast", c.kind, c.name)))
-    return groups
+from .stimulus_set import alpha_displayable
 
 
 def compute_contrast_group(task) -> list[dict]:
@@ -70,7 +38,7 @@ def compute_contrast_group(task) -> list[dict]:
     from .sensitivity_values import as_float64
 
     cfg, group, folder = task.config, task.group, Path(task.folder)
-    contrast = group.contrast
+    contrast = group.source
     try:
         with torch_threads(THREADS):
             device = "cuda" if task.device == "auto" and torch.cuda.is_available() else "cpu"

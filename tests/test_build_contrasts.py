@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eigdist_core.build import build_set, plan
+from eigdist_core.build import build_set
+from eigdist_core.build_plan import plan
 from eigdist_core.config import load_config
 from eigdist_core.contract import CONTRAST_DIRECTIONS, CONTRAST_WEIGHTS
 from eigdist_core.contrast_items import contrast_problems

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eigdist_core.build import build_set, plan
+from eigdist_core.build import build_set
+from eigdist_core.build_plan import plan
 from eigdist_core.build_inputs import check_inputs
 from eigdist_core.config import load_config
 
