@@ -63,89 +63,102 @@ BIDS_TASK = "noticeability"
 #: Longest participant label accepted (a BIDS label: letters and digits only).
 MAX_LABEL_LENGTH = 64
 
+
+def _column_table(rows: str) -> dict[str, list[str]]:
+    """``name → [type, units, "long name: description"]`` from the rows of a column table below; an indented
+    line continues the description above it."""
+    table: dict[str, list[str]] = {}
+    fields: list[str] = []
+    for line in rows.strip("\n").splitlines():
+        if line.startswith(" "):
+            fields[-1] += " " + line.strip()  # fields is the row above's list in table
+        else:
+            name, *fields = line.split(maxsplit=3)
+            table[name] = fields
+    return table
+
+
+# Every trial-file column, one row each in file order: its name, type (str, int, float or bool; a missing
+# value is n/a whatever the type) and units (- for none), then "long name: description" to the end of the
+# row. The constants below are read off these rows, and the BIDS sidecar (``_beh.json``) is written from
+# them, with the levels of :data:`COLUMN_LEVELS`.
+_REQUIRED = _column_table("""
+participant       str    -          Participant: BIDS participant label (letters and digits)
+session           int    -          Session: session number, 1, 2, ... per participant
+trial             int    -          Trial: trial number within the session, 1, 2, ... without gaps
+image_id          str    -          Image: image of the stimulus set (manifest images[].image_id)
+model             str    -          Model: model family whose eigendistortion is shown
+layer             str    -          Layer: layer of the model
+weights           str    -          Weights: weights of the model
+direction         str    -          Direction: which eigendistortion of the layer
+item_id           str    -          Item: stimulus-set item shown (n/a on blank catch trials)
+alpha             float  arbitrary  Amplitude: amplitude alpha of the distortion: image + alpha * sign * e, e of
+                                      unit L2 norm
+correct           bool   -          Correct: whether the answer named the target interval
+n_alternatives    int    -          Alternatives: number of answer alternatives (guess rate 1/n)
+task              str    -          Task: forced-choice task
+is_catch          bool   -          Catch trial: a catch trial (not part of any adaptive track)
+catch_type        str    -          Catch type: kind of catch trial (n/a on ordinary trials)
+is_practice       bool   -          Practice trial: a practice trial (not analysed)
+observer          str    -          Observer: human, or the --simulate spec of a simulated observer
+calibrated        bool   -          Calibrated: shown on a calibrated display (false under --pilot)
+set_id            str    -          Stimulus set: set_id of the stimulus set (16 hex characters)
+alpha_ceiling     float  arbitrary  Amplitude ceiling: the condition's ceiling min(alpha_max, alpha_displayable_max)
+                                      that its track used
+""")
+_RECOMMENDED = _column_table("""
+block             int    -          Block: 0 for the practice block, then 1, 2, ... within the session
+eig_sign          int    -          Sign: sign of e on this trial (+1 or -1)
+eigenvalue        float  -          Eigenvalue: eigenvalue of the item (manifest)
+log10_alpha       float  -          log10 amplitude: log10 of alpha (n/a when alpha is 0)
+rms               float  arbitrary  RMS: root-mean-square pixel change alpha / sqrt(pixels)
+mse               float  arbitrary  MSE: mean squared pixel change alpha^2 / pixels
+target_interval   int    -          Target interval: 1-based test interval that held the distortion
+response          int    -          Response: 1-based interval the observer chose
+rt                float  s          Reaction time: time from the response screen to the answer
+dropped_frames    int    -          Dropped frames: frames lost during the trial (n/a for simulated observers)
+clipped_pixels    int    -          Clipped pixels: pixels of the target outside the displayable range
+repr_distance     float  arbitrary  Representation distance: model observers: ||f(x + alpha e) - f(x)||
+stim_sha256       str    -          Stimulus hash: sha256 of the target image's float32 bytes
+monitor           str    -          Monitor: monitor profile name
+calibration_date  str    -          Calibration date: date of the profile's calibration
+color             str    -          Colour: grey or rgb stimuli
+magnification     int    -          Magnification: integer pixel replication of the stimulus on screen
+stimulus_deg      float  deg        Stimulus size: achieved stimulus size in degrees of visual angle
+ppd               float  -          Pixels per degree: screen pixels per degree of visual angle
+distance_cm       float  cm         Viewing distance: viewing distance
+lum_min           float  cd/m^2     Minimum luminance: luminance of value 0
+lum_mean          float  cd/m^2     Mean luminance: background luminance
+lum_max           float  cd/m^2     Maximum luminance: luminance of value 1
+bpc               int    -          Bits per channel: bits per colour channel of the display
+refresh_hz        float  Hz         Refresh rate: display refresh rate
+psychopy_version  str    -          PsychoPy version: PsychoPy version that ran the session
+seed              int    -          Seed: seed of the experiment config
+timestamp         str    -          Timestamp: end of the trial (ISO 8601, UTC)
+""")
+
 #: Columns every trial row has (the analysis reads these), in file order.
-REQUIRED_COLUMNS = (
-    "participant", "session", "trial", "image_id", "model", "layer", "weights", "direction",
-    "item_id", "alpha", "correct", "n_alternatives", "task", "is_catch", "catch_type",
-    "is_practice", "observer", "calibrated", "set_id", "alpha_ceiling",
-)
+REQUIRED_COLUMNS = tuple(_REQUIRED)
 
 #: Further columns the experiment fills (display columns by the session), in file order.
-RECOMMENDED_COLUMNS = (
-    "block", "eig_sign", "eigenvalue", "log10_alpha", "rms", "mse", "target_interval", "response",
-    "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "monitor",
-    "calibration_date", "color", "magnification", "stimulus_deg", "ppd", "distance_cm", "lum_min",
-    "lum_mean", "lum_max", "bpc", "refresh_hz", "psychopy_version", "seed", "timestamp",
-)
+RECOMMENDED_COLUMNS = tuple(_RECOMMENDED)
 
 #: Every column of a trial file, in file order.
 TRIAL_COLUMNS = REQUIRED_COLUMNS + RECOMMENDED_COLUMNS
 
+_ROWS = {**_REQUIRED, **_RECOMMENDED}  # both, in file order
+
 #: Typed columns of a trial file (the others are text).
-INT_COLUMNS = frozenset({"session", "trial", "n_alternatives", "block", "eig_sign", "target_interval",
-                         "response", "dropped_frames", "clipped_pixels", "magnification", "bpc", "seed"})
-FLOAT_COLUMNS = frozenset({"alpha", "alpha_ceiling", "eigenvalue", "log10_alpha", "rms", "mse", "rt",
-                           "repr_distance", "stimulus_deg", "ppd", "distance_cm", "lum_min", "lum_mean",
-                           "lum_max", "refresh_hz"})
-BOOL_COLUMNS = frozenset({"correct", "is_catch", "is_practice", "calibrated"})
+INT_COLUMNS = frozenset(name for name, row in _ROWS.items() if row[0] == "int")
+FLOAT_COLUMNS = frozenset(name for name, row in _ROWS.items() if row[0] == "float")
+BOOL_COLUMNS = frozenset(name for name, row in _ROWS.items() if row[0] == "bool")
 
 #: Required columns that may be missing: blank catch trials show no item, ordinary trials are no catch.
 MAY_BE_EMPTY = frozenset({"item_id", "catch_type"})
 
-#: What each trial column means: (long name, description, units or None). The BIDS sidecar
-#: (``_beh.json``) is written from this table; levels come from the enumerations above.
-COLUMN_INFO = {
-    "participant": ("Participant", "BIDS participant label (letters and digits)", None),
-    "session": ("Session", "session number, 1, 2, ... per participant", None),
-    "trial": ("Trial", "trial number within the session, 1, 2, ... without gaps", None),
-    "image_id": ("Image", "image of the stimulus set (manifest images[].image_id)", None),
-    "model": ("Model", "model family whose eigendistortion is shown", None),
-    "layer": ("Layer", "layer of the model", None),
-    "weights": ("Weights", "weights of the model", None),
-    "direction": ("Direction", "which eigendistortion of the layer", None),
-    "item_id": ("Item", "stimulus-set item shown (n/a on blank catch trials)", None),
-    "alpha": ("Amplitude", "amplitude alpha of the distortion: image + alpha * sign * e, e of unit L2 norm",
-              "arbitrary"),
-    "correct": ("Correct", "whether the answer named the target interval", None),
-    "n_alternatives": ("Alternatives", "number of answer alternatives (guess rate 1/n)", None),
-    "task": ("Task", "forced-choice task", None),
-    "is_catch": ("Catch trial", "a catch trial (not part of any adaptive track)", None),
-    "catch_type": ("Catch type", "kind of catch trial (n/a on ordinary trials)", None),
-    "is_practice": ("Practice trial", "a practice trial (not analysed)", None),
-    "observer": ("Observer", "human, or the --simulate spec of a simulated observer", None),
-    "calibrated": ("Calibrated", "shown on a calibrated display (false under --pilot)", None),
-    "set_id": ("Stimulus set", "set_id of the stimulus set (16 hex characters)", None),
-    "alpha_ceiling": ("Amplitude ceiling", "the condition's ceiling min(alpha_max, alpha_displayable_max) "
-                      "that its track used", "arbitrary"),
-    "block": ("Block", "0 for the practice block, then 1, 2, ... within the session", None),
-    "eig_sign": ("Sign", "sign of e on this trial (+1 or -1)", None),
-    "eigenvalue": ("Eigenvalue", "eigenvalue of the item (manifest)", None),
-    "log10_alpha": ("log10 amplitude", "log10 of alpha (n/a when alpha is 0)", None),
-    "rms": ("RMS", "root-mean-square pixel change alpha / sqrt(pixels)", "arbitrary"),
-    "mse": ("MSE", "mean squared pixel change alpha^2 / pixels", "arbitrary"),
-    "target_interval": ("Target interval", "1-based test interval that held the distortion", None),
-    "response": ("Response", "1-based interval the observer chose", None),
-    "rt": ("Reaction time", "time from the response screen to the answer", "s"),
-    "dropped_frames": ("Dropped frames", "frames lost during the trial (n/a for simulated observers)", None),
-    "clipped_pixels": ("Clipped pixels", "pixels of the target outside the displayable range", None),
-    "repr_distance": ("Representation distance", "model observers: ||f(x + alpha e) - f(x)||", "arbitrary"),
-    "stim_sha256": ("Stimulus hash", "sha256 of the target image's float32 bytes", None),
-    "monitor": ("Monitor", "monitor profile name", None),
-    "calibration_date": ("Calibration date", "date of the profile's calibration", None),
-    "color": ("Colour", "grey or rgb stimuli", None),
-    "magnification": ("Magnification", "integer pixel replication of the stimulus on screen", None),
-    "stimulus_deg": ("Stimulus size", "achieved stimulus size in degrees of visual angle", "deg"),
-    "ppd": ("Pixels per degree", "screen pixels per degree of visual angle", None),
-    "distance_cm": ("Viewing distance", "viewing distance", "cm"),
-    "lum_min": ("Minimum luminance", "luminance of value 0", "cd/m^2"),
-    "lum_mean": ("Mean luminance", "background luminance", "cd/m^2"),
-    "lum_max": ("Maximum luminance", "luminance of value 1", "cd/m^2"),
-    "bpc": ("Bits per channel", "bits per colour channel of the display", None),
-    "refresh_hz": ("Refresh rate", "display refresh rate", "Hz"),
-    "psychopy_version": ("PsychoPy version", "PsychoPy version that ran the session", None),
-    "seed": ("Seed", "seed of the experiment config", None),
-    "timestamp": ("Timestamp", "end of the trial (ISO 8601, UTC)", None),
-}
+#: What each trial column means: (long name, description, units or None), for the BIDS sidecar.
+COLUMN_INFO = {name: (*text.split(": ", 1), None if units == "-" else units)
+               for name, (_, units, text) in _ROWS.items()}
 
 #: Levels of the categorical trial columns, for the BIDS sidecar.
 COLUMN_LEVELS = {
