@@ -63,9 +63,10 @@ def plan(config: SetConfig) -> list[Group]:
     for source in config.images:
         image_id = image_id_of(source)
         for net in config.models:
-            ids = tuple(item_id_for(image_id, net.model, net.layer, net.weights, d, i) for d, i in directions_of(config))
-            layers.append(Group(image_id, net, ids, derive_seed(config.seed, image_id, net.spec, net.weights)))
+            ids = [item_id_for(image_id, net.model, net.layer, net.weights, d, i) for d, i in directions_of(config)]
+            layers.append(Group(image_id, net, tuple(ids), derive_seed(config.seed, image_id, net.spec, net.weights)))
         for c in config.contrasts:
-            ids = tuple(item_id_for(image_id, c.kind, c.name, CONTRAST_WEIGHTS, d, i) for d, i in contrast_directions(c))
-            contrasts.append(Group(image_id, c, ids, derive_seed(config.seed, image_id, "contrast", c.kind, c.name)))
+            ids = [item_id_for(image_id, c.kind, c.name, CONTRAST_WEIGHTS, d, i) for d, i in contrast_directions(c)]
+            seed = derive_seed(config.seed, image_id, "contrast", c.kind, c.name)
+            contrasts.append(Group(image_id, c, tuple(ids), seed))
     return layers + contrasts
