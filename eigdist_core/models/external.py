@@ -70,14 +70,12 @@ class ExternalModel(nn.Module):
 
 @dataclass(frozen=True)
 class PythonTarget:
-    """The parts of ``python:<target>:<factory>``: a file (``.py`` or a path) or a dotted module name."""
+    """The parts of ``python:<target>:<factory>``; ``is_file``: the target is a file (it ends in ``.py`` or
+    holds a path separator), not a dotted module name."""
 
     target: str
     factory: str
-
-    @property
-    def is_file(self) -> bool:
-        return self.target.endswith(".py") or "/" in self.target or "\\" in self.target
+    is_file: bool
 
     @property
     def source(self) -> str:
@@ -93,7 +91,7 @@ def parse_python(layer: str) -> PythonTarget:
             f"model spec 'python:{layer}' must look like 'python:<path/to/file.py or package.module>:<factory>', "
             "e.g. 'python:lab/models.py:make_model'"
         )
-    return PythonTarget(target, factory)
+    return PythonTarget(target, factory, is_file=target.endswith(".py") or "/" in target or "\\" in target)
 
 
 def python_module(parsed: PythonTarget) -> Any:
