@@ -24,8 +24,8 @@ CAPTIONS = {
     "comparison_predictions.png": "Predicted (k/√s, k fitted per participant) against fitted thresholds, one panel "
                                   "per candidate (log axes; red max, blue min, grey random items).",
     "comparison_mixture.png": "Mixture proportions w_m / Σ w of s = Σ w_m s_m (in the units of the sensitivity "
-                              "table) with 95 % bootstrap intervals (participants, then their images; each draw "
-                              "refitted).",
+                              "table) with 95 % intervals (the scores' crossed bootstrap of participants and "
+                              "images, each redraw refitted).",
 }
 
 
