@@ -79,8 +79,6 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
         notes.append(mix)
     else:
         lv, sensitivities, ll = with_mixture(lv, sensitivities, ll, mix)
-    if np.isnan(lv.h[-1]).all():
-        notes.append("no noise ceiling: it needs thresholds of two or more participants")
     pi, people = pd.factorize(lv.table["participant"], sort=True)
     ii, images = pd.factorize(lv.table["image_id"], sort=True)
     n = lv.table["n"].to_numpy(dtype=float)
@@ -161,10 +159,12 @@ def ceiling_above_l2(bits: float, low: float) -> bool:
 
 
 def ceiling_note(comparison: pd.DataFrame) -> str:
-    """The note saying why ``explainable`` is empty when the ceiling is not reliably above L2 ("" otherwise,
-    and when there is no ceiling: its own note says so); from ``comparison.csv`` (the ceiling's row)."""
+    """The note saying why ``explainable`` is empty: no ceiling, or one not reliably above L2 ("" when the
+    fraction is defined); from ``comparison.csv`` (the ceiling's row)."""
     row = comparison[comparison["model"] == NOISE_CEILING].iloc[0]
-    if not np.isfinite(row["bits"]) or ceiling_above_l2(row["bits"], row["ci_low"]):
+    if not np.isfinite(row["bits"]):
+        return "no noise ceiling: it needs thresholds of two or more participants (explainable fraction n/a)"
+    if ceiling_above_l2(row["bits"], row["ci_low"]):
         return ""
     return (f"explainable fraction n/a: the noise ceiling, {row['bits']:+.3f} bits per trial vs L2 "
             f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], is not reliably above the L2 baseline, so "

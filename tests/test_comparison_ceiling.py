@@ -9,7 +9,7 @@ import pytest
 
 from analysis.comparison import CompareOptions
 from analysis.comparison_report import comparison_outputs
-from analysis.comparison_tables import ceiling_above_l2, compare_models
+from analysis.comparison_tables import ceiling_above_l2, ceiling_note, compare_models
 from analysis.psychometric import FitOptions, fit_thresholds
 from analysis.report import save_table
 from eigdist_core.contract import NOISE_CEILING
@@ -93,6 +93,8 @@ def test_a_lab_too_small_to_cross_validate_says_so_in_the_report(keep, says):
     assert says in sections[0][0]
     scores = tables["comparison.csv"]
     assert np.isfinite(scores[scores["model"] == "pert"]["bits"]).all()
-    if keep != "one image":  # no ceiling: no fraction
+    if keep != "one image":  # no ceiling: no fraction, and the printed tables say so too
         assert scores[EXPLAINABLE].isna().all().all()
+        assert ceiling_note(scores) == ("no noise ceiling: it needs thresholds of two or more participants "
+                                        "(explainable fraction n/a)")
     assert status.startswith("model comparison (")
