@@ -134,7 +134,8 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
     with np.errstate(invalid="ignore", divide="ignore"):
         table["explainable"] = point / point[ceiling]
         table["explainable_low"], table["explainable_high"] = _percentiles(draws / draws[:, [ceiling]])
-    if not ceiling_above_l2(point[ceiling], table["ci_low"].iloc[ceiling]):
+    defined = ceiling_above_l2(point[ceiling], table["ci_low"].iloc[ceiling])
+    if not defined:
         table[["explainable", "explainable_low", "explainable_high"]] = np.nan
     single = np.array([c != MIXTURE for c in lv.candidates[:ceiling]])
     scored = np.isfinite(point[:ceiling]) & single
@@ -142,7 +143,8 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
     table["p_best"] = np.append(np.where(scored, p_best, np.nan), np.nan)
     rank = pd.Series(np.where(scored, point[:ceiling], np.nan)).rank(ascending=False, method="min")
     table["rank"] = pd.array(np.append(rank.to_numpy(), np.nan), dtype="Float64").astype("Int64")
-    table["at_ceiling"] = np.append(point[:ceiling] >= table["ci_low"].iloc[ceiling], False)
+    # a ceiling not reliably above L2 puts L2 itself "at the ceiling": no candidate is, then
+    table["at_ceiling"] = np.append(defined & (point[:ceiling] >= table["ci_low"].iloc[ceiling]), False)
     table["cv"] = scheme
     return table
 

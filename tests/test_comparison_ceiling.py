@@ -48,7 +48,7 @@ def test_two_observers_give_no_fraction_and_say_why(seed, sign, tmp_path, capsys
     result = compare_models(trials, sens, fits, OPTIONS)
     row = ceiling(result.comparison)
     assert np.sign(row["bits"]) == sign and row["ci_low"] <= 0 <= row["ci_high"]
-    assert result.comparison[EXPLAINABLE].isna().all().all()
+    assert result.comparison[EXPLAINABLE].isna().all().all() and not result.comparison["at_ceiling"].any()
     note = [n for n in result.notes if n.startswith("explainable fraction n/a")]
     assert len(note) == 1
     assert f"the noise ceiling, {row['bits']:+.3f} bits per trial vs L2 [{row['ci_low']:+.3f}, " in note[0]
@@ -75,6 +75,7 @@ def test_many_observers_give_the_fraction_with_intervals():
     assert (models["explainable_low"] <= models["explainable"]).all()
     assert (models["explainable"] <= models["explainable_high"]).all()
     assert row[EXPLAINABLE].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(models["at_ceiling"], models["bits"] >= row["ci_low"])
 
 
 @pytest.mark.parametrize("keep, says", [
