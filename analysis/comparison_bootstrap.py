@@ -11,6 +11,7 @@ counts the residual twice. Redrawing participants and images jointly (Owen's pig
 redraws: a draw is the point estimate plus the deviation of a participants-only redraw plus that of an
 images-only redraw, independent, with variance (a + e) + (b + e) = a + b + 2e, conservative by one e,
 which offsets the narrowness of percentile intervals over few clusters (docs/analysis.md, "Measured").
+The same two redraws, refitted, give the mixture weights' intervals (:mod:`analysis.mixture`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,35 @@ from __future__ import annotations
 import numpy as np
 
 
+def crossed_multiplicities(n_boot: int, n_people: int, n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_boot, participants) and (n_boot, images) multiplicities of the two independent redraws.
+
+    Draw b of a statistic is its point estimate plus its deviation with participants redrawn (weights
+    ``people[b]``, all of their images) plus its deviation with images redrawn (weights ``images[b]``, for
+    every participant): :func:`crossed_draws`. The scores and the mixture weights share these draws.
+    """
+    rng = np.random.default_rng(seed)
+    people = rng.multinomial(n_people, np.full(n_people, 1.0 / n_people), size=n_boot).astype(float)
+    images = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_boot).astype(float)
+    return people, images
+
+
+def crossed_draws(point: np.ndarray, by_people: np.ndarray, by_images: np.ndarray) -> np.ndarray:
+    """Draws m + (m_P − m) + (m_I − m) of a statistic m from its values m_P, m_I under the two redraws."""
+    return by_people + by_images - point
+
+
 def crossed_bootstrap_means(total: np.ndarray, count: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, candidates) draws of Σ total / Σ count over (candidates, participants, images) cell sums.
 
-    Each draw is m + (m_P − m) + (m_I − m): m the mean of all cells, m_P the mean with participants drawn
-    with replacement (all their images), m_I with images drawn with replacement (for every participant).
-    Every candidate sees the same draws, so differences and P(best) are paired.
+    m is the mean of all cells, m_P the mean with participants drawn with replacement (all their images),
+    m_I with images drawn with replacement (for every participant); see :func:`crossed_draws`. Every
+    candidate sees the same draws, so differences and P(best) are paired.
     """
-    rng = np.random.default_rng(seed)
     _, n_p, n_i = total.shape
-    people = rng.multinomial(n_p, np.full(n_p, 1.0 / n_p), size=n_boot).astype(float)
-    images = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=n_boot).astype(float)
+    people, images = crossed_multiplicities(n_boot, n_p, n_i, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         point = total.sum(axis=(1, 2)) / count.sum(axis=(1, 2))
         by_people = (people @ total.sum(axis=2).T) / (people @ count.sum(axis=2).T)
         by_images = (images @ total.sum(axis=1).T) / (images @ count.sum(axis=1).T)
-    return by_people + by_images - point
+    return crossed_draws(point, by_people, by_images)

@@ -12,18 +12,20 @@ from eigdist_core.contract import MIXTURE, NOISE_CEILING, candidate_name
 
 from .report import _html_table as html_table
 
+#: The explainable fraction and its interval: "n/a" in the report's table where undefined.
+EXPLAINABLE = ("explainable", "explainable_low", "explainable_high")
 CAPTIONS = {
     "comparison_scores.png": "Cross-validated log-likelihood of every candidate, in bits per trial relative to the "
-                             "L2 (pixel) baseline, with 95 % two-level cluster-bootstrap intervals; the grey band "
-                             "is the noise ceiling's interval.",
+                             "L2 (pixel) baseline, with 95 % intervals (participants and images bootstrapped as "
+                             "crossed factors); the grey band is the noise ceiling's interval.",
     "comparison_matrix.png": "Cross-prediction matrix: bits per trial vs L2 of each candidate (rows) on the trials "
                              "of each layer's max and min stimuli and of the random directions (columns). The "
                              "diagonal is the question D asks.",
     "comparison_predictions.png": "Predicted (k/√s, k fitted per participant) against fitted thresholds, one panel "
                                   "per candidate (log axes; red max, blue min, grey random items).",
     "comparison_mixture.png": "Mixture proportions w_m / Σ w of s = Σ w_m s_m (in the units of the sensitivity "
-                              "table) with 95 % bootstrap intervals (participants, then their images; each draw "
-                              "refitted).",
+                              "table) with 95 % intervals (the scores' crossed bootstrap of participants and "
+                              "images, each redraw refitted).",
 }
 
 
@@ -170,8 +172,10 @@ def comparison_html(comparison: pd.DataFrame, ranking: pd.DataFrame, notes: list
         "<b>explainable</b>: the fraction of the noise ceiling's gain over L2 (a free threshold per stimulus "
         "from the other participants). at_ceiling: the score is not below the ceiling's interval. spearman / "
         "pearson: predicted vs fitted log thresholds across items, r_ceiling their split-half reliability "
-        "(descriptive for adaptive tracks). n_nonlinear: items whose linearity ratio ρ leaves the band.</p>",
-        html_table(comparison),
+        "(descriptive for adaptive tracks). n_nonlinear: items whose linearity ratio ρ leaves the band. "
+        "explainable is n/a where the ceiling is not reliably above L2 (the notes below say why).</p>",
+        html_table(comparison.assign(**{c: [f"{v:.3g}" if np.isfinite(v) else "n/a" for v in comparison[c]]
+                                        for c in EXPLAINABLE})),
     ]
     text = agreement(comparison, ranking)
     if text:

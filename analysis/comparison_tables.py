@@ -18,8 +18,8 @@ import pandas as pd
 from scipy import stats
 
 from eigdist_core.contract import (
-    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, MIXTURE, MIXTURE_COLUMNS, PREDICTION_COLUMNS,
-    RANDOM_SOURCE, candidate_name,
+    COMPARISON_COLUMNS, CONDITION_KEY, L2_MODEL, MATRIX_COLUMNS, MIXTURE, MIXTURE_COLUMNS, NOISE_CEILING,
+    PREDICTION_COLUMNS, RANDOM_SOURCE, candidate_name,
 )
 
 from eigdist_core.sensitivities import SensitivityError
@@ -79,8 +79,6 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
         notes.append(mix)
     else:
         lv, sensitivities, ll = with_mixture(lv, sensitivities, ll, mix)
-    if np.isnan(lv.h[-1]).all():
-        notes.append("no noise ceiling: it needs thresholds of two or more participants")
     pi, people = pd.factorize(lv.table["participant"], sort=True)
     ii, images = pd.factorize(lv.table["image_id"], sort=True)
     n = lv.table["n"].to_numpy(dtype=float)
@@ -93,6 +91,7 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
     table = _with_correlations(table, lv, sensitivities, thresholds)
     table["n_nonlinear"] = _nonlinear_counts(lv, sensitivities)
     order = _order(table)
+    notes += [note for note in [ceiling_note(table)] if note]
     matrix = _matrix(lv, delta, n, pi, ii, (len(people), len(images)), options)
     predictions = _predictions(lv, sensitivities, thresholds, options)
     mixed = pd.DataFrame(columns=list(MIXTURE_COLUMNS)) if isinstance(mix, str) else mix.table
@@ -135,15 +134,45 @@ def _score_table(lv: Levels, point: np.ndarray, draws: np.ndarray, scheme: str) 
     with np.errstate(invalid="ignore", divide="ignore"):
         table["explainable"] = point / point[ceiling]
         table["explainable_low"], table["explainable_high"] = _percentiles(draws / draws[:, [ceiling]])
+    defined = ceiling_above_l2(point[ceiling], table["ci_low"].iloc[ceiling])
+    if not defined:
+        table[["explainable", "explainable_low", "explainable_high"]] = np.nan
     single = np.array([c != MIXTURE for c in lv.candidates[:ceiling]])
     scored = np.isfinite(point[:ceiling]) & single
     p_best = share_of_best(np.where(single, draws[:, :ceiling], np.nan))
     table["p_best"] = np.append(np.where(scored, p_best, np.nan), np.nan)
     rank = pd.Series(np.where(scored, point[:ceiling], np.nan)).rank(ascending=False, method="min")
     table["rank"] = pd.array(np.append(rank.to_numpy(), np.nan), dtype="Float64").astype("Int64")
-    table["at_ceiling"] = np.append(point[:ceiling] >= table["ci_low"].iloc[ceiling], False)
+    # a ceiling not reliably above L2 puts L2 itself "at the ceiling": no candidate is, then
+    table["at_ceiling"] = np.append(defined & (point[:ceiling] >= table["ci_low"].iloc[ceiling]), False)
     table["cv"] = scheme
     return table
+
+
+def ceiling_above_l2(bits: float, low: float) -> bool:
+    """Whether the explainable fraction is defined: the ceiling's gain over L2 and its interval's lower end > 0.
+
+    By Fieller's theorem the confidence set of a ratio D_m / D_c is a bounded interval only when the
+    denominator is significantly non-zero (D_c² / var D_c > z², the ceiling's interval excludes 0);
+    otherwise it is the whole line or two rays, and the point estimate flips sign with D_c
+    (docs/analysis.md, "Scores"). NaN (no ceiling) is not above.
+    """
+    return bool(bits > 0 and low > 0)
+
+
+def ceiling_note(comparison: pd.DataFrame) -> str:
+    """The note saying why ``explainable`` is empty: no ceiling, or one not reliably above L2 ("" when the
+    fraction is defined); from ``comparison.csv`` (the ceiling's row)."""
+    row = comparison[comparison["model"] == NOISE_CEILING].iloc[0]
+    if not np.isfinite(row["bits"]):
+        return "no noise ceiling: it needs thresholds of two or more participants (explainable fraction n/a)"
+    if ceiling_above_l2(row["bits"], row["ci_low"]):
+        return ""
+    return (f"explainable fraction n/a: the noise ceiling, {row['bits']:+.3f} bits per trial vs L2 "
+            f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], is not reliably above the L2 baseline, so "
+            "(LL_m − LL_L2)/(LL_ceiling − LL_L2) has no bounded interval; the ceiling is each participant's "
+            f"prediction from the other participants' thresholds ({int(row['n_participants'])} participants "
+            "here): more observers or more trials per stimulus would make it reliable")
 
 
 def share_of_best(models: np.ndarray) -> np.ndarray:

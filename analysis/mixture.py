@@ -14,11 +14,12 @@ fit starts from equal weights and from each layer alone and keeps the best.
 The mixture runs over the layers that made the lab's stimuli (the set's layers, not the L2 baseline
 nor extra ``--models``): they are few, which keeps the fit well posed and cheap. Its weights, reported
 as proportions w_m / Σ w (``mixture.csv``), come from one fit to all trials (one weight vector, slope and
-lapse for the lab, as a leave-one-participant-out fold fits), their intervals from refitting the same
-model on the first :data:`MAX_DRAWS` draws of the comparison's bootstrap (participants, then their
-images; the draw's multiplicities weight the trial counts) by :data:`STEPS` Fisher-scoring steps from
-the fit: a k-step bootstrap (Andrews 2002, Econometrica 70:119), which costs a fraction of refits to
-convergence and, measured, moves the intervals by < 0.003 (docs/analysis.md).
+lapse for the lab, as a leave-one-participant-out fold fits), their intervals from the first
+:data:`MAX_DRAWS` draws of the comparison's crossed bootstrap (:mod:`analysis.comparison_bootstrap`):
+the model refitted with participants redrawn and with images redrawn (the multiplicities weight the
+trial counts), each by :data:`STEPS` Fisher-scoring steps from the fit (a k-step bootstrap, Andrews
+2002, Econometrica 70:119, which costs a fraction of refits to convergence), and the two deviations
+from the fit added to it, as the scores' draws are.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from eigdist_core.contract import L2_MODEL, MIXTURE, MIXTURE_COLUMNS, candidate_
 
 from . import fitting
 from .comparison import CANDIDATE, CompareOptions, Folds, Levels, padded, score_levels
+from .comparison_bootstrap import crossed_draws, crossed_multiplicities
 from .psychometric import SLOPE_PRIOR, SPREAD_BOUNDS
-from .ranking import bootstrap_draws
 
 #: No weight grows beyond e^SPAN times its equal-weight start.
 SPAN = 20.0
@@ -42,7 +43,7 @@ SPAN = 20.0
 OTHERS = 6.0
 #: Draws × levels × parameters per batch of bootstrap refits (memory).
 CHUNK_CELLS = 4_000_000
-#: The weights' intervals refit the first draws of the comparison's bootstrap, at most this many, ...
+#: The weights' intervals use the first draws of the comparison's bootstrap, at most this many (two refits each), ...
 MAX_DRAWS = 200
 #: ... each by this many Fisher-scoring steps from the all-trials fit (a k-step bootstrap, Andrews 2002).
 STEPS = 3
@@ -119,14 +120,14 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
     ll = score_levels(lv, h, theta[:, :3], cv, options.function)
     everything = [np.arange(len(lv.table))]
     best = fit_rows(lv, log_s, everything, None, options)
-    draws = _bootstrap(lv, log_s, best, options)
-    w = _proportions(best[:, 3:], log_g)[0]
+    phi_p, phi_i = _bootstrap(lv, log_s, best, options)
+    w, share = _proportions(best[:, 3:], log_g)[0], special.softmax(best[0, 3:])
     s = np.exp(log_s + log_g) @ w
     with np.errstate(divide="ignore"):
         h_fit = 0.5 * np.log(s)
     per_item = pd.Series(s, index=lv.table["item_id"]).groupby(level=0).first()
-    table = _table(layers, w, _proportions(draws, log_g), special.softmax(best[0, 3:]),
-                   special.softmax(draws, axis=-1))
+    table = _table(layers, w, _crossed(w, _proportions(phi_p, log_g), _proportions(phi_i, log_g)), share,
+                   _crossed(share, special.softmax(phi_p, axis=-1), special.softmax(phi_i, axis=-1)))
     return Mixture(layers, ll, h_fit, per_item, table)
 
 
@@ -231,23 +232,29 @@ def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions
     return scale, theta.reshape(len(starts), c, -1)[np.argmax(obj, axis=0), np.arange(c)]
 
 
-def _bootstrap(lv: Levels, log_s: np.ndarray, best: np.ndarray, options: CompareOptions) -> np.ndarray:
-    """φ of the all-trials fit refitted on the first :data:`MAX_DRAWS` draws of the comparison's bootstrap."""
+def _bootstrap(lv: Levels, log_s: np.ndarray, best: np.ndarray, options: CompareOptions
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """φ of the all-trials fit refitted on the first :data:`MAX_DRAWS` draws of the comparison's crossed
+    bootstrap: (draws, M) with participants redrawn, and (draws, M) with images redrawn."""
     pi, people = pd.factorize(lv.table["participant"], sort=True)
     ii, images = pd.factorize(lv.table["image_id"], sort=True)
-    drawn, multiplicity = bootstrap_draws(options.n_boot, len(people), len(images), options.seed)
     n_draws = min(options.n_boot, MAX_DRAWS)
-    per_cell = np.zeros((n_draws, len(people), len(images)))
-    for j in range(len(people)):
-        np.add.at(per_cell, (np.arange(n_draws), drawn[:n_draws, j]), multiplicity[:n_draws, j])
-    weight = per_cell[:, pi, ii]  # (n_boot, levels): how often the draw holds each level
+    by_people, by_images = crossed_multiplicities(options.n_boot, len(people), len(images), options.seed)
+    weight = np.concatenate([by_people[:n_draws, pi], by_images[:n_draws, ii]])  # (2 draws, levels)
     chunk = max(1, CHUNK_CELLS // (len(lv.table) * (3 + log_s.shape[1])))
     out = []
-    for start in range(0, n_draws, chunk):
+    for start in range(0, len(weight), chunk):
         rows = weight[start:start + chunk]
         everything = [np.arange(len(lv.table))] * len(rows)
         out.append(fit_rows(lv, log_s, everything, rows, options, np.repeat(best, len(rows), axis=0))[:, 3:])
-    return np.concatenate(out)
+    phi = np.concatenate(out)
+    return phi[:n_draws], phi[n_draws:]
+
+
+def _crossed(point: np.ndarray, by_people: np.ndarray, by_images: np.ndarray) -> np.ndarray:
+    """Crossed draws of proportions (:func:`analysis.comparison_bootstrap.crossed_draws`), clipped to [0, 1]: the
+    sum of two deviations can leave the range near its ends, and clipping draws clips their percentiles."""
+    return np.clip(crossed_draws(point, by_people, by_images), 0.0, 1.0)
 
 
 def with_mixture(lv: Levels, sensitivities: pd.DataFrame, ll: np.ndarray, mix: Mixture

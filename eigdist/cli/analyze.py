@@ -55,4 +55,12 @@ def run(args: argparse.Namespace) -> int:
     if not compared:
         print("no model comparison: it needs --stimuli DIR with a sensitivity table "
               "('eigdist stimuli sensitivities DIR' adds one)")
+    else:
+        import pandas as pd
+
+        from analysis.comparison_tables import ceiling_note
+
+        note = ceiling_note(pd.read_csv(report.parent / "comparison.csv", keep_default_na=False, na_values=[""]))
+        if note:
+            print(f"note: {note}")
     return 0

@@ -257,6 +257,7 @@ def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> No
     """The model comparison (every layer on every trial), best first, beside the D ranking; the ceiling last."""
     import pandas as pd
 
+    from analysis.comparison_tables import ceiling_note
     from eigdist_core.contract import MIXTURE, NOISE_CEILING
 
     if not (analysis / "comparison.csv").exists():
@@ -271,8 +272,12 @@ def print_comparison(analysis: Path, observer_model: str = OBSERVER_MODEL) -> No
             continue
         own = "  <- the observers' own model" if f"{row.model}:{row.layer}" == observer_model else ""
         rank = f"{int(row.rank):>2}." if pd.notna(row.rank) else "  -"
+        explainable = f"{row.explainable:.2f}" if pd.notna(row.explainable) else "n/a"
         print(f"  {rank} {row.model}:{row.layer} ({row.weights})  {row.bits:+.3f} [{row.ci_low:+.3f}, "
-              f"{row.ci_high:+.3f}]  explainable {row.explainable:.2f}  P(best) = {row.p_best:.2f}{own}")
+              f"{row.ci_high:+.3f}]  explainable {explainable}  P(best) = {row.p_best:.2f}{own}")
+    note = ceiling_note(table)
+    if note:
+        print(f"  note: {note}")
 
 
 def run(args: argparse.Namespace) -> int:
