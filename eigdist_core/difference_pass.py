@@ -59,6 +59,7 @@ class DifferencePass:
         self._free = [[n for n in node.all_input_nodes if last[n] == i] for i, node in enumerate(nodes)]
         self._base: dict[fx.Node, object] = {}
         self._single: dict[fx.Node, torch.Tensor] = {}
+        self._placeholder = next(n for n in nodes if n.op == "placeholder")
         varies = set()
         with torch.no_grad():
             for node in nodes:
@@ -73,23 +74,38 @@ class DifferencePass:
 
     def __call__(self, delta: torch.Tensor) -> torch.Tensor:
         """f(x + δ) − f(x) for each row of ``delta`` (b × C × H × W, float64): b × m, float32."""
+        with torch.no_grad():
+            start = self._input64(self._x + delta) - self._base[self._placeholder]
+        return self._run(start.float(), tangent=False)
+
+    def jvp(self, V: torch.Tensor) -> torch.Tensor:
+        """J·v at x for each row of ``V`` (b × C × H × W, float64), by the same rules: b × m, float32.
+
+        The linear operations carry the tangent in float32 as they carry a difference; any other operation
+        takes its Jacobian-vector product at its input a, in float64 (ReLU: the tangent where a > 0).
+        """
+        from .fisher import _load_forward_ad_quietly
+
+        _load_forward_ad_quietly()
+        x = self._x.expand(len(V), *self._x.shape[1:]).clone()
+        return self._run(torch.func.jvp(self._input64, (x,), (V,))[1].float(), tangent=True)
+
+    def _run(self, start: torch.Tensor, tangent: bool) -> torch.Tensor:
+        """Carry ``start``, the input's difference (or tangent), through the graph to the output, flattened."""
         env: dict[fx.Node, torch.Tensor | None] = {}
         with torch.no_grad():
             for node, free in zip(self._gm64.graph.nodes, self._free):
                 if node.op == "output":
                     out = node.args[0]
-                    return torch.cat([_zeros_if_none(env[out[k]], self._base[out[k]], len(delta)).flatten(1)
+                    return torch.cat([_zeros_if_none(env[out[k]], self._base[out[k]], len(start)).flatten(1)
                                       for k in self._keys], dim=1)
-                if node.op == "placeholder":
-                    env[node] = (self._input64(self._x + delta) - self._base[node]).float()
-                else:
-                    env[node] = self._difference(node, env)
+                env[node] = start if node.op == "placeholder" else self._difference(node, env, tangent)
                 for n in free:
                     env.pop(n, None)
         raise ValueError("the model's graph has no output")
 
-    def _difference(self, node: fx.Node, env: dict) -> torch.Tensor | None:
-        """The node's difference from those of its inputs (``None``: it does not depend on the image)."""
+    def _difference(self, node: fx.Node, env: dict, tangent: bool) -> torch.Tensor | None:
+        """The node's difference (or tangent) from those of its inputs (``None``: it does not depend on the image)."""
         inputs = [env[n] for n in node.all_input_nodes]
         if all(d is None for d in inputs):
             return None
@@ -103,9 +119,21 @@ class DifferencePass:
             return a if b is None else sign * b if a is None else a + sign * b
         if _is_relu(node, self._gm32) and not node.kwargs and len(node.args) == 1:
             a, d = self._base32(node.args[0]), env[node.args[0]]
+            if tangent:
+                return torch.where(a > 0, d, 0.0)
             # relu(a + δ) − relu(a): max(δ, −a) where a > 0, else max(a + δ, 0); a + δ is rounded only where
             # |a| < |δ| (the sign changes), so every value is rounded relative to δ
             return torch.where(a > 0, torch.maximum(d, -a), torch.clamp_min(a + d, 0))
+        varying = [n for n in node.all_input_nodes if env[n] is not None]
+        if tangent:  # any other operation g: its Jacobian-vector product at its input, in float64
+            def g(*values):
+                given = dict(zip(varying, values))
+                return self._call64(node, lambda n: given[n] if n in given else _clone(self._base[n]))
+
+            b = len(env[varying[0]])
+            primals = tuple(self._base[n].expand(b, *self._base[n].shape[1:]).clone() for n in varying)
+            with torch.enable_grad():
+                return torch.func.jvp(g, primals, tuple(env[n].double() for n in varying))[1].float()
         # any other operation g: g(a + δ) − g(a), in float64
         full = self._call64(node, lambda n: self._base[n] + env[n].double() if env[n] is not None
                             else _clone(self._base[n]))

@@ -55,9 +55,11 @@ def layer_values(model, sizes: Sequence[int] | None, image: np.ndarray, items: n
                  model32=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`pair_values` for L layers whose flattened responses ``model`` concatenates (``sizes``: theirs).
 
-    ``sizes`` ``None`` is one layer, the whole response. ``model32``, the same model in float32, takes
-    the ρ passes whose float32 error is below :data:`RHO_RTOL` (:func:`_float32_safe`). Returns s (b, L),
-    ρ (b, L, K) and ρ at the ceiling (b, L).
+    ``sizes`` ``None`` is one layer, the whole response. ``model32`` is the same model in float32: a network
+    whose graph is known then gets s and ρ from difference passes
+    (:func:`~eigdist_core.difference_pass.difference_pass`), any other model its ρ passes in float32
+    where their error is below :data:`RHO_RTOL` (:func:`_float32_safe`). Returns s (b, L), ρ (b, L, K)
+    and ρ at the ceiling (b, L).
     """
     import torch
 
@@ -65,15 +67,19 @@ def layer_values(model, sizes: Sequence[int] | None, image: np.ndarray, items: n
     from .fisher import FisherOperator
 
     x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
-    op = FisherOperator(model, x, dtype=torch.float64)
-    bounds = np.cumsum([0, *(sizes or [op.m])])
     V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
-    jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
+    difference = None if model32 is None else difference_pass(model32, model, x)
+    if difference is None:
+        op = FisherOperator(model, x, dtype=torch.float64)
+        jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
+    else:
+        jv = torch.cat([difference.jvp(V[i:i + CHUNK].view(-1, *x.shape[1:])).double()
+                        for i in range(0, len(V), CHUNK)])
+    bounds = np.cumsum([0, *(sizes or [jv.shape[1]])])
     s = _per_layer(jv ** 2, bounds)
     grid = np.asarray(alphas, dtype=np.float64)
     shown = [_shown(grid, c) for c in ceilings]
     which = [(j, a) for j, amps in enumerate(shown) for a in amps]
-    difference = None if model32 is None else difference_pass(model32, model, x)
     if difference is not None:
         dist2 = _distances(difference, x, V, which, bounds)
     elif model32 is None:

@@ -49,8 +49,8 @@ def test_an_affine_network_has_rho_one_at_every_amplitude():
 
 
 def test_resnet_layers_match_float64_passes():
-    """resnet18 maxpool and layer1 stacked (ReLU, max pooling, residual sums): ρ within 1e-5 of the float64
-    passes at every α from 1e-5 to 4, where plain float32 passes are off by more than 10 × RHO_RTOL."""
+    """resnet18 maxpool and layer1 stacked (ReLU, max pooling, residual sums): s and ρ within 1e-5 of the
+    float64 Jacobian-vector products and passes at every α from 1e-5 to 4, where plain float32 passes are off by more than 10 × RHO_RTOL."""
     nodes = ["maxpool", "layer1"]
     stack = stack_layers([models.load(f"resnet18:{n}", "random:0") for n in nodes], nodes)
     image, items = _items(3, 32, 1)
@@ -60,6 +60,7 @@ def test_resnet_layers_match_float64_passes():
     assert difference_pass(stack, stack64, torch.from_numpy(image)[None]) is not None
     exact = layer_values(stack64, sizes, image, items, [4.0] * 3, alphas)
     fast = layer_values(stack64, sizes, image, items, [4.0] * 3, alphas, stack)
+    np.testing.assert_allclose(fast[0], exact[0], rtol=1e-5)
     np.testing.assert_allclose(fast[1], exact[1], rtol=1e-5)
     np.testing.assert_allclose(fast[2], exact[2], rtol=1e-5)
     assert np.abs(exact[1] - 1).max() > 0.01  # the network is not linear over the grid
