@@ -1,8 +1,8 @@
 """s = vᵀF_m(x)v and the linearity ratio ρ of the items of one image under the layers of one network.
 
 The numbers of the sensitivity table (:mod:`~eigdist_core.sensitivities`, docs/stimuli.md
-"Sensitivities"): s_m(v) = ‖J_m v‖² by Jacobian-vector products (float64, batched over the image's
-items) and ρ_m(α) = ‖f_m(x + αv) − f_m(x)‖² / (α²·s_m(v)) at every amplitude the experiment can show.
+"Sensitivities"): s_m(v) = ‖J_m v‖² by Jacobian-vector products (batched over the image's items;
+difference passes, :mod:`~eigdist_core.difference_pass`, for networks with a graph) and ρ_m(α) = ‖f_m(x + αv) − f_m(x)‖² / (α²·s_m(v)) at every amplitude the experiment can show.
 Layers of one network share their passes (:func:`~eigdist_core.models.adapter.stack_layers`): one
 forward of the deepest layer gives every layer's response.
 """
