@@ -1,8 +1,8 @@
 """What every model predicts about every item of a set: s = vᵀF_m(x)v and the linearity ratio ρ.
 
 For an item v at image x and a model layer f_m, the Fisher information along v is
-s_m(v) = vᵀF_m v = ‖J_m v‖²: one Jacobian-vector product per (item, network) pair, float64, no
-eigensolve (:mod:`~eigdist_core.sensitivity_values`). A model observer with additive Gaussian noise
+s_m(v) = vᵀF_m v = ‖J_m v‖²: one Jacobian-vector product per (item, network) pair, no eigensolve
+(:mod:`~eigdist_core.sensitivity_values`). A model observer with additive Gaussian noise
 then has the threshold k_m/√s_m(v). That holds while f_m responds linearly along v;
 ρ = ‖f(x + αv) − f(x)‖² / (α²·s) checks it at the amplitudes the experiment can show (the set's
 response-curve grid up to the item's α ceiling, and the ceiling itself); items whose ρ leaves

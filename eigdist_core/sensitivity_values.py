@@ -1,15 +1,15 @@
 """s = vᵀF_m(x)v and the linearity ratio ρ of the items of one image under the layers of one network.
 
 The numbers of the sensitivity table (:mod:`~eigdist_core.sensitivities`, docs/stimuli.md
-"Sensitivities"): s_m(v) = ‖J_m v‖² by Jacobian-vector products (float64, batched over the image's
-items) and ρ_m(α) = ‖f_m(x + αv) − f_m(x)‖² / (α²·s_m(v)) at every amplitude the experiment can show.
+"Sensitivities"): s_m(v) = ‖J_m v‖² by Jacobian-vector products (batched over the image's items;
+difference passes, :mod:`~eigdist_core.difference_pass`, for networks with a graph) and ρ_m(α) = ‖f_m(x + αv) − f_m(x)‖² / (α²·s_m(v)) at every amplitude the experiment can show.
 Layers of one network share their passes (:func:`~eigdist_core.models.adapter.stack_layers`): one
 forward of the deepest layer gives every layer's response.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -55,25 +55,37 @@ def layer_values(model, sizes: Sequence[int] | None, image: np.ndarray, items: n
                  model32=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`pair_values` for L layers whose flattened responses ``model`` concatenates (``sizes``: theirs).
 
-    ``sizes`` ``None`` is one layer, the whole response. ``model32``, the same model in float32, takes
-    the ρ passes whose float32 error is below :data:`RHO_RTOL` (:func:`_float32_safe`). Returns s (b, L),
-    ρ (b, L, K) and ρ at the ceiling (b, L).
+    ``sizes`` ``None`` is one layer, the whole response. ``model32`` is the same model in float32: a network
+    whose graph is known then gets s and ρ from difference passes
+    (:func:`~eigdist_core.difference_pass.difference_pass`), any other model its ρ passes in float32
+    where their error is below :data:`RHO_RTOL` (:func:`_float32_safe`). Returns s (b, L), ρ (b, L, K)
+    and ρ at the ceiling (b, L).
     """
     import torch
 
+    from .difference_pass import difference_pass
     from .fisher import FisherOperator
 
     x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
-    op = FisherOperator(model, x, dtype=torch.float64)
-    bounds = np.cumsum([0, *(sizes or [op.m])])
     V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
-    jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
+    difference = None if model32 is None else difference_pass(model32, model, x)
+    if difference is None:
+        op = FisherOperator(model, x, dtype=torch.float64)
+        jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
+    else:
+        jv = torch.cat([difference.jvp(V[i:i + CHUNK].view(-1, *x.shape[1:])).double()
+                        for i in range(0, len(V), CHUNK)])
+    bounds = np.cumsum([0, *(sizes or [jv.shape[1]])])
     s = _per_layer(jv ** 2, bounds)
     grid = np.asarray(alphas, dtype=np.float64)
     shown = [_shown(grid, c) for c in ceilings]
     which = [(j, a) for j, amps in enumerate(shown) for a in amps]
-    dist2 = _distances(model, x, V, which, bounds) if model32 is None else \
-        _mixed_distances(model, model32, x, V, which, bounds, s)
+    if difference is not None:
+        dist2 = _distances(difference, x, V, which, bounds)
+    elif model32 is None:
+        dist2 = _distances(_differences(model, x), x, V, which, bounds)
+    else:
+        dist2 = _mixed_distances(model, model32, x, V, which, bounds, s)
     rho = np.full((len(items), len(bounds) - 1, len(grid)), np.nan)
     rho_ceiling = np.empty((len(items), len(bounds) - 1))
     owner = np.array([j for j, _ in which])
@@ -97,25 +109,32 @@ def _per_layer(values, bounds: np.ndarray) -> np.ndarray:
     return np.stack([values[:, lo:hi].sum(dim=1).numpy() for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
 
 
-def _distances(model, x, V, which: list[tuple[int, float]], bounds: np.ndarray, base=None,
-               dtype=None) -> np.ndarray:
-    """‖f_l(x + αv_j) − f_l(x)‖² for each (j, α) of ``which`` and layer l, forward in batches of PASS_BATCH.
-
-    Computed in ``dtype`` (default float64; the inputs x + αv are formed in float64, then converted),
-    returned in float64; ``base`` is f(x) flattened when already computed.
-    """
+def _differences(model, x, dtype=None, base=None) -> Callable:
+    """δ ↦ f(x + δ) − f(x) by plain passes in ``dtype`` (default float64; x + δ is formed in float64, then
+    converted); ``base`` is f(x) flattened when already computed."""
     import torch
 
     dtype = dtype or torch.float64
-    out = np.empty((len(which), len(bounds) - 1))
     with torch.no_grad():
         base = model(x.to(dtype)).reshape(-1) if base is None else base
+    return lambda delta: model((x + delta).to(dtype)).reshape(len(delta), -1) - base
+
+
+def _distances(differences: Callable, x, V, which: list[tuple[int, float]], bounds: np.ndarray) -> np.ndarray:
+    """‖f_l(x + αv_j) − f_l(x)‖² for each (j, α) of ``which`` and layer l, in batches of PASS_BATCH.
+
+    ``differences`` maps a batch of input differences αv (float64) to f(x + αv) − f(x), flattened
+    (:func:`_differences`, or a :class:`~eigdist_core.difference_pass.DifferencePass`); float64 out.
+    """
+    import torch
+
+    out = np.empty((len(which), len(bounds) - 1))
+    with torch.no_grad():
         for start in range(0, len(which), PASS_BATCH):
             part = which[start:start + PASS_BATCH]
             amps = torch.tensor([a for _, a in part], dtype=torch.float64)[:, None]
-            batch = (x.reshape(1, -1) + amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
-            diff = (model(batch.to(dtype)).reshape(len(part), -1) - base).double()
-            out[start:start + len(part)] = _per_layer(diff ** 2, bounds)
+            delta = (amps * V[[j for j, _ in part]]).view(len(part), *x.shape[1:])
+            out[start:start + len(part)] = _per_layer(differences(delta).double() ** 2, bounds)
     return out
 
 
@@ -132,11 +151,12 @@ def _mixed_distances(model, model32, x, V, which: list[tuple[int, float]], bound
     single = _float32_safe(amps[:, None] ** 2 * s[owner], error)
     out = np.empty((len(which), len(bounds) - 1))
     if single.any():
-        out[single] = _distances(model32, x, V, [w for w, ok in zip(which, single) if ok], bounds, base32,
-                                 torch.float32)
+        out[single] = _distances(_differences(model32, x, torch.float32, base32), x, V,
+                                 [w for w, ok in zip(which, single) if ok], bounds)
         single[single] = _float32_safe(out[single], error)  # a distance below its prediction: checked again
     if not single.all():
-        out[~single] = _distances(model, x, V, [w for w, ok in zip(which, single) if not ok], bounds, base)
+        out[~single] = _distances(_differences(model, x, base=base), x, V,
+                                  [w for w, ok in zip(which, single) if not ok], bounds)
     return out
 
 
