@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.comparison import CompareOptions, cross_validate, folds, levels  # noqa: E402
 from analysis.simulate import simulate_trials  # noqa: E402
 from eigdist_core.contract import L2_MODEL, TRACK_KEY  # noqa: E402
-from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_information  # noqa: E402
+from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_divergence  # noqa: E402
 
 DESIGNS = ("selected", "random", "own-pair")
 
@@ -42,10 +42,12 @@ def speed(n_items: int, n_layers: int, budget: int) -> None:
     s = np.exp(rng.normal(size=(n_items, n_layers)))
     image = np.repeat(np.arange(20), -(-n_items // 20))[:n_items]
     start = time.perf_counter()
-    design = select(pair_contrasts(s), image, trial_information(3.0, 0.02, 0.5), Constraints(budget=budget))
-    took = time.perf_counter() - start
-    print(f"| {n_items} items × {n_layers} layers, budget {budget} | {took:.1f} s | {int((design.trials > 0).sum())} "
-          f"items, criterion {design.value:.3g} nats |")
+    cpu = time.process_time()
+    design = select(pair_contrasts(s), image, trial_divergence(3.0, 0.02, 0.5), Constraints(budget=budget))
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"| {n_items} items × {n_layers} layers, budget {budget} | {took:.1f} s ({cpu:.1f} s CPU) | "
+          f"{int((design.trials > 0).sum())} items, worst pair {design.information.min():.3g} nats, "
+          f"criterion {design.value:.3g} |")
 
 
 def synthetic_pool(n_images: int, n_layers: int, dim: int, sigma: float, n_random: int, seed: int) -> pd.DataFrame:
@@ -123,7 +125,7 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
     image = pd.factorize(pool["image_id"])[0]
     n = np.zeros(len(pool), int)
     if design == "selected":
-        return select(pair_contrasts(pool[layers].to_numpy()), image, trial_information(3.0, 0.02, 0.5),
+        return select(pair_contrasts(pool[layers].to_numpy()), image, trial_divergence(3.0, 0.02, 0.5),
                       Constraints(budget=budget, step=step)).trials
     pairs = budget // (2 * step)
     if design == "random":
@@ -186,15 +188,19 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
         print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
     sens = sensitivity_rows(pool, layers)
     rows = []
-    for budget in args.budgets:
-        for d, design in enumerate(DESIGNS):
-            for lab_seed in range(args.labs):
-                rng = np.random.default_rng([args.seed, budget, d, lab_seed])
-                trials = design_trials(pool, layers, design, budget, args.step, rng)
-                for t, true in enumerate(layers):
-                    data = lab(pool, trials, true, args.observers, hash((budget, d, lab_seed, t)) % 2**31)
-                    rows.append((budget, design, lab_seed, true, identify(data, sens, layers)))
-    return pd.DataFrame(rows, columns=["budget", "design", "lab", "true", "chosen"])
+    for observers in args.observers:
+        for budget in args.budgets:
+            for d, design in enumerate(DESIGNS):
+                if design not in args.designs:
+                    continue
+                for lab_seed in range(args.labs):
+                    rng = np.random.default_rng([args.seed, budget, d, lab_seed])
+                    trials = design_trials(pool, layers, design, budget, args.step, rng)
+                    for t, true in enumerate(layers):
+                        seed = hash((budget, d, lab_seed, t) + ((observers,) if observers != 2 else ())) % 2**31
+                        data = lab(pool, trials, true, observers, seed)
+                        rows.append((observers, budget, design, lab_seed, true, identify(data, sens, layers)))
+    return pd.DataFrame(rows, columns=["observers", "budget", "design", "lab", "true", "chosen"])
 
 
 def report(table: pd.DataFrame, out: Path | None) -> None:
@@ -250,7 +256,8 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--sigma", type=float, default=0.5)
     ap.add_argument("--random", type=int, default=10, help="random directions per image")
-    ap.add_argument("--observers", type=int, default=4)
+    ap.add_argument("--observers", type=int, nargs="+", default=[2], help="observers per lab (one run per count)")
+    ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--labs", type=int, default=10)
@@ -264,7 +271,11 @@ def main() -> int:
         speed(args.items, args.speed_layers, args.speed_budget)
     if args.gain:
         start = time.perf_counter()
-        report(gain(args), args.out)
+        table = gain(args)
+        if args.out is not None:  # the labs first: the figure can be redrawn from it (--tables)
+            args.out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(args.out / "design_gain.csv", index=False)
+        report(table, args.out)
         print(f"gain: {time.perf_counter() - start:.0f} s")
     return 0
 
