@@ -141,8 +141,11 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
     return n
 
 
-def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int) -> pd.DataFrame:
-    """Constant-stimulus trial rows of ``observers`` Weibull observers seeing through ``true``."""
+def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int,
+        method: str = "constant") -> pd.DataFrame:
+    """Trial rows of ``observers`` Weibull observers seeing through ``true``: constant stimuli around the true
+    threshold, or ``quest``: the experiment's QUEST+ track per item (α_max 4 × the largest true threshold shown,
+    the track's default three decades below it)."""
     rng = np.random.default_rng(seed)
     s = pool[true].to_numpy()
     shown = np.flatnonzero(trials)
@@ -154,9 +157,14 @@ def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed:
             "participant": f"p{p:02d}", "image_id": pool["image_id"].to_numpy()[shown], "model": "syn",
             "layer": pool["item_id"].to_numpy()[shown], "weights": "none", "direction": "max",
             "threshold": 0.05 * factor * scale / np.sqrt(s[shown]), "n": trials[shown]})
+        track = {"alpha_max": 1e9}
+        if method == "quest":
+            from experiments.staircase import make_track
+
+            track = {"method": "quest", "make_track": make_track, "alpha_max": 4 * float(truth["threshold"].max())}
         for n, group in truth.groupby("n"):
-            rows = simulate_trials(group[[*TRACK_KEY, "threshold"]], n_trials=int(n), alpha_max=1e9,
-                                   seed=int(rng.integers(2**31)))
+            rows = simulate_trials(group[[*TRACK_KEY, "threshold"]], n_trials=int(n), seed=int(rng.integers(2**31)),
+                                   **track)
             out.append(rows.assign(item_id=rows["layer"]))
     return pd.concat(out, ignore_index=True)
 
@@ -198,47 +206,98 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
                     trials = design_trials(pool, layers, design, budget, args.step, rng)
                     for t, true in enumerate(layers):
                         seed = hash((budget, d, lab_seed, t) + ((observers,) if observers != 2 else ())) % 2**31
-                        data = lab(pool, trials, true, observers, seed)
+                        data = lab(pool, trials, true, observers, seed, args.method)
                         rows.append((observers, budget, design, lab_seed, true, identify(data, sens, layers)))
     return pd.DataFrame(rows, columns=["observers", "budget", "design", "lab", "true", "chosen"])
 
 
-def report(table: pd.DataFrame, out: Path | None) -> None:
+def report(table: pd.DataFrame, out: Path | None, budget: int, observers: int) -> None:
+    """Accuracy per true layer, the issue's rule per true layer, confusion matrices; the power figure into ``out``."""
     table["hit"] = table["true"] == table["chosen"]
-    acc = table.pivot_table(index=["budget", "design"], columns="true", values="hit", aggfunc="mean")
-    acc["all"] = table.groupby(["budget", "design"])["hit"].mean()
+    keys = ["observers", "budget", "design"]
+    acc = table.pivot_table(index=keys, columns="true", values="hit", aggfunc="mean")
+    acc["all"] = table.groupby(keys)["hit"].mean()
     print("\nidentification accuracy per true layer (share of labs):")
     print(acc.round(2).to_string())
-    for budget in sorted(table["budget"].unique()):
+    print("\n" + "\n".join(rule(acc.drop(columns="all"))))
+    for (k, b), part in table.groupby(["observers", "budget"]):
         for design in DESIGNS:
-            part = table[(table["budget"] == budget) & (table["design"] == design)]
-            print(f"\nconfusion, {design}, {budget} trials per observer (rows: true, columns: chosen):")
-            print(pd.crosstab(part["true"], part["chosen"]).to_string())
+            cell = part[part["design"] == design]
+            if len(cell):
+                print(f"\nconfusion, {design}, {b} trials per observer, {k} observers (rows: true, columns: named):")
+                print(pd.crosstab(cell["true"], cell["chosen"]).to_string())
     if out is not None:
-        import matplotlib
+        figure(table, out, budget, observers)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "design_gain.csv", index=False)
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+def rule(acc: pd.DataFrame) -> list[str]:
+    """The issue's bar, per observers × budget: selected ≥ 10 points ahead of each other design for every true
+    layer; or selected at ≤ 60 % of the trials as accurate as the other design, for every true layer."""
+    lines = ["rule (every true layer): ≥ 10 points ahead at equal trials | as accurate with ≤ 60 % of the trials"]
+    for (k, b), part in acc.groupby(level=["observers", "budget"]):
+        if "selected" not in part.index.get_level_values("design"):
+            continue
+        sel = part.xs("selected", level="design").iloc[0]
+        for other in ("random", "own-pair"):
+            if other not in part.index.get_level_values("design"):
+                continue
+            theirs = part.xs(other, level="design").iloc[0]
+            margin = sel - theirs
+            fewer = [c for c in acc.index.get_level_values("budget").unique() if c <= 0.6 * b
+                     and (k, c, "selected") in acc.index and (acc.loc[(k, c, "selected")] >= theirs).all()]
+            lines.append(f"  {k} observers, {b} trials, vs {other}: smallest margin {margin.min():+.2f} "
+                         f"({margin.idxmin()}); ≥ 10 points for every layer: {'yes' if (margin >= 0.1).all() else 'no'}"
+                         f" | selected as accurate at ≤ 60 %: {f'yes, {min(fewer)} trials' if fewer else 'no'}")
+    return lines
+
+
+def figure(table: pd.DataFrame, out: Path, budget: int, observers: int) -> None:
+    """Accuracy against trials (at ``observers``) and against observers (at ``budget``), thick: all true layers,
+    thin: each; and the three designs' confusion matrices at ``budget`` trials and ``observers`` observers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
+    panels = (("budget", "observers", observers), ("observers", "budget", budget))
+    for ax, (axis, fixed, value) in zip(axes[0, :2], panels):
+        part = table[table[fixed] == value]
         for design, colour in zip(DESIGNS, ("C0", "C1", "C2")):
-            part = table[table["design"] == design]
-            for _, layer in part.groupby("true"):  # thin: each true layer; thick: all
-                curve = layer.groupby("budget")["hit"].mean()
+            mine = part[part["design"] == design]
+            for _, layer in mine.groupby("true"):
+                curve = layer.groupby(axis)["hit"].mean()
                 ax.plot(curve.index, curve.to_numpy(), color=colour, lw=0.7, alpha=0.35)
-            curve = part.groupby("budget")["hit"].mean()
+            curve = mine.groupby(axis)["hit"].mean()
             ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", lw=2, label=design)
-        budgets = sorted(table["budget"].unique())
-        ax.set(xlabel="trials per observer", ylabel="identification accuracy", ylim=(0, 1.02), xscale="log",
-               xticks=budgets, xticklabels=[str(b) for b in budgets],
-               title="true layer identified (simulated labs; thin: per true layer)")
+        ticks = sorted(part[axis].unique())
+        label = "trials per observer" if axis == "budget" else "observers per lab"
+        ax.set(xlabel=label, ylabel="identification accuracy", ylim=(0, 1.02), xscale="log", xticks=ticks,
+               xticklabels=[str(t) for t in ticks],
+               title=f"at {value} {'observers' if fixed == 'observers' else 'trials per observer'}")
         ax.minorticks_off()
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "design_power.png", dpi=120)
-        print(f"\nwrote {out}/design_gain.csv and {out}/design_power.png")
+        ax.legend(fontsize=8)
+    cell = table[(table["budget"] == budget) & (table["observers"] == observers)]
+    worst = cell.groupby(["design", "true"])["hit"].mean().unstack("design").reindex(columns=list(DESIGNS))
+    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=0,
+                   title=f"per true layer ({budget} trials, {observers} observers)", ylabel="identification accuracy")
+    layers = sorted(table["true"].unique())
+    for ax, design in zip(axes[1], DESIGNS):
+        part = cell[cell["design"] == design]
+        matrix = pd.crosstab(part["true"], part["chosen"]).reindex(index=layers, columns=layers, fill_value=0)
+        ax.imshow(matrix.to_numpy(), cmap="Blues", vmin=0, vmax=max(1, matrix.to_numpy().sum(axis=1).max()))
+        for (r, c), v in np.ndenumerate(matrix.to_numpy()):
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > matrix.to_numpy().sum(axis=1).max() / 2 else "black")
+        ax.set(xticks=range(len(layers)), yticks=range(len(layers)), xlabel="named", ylabel="true",
+               title=f"{design}: confusion ({budget} trials, {observers} obs.)")
+        ax.set_xticklabels([t.split(" ")[0] for t in layers], rotation=45, fontsize=7)
+        ax.set_yticklabels([t.split(" ")[0] for t in layers], fontsize=7)
+    fig.suptitle("true layer identified by simulated labs (not the criterion); thin lines: each true layer")
+    fig.tight_layout()
+    fig.savefig(out / "design_power.png", dpi=110)
+    print(f"\nwrote {out}/design_gain.csv and {out}/design_power.png")
 
 
 def main() -> int:
@@ -258,24 +317,33 @@ def main() -> int:
     ap.add_argument("--random", type=int, default=10, help="random directions per image")
     ap.add_argument("--observers", type=int, nargs="+", default=[2], help="observers per lab (one run per count)")
     ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
+    ap.add_argument("--method", choices=("constant", "quest"), default="constant",
+                    help="how the labs place trials: constant stimuli around the true threshold, or QUEST+ tracks")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--labs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--tables", type=Path, nargs="+", help="report from these design_gain.csv files (no labs run)")
+    ap.add_argument("--figure-budget", type=int, default=40, help="trials per observer of the figure's "
+                    "observers axis and confusion matrices")
+    ap.add_argument("--figure-observers", type=int, default=2, help="observers of its trials axis and matrices")
     args = ap.parse_args()
     if args.make_pool:
         args.pool = make_pool(args.make_pool)
     if args.speed:
         print("| selection | time | result |\n|---|---|---|")
         speed(args.items, args.speed_layers, args.speed_budget)
+    if args.tables:
+        table = pd.concat([pd.read_csv(t) for t in args.tables], ignore_index=True)
+        report(table, args.out, args.figure_budget, args.figure_observers)
     if args.gain:
         start = time.perf_counter()
         table = gain(args)
         if args.out is not None:  # the labs first: the figure can be redrawn from it (--tables)
             args.out.mkdir(parents=True, exist_ok=True)
             table.to_csv(args.out / "design_gain.csv", index=False)
-        report(table, args.out)
+        report(table, args.out, args.figure_budget, args.figure_observers)
         print(f"gain: {time.perf_counter() - start:.0f} s")
     return 0
 
