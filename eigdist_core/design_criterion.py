@@ -253,8 +253,8 @@ class _Scan:
     def __post_init__(self) -> None:
         self.scaled = np.ascontiguousarray(self.delta / GRID_STEP, dtype=np.float32)  # float32: half the traffic
         incidence = _incidence(self.delta.shape[1])
-        self.by_layer = np.nonzero(incidence.T)[1]  # each layer's pairs, layer after layer
-        self.layer_starts = np.concatenate([[0], np.cumsum(incidence.sum(axis=0))[:-1]]).astype(int)
+        self.by_layer = np.nonzero(incidence.T)[1]  # each layer's L − 1 pairs, layer after layer
+        self.layers = incidence.shape[1]
         self.buffer = np.empty((CHUNK, self.scaled.shape[1]), np.float32)
         self.index = np.empty((CHUNK, self.scaled.shape[1]), np.int32)
 
@@ -271,7 +271,7 @@ class _Scan:
         gain = np.float32(-0.25 * m * total / (total + m))
         offset = (-0.25 * (e - low)).astype(np.float32)
         scaled = self.scaled if rows is None else self.scaled[rows]
-        per_layer = np.empty((len(scaled), len(self.layer_starts)), np.float32)
+        per_layer = np.empty((len(scaled), self.layers), np.float32)
         for start in range(0, len(scaled), CHUNK):  # chunks that stay in cache through the passes
             part = slice(start, start + CHUNK)
             size = len(scaled[part])
@@ -280,8 +280,8 @@ class _Scan:
             info *= gain
             info += offset
             np.exp(info, out=info)
-            # Σ over each layer's pairs: its columns side by side, summed (no BLAS thread pool per chunk)
-            per_layer[part] = np.add.reduceat(info[:, self.by_layer], self.layer_starts, axis=1)
+            # Σ over each layer's L − 1 pairs (a gather and a sum: no BLAS thread pool per chunk)
+            np.sum(info[:, self.by_layer].reshape(size, -1, self.layers - 1), axis=2, out=per_layer[part])
         base = np.log(0.5) - 0.25 * low
         with np.errstate(divide="ignore"):  # a layer whose pairs are all far beyond the worst: ln 0 = −inf
             return base + np.log(per_layer.max(axis=1)), base + np.log(per_layer.sum(axis=1))
