@@ -244,9 +244,9 @@ def rule(acc: pd.DataFrame) -> list[str]:
             theirs = part.xs(other, level="design").iloc[0]
             margin = sel - theirs
             fewer = [c for c in acc.index.get_level_values("budget").unique() if c <= 0.6 * b
-                     and (k, c, "selected") in acc.index and (acc.loc[(k, c, "selected")] >= theirs).all()]
+                     and (k, c, "selected") in acc.index and (acc.loc[(k, c, "selected")] >= theirs - 1e-9).all()]
             lines.append(f"  {k} observers, {b} trials, vs {other}: smallest margin {margin.min():+.2f} "
-                         f"({margin.idxmin()}); ≥ 10 points for every layer: {'yes' if (margin >= 0.1).all() else 'no'}"
+                         f"({margin.idxmin()}); ≥ 10 points for every layer: {'yes' if (margin >= 0.1 - 1e-9).all() else 'no'}"
                          f" | selected as accurate at ≤ 60 %: {f'yes, {min(fewer)} trials' if fewer else 'no'}")
     return lines
 
@@ -279,6 +279,9 @@ def figure(table: pd.DataFrame, out: Path, budget: int, observers: int) -> None:
         ax.minorticks_off()
         ax.legend(fontsize=8)
     cell = table[(table["budget"] == budget) & (table["observers"] == observers)]
+    if cell.empty:
+        raise SystemExit(f"no labs at {budget} trials and {observers} observers: give --figure-budget and "
+                         "--figure-observers of a run")
     worst = cell.groupby(["design", "true"])["hit"].mean().unstack("design").reindex(columns=list(DESIGNS))
     worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=0,
                    title=f"per true layer ({budget} trials, {observers} observers)", ylabel="identification accuracy")
