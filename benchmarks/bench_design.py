@@ -10,8 +10,15 @@ equal trials per observer: ``selected`` (``eigdist_core.design_criterion.select`
 items, two per image, ``step`` trials each) and ``own-pair`` (each layer's max and min items, the fixed
 grid's D design, layers and images in turn).
 
+Labs answer constant stimuli around the true threshold, or (``--method quest``) through the experiment's
+QUEST+ tracks; ``--observers 1 2 4 8`` runs every count; the report prints accuracy per true layer, the
+issue's rule per true layer (≥ 10 points ahead at equal trials, or as accurate with ≤ 60 % of the trials)
+and the confusion matrices, and draws the power figure.
+
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
+    python benchmarks/bench_design.py --gain --budgets 40 --observers 1 4 8 --method quest --out out/q
+    python benchmarks/bench_design.py --tables out/design/design_gain.csv out/q/design_gain.csv --out out/all
     python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
     python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
 """
