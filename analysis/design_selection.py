@@ -2,8 +2,8 @@
 
 The pool is a built stimulus set with its sensitivity table. Its own layers (the config's models; not
 the L2 baseline or extra models) are the candidates. The criterion and the greedy allocation are
-:mod:`eigdist_core.design_criterion` (the smallest expected log-likelihood ratio over layer pairs,
-ln k profiled); this module reads the pool, leaves out items a lab could not measure (with a
+:mod:`eigdist_core.design_criterion` (the worst true layer's bound on naming a wrong layer, from the
+expected log-likelihood ratio of every layer pair, ln k profiled); this module reads the pool, leaves out items a lab could not measure (with a
 reason each), and writes the subset through :mod:`eigdist_core.stimulus_subset`.
 
 Predicted thresholds need a scale: each layer's k_m is set so that its median predicted threshold
@@ -24,7 +24,7 @@ import pandas as pd
 
 from eigdist_core.contract import SELECTION_CRITERION, alpha_ceiling, candidate_name
 from eigdist_core.design_criterion import (
-    Constraints, DesignError, layer_pairs, pair_contrasts, select, trial_information,
+    Constraints, DesignError, layer_pairs, pair_contrasts, select, trial_divergence,
 )
 from eigdist_core.sensitivities import read_table, set_models
 from eigdist_core.stimulus_set import StimulusSet, open_verified
@@ -139,14 +139,15 @@ def choose(pool: Pool, limits: Constraints, observer: Observer = Observer()) -> 
         raise DesignError(f"every item of the pool is left out (e.g. {first[0]}: {first[1]})")
     delta = pair_contrasts(pool.s[keep])
     image = pd.factorize(np.asarray(pool.image_ids)[keep])[0]
-    w = trial_information(observer.slope, observer.lapse, 1.0 / observer.n_alternatives, observer.function)
-    design = select(delta, image, w, limits)
+    g = trial_divergence(observer.slope, observer.lapse, 1.0 / observer.n_alternatives, observer.function)
+    design = select(delta, image, g, limits)
     ids = np.asarray(pool.item_ids)[keep]
     i, j = layer_pairs(len(pool.layers))
     return {
         "criterion": SELECTION_CRITERION, "value": design.value,
         "pairs": [{"layers": [pool.layers[a], pool.layers[b]], "expected_llr": float(x)}
                   for a, b, x in zip(i, j, design.information)],
+        "bounds": {layer: float(b) for layer, b in zip(pool.layers, design.bounds)},
         "layers": pool.layers, **asdict(limits), **asdict(observer),
         "typical_threshold": typical_threshold(pool, observer),
         "trials": {str(ids[v]): int(design.trials[v]) for v in np.flatnonzero(design.trials)},

@@ -10,8 +10,15 @@ equal trials per observer: ``selected`` (``eigdist_core.design_criterion.select`
 items, two per image, ``step`` trials each) and ``own-pair`` (each layer's max and min items, the fixed
 grid's D design, layers and images in turn).
 
+Labs answer constant stimuli around the true threshold, or (``--method quest``) through the experiment's
+QUEST+ tracks; ``--observers 1 2 4 8`` runs every count; the report prints accuracy per true layer, the
+issue's rule per true layer (≥ 10 points ahead at equal trials, or as accurate with ≤ 60 % of the trials)
+and the confusion matrices, and draws the power figure.
+
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
+    python benchmarks/bench_design.py --gain --budgets 40 --observers 1 4 8 --method quest --out out/q
+    python benchmarks/bench_design.py --tables out/design/design_gain.csv out/q/design_gain.csv --out out/all
     python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
     python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
 """
@@ -32,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.comparison import CompareOptions, cross_validate, folds, levels  # noqa: E402
 from analysis.simulate import simulate_trials  # noqa: E402
 from eigdist_core.contract import L2_MODEL, TRACK_KEY  # noqa: E402
-from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_information  # noqa: E402
+from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_divergence  # noqa: E402
 
 DESIGNS = ("selected", "random", "own-pair")
 
@@ -42,10 +49,12 @@ def speed(n_items: int, n_layers: int, budget: int) -> None:
     s = np.exp(rng.normal(size=(n_items, n_layers)))
     image = np.repeat(np.arange(20), -(-n_items // 20))[:n_items]
     start = time.perf_counter()
-    design = select(pair_contrasts(s), image, trial_information(3.0, 0.02, 0.5), Constraints(budget=budget))
-    took = time.perf_counter() - start
-    print(f"| {n_items} items × {n_layers} layers, budget {budget} | {took:.1f} s | {int((design.trials > 0).sum())} "
-          f"items, criterion {design.value:.3g} nats |")
+    cpu = time.process_time()
+    design = select(pair_contrasts(s), image, trial_divergence(3.0, 0.02, 0.5), Constraints(budget=budget))
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"| {n_items} items × {n_layers} layers, budget {budget} | {took:.1f} s ({cpu:.1f} s CPU) | "
+          f"{int((design.trials > 0).sum())} items, worst pair {design.information.min():.3g} nats, "
+          f"criterion {design.value:.3g} |")
 
 
 def synthetic_pool(n_images: int, n_layers: int, dim: int, sigma: float, n_random: int, seed: int) -> pd.DataFrame:
@@ -123,7 +132,7 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
     image = pd.factorize(pool["image_id"])[0]
     n = np.zeros(len(pool), int)
     if design == "selected":
-        return select(pair_contrasts(pool[layers].to_numpy()), image, trial_information(3.0, 0.02, 0.5),
+        return select(pair_contrasts(pool[layers].to_numpy()), image, trial_divergence(3.0, 0.02, 0.5),
                       Constraints(budget=budget, step=step)).trials
     pairs = budget // (2 * step)
     if design == "random":
@@ -139,8 +148,11 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
     return n
 
 
-def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int) -> pd.DataFrame:
-    """Constant-stimulus trial rows of ``observers`` Weibull observers seeing through ``true``."""
+def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int,
+        method: str = "constant") -> pd.DataFrame:
+    """Trial rows of ``observers`` Weibull observers seeing through ``true``: constant stimuli around the true
+    threshold, or ``quest``: the experiment's QUEST+ track per item (α_max 4 × the largest true threshold shown,
+    the track's default three decades below it)."""
     rng = np.random.default_rng(seed)
     s = pool[true].to_numpy()
     shown = np.flatnonzero(trials)
@@ -152,9 +164,14 @@ def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed:
             "participant": f"p{p:02d}", "image_id": pool["image_id"].to_numpy()[shown], "model": "syn",
             "layer": pool["item_id"].to_numpy()[shown], "weights": "none", "direction": "max",
             "threshold": 0.05 * factor * scale / np.sqrt(s[shown]), "n": trials[shown]})
+        track = {"alpha_max": 1e9}
+        if method == "quest":
+            from experiments.staircase import make_track
+
+            track = {"method": "quest", "make_track": make_track, "alpha_max": 4 * float(truth["threshold"].max())}
         for n, group in truth.groupby("n"):
-            rows = simulate_trials(group[[*TRACK_KEY, "threshold"]], n_trials=int(n), alpha_max=1e9,
-                                   seed=int(rng.integers(2**31)))
+            rows = simulate_trials(group[[*TRACK_KEY, "threshold"]], n_trials=int(n), seed=int(rng.integers(2**31)),
+                                   **track)
             out.append(rows.assign(item_id=rows["layer"]))
     return pd.concat(out, ignore_index=True)
 
@@ -186,53 +203,111 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
         print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
     sens = sensitivity_rows(pool, layers)
     rows = []
-    for budget in args.budgets:
-        for d, design in enumerate(DESIGNS):
-            for lab_seed in range(args.labs):
-                rng = np.random.default_rng([args.seed, budget, d, lab_seed])
-                trials = design_trials(pool, layers, design, budget, args.step, rng)
-                for t, true in enumerate(layers):
-                    data = lab(pool, trials, true, args.observers, hash((budget, d, lab_seed, t)) % 2**31)
-                    rows.append((budget, design, lab_seed, true, identify(data, sens, layers)))
-    return pd.DataFrame(rows, columns=["budget", "design", "lab", "true", "chosen"])
+    for observers in args.observers:
+        for budget in args.budgets:
+            for d, design in enumerate(DESIGNS):
+                if design not in args.designs:
+                    continue
+                for lab_seed in range(args.labs):
+                    rng = np.random.default_rng([args.seed, budget, d, lab_seed])
+                    trials = design_trials(pool, layers, design, budget, args.step, rng)
+                    for t, true in enumerate(layers):
+                        seed = hash((budget, d, lab_seed, t) + ((observers,) if observers != 2 else ())) % 2**31
+                        data = lab(pool, trials, true, observers, seed, args.method)
+                        rows.append((observers, budget, design, lab_seed, true, identify(data, sens, layers)))
+    return pd.DataFrame(rows, columns=["observers", "budget", "design", "lab", "true", "chosen"])
 
 
-def report(table: pd.DataFrame, out: Path | None) -> None:
+def report(table: pd.DataFrame, out: Path | None, budget: int, observers: int) -> None:
+    """Accuracy per true layer, the issue's rule per true layer, confusion matrices; the power figure into ``out``."""
     table["hit"] = table["true"] == table["chosen"]
-    acc = table.pivot_table(index=["budget", "design"], columns="true", values="hit", aggfunc="mean")
-    acc["all"] = table.groupby(["budget", "design"])["hit"].mean()
+    keys = ["observers", "budget", "design"]
+    acc = table.pivot_table(index=keys, columns="true", values="hit", aggfunc="mean")
+    acc["all"] = table.groupby(keys)["hit"].mean()
     print("\nidentification accuracy per true layer (share of labs):")
     print(acc.round(2).to_string())
-    for budget in sorted(table["budget"].unique()):
+    print("\n" + "\n".join(rule(acc.drop(columns="all"))))
+    for (k, b), part in table.groupby(["observers", "budget"]):
         for design in DESIGNS:
-            part = table[(table["budget"] == budget) & (table["design"] == design)]
-            print(f"\nconfusion, {design}, {budget} trials per observer (rows: true, columns: chosen):")
-            print(pd.crosstab(part["true"], part["chosen"]).to_string())
+            cell = part[part["design"] == design]
+            if len(cell):
+                print(f"\nconfusion, {design}, {b} trials per observer, {k} observers (rows: true, columns: named):")
+                print(pd.crosstab(cell["true"], cell["chosen"]).to_string())
     if out is not None:
-        import matplotlib
+        figure(table, out, budget, observers)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "design_gain.csv", index=False)
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+def rule(acc: pd.DataFrame) -> list[str]:
+    """The issue's bar, per observers × budget: selected ≥ 10 points ahead of each other design for every true
+    layer; or selected at ≤ 60 % of the trials as accurate as the other design, for every true layer."""
+    lines = ["rule (every true layer): ≥ 10 points ahead at equal trials | as accurate with ≤ 60 % of the trials"]
+    for (k, b), part in acc.groupby(level=["observers", "budget"]):
+        if "selected" not in part.index.get_level_values("design"):
+            continue
+        sel = part.xs("selected", level="design").iloc[0]
+        for other in ("random", "own-pair"):
+            if other not in part.index.get_level_values("design"):
+                continue
+            theirs = part.xs(other, level="design").iloc[0]
+            margin = sel - theirs
+            fewer = [c for c in acc.index.get_level_values("budget").unique() if c <= 0.6 * b
+                     and (k, c, "selected") in acc.index and (acc.loc[(k, c, "selected")] >= theirs - 1e-9).all()]
+            lines.append(f"  {k} observers, {b} trials, vs {other}: smallest margin {margin.min():+.2f} "
+                         f"({margin.idxmin()}); ≥ 10 points for every layer: {'yes' if (margin >= 0.1 - 1e-9).all() else 'no'}"
+                         f" | selected as accurate at ≤ 60 %: {f'yes, {min(fewer)} trials' if fewer else 'no'}")
+    return lines
+
+
+def figure(table: pd.DataFrame, out: Path, budget: int, observers: int) -> None:
+    """Accuracy against trials (at ``observers``) and against observers (at ``budget``), thick: all true layers,
+    thin: each; and the three designs' confusion matrices at ``budget`` trials and ``observers`` observers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
+    panels = (("budget", "observers", observers), ("observers", "budget", budget))
+    for ax, (axis, fixed, value) in zip(axes[0, :2], panels):
+        part = table[table[fixed] == value]
         for design, colour in zip(DESIGNS, ("C0", "C1", "C2")):
-            part = table[table["design"] == design]
-            for _, layer in part.groupby("true"):  # thin: each true layer; thick: all
-                curve = layer.groupby("budget")["hit"].mean()
+            mine = part[part["design"] == design]
+            for _, layer in mine.groupby("true"):
+                curve = layer.groupby(axis)["hit"].mean()
                 ax.plot(curve.index, curve.to_numpy(), color=colour, lw=0.7, alpha=0.35)
-            curve = part.groupby("budget")["hit"].mean()
+            curve = mine.groupby(axis)["hit"].mean()
             ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", lw=2, label=design)
-        budgets = sorted(table["budget"].unique())
-        ax.set(xlabel="trials per observer", ylabel="identification accuracy", ylim=(0, 1.02), xscale="log",
-               xticks=budgets, xticklabels=[str(b) for b in budgets],
-               title="true layer identified (simulated labs; thin: per true layer)")
+        ticks = sorted(part[axis].unique())
+        label = "trials per observer" if axis == "budget" else "observers per lab"
+        ax.set(xlabel=label, ylabel="identification accuracy", ylim=(0, 1.02), xscale="log", xticks=ticks,
+               xticklabels=[str(t) for t in ticks],
+               title=f"at {value} {'observers' if fixed == 'observers' else 'trials per observer'}")
         ax.minorticks_off()
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "design_power.png", dpi=120)
-        print(f"\nwrote {out}/design_gain.csv and {out}/design_power.png")
+        ax.legend(fontsize=8)
+    cell = table[(table["budget"] == budget) & (table["observers"] == observers)]
+    if cell.empty:
+        raise SystemExit(f"no labs at {budget} trials and {observers} observers: give --figure-budget and "
+                         "--figure-observers of a run")
+    worst = cell.groupby(["design", "true"])["hit"].mean().unstack("design").reindex(columns=list(DESIGNS))
+    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=0,
+                   title=f"per true layer ({budget} trials, {observers} observers)", ylabel="identification accuracy")
+    layers = sorted(table["true"].unique())
+    for ax, design in zip(axes[1], DESIGNS):
+        part = cell[cell["design"] == design]
+        matrix = pd.crosstab(part["true"], part["chosen"]).reindex(index=layers, columns=layers, fill_value=0)
+        ax.imshow(matrix.to_numpy(), cmap="Blues", vmin=0, vmax=max(1, matrix.to_numpy().sum(axis=1).max()))
+        for (r, c), v in np.ndenumerate(matrix.to_numpy()):
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > matrix.to_numpy().sum(axis=1).max() / 2 else "black")
+        ax.set(xticks=range(len(layers)), yticks=range(len(layers)), xlabel="named", ylabel="true",
+               title=f"{design}: confusion ({budget} trials, {observers} obs.)")
+        ax.set_xticklabels([t.split(" ")[0] for t in layers], rotation=45, fontsize=7)
+        ax.set_yticklabels([t.split(" ")[0] for t in layers], fontsize=7)
+    fig.suptitle("true layer identified by simulated labs (not the criterion); thin lines: each true layer")
+    fig.tight_layout()
+    fig.savefig(out / "design_power.png", dpi=110)
+    print(f"\nwrote {out}/design_gain.csv and {out}/design_power.png")
 
 
 def main() -> int:
@@ -250,21 +325,35 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--sigma", type=float, default=0.5)
     ap.add_argument("--random", type=int, default=10, help="random directions per image")
-    ap.add_argument("--observers", type=int, default=4)
+    ap.add_argument("--observers", type=int, nargs="+", default=[2], help="observers per lab (one run per count)")
+    ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
+    ap.add_argument("--method", choices=("constant", "quest"), default="constant",
+                    help="how the labs place trials: constant stimuli around the true threshold, or QUEST+ tracks")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--labs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--tables", type=Path, nargs="+", help="report from these design_gain.csv files (no labs run)")
+    ap.add_argument("--figure-budget", type=int, default=40, help="trials per observer of the figure's "
+                    "observers axis and confusion matrices")
+    ap.add_argument("--figure-observers", type=int, default=2, help="observers of its trials axis and matrices")
     args = ap.parse_args()
     if args.make_pool:
         args.pool = make_pool(args.make_pool)
     if args.speed:
         print("| selection | time | result |\n|---|---|---|")
         speed(args.items, args.speed_layers, args.speed_budget)
+    if args.tables:
+        table = pd.concat([pd.read_csv(t) for t in args.tables], ignore_index=True)
+        report(table, args.out, args.figure_budget, args.figure_observers)
     if args.gain:
         start = time.perf_counter()
-        report(gain(args), args.out)
+        table = gain(args)
+        if args.out is not None:  # the labs first: the figure can be redrawn from it (--tables)
+            args.out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(args.out / "design_gain.csv", index=False)
+        report(table, args.out, args.figure_budget, args.figure_observers)
         print(f"gain: {time.perf_counter() - start:.0f} s")
     return 0
 

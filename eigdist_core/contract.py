@@ -209,13 +209,13 @@ SENSITIVITY_TAIL = ("rho_ceiling", "rho_low", "rho_high", "nonlinear")
 
 # --- Subsets: a stimulus set chosen from a pool (docs/formats.md, "Subsets") -----------------------------
 
-#: The criterion ``eigdist design select`` maximises: the smallest expected log-likelihood ratio over the
-#: pairs of the pool's layers (docs/analysis.md, "Choosing the stimuli").
-SELECTION_CRITERION = "min_pair_expected_llr"
+#: The criterion ``eigdist design select`` minimises: the largest, over the pool's layers as the true one,
+#: bound on naming a wrong layer (docs/analysis.md, "Choosing the stimuli").
+SELECTION_CRITERION = "max_layer_error_bound"
 
 #: Fields of a subset manifest's ``selection`` entry, in the docs' order.
 SELECTION_FIELDS = (
-    "criterion", "value", "pairs", "layers", "budget", "step", "item_cap", "image_cap", "per_image", "function",
+    "criterion", "value", "pairs", "bounds", "layers", "budget", "step", "item_cap", "image_cap", "per_image", "function",
     "slope", "lapse", "n_alternatives", "typical_threshold", "bits", "trials", "excluded",
 )
 

@@ -1,22 +1,26 @@
-"""How well a design tells the layers apart: an expected-confusion bound over layer pairs (numpy only).
+"""How well a design tells the layers apart: a bound on naming a wrong layer, per true layer (numpy only).
 
 The noise model is the model comparison's (docs/analysis.md): an observer who sees through layer X
 answers a trial at amplitude α on item v with P(correct) = γ + (1 − γ − λ) F(α / T_X(v); β), the
 project's psychometric function, threshold T_X(v) = k_X / √s_X(v). The scale k_X is free, so only
-*relative* sensitivities matter: ln T_i(v) − ln T_j(v) = −½ (ln s_i(v) − ln s_j(v)) + const.
+*relative* sensitivities matter: ln T_i(v) − ln T_j(v) = −Δ_ij(v) + const, Δ_ij(v) = ½ (ln s_i(v) − ln s_j(v)).
 
-Criterion (docs/analysis.md, "Choosing the stimuli"). For a layer pair (i, j) and a design that gives
-n_v trials to item v, the expected log-likelihood ratio of "j" against a lab that sees through "i",
-with j's scale fitted to mimic i as well as it can (ln k profiled), is to second order in the
-log-threshold differences Δ_ij(v) = ½ (ln s_i(v) − ln s_j(v)):
+Criterion (docs/analysis.md, "Choosing the stimuli"). One trial on item v, placed where the tracks place
+them (α = c·T_i(v), c in :data:`PLACEMENT`), gives a lab that sees through i an expected log-likelihood
+ratio g(x) against j, x the log-threshold difference left once j's scale is fitted:
 
-    E[LLR_ij] ≈ ½ w Σ_v n_v (Δ_ij(v) − Δ̄_ij)²,   Δ̄_ij = Σ n_v Δ_ij(v) / Σ n_v,
+    g(x) = ½ [G(x) + G(−x)],   G(x) = mean_c KL(P(c) ‖ P(c·e^−x)),
 
-w the Fisher information about ln T of one trial placed where the tracks place them (α at multiples
-:data:`PLACEMENT` of the threshold). A constant shift of Δ is absorbed by k: one item alone tells no
-layers apart, and two items tell i from j by how differently the two layers rank them. The bound on
-the confusion probability of the pair is exp(−E[LLR_ij]) (Chernoff); the design maximises the
-smallest E[LLR] over all pairs (the worst-separated pair), greedily, in steps of trials.
+≈ ½ w x² near 0 (w: :func:`trial_information`) and bounded far from it (a trial that j puts at chance
+or at its lapse ceiling counts for no more than that). With n_v trials on item v and ln k_j profiled,
+
+    E_ij = min_c Σ_v n_v g(Δ_ij(v) − c).
+
+Read as a Gaussian LLR (mean E, variance 2E, its local form), P(j beats i) = Φ(−√(E/2)) ≤ ½ exp(−E/4),
+so a lab that sees through i names a wrong layer with probability at most
+B_i = ½ Σ_{j≠i} exp(−E_ij/4). The design minimises the worst true layer's B_i (ties to the smaller
+Σ_i B_i), greedily, in steps of trials: a soft minimum over the pairs that involve each layer, so no
+layer's pairs are left behind while one pair is pushed far beyond the others.
 
 Everything here is a pure function of a sensitivity matrix (items × layers), so the offline
 selection (:mod:`analysis.design_selection`) and an online trial choice can share it.
@@ -34,9 +38,22 @@ from .psychometric_function import sigmoid_log
 #: Where trials land relative to the true threshold (α / T): a track's spread around its threshold.
 PLACEMENT = tuple(2.0 ** np.linspace(-0.75, 0.75, 6))
 
+#: The grid of |x| on which g is tabulated: 0 … 8 (a factor e^8 in threshold; g is flat long before).
+GRID_STEP, GRID_END = 1e-3, 8.0
+
+
+#: Items scored at once: ~1 MB of float32 at 190 pairs, so a step's passes run in cache.
+CHUNK = 1024
+
 
 class DesignError(EigdistError):
     """A design that cannot be chosen: too few layers, a budget the constraints do not allow."""
+
+
+def _p_correct(x: np.ndarray, slope: float, lapse: float, guess: float, function: str) -> np.ndarray:
+    """P(correct) at ln(α / T) = x."""
+    f, _, _ = sigmoid_log(x, np.zeros_like(x), np.full_like(x, np.log(slope)), function)
+    return guess + (1.0 - guess - lapse) * f
 
 
 def trial_information(slope: float, lapse: float, guess: float, function: str = "weibull",
@@ -50,6 +67,42 @@ def trial_information(slope: float, lapse: float, guess: float, function: str = 
     p = guess + (1.0 - guess - lapse) * f
     dp = (1.0 - guess - lapse) * df_dm
     return float(np.mean(dp * dp / (p * (1.0 - p))))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """g(|x|) tabulated: ``table[k]`` = g((k + ½) · :data:`GRID_STEP`), the expected LLR of one trial (nats)."""
+
+    table: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """g(x) at the middle of x's grid cell (off by at most GRID_STEP / 2 in x), constant beyond the grid."""
+        x = np.asarray(x, dtype=float) * (1.0 / GRID_STEP)
+        return self.lookup(x, x, np.empty(x.shape, np.int32))
+
+    def lookup(self, scaled: np.ndarray, out: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """g at ``scaled`` = x / GRID_STEP into ``out`` (may be ``scaled``), with ``index`` (int32) as working space."""
+        np.abs(scaled, out=out)
+        np.minimum(out, len(self.table) - 1, out=out)
+        np.copyto(index, out, casting="unsafe")  # truncation: the cell whose middle the table holds
+        return np.take(self.table.astype(out.dtype, copy=False), index, out=out)
+
+
+def trial_divergence(slope: float, lapse: float, guess: float, function: str = "weibull",
+                     placement: tuple[float, ...] = PLACEMENT) -> Divergence:
+    """g: the expected LLR of one trial at α = c·T_i against a layer whose threshold is e^x times as large.
+
+    KL(P ‖ Q) = P ln(P/Q) + (1 − P) ln((1 − P)/(1 − Q)), P = P(c), Q = P(c·e^−x), averaged over ``placement``
+    and over ±x (a pair's two true layers alike).
+    """
+    x = np.arange(0.0, GRID_END, GRID_STEP) + GRID_STEP / 2
+    c = np.log(np.asarray(placement, dtype=float))[:, None]
+    p = _p_correct(c + 0 * x, slope, lapse, guess, function)
+    total = np.zeros_like(x)
+    for sign in (1.0, -1.0):
+        q = np.clip(_p_correct(c - sign * x, slope, lapse, guess, function), 1e-12, 1 - 1e-12)
+        total += np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), axis=0)
+    return Divergence(0.5 * total)
 
 
 def layer_pairs(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,14 +122,53 @@ def pair_contrasts(s: np.ndarray) -> np.ndarray:
     return half[:, i] - half[:, j]
 
 
-def pair_information(delta: np.ndarray, trials: np.ndarray, w: float) -> np.ndarray:
-    """E[LLR] per pair (nats): ½ w Σ n_v (Δ_v − Δ̄)², the n-weighted spread of each pair's contrast."""
+def profile(delta: np.ndarray, trials: np.ndarray, g: Divergence) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: the shift c (ln k_j − ln k_i) that minimises Σ n_v g(Δ_v − c), and that minimum E (nats).
+
+    g need not be convex (it saturates), so the start is the best of the n-weighted mean and nine
+    quantiles of the shown items' Δ, refined by a shrinking three-point search (to GRID_STEP / 2).
+    """
     n = np.asarray(trials, dtype=float)
-    total = n.sum()
-    if total == 0:
-        return np.zeros(delta.shape[1])
-    mean = n @ delta / total
-    return 0.5 * w * (n @ (delta - mean) ** 2)
+    shown = np.flatnonzero(n)
+    if len(shown) == 0:
+        return np.zeros(delta.shape[1]), np.zeros(delta.shape[1])
+    d, n = delta[shown], n[shown]
+    quantiles = np.quantile(d, np.linspace(0, 1, 9), axis=0)  # g saturates: c may sit on a cluster, not the mean
+    starts = np.vstack([n @ d / n.sum(), quantiles])
+
+    def cost(c: np.ndarray) -> np.ndarray:
+        return np.einsum("v,kvp->kp", n, g(d[None] - c[:, None]))
+
+    cols = np.arange(d.shape[1])
+    value = cost(starts)
+    best = starts[value.argmin(axis=0), cols]
+    width = (quantiles[-1] - quantiles[0]) / 8 + GRID_STEP
+    while width.max() > GRID_STEP / 2:
+        width /= 2
+        tries = best + width * np.array([-1.0, 0.0, 1.0])[:, None]
+        value = cost(tries)
+        best = tries[value.argmin(axis=0), cols]
+    return best, value.min(axis=0)
+
+
+def pair_information(delta: np.ndarray, trials: np.ndarray, g: Divergence) -> np.ndarray:
+    """E[LLR] per pair (nats), ln k profiled: min_c Σ n_v g(Δ_v − c)."""
+    return profile(delta, trials, g)[1]
+
+
+def layer_bounds(information: np.ndarray) -> np.ndarray:
+    """B_i = ½ Σ_{j≠i} exp(−E_ij / 4) per layer, for E per pair (in :func:`layer_pairs` order)."""
+    terms = 0.5 * np.exp(-0.25 * np.asarray(information, dtype=float))
+    return terms @ _incidence(len(terms)).astype(float)
+
+
+def _incidence(n_pairs: int) -> np.ndarray:
+    """Pairs × layers: 1 where the pair involves the layer."""
+    n_layers = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
+    i, j = layer_pairs(n_layers)
+    out = np.zeros((n_pairs, n_layers), np.float32)
+    out[np.arange(n_pairs), i] = out[np.arange(n_pairs), j] = 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -104,19 +196,20 @@ class Constraints:
 
 @dataclass
 class Design:
-    """Trials per item (a multiple of the step, 0 = left out) and the criterion it reaches."""
+    """Trials per item (a multiple of the step, 0 = left out), E per layer pair and B per true layer."""
 
     trials: np.ndarray
     information: np.ndarray
+    bounds: np.ndarray
 
     @property
     def value(self) -> float:
-        """The criterion: the smallest expected LLR over layer pairs (nats)."""
-        return float(self.information.min())
+        """The criterion: the worst true layer's bound on naming a wrong layer."""
+        return float(self.bounds.max())
 
 
-def select(delta: np.ndarray, image: np.ndarray, w: float, limits: Constraints) -> Design:
-    """Allocate ``limits.budget`` trials to items in steps, greedily maximising the smallest E[LLR] over pairs.
+def select(delta: np.ndarray, image: np.ndarray, g: Divergence, limits: Constraints) -> Design:
+    """Allocate ``limits.budget`` trials to items in steps, greedily minimising the worst layer's bound B_i.
 
     Parameters
     ----------
@@ -125,89 +218,119 @@ def select(delta: np.ndarray, image: np.ndarray, w: float, limits: Constraints) 
     image
         The image index (0, 1, …) of each item: an image enters with ``per_image`` items, then takes more;
         an image with fewer eligible items is never shown.
-    w
-        Per-trial information (:func:`trial_information`).
+    g
+        The divergence of one trial (:func:`trial_divergence`).
     limits
         Budget, step and caps.
 
     Returns
     -------
     Design
-        Ties between equal minima go to the larger mean over pairs; the choice is deterministic.
+        Ties between equal worst bounds go to the smaller sum over layers; the choice is deterministic.
     """
     limits.check()
-    image = np.asarray(image)
-    delta32 = np.ascontiguousarray(delta, dtype=np.float32)  # the scan's working copy: half the memory traffic
+    scan = _Scan(np.asarray(delta, dtype=float), np.asarray(image), g, limits.step)
     n = np.zeros(len(delta))
-    for first in _first_items(delta, image, limits.per_image):
+    for first in _first_items(scan, limits.per_image):
         n[first] += limits.step
-    buffer = np.empty_like(delta32)
     while True:
-        grown = _grow(delta, delta32, buffer, image, n, limits)
+        grown = _grow(scan, n, limits)
         if grown is None:
-            return Design(n.astype(int), pair_information(delta, n, w))
+            information = pair_information(scan.delta, n, g)
+            return Design(n.astype(int), information, layer_bounds(information))
         n[grown] += limits.step
 
 
-def _score(info: np.ndarray) -> np.ndarray:
-    """Rank designs by their worst pair, then their mean pair (…, pairs) → (…)."""
-    return info.min(axis=-1) + 1e-9 * info.mean(axis=-1)
+@dataclass
+class _Scan:
+    """What every step of the greedy allocation reads: Δ (and Δ / GRID_STEP in float32), images, g, incidence."""
+
+    delta: np.ndarray
+    image: np.ndarray
+    g: Divergence
+    step: int
+
+    def __post_init__(self) -> None:
+        self.scaled = np.ascontiguousarray(self.delta / GRID_STEP, dtype=np.float32)  # float32: half the traffic
+        incidence = _incidence(self.delta.shape[1])
+        self.by_layer = np.nonzero(incidence.T)[1]  # each layer's L − 1 pairs, layer after layer
+        self.layers = incidence.shape[1]
+        self.buffer = np.empty((CHUNK, self.scaled.shape[1]), np.float32)
+        self.index = np.empty((CHUNK, self.scaled.shape[1]), np.int32)
+
+    def scores(self, n: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """ln max_i B_i and ln Σ_i B_i after adding one step to each of ``rows`` (all items when None).
+
+        Adding m trials at x_v = Δ_v − c to N trials raises E by about m N / (N + m) g(x_v): exact for a
+        quadratic g (the refit of c takes back m / (N + m) of it), c held at the current profile otherwise.
+        """
+        c, e = profile(self.delta, n, self.g)
+        total, m = n.sum(), self.step
+        low = e.min()  # the terms exp(−(E − low)/4) are ≤ 1: E only grows
+        shift = (c / GRID_STEP).astype(np.float32)
+        gain = np.float32(-0.25 * m * total / (total + m))
+        offset = (-0.25 * (e - low)).astype(np.float32)
+        scaled = self.scaled if rows is None else self.scaled[rows]
+        per_layer = np.empty((len(scaled), self.layers), np.float32)
+        for start in range(0, len(scaled), CHUNK):  # chunks that stay in cache through the passes
+            part = slice(start, start + CHUNK)
+            size = len(scaled[part])
+            info = self.g.lookup(np.subtract(scaled[part], shift, out=self.buffer[:size]), self.buffer[:size],
+                                 self.index[:size])
+            info *= gain
+            info += offset
+            np.exp(info, out=info)
+            # Σ over each layer's L − 1 pairs (a gather and a sum: no BLAS thread pool per chunk)
+            np.sum(info[:, self.by_layer].reshape(size, -1, self.layers - 1), axis=2, out=per_layer[part])
+        base = np.log(0.5) - 0.25 * low
+        with np.errstate(divide="ignore"):  # a layer whose pairs are all far beyond the worst: ln 0 = −inf
+            return base + np.log(per_layer.max(axis=1)), base + np.log(per_layer.sum(axis=1))
 
 
-def _best(info: np.ndarray, eligible: np.ndarray) -> int:
-    """The eligible row of ``info`` (rows × pairs) with the largest worst pair; ties to the larger mean."""
-    worst = np.where(eligible, info.min(axis=1), -np.inf)
-    top = np.flatnonzero(worst >= worst.max() * (1 - 1e-6))
-    return int(top[int(np.argmax(info[top].mean(axis=1)))])
+def _best(worst: np.ndarray, total: np.ndarray, eligible: np.ndarray) -> int:
+    """The eligible index with the smallest worst-layer bound (in logs, within 1e-6), ties to the smaller sum."""
+    worst = np.where(eligible, worst, np.inf)
+    top = np.flatnonzero(worst <= worst.min() + 1e-6)
+    return int(top[int(np.argmin(total[top]))])
 
 
-def _first_items(delta: np.ndarray, image: np.ndarray, per_image: int) -> list[int]:
-    """The first image's ``per_image`` items: the pair with the best worst-pair spread among the pairs'
-    extremes and their image mates, then greedy partners."""
+def _first_items(scan: _Scan, per_image: int) -> list[int]:
+    """The first image's ``per_image`` items: the best pair among the pairs' extremes and their image mates,
+    then greedy partners."""
+    delta, image = scan.delta, scan.image
     seeds = np.unique(np.concatenate([delta.argmax(axis=0), delta.argmin(axis=0)]))
-    best, best_score = None, -np.inf
+    best, best_score = None, (np.inf, np.inf)
     for a in seeds:
         mates = np.flatnonzero((image == image[a]) & (np.arange(len(delta)) != a))
         if len(mates) < per_image - 1:
             continue
-        score = _score((delta[mates] - delta[a]) ** 2)
-        b = mates[int(np.argmax(score))]
-        if score.max() > best_score:
-            best, best_score = [int(a), int(b)], float(score.max())
+        n = np.zeros(len(delta))
+        n[a] = scan.step
+        worst, total = scan.scores(n, mates)
+        k = _best(worst, total, np.ones(len(mates), bool))
+        if (worst[k], total[k]) < best_score:
+            best, best_score = [int(a), int(mates[k])], (worst[k], total[k])
     if best is None:
         raise DesignError(f"no image has {per_image} eligible directions; every image must show at least {per_image}")
-    chosen = np.zeros(len(delta), bool)
-    chosen[best] = True
-    while chosen.sum() < per_image:
-        mates = np.flatnonzero((image == image[best[0]]) & ~chosen)
-        n = chosen.astype(float)
-        chosen[mates[int(np.argmax(_score(_added(delta, n, 1.0, mates))))]] = True
-    return list(np.flatnonzero(chosen))
+    return _partners(scan, np.zeros(len(delta)), best, per_image)
 
 
-def _moments(delta: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Δ̄ and Σ n (Δ − Δ̄)² per pair of the design ``n`` (trials > 0 somewhere)."""
-    used = np.flatnonzero(n)
-    mean = n[used] @ delta[used] / n.sum()
-    return mean, n[used] @ (delta[used] - mean) ** 2
+def _partners(scan: _Scan, n: np.ndarray, chosen: list[int], per_image: int) -> list[int]:
+    """``chosen`` and the best further items of their image, one by one, until the image shows ``per_image``."""
+    trial = n.copy()
+    trial[chosen] += scan.step
+    while len(chosen) < per_image:
+        mates = np.flatnonzero((scan.image == scan.image[chosen[0]]) & (trial == 0))
+        worst, total = scan.scores(trial, mates)
+        pick = int(mates[_best(worst, total, np.ones(len(mates), bool))])
+        trial[pick] += scan.step
+        chosen.append(pick)
+    return chosen
 
 
-def _added(delta: np.ndarray, n: np.ndarray, step: float, rows: np.ndarray) -> np.ndarray:
-    """Σ n (Δ − Δ̄)² per pair after adding ``step`` trials to each of ``rows`` in turn (rows × pairs).
-
-    Adding m trials at Δ_v to N trials of mean Δ̄ raises the sum by m N / (N + m) (Δ_v − Δ̄)².
-    """
-    total = n.sum()
-    mean, spread = _moments(delta, n)
-    return spread + step * total / (total + step) * (delta[rows] - mean) ** 2
-
-
-def _grow(delta: np.ndarray, delta32: np.ndarray, buffer: np.ndarray, image: np.ndarray, n: np.ndarray,
-          limits: Constraints) -> int | list | None:
-    """The next step: an item of a shown image, or a new image's ``per_image`` items; None when none fits.
-
-    Every item is scored in ``buffer`` (items × pairs, float32) as :func:`_added` scores rows, in place.
-    """
+def _grow(scan: _Scan, n: np.ndarray, limits: Constraints) -> int | list | None:
+    """The next step: an item of a shown image, or a new image's ``per_image`` items; None when none fits."""
+    image = scan.image
     left = limits.budget - n.sum()
     per_image = np.bincount(image, weights=n, minlength=image.max() + 1)
     shown = per_image[image] > 0
@@ -217,24 +340,5 @@ def _grow(delta: np.ndarray, delta32: np.ndarray, buffer: np.ndarray, image: np.
     new = ~shown & enough & (left >= limits.per_image * limits.step)
     if not (old | new).any():
         return None
-    total = n.sum()
-    mean, spread = _moments(delta, n)
-    np.subtract(delta32, mean.astype(np.float32), out=buffer)
-    np.square(buffer, out=buffer)
-    buffer *= np.float32(limits.step * total / (total + limits.step))
-    buffer += spread.astype(np.float32)
-    pick = _best(buffer, old | new)
-    return pick if old[pick] else _new_image(delta, image, n, pick, limits)
-
-
-def _new_image(delta: np.ndarray, image: np.ndarray, n: np.ndarray, first: int, limits: Constraints) -> list[int]:
-    """``first`` and the best partners from its image, so that the new image shows ``per_image`` directions."""
-    trial = n.copy()
-    trial[first] += limits.step
-    chosen = [first]
-    while len(chosen) < limits.per_image:
-        mates = np.flatnonzero((image == image[first]) & (trial == 0))
-        pick = int(mates[int(np.argmax(_score(_added(delta, trial, limits.step, mates))))])
-        trial[pick] += limits.step
-        chosen.append(pick)
-    return chosen
+    pick = _best(*scan.scores(n), old | new)
+    return pick if old[pick] else _partners(scan, n, [pick], limits.per_image)

@@ -10,7 +10,8 @@ import pytest
 import scipy.linalg
 
 from eigdist_core.design_criterion import (
-    Constraints, DesignError, pair_contrasts, pair_information, select, trial_information,
+    PLACEMENT, Constraints, DesignError, layer_bounds, pair_contrasts, pair_information, select, trial_divergence,
+    trial_information,
 )
 from eigdist_core.io import load_json
 from eigdist_core.stimulus_set import verify_set
@@ -34,33 +35,62 @@ def linear_pool(seed: int = 0, dim: int = 30):
 
 
 W = trial_information(3.0, 0.02, 0.5)
+G = trial_divergence(3.0, 0.02, 0.5)
+
+
+def two_item_information(d: np.ndarray, n: int = 10) -> np.ndarray:
+    """E of n trials on each of two items whose Δ differ by d, by brute force over the shift c."""
+    c = np.linspace(-1.0, 1.0, 4001)[:, None] * np.abs(d)[None]
+    return (n * (G(c) + G(d[None] - c))).min(axis=0)
 
 
 def test_two_stimuli_are_the_generalized_top_and_bottom():
     _, s = linear_pool()
-    design = select(pair_contrasts(s), np.zeros(len(s), int), W, Constraints(budget=20, step=10, image_cap=20))
+    design = select(pair_contrasts(s), np.zeros(len(s), int), G, Constraints(budget=20, step=10, image_cap=20))
     assert set(np.flatnonzero(design.trials)) == {len(s) - 2, len(s) - 1}
     ratio = np.log(s[:, 0] / s[:, 1])
-    assert design.value == pytest.approx(0.5 * W * 10 * 10 / 20 * (0.5 * (ratio.max() - ratio.min())) ** 2)
+    spread = 0.5 * (ratio.max() - ratio.min())
+    assert design.information[0] == pytest.approx(two_item_information(np.array([spread]))[0], rel=1e-3)
+    assert design.value == pytest.approx(0.5 * np.exp(-design.information[0] / 4))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_the_pair_beats_every_other_pair_of_the_pool(seed):
-    """Brute force over all pairs of a smaller pool: no two items give a larger criterion."""
+    """Brute force over all pairs of a smaller pool: no two items give a larger E."""
     _, s = linear_pool(seed)
     s = s[-60:]
     delta = pair_contrasts(s)
-    design = select(delta, np.zeros(len(s), int), W, Constraints(budget=20, step=10, image_cap=20))
-    spread = (delta[:, 0][:, None] - delta[:, 0][None, :]) ** 2
-    assert design.value == pytest.approx(0.5 * W * 5 * spread.max())
+    design = select(delta, np.zeros(len(s), int), G, Constraints(budget=20, step=10, image_cap=20))
+    a, b = np.triu_indices(len(s), k=1)
+    assert design.information[0] == pytest.approx(two_item_information(delta[a, 0] - delta[b, 0]).max(), rel=1e-3)
 
 
 def test_information_is_a_profile_over_the_scale():
     """A constant shift of every Δ (another k) changes nothing; one item alone tells nothing."""
     rng = np.random.default_rng(3)
     delta, n = rng.normal(size=(8, 3)), rng.integers(0, 5, 8)
-    assert np.allclose(pair_information(delta + 2.0, n, 1.3), pair_information(delta, n, 1.3))
-    assert np.allclose(pair_information(delta, np.eye(8)[2] * 40, 1.3), 0.0)
+    assert np.allclose(pair_information(delta + 2.0, n, G), pair_information(delta, n, G), rtol=1e-3)
+    assert np.allclose(pair_information(delta, np.eye(8)[2] * 40, G), 0.0, atol=1e-5)  # g(GRID_STEP / 2) per trial
+
+
+def test_a_trial_tells_half_w_x_squared_near_threshold_and_no_more_than_chance_or_lapse_far_from_it():
+    from eigdist_core.psychometric_function import weibull
+
+    assert G(np.array([0.1]))[0] == pytest.approx(0.5 * W * 0.1 ** 2, rel=2e-2)  # x³ terms and the grid: < 2 %
+    p = weibull(np.array(PLACEMENT), 1.0, 3.0, 0.5, 0.02)
+
+    def kl(q):
+        return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+
+    far = 0.5 * np.mean(kl(0.5) + kl(0.98))  # the other layer puts every trial at chance, or at 1 − λ
+    assert G(np.array([50.0]))[0] == pytest.approx(far, rel=1e-3)
+    assert (np.diff(G(np.linspace(0, 4, 50))) > 0).all()
+
+
+def test_layer_bounds_are_half_the_sum_of_exp_minus_a_quarter_of_each_pairs_llr():
+    e = np.array([4.0, 8.0, 12.0])  # pairs (0, 1), (0, 2), (1, 2)
+    expected = 0.5 * np.array([np.exp(-1) + np.exp(-2), np.exp(-1) + np.exp(-3), np.exp(-2) + np.exp(-3)])
+    assert np.allclose(layer_bounds(e), expected)
 
 
 def test_trial_information_matches_a_numeric_derivative():
@@ -78,12 +108,12 @@ def test_constraints_hold():
     s = np.exp(rng.normal(size=(300, 4)))
     image = np.repeat(np.arange(10), 30)
     limits = Constraints(budget=600, step=10, item_cap=40, image_cap=100)
-    design = select(pair_contrasts(s), image, 1.0, limits)
+    design = select(pair_contrasts(s), image, G, limits)
     per_image = np.bincount(image, weights=design.trials)
     directions = np.bincount(image, weights=design.trials > 0)
     assert design.trials.sum() <= 600 and design.trials.max() <= 40 and per_image.max() <= 100
     assert (design.trials % 10 == 0).all() and ((directions == 0) | (directions >= 2)).all()
-    assert design.value > 0
+    assert 0 < design.value < 1.5 and design.information.min() > 0
 
 
 @pytest.mark.parametrize("limits,message", [
@@ -94,7 +124,7 @@ def test_constraints_hold():
 def test_impossible_constraints_are_named(limits, message):
     _, s = linear_pool()
     with pytest.raises(DesignError, match=message):
-        select(pair_contrasts(s), np.zeros(len(s), int), W, limits)
+        select(pair_contrasts(s), np.zeros(len(s), int), G, limits)
 
 
 def test_one_layer_is_refused():
@@ -134,7 +164,8 @@ def test_select_writes_a_verified_subset_that_names_its_parent(pool_set, tmp_pat
     assert set(trials) == {it["item_id"] for it in child["items"]} and sum(trials.values()) <= 80
     for it in child["items"]:
         assert (out / it["file"]).read_bytes() == (pool_set / it["file"]).read_bytes()
-    assert len(child["selection"]["pairs"]) == 1 and child["selection"]["value"] > 0
+    assert len(child["selection"]["pairs"]) == 1 and 0 < child["selection"]["value"] < 0.5
+    assert set(child["selection"]["bounds"]) == set(child["selection"]["layers"])
     assert "criterion" in capsys.readouterr().out
 
 

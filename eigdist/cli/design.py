@@ -38,9 +38,9 @@ def select(args: argparse.Namespace) -> int:
     observer = Observer(slope=args.slope or DEFAULT_SLOPE, lapse=DEFAULT_LAPSE if args.lapse is None else args.lapse,
                         n_alternatives=args.alternatives, typical_threshold=args.typical_threshold, bits=args.bits)
     subset, selection = select_subset(args.pool, args.out, limits, observer)
-    worst = min(selection["pairs"], key=lambda p: p["expected_llr"])
+    worst = max(selection["bounds"], key=selection["bounds"].get)
     print(f"{args.out}: set {subset.set_id} from {subset.manifest['parent']['set_id']}: {len(subset.items)} items of "
           f"{len(subset.images)} images, {sum(selection['trials'].values())} trials; criterion {selection['value']:.3g} "
-          f"nats (worst pair {worst['layers'][0]} vs {worst['layers'][1]}); {len(selection['excluded'])} item(s) left "
+          f"(bound on naming a wrong layer; worst true layer {worst}); {len(selection['excluded'])} item(s) left "
           f"out (reasons in manifest.json selection.excluded)")
     return 0
