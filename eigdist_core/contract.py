@@ -48,6 +48,10 @@ UNSAFE_REPLACEMENT = "-"
 #: ``<image_id>__<model>__<layer>__<weights>__<direction><index>``.
 ITEM_ID_SEPARATOR = "__"
 
+#: ``design`` values of a ``models`` track's main trials: on the fixed common design (the planned item, its own
+#: track) or chosen by the models track (docs/experiment.md); ``n/a`` under the other track kinds.
+TRIAL_DESIGNS = ("common", "chosen")
+
 #: What names a network layer in the ranking.
 LAYER_KEY = ("model", "layer", "weights")
 
@@ -76,6 +80,7 @@ RECOMMENDED_COLUMNS = (
     "rt", "dropped_frames", "clipped_pixels", "repr_distance", "stim_sha256", "monitor",
     "calibration_date", "color", "magnification", "stimulus_deg", "ppd", "distance_cm", "lum_min",
     "lum_mean", "lum_max", "bpc", "refresh_hz", "psychopy_version", "seed", "timestamp",
+    "design", "map_layer", "p_map", "posterior", "choice_ms",
 )
 
 #: Every column of a trial file, in file order.
@@ -86,7 +91,7 @@ INT_COLUMNS = frozenset({"session", "trial", "n_alternatives", "block", "eig_sig
                          "response", "dropped_frames", "clipped_pixels", "magnification", "bpc", "seed"})
 FLOAT_COLUMNS = frozenset({"alpha", "alpha_ceiling", "eigenvalue", "log10_alpha", "rms", "mse", "rt",
                            "repr_distance", "stimulus_deg", "ppd", "distance_cm", "lum_min", "lum_mean",
-                           "lum_max", "refresh_hz"})
+                           "lum_max", "refresh_hz", "p_map", "choice_ms"})
 BOOL_COLUMNS = frozenset({"correct", "is_catch", "is_practice", "calibrated"})
 
 #: Required columns that may be missing: blank catch trials show no item, ordinary trials are no catch.
@@ -145,6 +150,16 @@ COLUMN_INFO = {
     "psychopy_version": ("PsychoPy version", "PsychoPy version that ran the session", None),
     "seed": ("Seed", "seed of the experiment config", None),
     "timestamp": ("Timestamp", "end of the trial (ISO 8601, UTC)", None),
+    "design": ("Design", "track kind models: whether the main trial's item and amplitude are the fixed common "
+               "design's or chosen by the models track (n/a otherwise)", None),
+    "map_layer": ("Most probable layer", "track kind models: the layer of largest posterior after this trial, "
+                  "<model>:<layer> (<weights>)", None),
+    "p_map": ("Posterior of the most probable layer", "track kind models: posterior probability of map_layer "
+              "after this trial", None),
+    "posterior": ("Posterior", "track kind models: JSON object, each layer's posterior probability after this "
+                  "trial", None),
+    "choice_ms": ("Choice time", "track kind models, chosen trials: time the models track took to choose the "
+                  "item and amplitude (before the first frame)", "ms"),
 }
 
 #: Levels of the categorical trial columns, for the BIDS sidecar.
@@ -161,6 +176,8 @@ COLUMN_LEVELS = {
     "catch_type": {"easy": "far above the track's threshold estimate", "blank": "alpha = 0 (chance expected)"},
     **{c: {"true": "yes", "false": "no"} for c in sorted(BOOL_COLUMNS)},
     "color": {"grey": "one channel", "rgb": "three channels"},
+    "design": {"common": "the planned item, its amplitude from the item's own track",
+               "chosen": "item and amplitude chosen by the models track"},
 }
 
 
