@@ -9,7 +9,8 @@ on the set, common and chosen alike, and answers the engine's three questions:
   layer among the items of the trial's image (the plan's block image), timed;
 - what the posterior columns of a row hold (``design``, ``map_layer``, ``p_map``, ``posterior``,
   ``choice_ms``; docs/formats.md);
-- whether the session stops: one layer's posterior at ``stop_at``, or ``budget`` tracked trials.
+- whether the session stops: one layer's posterior at ``stop_at`` (< 1; 1 never stops on the posterior),
+  or ``budget`` tracked trials.
 
 The posterior is a pure function of the saved ``(item, α, correct)`` rows, so a resumed session rebuilds it
 by replaying them and makes the choices an unbroken one would have made.
@@ -88,7 +89,7 @@ class ModelSession:
     def stop_reason(self) -> str | None:
         """Why the session ends now (a layer decided, the budget spent), or None."""
         layer, p = self.track.map_layer()
-        if p >= self.stop_at:
+        if p >= self.stop_at and self.stop_at < 1:  # 1: never (a posterior can round to exactly 1)
             return f"{layer} reached a posterior of {p:.3f} (stop_at {self.stop_at:g})"
         if self.budget is not None and self.track.n_trials >= self.budget:
             return f"the budget of {self.budget} tracked trials is spent ({layer} leads at {p:.3f})"
