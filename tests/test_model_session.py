@@ -23,7 +23,9 @@ from experiments.design import plan_session
 from experiments.engine import check_session
 from experiments.model_session import choice_times, summary_lines
 from experiments.observers import Response
-from tests.trial_fixtures import ArraySource, make_manifest, models_config, models_grid, run_session, small_config
+from tests.trial_fixtures import (
+    ArraySource, make_manifest, models_config, models_grid, run_session, small_config, validate_bids,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_COLUMNS = ("design", "map_layer", "p_map", "posterior", "choice_ms")
@@ -139,6 +141,8 @@ def test_models_session_writes_the_posterior_and_feeds_condition_tracks_only_com
     assert states["models"]["map_layer"] == "resnet18:layer2 (random:0)"  # the observer's layer
     assert len(choice_times(rows)) == len(main) - common
     assert summary_lines(rows)[0] == f"most probable layer: resnet18:layer2 (random:0) (posterior {rows[-1]['p_map']:.3f})"
+    errors, _ = validate_bids(tmp_path)  # the JSON posterior column is a valid BIDS text column
+    assert errors == [], errors
 
 
 def test_session_stops_at_stop_at_and_a_resume_finds_it_finished(tmp_path):
@@ -183,6 +187,32 @@ def test_kill_and_resume_gives_the_choices_of_an_unbroken_run(tmp_path):
     assert len(rows_b) == n and strip(rows_b) == strip(rows_a)
     assert {r["design"] for r in rows_b[kill_at:]} >= {"chosen"}  # the resumed part chose items too
     assert resumed.track_states() == unbroken.track_states()
+
+
+@pytest.fixture(scope="module")
+def two_layer_set(tmp_path_factory) -> Path:
+    """A built grey set of the camera image, resnet18 conv1 and layer1 (random weights), with its sensitivities."""
+    from eigdist_core.build import build_set
+    from tests.trial_fixtures import set_config_toml
+
+    base = tmp_path_factory.mktemp("set")
+    (base / "two.toml").write_text(set_config_toml("two", "camera", "grey", more_layers=("layer1",)))
+    return build_set(base / "two.toml", base / "set", progress=False)
+
+
+def test_models_session_on_a_built_set_reads_its_sensitivity_table(two_layer_set, tmp_path):
+    from experiments.engine import open_engine, open_stimuli, run_headless
+    from experiments.observers import make_responder
+
+    spec = "model=resnet18:layer1;weights=random:0;noise=0.01;seed=3"
+    config = replace(models_config(stop_at=1.0), per_condition=8, images_per_session=1, practice=2)
+    engine = open_engine(open_stimuli(two_layer_set), config, tmp_path, "P01", 1, observer=spec, calibrated=False)
+    with engine.writer:
+        run_headless(engine, make_responder(spec))
+    rows = read_trials(session_paths(tmp_path, "P01", 1).trials)
+    assert set(json.loads(rows[-1]["posterior"])) == {"resnet18:conv1 (random:0)", "resnet18:layer1 (random:0)"}
+    assert {r["design"] for r in rows if not r["is_catch"] and not r["is_practice"]} == set(TRIAL_DESIGNS)
+    assert engine.models.track.n_trials == sum(not r["is_catch"] and not r["is_practice"] for r in rows)
 
 
 # ---------------------------------------------------------------- the analysis reads old and new files
