@@ -168,15 +168,18 @@ class TrialEngine:
         return self.tracks[condition.key]
 
     def pending(self) -> Iterator[Trial]:
-        """The trials still to run, in order, until the models track (if any) stops the session."""
-        while self.done < len(self.plan.trials):
+        """The trials still to run, in order, until the models track (if any) stops the session.
+
+        The stop is checked before each trial is handed out: iterate lazily, recording each trial before the next.
+        """
+        for trial in self.plan.trials[self.done:]:
             if self.models is not None and self.stopped is None:
                 self.stopped = self.models.stop_reason()
                 if self.stopped is not None and self.on_stop is not None:
                     self.on_stop(self.stopped)
             if self.stopped is not None:
                 return
-            yield self.plan.trials[self.done]
+            yield trial
 
     def shown(self, trial: Trial) -> Trial:
         """The trial as shown: a chosen trial with the models track's condition (chosen once, timed)."""
