@@ -48,6 +48,10 @@ UNSAFE_REPLACEMENT = "-"
 #: ``<image_id>__<model>__<layer>__<weights>__<direction><index>``.
 ITEM_ID_SEPARATOR = "__"
 
+#: ``design`` values of a ``models`` track's main trials: on the fixed common design (the planned item, its own
+#: track) or chosen by the models track (docs/experiment.md); ``n/a`` under the other track kinds.
+TRIAL_DESIGNS = ("common", "chosen")
+
 #: What names a network layer in the ranking.
 LAYER_KEY = ("model", "layer", "weights")
 
@@ -135,6 +139,16 @@ refresh_hz        float  Hz         Refresh rate: display refresh rate
 psychopy_version  str    -          PsychoPy version: PsychoPy version that ran the session
 seed              int    -          Seed: seed of the experiment config
 timestamp         str    -          Timestamp: end of the trial (ISO 8601, UTC)
+design            str    -          Design: track kind models: whether the main trial's item and amplitude are the
+                                      fixed common design's or chosen by the models track (n/a otherwise)
+map_layer         str    -          Most probable layer: track kind models: the layer of largest posterior after
+                                      this trial, <model>:<layer> (<weights>)
+p_map             float  -          Posterior of the most probable layer: track kind models: posterior probability
+                                      of map_layer after this trial
+posterior         str    -          Posterior: track kind models: JSON object, each layer's posterior probability
+                                      after this trial
+choice_ms         float  ms         Choice time: track kind models, chosen trials: time the models track took to
+                                      choose the item and amplitude (before the first frame)
 """)
 
 #: Columns every trial row has (the analysis reads these), in file order.
@@ -174,6 +188,8 @@ COLUMN_LEVELS = {
     "catch_type": {"easy": "far above the track's threshold estimate", "blank": "alpha = 0 (chance expected)"},
     **{c: {"true": "yes", "false": "no"} for c in sorted(BOOL_COLUMNS)},
     "color": {"grey": "one channel", "rgb": "three channels"},
+    "design": {"common": "the planned item, its amplitude from the item's own track",
+               "chosen": "item and amplitude chosen by the models track"},
 }
 
 

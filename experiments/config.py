@@ -18,6 +18,20 @@ from eigdist_core.io import read_toml
 
 from .staircase import DEFAULT_OPTIONS, KINDS, make_track
 
+#: Track kinds of ``track.kind``: one track per condition (staircase.KINDS), or ``models``
+#: (experiments/model_session.py): a share of the trials on those tracks, the rest chosen by the models track.
+TRACK_KINDS = (*KINDS, "models")
+#: The per-condition track of a ``models`` session's common trials (its options: ``[track.quest]``).
+COMMON_TRACK = "quest"
+#: Options of ``[track.models]`` with their defaults and rules (``budget`` None: the plan's trials).
+MODEL_OPTIONS: dict[str, tuple[Any, Rule]] = {
+    "common_share": (0.25, Rule("float", low=0.0, high=1.0)),
+    "stop_at": (0.95, Rule("float", low=0.5, high=1.0, low_open=True)),
+    "budget": (None, Rule("int", low=1)),
+    "n_alpha": (30, Rule("int", low=2, high=200)),
+    "n_k": (40, Rule("int", low=2, high=200)),
+}
+
 #: The defaults shipped with the package.
 DEFAULT_CONFIG = Path(__file__).with_name("noticeability.toml")
 
@@ -62,6 +76,13 @@ class ExperimentConfig:
     seed: int = 0
 
     @property
+    def condition_track(self) -> tuple[str, dict]:
+        """Kind and options of each condition's own track (under ``models``: its common trials' track)."""
+        if self.track_kind == "models":
+            return COMMON_TRACK, self.track_options[COMMON_TRACK]
+        return self.track_kind, self.track_options
+
+    @property
     def n_alternatives(self) -> int:
         """The task's number of alternatives (guess rate 1 / n): it follows from the task."""
         return TASKS[self.task]
@@ -86,7 +107,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Rule]] = {
     ("trials", "break_every"): ("break_every", Rule("int", low=1)),
     ("schedule", "images_per_session"): ("images_per_session", Rule("int", low=1)),
     ("schedule", "visits_per_image"): ("visits_per_image", Rule("int", low=1)),
-    ("track", "kind"): ("track_kind", Rule("choice", choices=KINDS)),
+    ("track", "kind"): ("track_kind", Rule("choice", choices=TRACK_KINDS)),
     ("display", "dithering"): ("dithering", Rule("choice", choices=DITHERING)),
     ("display", "magnification"): ("magnification", Rule("int", low=1, high=64)),
     ("display", "stimulus_deg"): ("stimulus_deg", Rule("float", low=0.01, high=180.0)),
@@ -132,7 +153,7 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] must be a table, got {table!r}")
         allowed = {key for sec, key in _SCHEMA if sec == section}
-        allowed |= set(_TIMING) if section == "timing" else set(KINDS) if section == "track" else set()
+        allowed |= set(_TIMING) if section == "timing" else set(TRACK_KINDS) if section == "track" else set()
         if section:
             _checked(name, check_keys, table, allowed, f"{section}.")
         for key, raw in table.items():
@@ -141,7 +162,7 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
             where = f"{section}.{key}" if section else key
             if section == "timing":
                 fields.setdefault("timing", {})[key] = _checked(name, check_value, where, raw, DURATION)
-            elif section == "track" and key in KINDS:
+            elif section == "track" and key in TRACK_KINDS:
                 if not isinstance(raw, dict):
                     raise ConfigError(f"{name}: [{where}] must be a table, got {raw!r}")
                 fields.setdefault("_track_tables", {})[key] = raw
@@ -151,7 +172,11 @@ def parse_config(data: dict, name: str = "noticeability.toml") -> ExperimentConf
     fields["timing"] = Timing(**fields.get("timing", {}))
     tables = fields.pop("_track_tables", {})
     kind = fields.get("track_kind", "quest")
-    fields["track_options"] = _track_options(name, kind, tables.get(kind, {}))
+    if kind == "models":
+        fields["track_options"] = {**_model_options(name, tables.get(kind, {})),
+                                   COMMON_TRACK: _track_options(name, COMMON_TRACK, tables.get(COMMON_TRACK, {}))}
+    else:
+        fields["track_options"] = _track_options(name, kind, tables.get(kind, {}))
     config = ExperimentConfig(**fields)
     if config.magnification is not None and config.stimulus_deg is not None:
         raise ConfigError(
@@ -175,6 +200,13 @@ def _track_options(name: str, kind: str, table: dict) -> dict:
     except EigdistError as err:
         raise ConfigError(f"{name}: track.{kind}: {err}") from None
     return options
+
+
+def _model_options(name: str, table: dict) -> dict:
+    """Check ``[track.models]``: every key of :data:`MODEL_OPTIONS`, defaults filled in."""
+    _checked(name, check_keys, table, MODEL_OPTIONS, "track.models.")
+    return {key: default if key not in table else _checked(name, check_value, f"track.models.{key}", table[key], rule)
+            for key, (default, rule) in MODEL_OPTIONS.items()}
 
 
 def load_config(path: str | Path | None = None) -> ExperimentConfig:

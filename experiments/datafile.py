@@ -313,7 +313,7 @@ def check_session_order(data: Path, participant: str, session: int, set_id: str)
             old = load_sidecar(paths.sidecar)
         except SessionFileError:
             continue
-        planned, done = old.get("n_trials"), len(read_trials(paths.trials))
+        planned, done = planned_trials(old), len(read_trials(paths.trials))
         if old.get("set_id") == set_id and planned is not None and done < planned:
             raise SessionFileError(
                 f"session {session} of participant {participant} cannot start: session {earlier} of the same "
@@ -376,7 +376,7 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
         if row["trial"] != i or row["set_id"] != record["set_id"]:
             raise SessionFileError(f"{paths.trials}: row {i} has trial {row['trial']} or set_id "
                                    f"{row['set_id']!r}; the file is not one continuous session of this set")
-    planned = old.get("n_trials")
+    planned = planned_trials(old)
     if planned is not None and len(rows) >= planned:
         raise SessionFinished(f"session {paths.trials.name} is finished ({len(rows)} of {planned} trials); "
                               "nothing to resume, nothing changed")
@@ -430,6 +430,18 @@ def open_session(
                                   "eigdist": {**record, **info, "runs": [run]}})
         atomic_write_bytes(paths.trials, _header().encode("utf-8"))
     return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
+
+
+def planned_trials(record: dict) -> int | None:
+    """The trials that finish a session: the plan's, or fewer where the models track stopped it."""
+    return record["stopped"]["after_trial"] if "stopped" in record else record.get("n_trials")
+
+
+def mark_stopped(paths: SessionPaths, after_trial: int, reason: str) -> None:
+    """Record in the sidecar that the models track ended the session after ``after_trial`` trials, and why."""
+    sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))
+    sidecar["eigdist"]["stopped"] = {"after_trial": after_trial, "reason": reason}
+    save_json(paths.sidecar, sidecar)
 
 
 def _drop_torn_tail(path: Path) -> None:

@@ -21,6 +21,11 @@ what lets an interrupted session resume at the next trial).
   is in :mod:`experiments.engine`), blank catches (α = 0) through all its
   conditions; a block without a ``max`` condition gets only blank catches.
 - Each session starts with a practice block (``is_practice``; not analysed).
+- Under ``track.kind = "models"`` each condition's main trials of a visit are split: the first
+  round(``common_share`` × n) keep their condition and its own track (``design = "common"``), the
+  others (``"chosen"``) show an item and α the models track chooses among the block image's items
+  (:mod:`experiments.model_session`); their condition is only a placeholder of the image. The split
+  is fixed by the config, so every observer gets the same common trials.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ class Trial:
         +1 or −1, the sign of e on this trial.
     catch_type
         ``""``, ``"easy"`` or ``"blank"`` (α = 0).
+    design
+        ``track.kind = "models"``, main trials: ``"common"`` or ``"chosen"`` (module docstring); else ``""``.
     break_before
         Show a break screen before this trial.
     """
@@ -88,6 +95,7 @@ class Trial:
     is_catch: bool = False
     catch_type: str = ""
     break_before: bool = False
+    design: str = ""
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,14 @@ def n_catch(config: ExperimentConfig, n_main: int) -> tuple[int, int]:
     return easy, total - easy
 
 
+def main_designs(config: ExperimentConfig, n: int) -> list[str]:
+    """The ``design`` of a condition's n main trials of a visit (module docstring); ``""`` unless models."""
+    if config.track_kind != "models":
+        return [""] * n
+    common = round(config.track_options["common_share"] * n)
+    return ["common"] * common + ["chosen"] * (n - common)
+
+
 def _balanced_targets(n: int, n_alternatives: int, rng: np.random.Generator) -> list[int]:
     targets = [1 + i % n_alternatives for i in range(n)]
     rng.shuffle(targets)
@@ -266,9 +282,10 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
         block_conds = by_image.get(image_id, [])
         per = trials_per_visit(config, visit)
         trials: list[dict] = []
+        designs = main_designs(config, per)
         for cond in block_conds:
-            trials += [dict(block=block_no, condition=cond, target_interval=t)
-                       for t in _balanced_targets(per, n_alt, rng)]
+            trials += [dict(block=block_no, condition=cond, target_interval=t, design=d)
+                       for t, d in zip(_balanced_targets(per, n_alt, rng), designs)]
         easy, blank = n_catch(config, len(trials))
         pools = {"easy": [c for c in block_conds if c.direction == EASY_CATCH_DIRECTION], "blank": block_conds}
         if not pools["easy"]:  # nothing visible by construction: every catch is blank

@@ -22,12 +22,18 @@ above the threshold). Otherwise the trial shows the ceiling itself: it is still
 a catch trial for the observer, but α = ``alpha_ceiling`` marks it as not
 visible by construction, and :func:`analysis.exclusions.attention_catches`
 leaves it out of the easy-catch score.
+
+Under ``track.kind = "models"`` (:mod:`experiments.model_session`) the common trials run as above on
+their conditions' own tracks (fed by common rows only), the chosen trials show the models track's item
+and α, every tracked row feeds its posterior, and :meth:`TrialEngine.pending` ends the session once the
+models track stops (``on_stop`` is told why, once).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -39,8 +45,12 @@ from eigdist_core.io import sha256_bytes
 from eigdist_core.contract import CONDITION_KEY, DISPLAY_RANGE
 
 from .config import ExperimentConfig
-from .datafile import TrialWriter, check_session_files, open_session, participant_trials, session_paths
+from .datafile import (
+    TrialWriter, check_session_files, mark_stopped, open_session, participant_trials, session_paths,
+)
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
+from .model_session import ModelSession, model_grid
+from .model_track import ModelGrid
 from .monitor import MonitorProfile, ProfileError
 from .observers import Responder, Response, Stimuli
 from .readings_rules import check_additivity
@@ -71,6 +81,19 @@ def condition_key(row: dict) -> tuple:
     return tuple(row[name] for name in CONDITION_KEY)
 
 
+def planned_key(trial: Trial) -> tuple:
+    """What a saved row of ``trial`` must show: a chosen trial fixes only its image (its item is chosen)."""
+    shown = (trial.condition.image_id,) if trial.design == "chosen" else trial.condition.key
+    return trial.trial, shown, trial.is_catch, trial.is_practice, trial.design
+
+
+def row_key(row: dict) -> tuple:
+    """:func:`planned_key` of a saved row (rows of files without a ``design`` column have none)."""
+    design = row.get("design") or ""
+    shown = (row["image_id"],) if design == "chosen" else condition_key(row)
+    return row["trial"], shown, row["is_catch"], row["is_practice"], design
+
+
 class TrialEngine:
     """Runs a session's pending trials through tracks and the writer.
 
@@ -93,6 +116,10 @@ class TrialEngine:
         Written on every row.
     constants
         Further per-session columns (monitor, ppd, lum_*, refresh_hz, …).
+    grid
+        ``track.kind = "models"``: the set's :class:`~experiments.model_track.ModelGrid`.
+    on_stop
+        Called once with the reason when the models track ends the session.
 
     Raises
     ------
@@ -103,15 +130,15 @@ class TrialEngine:
     def __init__(
         self, plan: SessionPlan, config: ExperimentConfig, source: StimulusSource, writer: TrialWriter,
         *, set_id: str, observer: str, calibrated: bool, session_rows: Iterable[dict] = (),
-        earlier_rows: Iterable[dict] = (), constants: dict | None = None,
+        earlier_rows: Iterable[dict] = (), constants: dict | None = None, grid: ModelGrid | None = None,
+        on_stop: Any = None,
     ) -> None:
         self.plan, self.config, self.source, self.writer = plan, config, source, writer
         self.set_id, self.observer, self.calibrated = set_id, observer, calibrated
         self.constants = dict(constants or {})
         session_rows = list(session_rows)
         for row, trial in zip(session_rows, plan.trials):
-            if (row["trial"], condition_key(row), row["is_catch"], row["is_practice"]) != (
-                    trial.trial, trial.condition.key, trial.is_catch, trial.is_practice):
+            if row_key(row) != planned_key(trial):
                 raise EigdistError(
                     f"saved trial {row['trial']} does not match the session plan (was the config, seed or "
                     "participant changed?); start another session instead of resuming"
@@ -122,23 +149,45 @@ class TrialEngine:
         self._history: dict[tuple, list[tuple[float, bool]]] = {}
         earlier = [r for r in earlier_rows if r.get("set_id") == set_id]
         for row in earlier + session_rows:
-            if tracked(row):
+            if tracked(row) and row.get("design") != "chosen":
                 self._history.setdefault(condition_key(row), []).append((row["alpha"], row["correct"]))
         self.tracks: dict[tuple, Track] = {}
+        self.models = None if grid is None else ModelSession(
+            grid, source.manifest, config, [r for r in earlier + session_rows if tracked(r)])
+        self.on_stop, self.stopped = on_stop, None
+        self._chosen: tuple[int, Condition, float, float] | None = None  # (trial, condition, α, ms) of the trial on screen
 
     def track(self, condition: Condition) -> Track:
         """The condition's track, rebuilt from its saved trials on first use."""
         if condition.key not in self.tracks:
+            kind, options = self.config.condition_track
             self.tracks[condition.key] = rebuild_track(
-                self.config.track_kind, condition.alpha_ceiling, self.config.n_alternatives,
-                self._history.get(condition.key, []),
-                seed=stable_int(self.config.seed, *condition.key), **self.config.track_options,
+                kind, condition.alpha_ceiling, self.config.n_alternatives, self._history.get(condition.key, []),
+                seed=stable_int(self.config.seed, *condition.key), **options,
             )
         return self.tracks[condition.key]
 
     def pending(self) -> Iterator[Trial]:
-        """The trials still to run, in order."""
-        return iter(self.plan.trials[self.done:])
+        """The trials still to run, in order, until the models track (if any) stops the session.
+
+        The stop is checked before each trial is handed out: iterate lazily, recording each trial before the next.
+        """
+        for trial in self.plan.trials[self.done:]:
+            if self.models is not None and self.stopped is None:
+                self.stopped = self.models.stop_reason()
+                if self.stopped is not None and self.on_stop is not None:
+                    self.on_stop(self.stopped)
+            if self.stopped is not None:
+                return
+            yield trial
+
+    def shown(self, trial: Trial) -> Trial:
+        """The trial as shown: a chosen trial with the models track's condition (chosen once, timed)."""
+        if trial.design != "chosen":
+            return trial
+        if self._chosen is None or self._chosen[0] != trial.trial:
+            self._chosen = (trial.trial, *self.models.choose(trial.condition.image_id))
+        return replace(trial, condition=self._chosen[1])
 
     def alpha(self, trial: Trial) -> float:
         """The amplitude a trial shows (blank 0; practice and easy catches as the module says)."""
@@ -151,10 +200,14 @@ class TrialEngine:
             track = self.track(cond)
             alpha = self.config.easy_factor * track.threshold_estimate()
             return alpha if track.n_trials >= EASY_MIN_TRIALS and alpha < cond.alpha_ceiling else cond.alpha_ceiling
+        if trial.design == "chosen":
+            self.shown(trial)
+            return self._chosen[2]
         return self.track(cond).next_alpha()
 
     def stimuli(self, trial: Trial) -> Stimuli:
         """The arrays of a trial: the reference and its test intervals."""
+        trial = self.shown(trial)
         image = np.asarray(self.source.image(trial.condition.image_id), dtype=np.float32)
         alpha = self.alpha(trial)
         if trial.catch_type == "blank":
@@ -171,11 +224,19 @@ class TrialEngine:
 
         ``extra`` adds per-trial columns the session measures (``dropped_frames``, …).
         """
+        trial = self.shown(trial)
         cond = trial.condition
         correct = response.interval == trial.target_interval
         alpha = stimuli.alpha
+        models: dict = {}
         if not trial.is_catch and not trial.is_practice:
-            self.track(cond).update(alpha, correct)
+            if trial.design != "chosen":
+                self.track(cond).update(alpha, correct)
+            if self.models is not None:
+                self.models.update({"item_id": cond.item_id, "alpha": alpha, "correct": correct})
+        if self.models is not None:
+            models = {**self.models.columns(), "design": trial.design,
+                      "choice_ms": self._chosen[3] if trial.design == "chosen" else None}
         target = stimuli.intervals[trial.target_interval - 1]
         n_pixels = target.size
         lo, hi = DISPLAY_RANGE
@@ -194,7 +255,7 @@ class TrialEngine:
             "repr_distance": response.repr_distance, "stim_sha256": sha256_bytes(target.tobytes()),
             "set_id": self.set_id, "alpha_ceiling": cond.alpha_ceiling, "seed": self.config.seed,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            **self.constants, **extra,
+            **models, **self.constants, **extra,
         }
         self.writer.write(row)
         self.done += 1
@@ -202,21 +263,23 @@ class TrialEngine:
 
     def track_states(self) -> dict[str, dict]:
         """The state of every condition's track in the plan, keyed by ``"image_id|model|layer|weights|direction"``."""
-        conds = {t.condition.key: t.condition for t in self.plan.trials}
-        return {"|".join(key): self.track(cond).state() for key, cond in sorted(conds.items())}
+        conds = {t.condition.key: t.condition for t in self.plan.trials if t.design != "chosen"}
+        states = {"|".join(key): self.track(cond).state() for key, cond in sorted(conds.items())}
+        return states if self.models is None else {**states, "models": self.models.state()}
 
 
 def run_headless(engine: TrialEngine, responder: Responder, *, progress: bool = False) -> list[dict]:
     """Run every pending trial with ``responder`` and no window; return the new rows."""
-    trials = list(engine.pending())
+    trials = engine.pending()
     if progress:
         from tqdm import tqdm
 
-        trials = tqdm(trials, desc=f"session {engine.plan.session}", unit="trial")
+        trials = tqdm(trials, desc=f"session {engine.plan.session}", unit="trial",
+                      total=len(engine.plan.trials) - engine.done)
     rows = []
     for trial in trials:
         stim = engine.stimuli(trial)
-        rows.append(engine.record(trial, stim, responder.respond(trial, stim, engine.plan.session)))
+        rows.append(engine.record(trial, stim, responder.respond(engine.shown(trial), stim, engine.plan.session)))
     return rows
 
 
@@ -288,7 +351,11 @@ def check_session(
     ------
     ValueError, FileExistsError, FileNotFoundError
         As :func:`open_engine` (:class:`~experiments.datafile.SessionFinished` for a finished session).
+    EigdistError
+        Track kind ``models`` on a set with fewer than two layers or without a sensitivity table.
     """
+    if config.track_kind == "models":
+        model_grid(stimuli, config)
     plan = plan_session(stimuli.manifest, config, participant, session)
     record = session_record(stimuli, config, plan, observer=observer, calibrated=calibrated,
                             constants=constants, metadata=metadata)
@@ -299,6 +366,7 @@ def open_engine(
     stimuli: StimulusSource, config: ExperimentConfig, data: str | os.PathLike, participant: str, session: int,
     *, observer: str, calibrated: bool, resume: bool = False, constants: dict | None = None,
     metadata: dict | None = None, run: dict | None = None, participant_info: dict | None = None,
+    grid: ModelGrid | None = None,
 ) -> TrialEngine:
     """Plan the session, open its trial file (new or resumed) and rebuild the tracks.
 
@@ -306,6 +374,8 @@ def open_engine(
     session, set_id, observer, calibrated, the parsed config, the schedule and
     ``constants``; a resume keeps the recorded one and appends ``run`` to its runs.
     Close the engine's ``writer`` when done (or use ``with engine.writer:``).
+    Track kind ``models``: ``grid`` (None: :func:`~experiments.model_session.model_grid` of the set); when the
+    models track stops the session, the sidecar records it (:func:`~experiments.datafile.mark_stopped`).
 
     Raises
     ------
@@ -314,6 +384,8 @@ def open_engine(
         :func:`~experiments.datafile.open_session` (bad participant or
         session, an existing file without ``resume``, another set or config, …).
     """
+    if config.track_kind == "models" and grid is None:
+        grid = model_grid(stimuli, config)
     plan = plan_session(stimuli.manifest, config, participant, session)
     record = session_record(stimuli, config, plan, observer=observer, calibrated=calibrated,
                             constants=constants, metadata=metadata)
@@ -321,9 +393,11 @@ def open_engine(
     writer, done = open_session(data, participant, session, record, run, resume=resume,
                                 participant_info=participant_info)
     earlier = participant_trials(data, participant, range(1, session))
+    paths = session_paths(data, participant, session)
     try:
         return TrialEngine(plan, config, stimuli, writer, set_id=stimuli.set_id, observer=observer,
-                           calibrated=calibrated, session_rows=done, earlier_rows=earlier, constants=constants)
+                           calibrated=calibrated, session_rows=done, earlier_rows=earlier, constants=constants,
+                           grid=grid, on_stop=lambda reason: mark_stopped(paths, writer.next_trial - 1, reason))
     except BaseException:
         writer.close()
         raise

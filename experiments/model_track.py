@@ -30,7 +30,7 @@ trials (:func:`rebuild`) gives the same posterior and the same next choice as th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -38,7 +38,6 @@ import numpy as np
 
 from eigdist_core.errors import EigdistError
 from eigdist_core.psychometric_function import weibull
-from eigdist_core.sensitivities import SensitivityError, read_table
 
 from .design import conditions
 
@@ -81,6 +80,13 @@ class ModelGrid:
     guess: float
     slope: float = SLOPE
     lapses: tuple[float, ...] = LAPSES
+
+    def subset(self, items: Iterable[int]) -> "ModelGrid":
+        """The grid with only the candidates that show one of ``items`` (item indices), its table a compact
+        copy: a choice among them costs their share of a choice among all."""
+        keep = np.isin(self.cand_item, np.fromiter(items, dtype=int))
+        return replace(self, cand_item=self.cand_item[keep], cand_alpha=self.cand_alpha[keep],
+                       table=np.ascontiguousarray(self.table[:, keep, :]))
 
     def p_correct(self, item: int, alpha: float) -> np.ndarray:
         """P(correct | α at item; m, k, λ), shape (layers, n_k × n_lapses), at any α (not only the grid's)."""
@@ -242,18 +248,23 @@ class ModelTrack:
         self.log_post -= self.log_post.max()
         self.history.append((int(item), float(alpha), bool(correct)))
 
-    def information(self) -> np.ndarray:
-        """I(m; y | c) of every candidate c, in nats (see the module docstring)."""
+    def information(self, among: ModelGrid | None = None) -> np.ndarray:
+        """I(m; y | c) of every candidate c of ``among`` (a :meth:`ModelGrid.subset`; None: all), in nats."""
         joint = self.joint()
         pm = joint.sum(axis=1)
         conditional = joint / np.where(pm > 0, pm, 1.0)[:, None]
-        p_m = np.matmul(self.grid.table, conditional[:, :, None])[:, :, 0]  # (layers, candidates)
+        table = (among or self.grid).table
+        p_m = np.matmul(table, conditional[:, :, None])[:, :, 0]  # (layers, candidates)
         return _entropy(pm @ p_m) - pm @ _entropy(p_m)
 
-    def choose(self) -> tuple[int, float]:
-        """The (item index, α) of largest expected information about the layer; no side effects."""
-        c = int(np.argmax(self.information()))
-        return int(self.grid.cand_item[c]), float(self.grid.cand_alpha[c])
+    def choose(self, among: ModelGrid | None = None) -> tuple[int, float]:
+        """The (item index, α) of largest expected information about the layer; no side effects.
+
+        ``among``: choose only among the candidates of this :meth:`ModelGrid.subset` (None: all).
+        """
+        grid = among or self.grid
+        c = int(np.argmax(self.information(grid)))
+        return int(grid.cand_item[c]), float(grid.cand_alpha[c])
 
     def choose_random(self, rng: np.random.Generator) -> tuple[int, float]:
         """A uniformly random candidate: the baseline the information rule is measured against."""
@@ -307,6 +318,8 @@ def open_grid(folder: str | Path, manifest: dict, n_alternatives: int, **options
         A set with fewer than two layers, or without a valid sensitivity table (the message says how to add
         one).
     """
+    from eigdist_core.sensitivities import SensitivityError, read_table  # imports torch: only when a set opens
+
     set_layers(manifest)
     try:
         table = read_table(folder, manifest)

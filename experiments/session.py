@@ -239,7 +239,10 @@ def session_constants(profile: MonitorProfile, *, color: str = "grey", magnifica
 
 
 def summary(rows: list[dict]) -> list[str]:
-    """End-of-session lines: trials, accuracy of main and catch trials, dropped frames."""
+    """End-of-session lines: trials, accuracy of main and catch trials, dropped frames; a models track's
+    most probable layer and choice times (:func:`experiments.model_session.summary_lines`)."""
+    from .model_session import summary_lines
+
     def pct(sel: list[dict]) -> str:
         return f"{100 * sum(r['correct'] for r in sel) / len(sel):.0f}% correct of {len(sel)}" if sel else "none"
 
@@ -250,7 +253,7 @@ def summary(rows: list[dict]) -> list[str]:
     dropped = [r["dropped_frames"] for r in rows if r.get("dropped_frames") is not None]
     if dropped:
         lines.append(f"dropped frames: {sum(dropped)} in {sum(d > 0 for d in dropped)} trials")
-    return lines
+    return lines + summary_lines(rows)
 
 
 # ---------------------------------------------------------------- the window side
@@ -492,8 +495,5 @@ def run_trial(screen: Screen, engine: Any, responder: Responder, trial: Trial, h
     return engine.record(trial, stim, response, dropped_frames=dropped)
 
 
-__all__ = [
-    "ABORTED", "DITHER_POOL", "Prepared", "RunOptions", "Screen", "SessionAborted",
-    "SessionResult", "dropped_frames", "prepare", "run_prepared", "run_trial",
-    "run_session", "session_constants", "summary",
-]
+__all__ = ["ABORTED", "DITHER_POOL", "Prepared", "RunOptions", "Screen", "SessionAborted", "SessionResult",
+           "dropped_frames", "prepare", "run_prepared", "run_trial", "run_session", "session_constants", "summary"]

@@ -107,6 +107,20 @@ def test_replayed_history_gives_the_same_posterior_and_choice():
         np.testing.assert_array_equal(resumed.log_post, unbroken.log_post)
 
 
+def test_a_subset_of_items_chooses_the_best_of_their_candidates():
+    grid = _grid(_s())
+    track = ModelTrack(grid)
+    for item, alpha, correct in [(0, 0.05, True), (3, 0.2, False), (7, 0.1, True)]:
+        track.update(item, alpha, correct)
+    items = [2, 5, 11]
+    sub = grid.subset(items)
+    keep = np.isin(grid.cand_item, items)
+    np.testing.assert_allclose(track.information(sub), track.information()[keep], rtol=1e-12)
+    c = int(np.argmax(np.where(keep, track.information(), -np.inf)))
+    assert track.choose(sub) == (int(grid.cand_item[c]), float(grid.cand_alpha[c]))
+    assert set(sub.cand_item) == set(items)
+
+
 def test_random_rule_is_seeded():
     grid = _grid(_s())
     runs = [run_simulated(grid, _observer(grid, 0, seed=1), budget=20, stop_at=1.1,

@@ -261,6 +261,14 @@ def test_bad_config_fails_naming_the_key(lab, tmp_path, monkeypatch, capsys):
     assert "eigdist run: error: bad.toml: timing.test_ms must be a number > 0, got -5" in err
 
 
+def test_models_track_on_a_one_layer_set_fails_before_anything_is_written(lab, tmp_path, monkeypatch, capsys):
+    models = tmp_path / "models.toml"
+    models.write_text(config_text() + '[track]\nkind = "models"\n')
+    err = _fail(lab, tmp_path, monkeypatch, capsys, f"--config={models}")
+    assert err.strip() == ("eigdist run: error: track kind 'models' needs a stimulus set with at least two layers to "
+                           "tell apart; this one has 1: resnet18:conv1 (random:0)")
+
+
 def test_tampered_stimulus_set_fails_naming_the_file(lab, tmp_path, monkeypatch, capsys):
     tampered = tmp_path / "tampered"
     shutil.copytree(lab["stimuli"], tampered)

@@ -80,11 +80,33 @@ def small_config(**changes):
     return replace(base, **changes)
 
 
-def run_session(data, participant="P01", session=1, *, resume=False, responder=None, config=None):
-    """Open (or resume) and run one headless session; return the engine."""
+def models_config(**options):
+    """:func:`small_config` with ``track.kind = "models"`` (defaults of ``[track.models]`` unless given)."""
+    from experiments.config import parse_config
+
+    return replace(small_config(), track_kind="models", track_options=parse_config(
+        {"track": {"kind": "models", "models": {"n_alpha": 12, "n_k": 12, **options}}}).track_options)
+
+
+def models_grid(config=None):
+    """The models track's grid of :class:`ArraySource`: its items, their ceilings, seeded sensitivities of
+    its two layers (log-normal, σ = 1.5, independent per item and layer)."""
+    from experiments.design import conditions
+    from experiments.model_track import make_grid
+
+    config = config or models_config()
+    conds = conditions(make_manifest())
+    s = np.exp(1.5 * np.random.default_rng(7).standard_normal((len(conds), len(LAYERS))))
+    return make_grid(s, [f"resnet18:{layer} (random:0)" for layer in LAYERS], [c.item_id for c in conds],
+                     [c.alpha_ceiling for c in conds], n_alternatives=config.n_alternatives,
+                     n_alpha=config.track_options["n_alpha"], n_k=config.track_options["n_k"])
+
+
+def run_session(data, participant="P01", session=1, *, resume=False, responder=None, config=None, grid=None):
+    """Open (or resume) and run one headless session; return the engine (``grid``: a models config's)."""
     responder = responder or WeibullObserver(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
     engine = open_engine(ArraySource(), config or small_config(), data, participant, session,
-                         observer=responder.observer, calibrated=False, resume=resume)
+                         observer=responder.observer, calibrated=False, resume=resume, grid=grid)
     with engine.writer:
         run_headless(engine, responder)
     return engine
@@ -102,11 +124,13 @@ class KillAt(WeibullObserver):
         return response
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # DATA KILL_AT [models]
     data, kill_at = sys.argv[1], int(sys.argv[2])
     observer = KillAt(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
     observer.kill_at = kill_at
-    run_session(data, responder=observer)
+    models = sys.argv[3:] == ["models"]
+    run_session(data, responder=observer, config=models_config(stop_at=1.0) if models else None,
+                grid=models_grid() if models else None)
 
 
 def write_lab(data, trials) -> list:
