@@ -368,9 +368,7 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
                 f"cannot resume {paths.trials}: {where} was {was!r} when the session started, now {now!r} "
                 f"({option} differs); {advice}"
             )
-    if _raw(paths.trials).split(b"\n", 1)[0] + b"\n" != _header().encode("utf-8"):
-        raise SessionFileError(f"{paths.trials} has other columns than this version writes; "
-                               f"{restart_advice(paths.trials)}")
+    file_columns(paths.trials)  # refuses a header this version cannot append to
     rows = read_trials(paths.trials)
     for i, row in enumerate(rows, start=1):
         if row["trial"] != i or row["set_id"] != record["set_id"]:
@@ -429,7 +427,24 @@ def open_session(
         save_json(paths.sidecar, {**TASK_INFO, **column_descriptions(),
                                   "eigdist": {**record, **info, "runs": [run]}})
         atomic_write_bytes(paths.trials, _header().encode("utf-8"))
-    return TrialWriter(paths.trials, COLUMNS, len(rows) + 1), rows
+    return TrialWriter(paths.trials, file_columns(paths.trials), len(rows) + 1), rows
+
+
+def file_columns(path: Path) -> tuple[str, ...]:
+    """The columns to append to a session's trial file with: its header's.
+
+    A file started by an earlier version lacks only columns added at the end since (the models track's);
+    its rows keep that layout, so that a lab can update eigdist in the middle of a session and resume it.
+
+    Raises
+    ------
+    SessionFileError
+        If the header is not this version's columns or a start of them.
+    """
+    header = tuple(_raw(path).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r").split("\t"))
+    if len(header) < len(REQUIRED_COLUMNS) or header != COLUMNS[:len(header)]:
+        raise SessionFileError(f"{path} has other columns than this version writes; {restart_advice(path)}")
+    return header
 
 
 def planned_trials(record: dict) -> int | None:

@@ -245,6 +245,43 @@ def _partial(tmp_path, n=10):
     return path
 
 
+def _drop_columns(path, keep):
+    """Rewrite a trial file with only its first ``keep`` columns, as an earlier version wrote it."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("".join("\t".join(line.split("\t")[:keep]) + "\n" for line in lines), encoding="utf-8")
+
+
+def test_a_file_of_an_earlier_version_resumes_in_its_own_columns(tmp_path):
+    writer, _ = _open(tmp_path)
+    with writer:
+        writer.write(_row(1))
+    path = session_paths(tmp_path, "P01", 1).trials
+    old = len(COLUMNS) - 5  # before the models track's five columns
+    _drop_columns(path, old)
+    writer, done = _open(tmp_path, resume=True)
+    with writer:
+        assert [r["trial"] for r in done] == [1]
+        writer.write(_row(2))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [len(line.split("\t")) for line in lines] == [old] * 3
+    assert [r["trial"] for r in read_trials(path)] == [1, 2]
+
+
+@pytest.mark.parametrize("change", ["swap", "too_few"])
+def test_a_file_with_other_columns_is_not_resumed(tmp_path, change):
+    writer, _ = _open(tmp_path)
+    with writer:
+        writer.write(_row(1))
+    path = session_paths(tmp_path, "P01", 1).trials
+    if change == "swap":
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("image_id\tmodel", "model\timage_id", 1), encoding="utf-8")
+    else:
+        _drop_columns(path, len(REQUIRED_COLUMNS) - 1)
+    with pytest.raises(ValueError, match=re.escape(f"{path} has other columns than this version writes; ")):
+        _open(tmp_path, resume=True)
+
+
 def test_resume_keeps_the_record_and_appends_a_run(tmp_path):
     path = _partial(tmp_path)
     sidecar = session_paths(tmp_path, "P01", 1).sidecar
