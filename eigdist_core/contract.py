@@ -78,6 +78,8 @@ def _column_table(rows: str) -> dict[str, list[str]]:
             fields[-1] += " " + line.strip()  # fields is the row above's list in table
         else:
             name, *fields = line.split(maxsplit=3)
+            if fields[0] not in ("str", "int", "float", "bool"):  # a typo here would make the column text
+                raise ValueError(f"column {name}: type {fields[0]!r} is not str, int, float or bool")
             table[name] = fields
     return table
 
