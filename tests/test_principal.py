@@ -116,3 +116,22 @@ def test_layers_diagonal_in_the_cosine_basis_converge_at_the_first_solve():
     modes = cosine_start(shape)
     cos = (pd.result.vectors.abs() @ modes.abs().T).max(1).values
     assert cos.min() > 1 - 1e-9
+
+
+@pytest.mark.parametrize("smallest, largest_norm", [(-10, 4), (-12, 4), (-16, 6)])
+def test_orthonormalize_keeps_nearly_dependent_rows_of_very_different_norms_orthonormal(smallest, largest_norm):
+    """A thick restart's columns: B-normalised Ritz vectors (norms up to 10⁴ where F_B is near its floor), nearly
+    dependent. One SVQB pass left S Sᵀ − I at 10⁻² to 1 (three front-end layers at 16 px: H_B then had eigenvalues
+    below the regularisation, and Cholesky failed with "F_B is singular")."""
+    from eigdist_core.block_iteration import orthonormalize
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(20, 200, generator=gen, dtype=torch.float64)
+    U, _, Vh = torch.linalg.svd(torch.randn(20, 20, generator=gen, dtype=torch.float64))
+    W = (U * torch.logspace(0, smallest, 20, dtype=torch.float64)) @ Vh @ base
+    W = W * torch.logspace(0, largest_norm, 20, dtype=torch.float64)[:, None]
+    Q = orthonormalize(W, [])
+    assert Q.shape[0] >= 8
+    assert (Q @ Q.T - torch.eye(Q.shape[0], dtype=torch.float64)).abs().max() < 1e-12
+    residual = W - (W @ Q.T) @ Q  # Q spans W's strong directions
+    assert torch.linalg.vector_norm(residual, dim=1).max() < 1e-6 * torch.linalg.vector_norm(W, dim=1).max()
