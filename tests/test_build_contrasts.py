@@ -134,6 +134,7 @@ def test_a_set_of_every_kind_builds_and_verifies(contrast_set):
         assert it["weights"] == CONTRAST_WEIGHTS and it["direction"] in CONTRAST_DIRECTIONS[it["model"]]
         assert it["converged"] and it["contrast"]["regularization"]["epsilon"] == 1e-6
         assert len(it["contrast"]["regularization"]["lambda_max"]) == 2
+        assert it["contrast"]["regularization"]["lambda_max_converged"] is True  # exact: formed densely
     assert top["eigenvalue"] > bottom["eigenvalue"] > 0 and a["eigenvalue"] is None
     assert a["contrast"]["objective"] > 0 and a["contrast"]["method"] == "exact"
     # For two layers the principal pair is the generalized pair: a (what lg sees best relative to ln) is ln-vs-lg's bottom.
