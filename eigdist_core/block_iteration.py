@@ -19,6 +19,9 @@ from .fisher import FisherOperator
 
 F64 = torch.float64
 
+#: Largest |entry| of S Sᵀ − I that one SVQB pass may leave before a second runs.
+ORTHONORMAL = 1e-12
+
 
 @dataclass
 class Phase:
@@ -64,6 +67,15 @@ def apply(op: FisherOperator, X: torch.Tensor) -> torch.Tensor:
     return (op @ X.to(op.dtype)).to(F64)
 
 
+def _svqb(W: torch.Tensor, floor: float, room: int) -> torch.Tensor:
+    """Orthonormal rows spanning W's directions whose Gram eigenvalue exceeds ``floor``, at most ``room``, strongest first."""
+    gram = W @ W.T
+    evals, evecs = torch.linalg.eigh((gram + gram.T) / 2)
+    evals, evecs = evals.flip(0)[:room], evecs.flip(1)[:, :room]
+    keep = evals > floor
+    return (evecs[:, keep].T @ W) / evals[keep].sqrt()[:, None]
+
+
 def orthonormalize(W: torch.Tensor, against: list[torch.Tensor], drop: float = 1e-8) -> torch.Tensor:
     """Rows of ``W`` made orthonormal and orthogonal to the (orthonormal) rows in ``against``.
 
@@ -72,25 +84,34 @@ def orthonormalize(W: torch.Tensor, against: list[torch.Tensor], drop: float = 1
     (numerically inside the span already) are dropped, and so are the weakest
     beyond the room left in the space (n minus the rows in ``against``: a
     subspace that spans everything cannot grow), so the result may have fewer
-    rows.
+    rows. SVQB runs again where one pass left the rows short of orthonormal:
+    the Gram eigenvectors of directions near the drop threshold (eigenvalues
+    near drop² = 10⁻¹⁶ of the largest, as of rows of very different norms or
+    nearly dependent, like a thick restart's B-normalised Ritz vectors) carry
+    errors of order one, and a basis that is not orthonormal breaks every
+    projected problem on it (eigenvalues outside F's range, the regularised
+    F_B no longer positive definite).
     """
     room = W.shape[1] - sum(B.shape[0] for B in against)
     if W.shape[0] == 0 or room <= 0:
         return W[:0]
     before = torch.linalg.vector_norm(W, dim=1).max()
     for _ in range(2):
-        for B in against:
-            if B.shape[0]:
-                W = W - (W @ B.T) @ B
-    gram = W @ W.T
-    evals, evecs = torch.linalg.eigh((gram + gram.T) / 2)
-    evals, evecs = evals.flip(0)[:room], evecs.flip(1)[:, :room]  # strongest directions first
-    keep = evals > (drop * before) ** 2
-    W = (evecs[:, keep].T @ W) / evals[keep].sqrt()[:, None]
-    for B in against:  # one more pass: SVQB can reintroduce rounding along B
+        W = _project_out(W, against)
+    W = _svqb(W, (drop * before) ** 2, room)
+    eye = torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
+    if W.shape[0] and (W @ W.T - eye).abs().max() > ORTHONORMAL:
+        W = _svqb(_project_out(W, against), drop**2, room)
+    W = _project_out(W, against)  # one more pass: SVQB can reintroduce rounding along B
+    return W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
+
+
+def _project_out(W: torch.Tensor, against: list[torch.Tensor]) -> torch.Tensor:
+    """W less its components along the orthonormal rows of every block in ``against`` (one Gram-Schmidt pass)."""
+    for B in against:
         if B.shape[0]:
             W = W - (W @ B.T) @ B
-    return W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
+    return W
 
 
 def _ritz(S: torch.Tensor, FS: torch.Tensor, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,7 +65,7 @@ def check_inputs(config: SetConfig, base: Path, jobs: int = 1) -> dict[str, np.n
             raise BuildError(f"models[{i}] ({net.spec}, weights {net.weights}): {exc}") from None
     small = min(DRY_SIZE, config.size)
     outputs = _dry_runs(config, loaded, small)
-    _check_memory(config, small, max(outputs), jobs)
+    _check_memory(config, small, outputs, jobs)
     if small < config.size:
         _dry_runs(config, loaded, config.size)
     images = {}
@@ -114,20 +114,35 @@ def _dry_run(i: int, net: ModelEntry, model, config: SetConfig, size: int) -> in
         ) from None
 
 
-def _check_memory(config: SetConfig, small: int, outputs: int, jobs: int) -> None:
-    """Refuse a set whose groups would not fit in this machine's memory (before any image is resized)."""
+def _check_memory(config: SetConfig, small: int, outputs: list[int], jobs: int) -> None:
+    """Refuse a set whose groups would not fit in this machine's memory (before any image is resized).
+
+    ``outputs`` are the models' output sizes at ``small`` px, in ``config.models`` order. A layer's
+    group holds one model; a contrast's group holds all of its M models at once (M Fisher operators,
+    their forwards and copies), so it counts the sum of theirs.
+    """
     scale = (config.size / small) ** 2
     n = config.channels * config.size**2
-    need = MEMORY_FACTOR * 8 * (n + outputs * scale) * jobs
-    if config.solver == "exact":
-        need += 8 * n * outputs * scale * jobs  # the dense Jacobian
+    out = {net: count * scale for net, count in zip(config.models, outputs)}
+
+    def one(net, solver: str) -> float:  # a model's share: activations and copies, the dense Jacobian if exact
+        return MEMORY_FACTOR * 8 * (n + out[net]) + (8 * n * out[net] if solver == "exact" else 0)
+
+    groups = [(one(net, config.solver), f"about {out[net]:.3g} outputs of the largest layer")
+              for net in config.models]
+    groups += [(sum(one(net, c.solver) for net in c.models),
+                f"contrasts[{i}] ({c.name}) holds its {len(c.models)} layers' "
+                f"{sum(out[net] for net in c.models):.3g} outputs at once")
+               for i, c in enumerate(config.contrasts)]
+    need, what = max(groups, key=lambda group: group[0])
+    need *= jobs
+    exact = config.solver == "exact" or any(c.solver == "exact" for c in config.contrasts)
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > have:
         raise BuildError(
             f"size = {config.size}: {jobs} group(s) at a time would need about {need / 2**30:.3g} GiB "
-            f"({n:.3g} input values, about {outputs * scale:.3g} outputs of the largest layer"
-            f"{', exact solver' if config.solver == 'exact' else ''}), more than this machine's "
-            f"{have / 2**30:.3g} GiB; use a smaller size{' or another solver' if config.solver == 'exact' else ''}"
+            f"({n:.3g} input values, {what}{', exact solver' if exact else ''}), more than this machine's "
+            f"{have / 2**30:.3g} GiB; use a smaller size{' or another solver' if exact else ''}"
         )
 
 

@@ -74,16 +74,32 @@ class SolveSettings:
         return self.converged(residuals) or iterations >= self.max_iter or time.perf_counter() > deadline
 
 
-def largest_eigenvalues(ops: list[FisherOperator], seed: int, trace: Trace, deadline: float) -> list[float]:
-    """λ_max of every operator by block Lanczos with one vector per step, to :data:`SCALE_TOL`."""
-    values = []
+@dataclass(frozen=True)
+class Scales:
+    """λ_max of every operator and the relative residual each estimate reached (0 when formed densely, nan when
+    not estimated). An estimate stopped by the time budget or its iteration cap before :data:`SCALE_TOL` is a
+    lower bound: the regularisation is then ε·(that bound), not ε·λ_max, and the record says so."""
+
+    values: list[float]
+    residuals: list[float]
+
+    @property
+    def converged(self) -> bool:
+        """Every estimate reached :data:`SCALE_TOL` (or none was needed)."""
+        return all(not r > SCALE_TOL for r in self.residuals)
+
+
+def largest_eigenvalues(ops: list[FisherOperator], seed: int, trace: Trace, deadline: float) -> Scales:
+    """λ_max of every operator by block Lanczos with one vector per step, to :data:`SCALE_TOL` (or the deadline)."""
+    values, residuals = [], []
     for i, op in enumerate(ops):
         start = seeded_block(op.n, 1, seed + i, F64, op.device)
         phase = iterate(op, start=(start, None), k=1, block=1, largest=True, mode="lanczos", tol=SCALE_TOL,
                         max_iter=500, deadline=deadline, lam_max=None, max_basis=40, trace=trace,
                         desc=f"λ_max of layer {i}")
         values.append(float(phase.rayleigh()[0]))
-    return values
+        residuals.append(trace.entries[-1]["residual"])  # the last iteration's, this operator's
+    return Scales(values, residuals)
 
 
 def dense_fisher(op: FisherOperator) -> torch.Tensor:
@@ -147,29 +163,29 @@ class Subspace:
 
 def scales(
     ops: list[FisherOperator], regularization: float, exact: bool, seed: int, trace: Trace, deadline: float,
-) -> tuple[list[float], list[torch.Tensor] | None]:
+) -> tuple[Scales, list[torch.Tensor] | None]:
     """λ_max of every operator, and the dense F_m when ``exact`` (else ``None``).
 
     With ``regularization`` 0 and an iterative solve no λ_max is needed: nans.
     """
     if exact:
         matrices = [dense_fisher(op) for op in ops]
-        return [float(torch.linalg.eigvalsh(F)[-1]) for F in matrices], matrices
+        return Scales([float(torch.linalg.eigvalsh(F)[-1]) for F in matrices], [0.0] * len(ops)), matrices
     if regularization == 0:
-        return [float("nan")] * len(ops), None
+        return Scales([float("nan")] * len(ops), [float("nan")] * len(ops)), None
     return largest_eigenvalues(ops, seed, trace, deadline), None
 
 
 def start_space(
     ops: list[FisherOperator], settings: SolveSettings, deadline: float, block: int,
-) -> tuple[Subspace, list[float]]:
+) -> tuple[Subspace, Scales]:
     """The regularised operators' starting subspace (the whole space when ``settings.exact``) and their λ_max.
 
     The λ_max estimates' iterations are not part of the caller's history (their products are counted).
     """
     eps, exact = settings.regularization, settings.exact
     lam, matrices = scales(ops, eps, exact, settings.seed, Trace(ops[0], time.perf_counter()), deadline)
-    shifts = [eps * value if eps else 0.0 for value in lam]
+    shifts = [eps * value if eps else 0.0 for value in lam.values]
     if exact:
         return Subspace.whole(ops, matrices, shifts), lam
     space = Subspace(ops, shifts)
@@ -177,10 +193,16 @@ def start_space(
     return space, lam
 
 
-def regularization_record(regularization: float, lam_max: list[float]) -> dict:
-    """What the result says of the regularisation rule (JSON-ready)."""
+def regularization_record(regularization: float, lam_max: Scales) -> dict:
+    """What the result says of the regularisation rule (JSON-ready): the rule, ε, each λ_max, the residual of each
+    estimate and whether all reached :data:`SCALE_TOL` (false: the time budget or the cap stopped one first)."""
+    def finite(values: list[float]) -> list[float | None]:
+        return [None if value != value else value for value in values]
+
     return {
         "rule": "F + epsilon * lambda_max(F) * I" if regularization else "none",
         "epsilon": regularization,
-        "lambda_max": [None if value != value else value for value in lam_max],
+        "lambda_max": finite(lam_max.values),
+        "lambda_max_residual": finite(lam_max.residuals),
+        "lambda_max_converged": lam_max.converged,
     }

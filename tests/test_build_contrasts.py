@@ -135,6 +135,7 @@ def test_a_set_of_every_kind_builds_and_verifies(contrast_set):
         assert it["weights"] == CONTRAST_WEIGHTS and it["direction"] in CONTRAST_DIRECTIONS[it["model"]]
         assert it["converged"] and it["contrast"]["regularization"]["epsilon"] == 1e-6
         assert len(it["contrast"]["regularization"]["lambda_max"]) == 2
+        assert it["contrast"]["regularization"]["lambda_max_converged"] is True  # exact: formed densely
     assert top["eigenvalue"] > bottom["eigenvalue"] > 0 and a["eigenvalue"] is None
     assert a["contrast"]["objective"] > 0 and a["contrast"]["method"] == "exact"
     # For two layers the principal pair is the generalized pair: a (what lg sees best relative to ln) is ln-vs-lg's bottom.
@@ -278,3 +279,22 @@ def test_the_compare_demo_asks_for_both_kinds():
     assert [c.kind for c in config.contrasts] == ["generalized", "principal"]
     with pytest.raises(EigdistError, match="^--compare and --color are two demos: choose one$"):
         demo_plan(False, None, color=True, compare=True)
+
+
+def test_a_contrast_group_counts_the_memory_of_all_its_layers(tmp_path, monkeypatch):
+    """Three layers of 16 × 16 outputs: one layer's group needs 16·8·(256 + 256) bytes, the principal group thrice that.
+    A machine between the two refuses the set, naming the contrast."""
+    from eigdist_core import build_inputs
+
+    layers = LAYERS + '\n[[models]]\nspec = "frontend:lgg"\nweights = "published"\n'
+    contrasts = '[[contrasts]]\nkind = "principal"\nname = "three"\nmodels = ["frontend:ln", "frontend:lg", "frontend:lgg"]'
+    config, _ = load_config(write(tmp_path, contrasts, layers))
+    one = build_inputs.MEMORY_FACTOR * 8 * (256 + 256)
+    pages = {"SC_PAGE_SIZE": 1, "SC_PHYS_PAGES": 2 * one}
+    monkeypatch.setattr(build_inputs.os, "sysconf", lambda name: pages[name])
+    config_without = load_config(write(tmp_path, "", layers))[0]
+    build_inputs._check_memory(config_without, 16, [256] * 3, jobs=2)  # two one-layer groups fit
+    with pytest.raises(build_inputs.BuildError, match=r"^size = 16: 1 group\(s\) at a time would need about .* GiB "
+                       r"\(256 input values, contrasts\[0\] \(three\) holds its 3 layers' 768 outputs at once\), "
+                       r"more than this machine's"):
+        build_inputs._check_memory(config, 16, [256] * 3, jobs=1)

@@ -116,3 +116,82 @@ def test_layers_diagonal_in_the_cosine_basis_converge_at_the_first_solve():
     modes = cosine_start(shape)
     cos = (pd.result.vectors.abs() @ modes.abs().T).max(1).values
     assert cos.min() > 1 - 1e-9
+
+
+@pytest.mark.parametrize("smallest, largest_norm", [(-10, 4), (-12, 4), (-16, 6)])
+def test_orthonormalize_keeps_nearly_dependent_rows_of_very_different_norms_orthonormal(smallest, largest_norm):
+    """A thick restart's columns: B-normalised Ritz vectors (norms up to 10⁴ where F_B is near its floor), nearly
+    dependent. One SVQB pass left S Sᵀ − I at 10⁻² to 1 (three front-end layers at 16 px: H_B then had eigenvalues
+    below the regularisation, and Cholesky failed with "F_B is singular")."""
+    from eigdist_core.block_iteration import orthonormalize
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(20, 200, generator=gen, dtype=torch.float64)
+    U, _, Vh = torch.linalg.svd(torch.randn(20, 20, generator=gen, dtype=torch.float64))
+    W = (U * torch.logspace(0, smallest, 20, dtype=torch.float64)) @ Vh @ base
+    W = W * torch.logspace(0, largest_norm, 20, dtype=torch.float64)[:, None]
+    Q = orthonormalize(W, [])
+    assert Q.shape[0] >= 8
+    assert (Q @ Q.T - torch.eye(Q.shape[0], dtype=torch.float64)).abs().max() < 1e-12
+    residual = W - (W @ Q.T) @ Q  # Q spans W's strong directions
+    assert torch.linalg.vector_norm(residual, dim=1).max() < 1e-6 * torch.linalg.vector_norm(W, dim=1).max()
+
+
+def regularised(mats: list[torch.Tensor]) -> list[np.ndarray]:
+    F = [(M.T @ M).numpy() for M in mats]
+    return [f + REGULARIZATION * np.linalg.eigvalsh(f)[-1] * np.eye(len(f)) for f in F]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_residual_is_the_backward_error_that_makes_each_vector_stationary(count):
+    """η = ‖g‖ / Σ|c_m| ‖F_m‖/s_m; δF_m = −η‖F_m‖ sign(c_m)(u aᵀ + a uᵀ) zeroes the gradient g at a, keeps every s_m;
+    for two layers η is the generalized eigenpair's normwise backward error."""
+    mats = linear_layers(count, seed=11)
+    pd = PrincipalDistortion(torch.rand(N, dtype=torch.float64), models(mats), dtype=torch.float64)
+    pd.synthesize(method="iterative", tol=1e-12, max_iter=1)  # stopped early: residuals well above rounding
+    F = regularised(mats)
+    norms = np.array([np.linalg.eigvalsh(f)[-1] for f in F])
+    vectors = pd.result.vectors.numpy()
+    for index, sign in ((0, 1), (1, -1)):
+        v, w = vectors[index], vectors[1 - index]
+        s, t = np.array([v @ f @ v for f in F]), np.array([w @ f @ w for f in F])
+        c = sign * (np.log(s) - np.log(t))
+        c -= c.mean()
+        g = sum(cm * f @ v / sm for cm, f, sm in zip(c, F, s))
+        eta = np.linalg.norm(g) / np.sum(np.abs(c) * norms / s)
+        assert pd.result.residuals[index] == pytest.approx(eta, rel=1e-6)
+        assert eta > 1e-8
+        u = g / np.linalg.norm(g)
+        perturbed = [f - eta * n * np.sign(cm) * (np.outer(u, v) + np.outer(v, u)) for f, n, cm in zip(F, norms, c)]
+        assert [np.linalg.norm(p - f, 2) for p, f in zip(perturbed, F)] == pytest.approx(eta * norms, rel=1e-9)
+        assert [v @ p @ v for p in perturbed] == pytest.approx(s, rel=1e-9)
+        stationary = sum(cm * p @ v / sm for cm, p, sm in zip(c, perturbed, s))
+        assert np.linalg.norm(stationary) <= 1e-9 * np.linalg.norm(g)
+        if count == 2:
+            lam = s[0] / s[1]
+            pair = np.linalg.norm(F[0] @ v - lam * F[1] @ v) / (norms[0] + lam * norms[1])
+            assert eta == pytest.approx(pair, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["generalized", "principal"])
+def test_a_lambda_max_stopped_by_the_time_budget_says_so(kind):
+    """The regularisation's λ_max estimates share the solve's deadline: a budget spent before they reach 1e-4 leaves
+    lower bounds, and the record flags them (residual per layer, lambda_max_converged false)."""
+    mats = [torch.randn(40, 30, generator=torch.Generator().manual_seed(i), dtype=torch.float64) for i in range(3)]
+    x = torch.rand(30, dtype=torch.float64)
+
+    def solve(budget):
+        if kind == "generalized":
+            comp = GeneralizedEigendistortion(x, *models(mats[:2]), dtype=torch.float64)
+        else:
+            comp = PrincipalDistortion(x, models(mats), dtype=torch.float64)
+        return comp.synthesize(method="iterative", time_budget=budget, max_iter=3).result.regularization
+
+    short = solve(1e-9)
+    assert short["lambda_max_converged"] is False
+    assert all(r > 1e-4 for r in short["lambda_max_residual"])
+    exact = [np.linalg.eigvalsh((M.T @ M).numpy())[-1] for M in mats[:len(short["lambda_max"])]]
+    assert all(lam < top * (1 - 1e-3) for lam, top in zip(short["lambda_max"], exact))  # lower bounds, far off
+    full = solve(None)
+    assert full["lambda_max_converged"] is True and max(full["lambda_max_residual"]) <= 1e-4
+    assert full["lambda_max"] == pytest.approx(exact, rel=1e-7)
