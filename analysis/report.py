@@ -200,7 +200,10 @@ def save_table(table: pd.DataFrame, path: Path) -> None:
 def _html_table(table: pd.DataFrame) -> str:
     if table.empty:
         return "<p><em>none</em></p>"
-    return table.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, classes="t", escape=True)
+    # Wide tables (the comparison has 20 columns) scroll inside their box instead of running off the page;
+    # na_rep keeps pandas' "<NA>" of an unranked row out of the page.
+    return ("<div class='wide'>" + table.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0,
+                                                 classes="t", escape=True, na_rep="") + "</div>")
 
 
 CAPTIONS = {
@@ -273,7 +276,7 @@ def write_report(out: str | os.PathLike, *, tables: Mapping[str, pd.DataFrame],
         "<!doctype html><html><head><meta charset='utf-8'><title>eigdist analysis</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}figure{margin:1em 0}"
+        "border-bottom:1px solid #ddd;text-align:right}div.wide{overflow-x:auto}img{max-width:100%}figure{margin:1em 0}"
         "</style></head><body>",
         "<h1>eigdist: ranking of model layers by observers' thresholds</h1>",
         f"<p><b>Observers analysed:</b> {html.escape(str(settings.get('observers analysed', '')))}. "

@@ -224,3 +224,13 @@ def test_analyze_refuses_a_hand_edited_set(tmp_path, capsys):
     assert main(["analyze", str(data), "--out", str(tmp_path / "o"), "--stimuli", str(folder)]) == 2
     err = capsys.readouterr().err
     assert f"stimulus set {folder} was changed after it was built" in err and "alpha_max was edited" in err
+
+
+def test_report_tables_scroll_and_leave_missing_values_blank():
+    from analysis.report import _html_table
+
+    table = pd.DataFrame({"model": ["frontend", "(mixture)"], "rank": pd.array([1, None], dtype="Int64"),
+                          "p_best": [1.0, float("nan")]})
+    page = _html_table(table)
+    assert page.startswith("<div class='wide'>") and page.endswith("</div>")
+    assert "<NA>" not in page and "NaN" not in page and "<td>1</td>" in page
