@@ -43,7 +43,9 @@ CEILING = (NOISE_CEILING, "", "")
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """The psychometric function and fit settings (as the threshold fits have them), and the bootstrap."""
+    """The psychometric function and fit settings (as the threshold fits have them), the bootstrap, and whether
+    to fit the mixture of the set's layers (``False``: the single candidates only, as simulated labs that
+    check their ranking need; the mixture is scored, not ranked, so the ranking is the same)."""
 
     function: str = "weibull"
     max_lapse: float = 0.06
@@ -51,6 +53,7 @@ class CompareOptions:
     n_boot: int = 2000
     seed: int = 0
     max_iter: int = 300
+    mixture: bool = True
 
 
 @dataclass

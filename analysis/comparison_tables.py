@@ -74,7 +74,7 @@ def compare_models(trials: pd.DataFrame, sensitivities: pd.DataFrame, thresholds
     cv = folds(lv.table)
     ll, _ = cross_validate(lv, cv, options)
     notes = list(cv.notes) + _zero_notes(lv)
-    mix = mixture(lv, cv, options)
+    mix = mixture(lv, cv, options) if options.mixture else "no mixture: not asked for (CompareOptions.mixture)"
     if isinstance(mix, str):
         notes.append(mix)
     else:

@@ -3,14 +3,25 @@
 ``recovery``: labs of additive-noise model observers seeing through a true layer of the recovery set (five
 layers + L2, built once into --set), each observer one session through the experiment's trial engine
 without a window; per true layer the share of labs whose best cross-validated candidate is the true layer,
-and the median margin (bits per trial) of the true layer over the best other candidate. In the labs of the
-first true layer the same trials are scored again with that layer listed twice (P(best) of each copy).
+and the median margin (bits per trial) of the true layer over the best other candidate (single candidates
+only: the mixture is scored, not ranked, so it is not fitted). In the labs of the first true layer the same
+trials are scored again with that layer listed twice (P(best) of each copy). Every lab is also a
+calibration lab through the engine: candidates a and b are the true layer's ln s plus independent
+N(0, τ²) per item (--perturbation; equally good by construction), and the lab's 95 % interval of a − b
+(the comparison's crossed bootstrap) either covers 0 or not.
+``mixture``: labs of model observers seeing through two layers at once (--shares A=0.5,B=0.5: s = Σ share_m
+s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares within ±0.1 of the truth.
 ``calibration``: Weibull observers on synthetic labs of many images; candidates a and b are the true
 layer with independently perturbed ln s (equally good by construction); the share of labs whose 95 %
 interval of the paired difference a − b (the comparison's own bootstrap draws) excludes 0.
 
+--csv appends one row per lab as it finishes, so a run cut short keeps its labs; --tables prints the table
+of such files.
+
     python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
     python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
+    python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--csv FILE]
+    python benchmarks/bench_recovery.py mixture --tables FILE ...
     python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
 """
 
@@ -19,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.comparison import CompareOptions  # noqa: E402
 from analysis.comparison_tables import compare_models  # noqa: E402
 from eigdist_core.contract import NOISE_CEILING  # noqa: E402
+from benchmarks.bench_comparison import shares  # noqa: E402
 from tests.recovery_labs import (EngineLab, build_set, engine_lab, perturbed_pair, synthetic_items,  # noqa: E402
                                  weibull_lab, with_copy)
 
@@ -45,11 +58,7 @@ def outcome(table: pd.DataFrame, true: str) -> dict:
 
 def run_recovery(args: argparse.Namespace) -> pd.DataFrame:
     """Labs round-robin over the true layers until ``--labs`` each or the time budget; one row per lab."""
-    import torch
-
-    torch.set_num_threads(1)
-    lab = EngineLab.open(build_set(Path(args.set)))
-    options = CompareOptions(n_boot=args.n_boot)
+    lab, options = open_lab(args), CompareOptions(n_boot=args.n_boot, mixture=False)
     rows, start = [], time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.labs):
         for true in args.true:
@@ -62,13 +71,32 @@ def run_recovery(args: argparse.Namespace) -> pd.DataFrame:
             row = {"true": true, "seed": seed, **outcome(compare_models(trials, lab.sens, None, options).comparison,
                                                          true)}
             row["engine_s"], row["compare_s"] = t1 - t0, time.perf_counter() - t1
+            row["p_best_copy1"] = row["p_best_copy2"] = np.nan
             if true == args.true[0]:
                 twice = compare_models(trials, with_copy(lab.sens, true), None, options).comparison
                 copies = twice[(twice["model"] + ":" + twice["layer"]) == true]
                 row["p_best_copy1"], row["p_best_copy2"] = sorted(copies["p_best"], reverse=True)
+            items = lab.sens[(lab.sens["model"] + ":" + lab.sens["layer"]) == true][["item_id"]]
+            items = items.assign(ln_s=np.log(lab.sens.loc[items.index, "s"].to_numpy()))
+            pair = perturbed_pair(items, args.perturbation, np.random.default_rng([seed, 35]))
+            row.update(paired_interval(compare_models(trials, pair, None, replace(options, seed=seed))))
+            append_row(args.csv, row)
             rows.append(row)
             print(row, flush=True)
     return pd.DataFrame(rows)
+
+
+def open_lab(args: argparse.Namespace) -> EngineLab:
+    import torch
+
+    torch.set_num_threads(1)
+    return EngineLab.open(build_set(Path(args.set)))
+
+
+def append_row(path: str | None, row: dict) -> None:
+    """Add one lab's row to ``path`` (the header with the first)."""
+    if path:
+        pd.DataFrame([row]).to_csv(path, mode="a", header=not Path(path).exists(), index=False)
 
 
 def recovery_table(labs: pd.DataFrame) -> str:
@@ -77,14 +105,69 @@ def recovery_table(labs: pd.DataFrame) -> str:
     for true, g in labs.groupby("true", sort=False):
         lines.append(f"| {true} | {len(g)} | {int(g['best'].sum())} | {g['best'].mean():.2f} | "
                      f"{g['margin'].median():.4f} ({g['margin'].min():.4f}) | {g['p_best'].median():.2f} |")
-    if "p_best_copy1" in labs:
-        twice = labs.dropna(subset=["p_best_copy1"])
+    twice = labs.dropna(subset=["p_best_copy1"])
+    if len(twice):
         lines += ["", f"Layer listed twice ({twice['true'].iloc[0]}, {len(twice)} labs): P(best) of the larger copy "
                   f"median {twice['p_best_copy1'].median():.2f}, max {twice['p_best_copy1'].max():.2f}; "
                   f"of both together median {(twice['p_best_copy1'] + twice['p_best_copy2']).median():.2f}"]
+    covers = labs["covers"].astype(bool)
+    lines += ["", f"Calibration through the engine (the same labs; a, b = true ln s + N(0, τ²) each): the 95 % "
+              f"interval of a − b covers 0 in {int(covers.sum())} of {len(labs)} labs ({covers.mean():.3f}; "
+              f"significant at 5 %: {1 - covers.mean():.3f}); sd of a − b across labs {labs['diff'].std():.4f}, "
+              f"median bootstrap sd {labs['sd_boot'].median():.4f}"]
     lines.append(f"\nper lab: engine {labs['engine_s'].median():.1f} s, comparison {labs['compare_s'].median():.1f} s "
                  "(medians)")
     return "\n".join(lines)
+
+
+def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
+    """Labs of observers seeing through ``--shares``; the mixture's fitted shares and proportions w per lab."""
+    lab, truth = open_lab(args), shares(args.shares)
+    readout, _ = lab.readout(truth)
+    w_true = np.array(readout.gains) / sum(readout.gains)  # s = Σ c_m s_m: proportions in the table's units
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.labs):
+        t0 = time.perf_counter()
+        trials = engine_lab(lab, truth, observers=args.observers, per_condition=args.per_condition, seed=seed,
+                            root=Path(args.scratch))
+        t1 = time.perf_counter()
+        mix = compare_models(trials, lab.sens, None, CompareOptions(n_boot=args.n_boot, seed=seed)).mixture
+        fitted = mix.set_index(mix["model"] + ":" + mix["layer"])
+        row = {"seed": seed, "engine_s": t1 - t0, "compare_s": time.perf_counter() - t1}
+        for (layer, share), w in zip(truth.items(), w_true):
+            row[f"share:{layer}"], row[f"w:{layer}"] = fitted.loc[layer, "share"], fitted.loc[layer, "w"]
+            row[f"w_true:{layer}"] = w
+        row["share_error"] = max(abs(row[f"share:{layer}"] - share) for layer, share in truth.items())
+        row["w_error"] = max(abs(row[f"w:{layer}"] - row[f"w_true:{layer}"]) for layer in truth)
+        append_row(args.csv, row)
+        rows.append(row)
+        print(row, flush=True)
+    return pd.DataFrame(rows)
+
+
+def mixture_table(labs: pd.DataFrame, truth: dict[str, float]) -> str:
+    lines = [f"Mixture {truth} through the engine, {len(labs)} labs:"]
+    for column in ("share", "w"):
+        error = labs[f"{column}_error"]
+        lines.append(f"  {column}: every true layer within ±0.1 in {int((error <= 0.1).sum())} of {len(labs)} labs "
+                     f"({(error <= 0.1).mean():.3f}); largest error per lab median {error.median():.3f}, worst "
+                     f"{error.max():.3f}")
+    for layer in truth:
+        lines.append(f"  {layer}: share median {labs[f'share:{layer}'].median():.3f} (true {truth[layer]}), "
+                     f"w median {labs[f'w:{layer}'].median():.3f} (true {labs[f'w_true:{layer}'].iloc[0]:.3f})")
+    lines.append(f"  per lab: engine {labs['engine_s'].median():.1f} s, comparison {labs['compare_s'].median():.1f} s "
+                 "(medians)")
+    return "\n".join(lines)
+
+
+def paired_interval(result) -> dict:
+    """The paired difference a − b of candidates a and b, its 95 % bootstrap interval, and whether it covers 0."""
+    layers = list(result.comparison["layer"])
+    a, b = layers.index("a"), layers.index("b")
+    diff = result.draws[:, a] - result.draws[:, b]
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    point = result.comparison["bits"].iloc[a] - result.comparison["bits"].iloc[b]
+    return {"diff": point, "lo": lo, "hi": hi, "covers": lo <= 0 <= hi, "sd_boot": diff.std()}
 
 
 def calibration_lab(seed: int, args: argparse.Namespace) -> dict:
@@ -94,12 +177,7 @@ def calibration_lab(seed: int, args: argparse.Namespace) -> dict:
     sens = perturbed_pair(items, args.perturbation, rng)
     trials = weibull_lab(items, observers=args.observers, trials=args.trials, seed=seed)
     result = compare_models(trials, sens, None, CompareOptions(n_boot=args.n_boot, seed=seed))
-    layers = list(result.comparison["layer"])
-    a, b = layers.index("a"), layers.index("b")
-    diff = result.draws[:, a] - result.draws[:, b]
-    lo, hi = np.percentile(diff, [2.5, 97.5])
-    point = result.comparison["bits"].iloc[a] - result.comparison["bits"].iloc[b]
-    row = {"seed": seed, "diff": point, "lo": lo, "hi": hi, "covers": lo <= 0 <= hi, "sd_boot": diff.std()}
+    row = {"seed": seed, **paired_interval(result)}
     if args.bootstraps:
         row.update(other_bootstraps(trials, sens, args.n_boot, seed))
     return row
@@ -148,14 +226,16 @@ def run_calibration(args: argparse.Namespace) -> pd.DataFrame:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("check", choices=("recovery", "calibration"))
+    ap.add_argument("check", choices=("recovery", "mixture", "calibration"))
     ap.add_argument("--labs", type=int, default=100, help="labs per true layer (recovery) or in all (calibration)")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--observers", type=int, default=4)
-    ap.add_argument("--csv", help="write one row per lab here")
-    rec = ap.add_argument_group("recovery")
+    ap.add_argument("--csv", help="append one row per lab here as it finishes")
+    ap.add_argument("--perturbation", type=float, default=0.5, help="calibration: sd of the noise added to ln s")
+    rec = ap.add_argument_group("recovery and mixture (through the engine)")
     rec.add_argument("--set", default="out/recovery/recovery", help="the recovery set's folder (built if missing)")
     rec.add_argument("--true", nargs="+", default=list(TRUE_LAYERS))
+    rec.add_argument("--shares", default="frontend:ln=0.5,frontend:lgg=0.5", help="mixture: the observers' shares")
     rec.add_argument("--per-condition", type=int, default=16, help="QUEST+ trials per item and observer")
     rec.add_argument("--tables", nargs="+", help="print the table of these --csv files of earlier runs instead")
     rec.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed + labs − 1")
@@ -166,15 +246,16 @@ def main() -> int:
     cal.add_argument("--items", type=int, default=6, help="items per image")
     cal.add_argument("--trials", type=int, default=30, help="trials per item and observer")
     cal.add_argument("--bootstraps", action="store_true", help="also the nested and the pigeonhole bootstrap")
-    cal.add_argument("--perturbation", type=float, default=0.5, help="sd of the noise added to ln s")
     args = ap.parse_args()
+    earlier = pd.concat(map(pd.read_csv, args.tables), ignore_index=True) if args.tables else None
     if args.check == "recovery":
-        labs = pd.concat(map(pd.read_csv, args.tables), ignore_index=True) if args.tables else run_recovery(args)
-        print(recovery_table(labs))
+        print(recovery_table(run_recovery(args) if earlier is None else earlier))
+    elif args.check == "mixture":
+        print(mixture_table(run_mixture(args) if earlier is None else earlier, shares(args.shares)))
     else:
         labs = run_calibration(args)
-    if args.csv:
-        labs.to_csv(args.csv, index=False)
+        if args.csv:
+            labs.to_csv(args.csv, index=False)
     return 0
 
 

@@ -14,7 +14,7 @@ Two kinds of lab:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,23 @@ class CachedSource:
         return self._arrays[kind, name]
 
 
+class Readout:
+    """What a model observer sees: the responses of its layers, layer m's times √c_m, concatenated (so its s is
+    Σ c_m s_m where the layers are linear), each stimulus's response computed once: the tracks show α on a
+    grid, so the same stimuli recur across trials, observers and labs, and the model is deterministic."""
+
+    def __init__(self, models: list, gains: list[float]) -> None:
+        self.models, self.gains, self._memo = models, gains, {}
+
+    def __call__(self, x):
+        import torch
+
+        key = (tuple(x.shape), x.numpy().tobytes())
+        if key not in self._memo:
+            self._memo[key] = torch.cat([m(x).flatten(1) * c ** 0.5 for m, c in zip(self.models, self.gains)], 1)
+        return self._memo[key]
+
+
 @dataclass
 class EngineLab:
     """A stimulus set opened once, its sensitivity table, and the loaded models observers may see through."""
@@ -87,6 +104,7 @@ class EngineLab:
     source: object
     sens: pd.DataFrame
     models: dict
+    readouts: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, folder: Path) -> "EngineLab":
@@ -96,38 +114,56 @@ class EngineLab:
         source = StimulusSet.open(folder)
         return cls(CachedSource(source), pd.DataFrame(read_table(folder, source.manifest)), {})
 
-    def model(self, spec: str, weights: str):
+    def model(self, spec: str):
         if spec not in self.models:
             from eigdist_core import models
 
+            weights = self.sens.loc[(self.sens["model"] + ":" + self.sens["layer"]) == spec, "weights"].iloc[0]
             self.models[spec] = models.load(spec, weights)
         return self.models[spec]
 
-    def noise(self, spec: str) -> float:
-        """σ that puts the threshold of the layer's median item at :data:`MEDIAN_THRESHOLD` (see DPRIME_FACTOR)."""
-        import torch
+    def readout(self, shares: dict[str, float]) -> tuple[Readout, float]:
+        """The readout of the layers ``shares`` names and its σ (built once per ``shares``).
 
-        mine = self.sens[(self.sens["model"] + ":" + self.sens["layer"]) == spec]
-        image = self.source.manifest["images"][0]["image_id"]
-        with torch.no_grad():
-            units = self.model(spec, mine["weights"].iloc[0])(torch.as_tensor(self.source.image(image))[None]).numel()
-        return MEDIAN_THRESHOLD * float(np.sqrt(mine["s"].median())) / (DPRIME_FACTOR * units ** 0.25)
+        Layer m gets c_m ∝ share_m / g_m (g_m the geometric mean of its s over the set; c = 1 for the first),
+        so at an item where every s_m is at its g_m, layer m gives share_m of s = Σ c_m s_m. σ puts the
+        threshold of the set's median item at :data:`MEDIAN_THRESHOLD` (see :data:`DPRIME_FACTOR`; N = the
+        readout's units).
+        """
+        key = tuple(shares.items())
+        if key not in self.readouts:
+            import torch
+
+            s = self.sens.assign(spec=self.sens["model"] + ":" + self.sens["layer"]).pivot_table(
+                index="item_id", columns="spec", values="s")[list(shares)]
+            g = np.exp(np.log(s.where(s > 0)).mean())
+            first = next(iter(shares))
+            gains = [(share / shares[first]) * (g[first] / g[spec]) for spec, share in shares.items()]
+            readout = Readout([self.model(spec) for spec in shares], gains)
+            image = self.source.manifest["images"][0]["image_id"]
+            with torch.no_grad():
+                units = readout(torch.as_tensor(self.source.image(image))[None]).numel()
+            median = float((s * gains).sum(axis=1).median())
+            self.readouts[key] = readout, MEDIAN_THRESHOLD * np.sqrt(median) / (DPRIME_FACTOR * units ** 0.25)
+        return self.readouts[key]
 
 
-def engine_lab(lab: EngineLab, true: str, *, observers: int, per_condition: int, seed: int, root: Path,
-               spread: float = 0.2) -> pd.DataFrame:
-    """Trial rows of ``observers`` model observers seeing through ``true`` (``model:layer``), one session each.
+def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, per_condition: int, seed: int,
+               root: Path, spread: float = 0.2) -> pd.DataFrame:
+    """Trial rows of ``observers`` model observers, one session each, seeing through ``true``: one layer
+    (``model:layer``) or several, {layer: share} (:meth:`EngineLab.readout`).
 
-    Each observer's σ is the layer's :meth:`EngineLab.noise` times a log-normal factor (sd ``spread``); lapse
-    0.02. Sessions have no practice and no catch trials (the comparison scores main trials only) and show
-    every image, ``per_condition`` QUEST+ trials per item.
+    Each observer's σ is the readout's σ times a log-normal factor (sd ``spread``); lapse 0.02. Sessions have
+    no practice and no catch trials (the comparison scores main trials only) and show every image,
+    ``per_condition`` QUEST+ trials per item.
     """
     from experiments.config import load_config
     from experiments.engine import open_engine, run_headless
     from experiments.observers import ModelObserver
 
-    weights = lab.sens.loc[(lab.sens["model"] + ":" + lab.sens["layer"]) == true, "weights"].iloc[0]
-    model, sigma = lab.model(true, weights), lab.noise(true)
+    shares = {true: 1.0} if isinstance(true, str) else true
+    name = true if isinstance(true, str) else "+".join(f"{share:g}*{spec}" for spec, share in shares.items())
+    readout, sigma = lab.readout(shares)
     config = replace(load_config(), per_condition=per_condition, practice=0, catch_rate=0.0,
                      images_per_session=len(lab.source.manifest["images"]), seed=seed)
     rng = np.random.default_rng(seed)
@@ -136,8 +172,8 @@ def engine_lab(lab: EngineLab, true: str, *, observers: int, per_condition: int,
     try:
         for p in range(observers):
             noise = sigma * float(np.exp(rng.normal(0.0, spread)))
-            spec = f"model={true};noise={noise:.6g};lapse=0.02;seed={seed * 1000 + p}"
-            observer = ModelObserver(true, noise=noise, lapse=0.02, seed=seed * 1000 + p, observer=spec, model=model)
+            spec = f"model={name};noise={noise:.6g};lapse=0.02;seed={seed * 1000 + p}"
+            observer = ModelObserver(name, noise=noise, lapse=0.02, seed=seed * 1000 + p, observer=spec, model=readout)
             engine = open_engine(lab.source, config, data, f"P{p + 1:02d}", 1, observer=spec, calibrated=True)
             with engine.writer:
                 rows += run_headless(engine, observer)

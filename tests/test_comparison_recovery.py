@@ -66,6 +66,26 @@ def test_a_layer_listed_twice_splits_p_best(labs):
     np.testing.assert_allclose(copies["p_best"].to_numpy(), [0.5, 0.5])
 
 
+def test_a_readout_of_two_layers_sees_the_weighted_sum_of_their_sensitivities():
+    """Linear layers: ‖R(x + e) − R(x)‖² = Σ c_m ‖A_m e‖² = Σ c_m s_m; c ∝ share/g, 1 for the first; each
+    stimulus's response is computed once."""
+    source = LinearSource(n_images=1)
+    models = _models()
+    lab = EngineLab(source, source.sens, {f"lin:a{i}": m for i, m in enumerate(models)})
+    readout, sigma = lab.readout({"lin:a0": 0.25, "lin:a2": 0.75})
+    s = source.sens.pivot_table(index="item_id", columns="layer", values="s")
+    g = np.exp(np.log(s).mean())
+    np.testing.assert_allclose(readout.gains, [1.0, 3.0 * g["a0"] / g["a2"]], rtol=1e-12)
+    x = torch.as_tensor(source.image(source.manifest["images"][0]["image_id"]))[None]
+    for item in s.index[:4]:
+        e = torch.as_tensor(source.item(item))[None]
+        seen = float(((readout(x + e) - readout(x)).double() ** 2).sum())
+        assert seen == pytest.approx(s.loc[item, "a0"] + readout.gains[1] * s.loc[item, "a2"], rel=1e-4)
+        assert readout(x + e) is readout(x + e)
+    median = (s["a0"] + readout.gains[1] * s["a2"]).median()
+    assert sigma == pytest.approx(np.sqrt(median) / (1.53 * (2 * 64) ** 0.25), rel=1e-12)
+
+
 def test_the_crossed_bootstrap_has_the_variance_of_its_two_main_effects():
     """Balanced cells y = a_p + b_i + r_pi: a draw is m + Σ W_p ȳ_p / P + Σ V_i ȳ_i / I − 2m with multinomial W, V, so
     its variance is var(ȳ_p) / P + var(ȳ_i) / I (population variances), the image effect at 1 / I, not 1 / (P·I)."""

@@ -91,3 +91,12 @@ def test_a_set_with_one_layer_skips_the_mixture_and_says_why():
     assert len(result.comparison) == len(LAYERS) + 2  # the layers, L2, the ceiling
     assert mixture_figure(result.mixture) is None
     assert "No mixture (the notes above say why)" in mixture_html(result.mixture, result.comparison)
+
+
+def test_switching_the_mixture_off_leaves_the_single_candidates_as_they_were():
+    trials, sens = mixed_lab({"a0": 0.5, "a1": 0.5}, n_people=2, n_images=2, per_item=24, seed=3)
+    base = compare_models(trials, sens, None, OPTIONS)
+    off = compare_models(trials, sens, None, CompareOptions(n_boot=100, mixture=False))
+    single = base.comparison[base.comparison["model"] != MIXTURE[0]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(off.comparison, single)
+    assert off.mixture.empty and "no mixture: not asked for (CompareOptions.mixture)" in off.notes
