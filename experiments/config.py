@@ -38,6 +38,9 @@ DEFAULT_CONFIG = Path(__file__).with_name("noticeability.toml")
 #: Tasks and their number of alternatives.
 
 DITHERING = ("frame", "trial", "off")
+#: ``trials.selection``: a chosen subset's ``selection.trials`` sets each item's main trials, or is ignored
+#: (every item ``per_condition``; experiments/item_trials.py).
+SELECTION = ("use", "ignore")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ExperimentConfig:
     feedback: bool = False
     timing: Timing = field(default_factory=Timing)
     per_condition: int = 50
+    selection: str = "use"
     catch_rate: float = 0.08
     easy_fraction: float = 0.5
     easy_factor: float = 4.0
@@ -99,6 +103,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Rule]] = {
     ("task", "feedback"): ("feedback", Rule("bool")),
     # more than 1000 trials per condition is hours per condition: a typo
     ("trials", "per_condition"): ("per_condition", Rule("int", low=1, high=1000)),
+    ("trials", "selection"): ("selection", Rule("choice", choices=SELECTION)),
     ("trials", "catch_rate"): ("catch_rate", Rule("float", low=0.0, high=0.5)),
     ("trials", "easy_fraction"): ("easy_fraction", Rule("float", low=0.0, high=1.0)),
     ("trials", "easy_factor"): ("easy_factor", Rule("float", low=1.0, high=100.0)),

@@ -13,6 +13,9 @@ what lets an interrupted session resume at the next trial).
   design (:func:`latin_square_row`: n rows for an even number n of images, 2n
   for odd n) chosen by the participant's number, blocks are cut into sessions
   of ``images_per_session``.
+- Main trials per condition: ``trials.per_condition``, or on a chosen subset its
+  ``selection.trials`` (:mod:`experiments.item_trials`; items of 0 trials are not shown, and an
+  image left without items gets no block), split evenly over the visits.
 - Within a block every condition gets its trials for that visit plus catch
   trials, all shuffled together; target intervals are balanced per
   condition; the sign of e is random per trial. Easy catches cycle through
@@ -40,6 +43,7 @@ import numpy as np
 from eigdist_core.contract import CONDITION_KEY, EASY_CATCH_DIRECTION, ITEM_DIRECTIONS, alpha_ceiling
 
 from .config import ExperimentConfig, Timing
+from .item_trials import selected_trials, visit_share
 from eigdist_core.errors import EigdistError
 
 
@@ -201,18 +205,26 @@ def latin_square_row(n: int, row: int) -> list[int]:
 
 
 def schedule(manifest: dict, config: ExperimentConfig, participant: str) -> list[list[tuple[str, int]]]:
-    """The participant's blocks ``(image_id, visit)`` cut into sessions (list per session)."""
-    image_ids = [img["image_id"] for img in manifest["images"]]
+    """The participant's blocks ``(image_id, visit)`` cut into sessions (list per session).
+
+    Under a subset's ``selection.trials`` an image none of whose items has a trial gets no block.
+    """
+    selected = selected_trials(manifest, config)
+    shown = None if selected is None else {it["image_id"] for it in manifest["items"] if selected[it["item_id"]]}
+    image_ids = [img["image_id"] for img in manifest["images"] if shown is None or img["image_id"] in shown]
     order = [image_ids[i] for i in latin_square_row(len(image_ids), participant_number(participant))]
     blocks = [(image_id, visit) for visit in range(config.visits_per_image) for image_id in order]
     per = config.images_per_session
     return [blocks[i:i + per] for i in range(0, len(blocks), per)]
 
 
-def trials_per_visit(config: ExperimentConfig, visit: int) -> int:
-    """Tracked trials per condition in a given visit (early visits take the remainder)."""
-    base, extra = divmod(config.per_condition, config.visits_per_image)
-    return base + (1 if visit < extra else 0)
+def main_trials(manifest: dict, config: ExperimentConfig) -> dict[str, int]:
+    """Each shown item's main trials over all visits (experiments/item_trials.py): ``per_condition`` each,
+    or a subset's ``selection.trials`` without its items of 0 trials."""
+    selected = selected_trials(manifest, config)
+    if selected is None:
+        return {cond.item_id: config.per_condition for cond in conditions(manifest)}
+    return {item_id: n for item_id, n in selected.items() if n > 0}
 
 
 def n_catch(config: ExperimentConfig, n_main: int) -> tuple[int, int]:
@@ -262,9 +274,9 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
             f"session must be an int between 1 and {len(sessions)} (this set and config need "
             f"{len(sessions)} sessions), got {session!r}"
         )
-    conds = conditions(manifest)
+    totals = main_trials(manifest, config)
     by_image: dict[str, list[Condition]] = {}
-    for cond in conds:
+    for cond in (c for c in conditions(manifest) if c.item_id in totals):
         by_image.setdefault(cond.image_id, []).append(cond)
     blocks = sessions[session - 1]
     n_alt = config.n_alternatives
@@ -280,10 +292,10 @@ def plan_session(manifest: dict, config: ExperimentConfig, participant: str, ses
     for block_no, (image_id, visit) in enumerate(blocks, start=1):
         rng = np.random.default_rng([config.seed, stable_int(participant), session, block_no])
         block_conds = by_image.get(image_id, [])
-        per = trials_per_visit(config, visit)
         trials: list[dict] = []
-        designs = main_designs(config, per)
         for cond in block_conds:
+            per = visit_share(totals[cond.item_id], config.visits_per_image, visit)
+            designs = main_designs(config, per)
             trials += [dict(block=block_no, condition=cond, target_interval=t, design=d)
                        for t, d in zip(_balanced_targets(per, n_alt, rng), designs)]
         easy, blank = n_catch(config, len(trials))

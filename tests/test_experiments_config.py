@@ -35,6 +35,7 @@ def test_updown_and_oddity():
     ({"trials": {"per_condition": 2.5}}, "trials.per_condition must be an int >= 1 and <= 1000, got 2.5"),
     ({"trials": {"per_condition": 100000}}, "trials.per_condition must be an int >= 1 and <= 1000, got 100000"),
     ({"trials": {"break_every": 0}}, "trials.break_every must be an int >= 1, got 0"),
+    ({"trials": {"selection": "maybe"}}, "trials.selection must be one of 'use', 'ignore', got 'maybe'"),
     ({"seed": -1}, "noticeability.toml: seed must be an int >= 0, got -1"),
     ({"track": {"kind": "quest", "quest": {"n_grid": 1}}}, "track.quest: quest.n_grid must be an int >= 2, got 1"),
     ({"track": {"quest": {"alpha_min": 0.1}}}, "track.quest.alpha_min cannot be set here"),
