@@ -410,7 +410,7 @@ def verify_set(path: str | os.PathLike) -> list[str]:
                     f"(|cos| = {cos:.3g} with items/{item_id_for(*key[:4], 'max', 0)}.npy)"
                 )
     from .sensitivities import table_problems
-    from .stimulus_subset import selection_problems
+    from .subset_selection import selection_problems
 
     return problems + table_problems(path, m) + selection_problems(m)
 

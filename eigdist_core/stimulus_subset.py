@@ -21,7 +21,7 @@ from .contract import SELECTION_FIELDS, SENSITIVITY_FILE
 from .errors import EigdistError
 from .io import atomic_write_bytes
 from .sensitivities import items_digest
-from .stimulus_set import MANIFEST, StimulusSet, safe_name, write_manifest
+from .stimulus_set import StimulusSet, safe_name, write_manifest
 
 
 def write_subset(parent: StimulusSet, out: str | Path, trials: dict[str, int], selection: dict) -> StimulusSet:
@@ -102,15 +102,3 @@ def _table_rows(parent: StimulusSet, chosen: set[str]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([rows[0], *(r for r in rows[1:] if r[0] in chosen)])
     return buffer.getvalue().encode("utf-8")
-
-
-def selection_problems(manifest: dict) -> list[str]:
-    """Why a subset's ``selection`` does not describe its items (empty = it does, or the set is no subset)."""
-    selection = manifest.get("selection")
-    if selection is None:
-        return []
-    items = {it["item_id"] for it in manifest["items"]}
-    listed = set(selection.get("trials", {}))
-    problems = [f"{MANIFEST}: selection.trials names {i!r}, which is not an item of the set" for i in sorted(listed - items)]
-    problems += [f"{MANIFEST}: item {i!r} has no trials in selection.trials" for i in sorted(items - listed)]
-    return problems

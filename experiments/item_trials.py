@@ -12,7 +12,7 @@ selection) and the config, both of which a resume must match (:data:`experiments
 from __future__ import annotations
 
 from eigdist_core.errors import EigdistError
-from eigdist_core.stimulus_subset import selection_problems
+from eigdist_core.subset_selection import selection_problems
 
 from .config import ExperimentConfig
 
