@@ -42,9 +42,11 @@ RESUME_FIELDS = {
     "participant": "--participant", "session": "--session", "set_id": "the stimulus set (--stimuli)",
     "config": "--config", "monitor": "--monitor", "observer": "the observer (--simulate)", "pilot": "--pilot",
     "calibrated": "calibrated (--pilot)", "display": "the monitor profile of --monitor",
+    "main_trials": "trials.selection of --config, on a chosen subset",
 }
-#: Fields that records of older versions lack (not compared when the record has none).
-ADDED_FIELDS = frozenset({"display"})
+#: Fields (``config.<key>``: of the config) that records of older versions lack, and what those versions ran
+#: with; None: not compared when the record has none.
+ADDED_FIELDS = {"display": None, "main_trials": "per_condition", "config.selection": None}
 
 
 #: The task's BIDS description, at the top of each sidecar.
@@ -281,6 +283,17 @@ def load_sidecar(path: Path) -> dict:
     return record
 
 
+def _with_added(old: dict, record: dict) -> dict:
+    """An older version's record with the :data:`ADDED_FIELDS` it lacks: what it ran with, or the new value."""
+    old = {**old, "config": dict(old["config"])} if isinstance(old.get("config"), dict) else dict(old)
+    for path, ran in ADDED_FIELDS.items():
+        *parent, key = path.split(".")
+        was, now = (old.get(parent[0]), record.get(parent[0])) if parent else (old, record)
+        if isinstance(was, dict) and key not in was:
+            was[key] = (now or {}).get(key) if ran is None else ran
+    return old
+
+
 def _difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any] | None:
     """The first place where two JSON-like values differ: (path, old, new)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -357,9 +370,9 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
         if resume:
             raise FileNotFoundError(f"nothing to resume: {paths.trials} does not exist")
         return []
-    old = load_sidecar(paths.sidecar)
+    old = _with_added(load_sidecar(paths.sidecar), record)
     for name, option in RESUME_FIELDS.items():
-        found = None if name in ADDED_FIELDS and name not in old else _difference(old.get(name), record.get(name), name)
+        found = _difference(old.get(name), record.get(name), name)
         if found:
             where, was, now = found
             advice = ("one session must not mix two displays: resume with the profile it started with, or "

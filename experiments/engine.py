@@ -49,6 +49,7 @@ from .datafile import (
     TrialWriter, check_session_files, mark_stopped, open_session, participant_trials, session_paths,
 )
 from .design import Condition, SessionPlan, Trial, conditions, plan_session, stable_int
+from .item_trials import selected_trials
 from .model_session import ModelSession, model_grid
 from .model_track import ModelGrid
 from .monitor import MonitorProfile, ProfileError
@@ -337,6 +338,7 @@ def session_record(
         "observer": observer, "calibrated": calibrated, "config": config.as_dict(),
         "n_sessions": plan.n_sessions, "image_order": list(plan.image_order),
         "blocks": [list(b) for b in plan.blocks], "n_trials": len(plan.trials), "constants": constants,
+        "main_trials": "per_condition" if selected_trials(stimuli.manifest, config) is None else "selection",
     }
 
 

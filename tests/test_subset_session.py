@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 from collections import Counter
 from dataclasses import replace
 
@@ -115,3 +117,44 @@ def test_a_headless_session_on_a_chosen_subset_gives_the_selected_trials(pool_se
     with pytest.raises(EigdistError, match="config.selection"):
         open_engine(stimuli, resumed, tmp_path / "data", "P01", 1, observer=observer.observer, calibrated=False,
                     resume=True)
+
+
+def older_record(data, participant="P01", session=1) -> None:
+    """Make the session's sidecar look written by a version before ``trials.selection``."""
+    from experiments.datafile import load_sidecar, session_paths
+    from eigdist_core.io import save_json
+
+    path = session_paths(data, participant, session).sidecar
+    sidecar = json.loads(path.read_text(encoding="utf-8"))
+    load_sidecar(path)  # it was readable before
+    del sidecar["eigdist"]["main_trials"], sidecar["eigdist"]["config"]["selection"]
+    save_json(path, sidecar)
+
+
+def start(stimuli, config, data, n, *, resume=False):
+    """Open (or resume) a session and run only its next n trials."""
+    observer = WeibullObserver(threshold=0.1, seed=5, observer="weibull;threshold=0.1;seed=5")
+    engine = open_engine(stimuli, config, data, "P01", 1, observer=observer.observer, calibrated=False,
+                         resume=resume)
+    with engine.writer:
+        for trial in itertools.islice(engine.pending(), n):
+            stim = engine.stimuli(trial)
+            engine.record(trial, stim, observer.respond(engine.shown(trial), stim, 1))
+
+
+def test_an_older_record_resumes_on_a_normal_set_and_is_refused_on_a_subset_unless_ignored(pool_set, tmp_path):  # noqa: F811
+    from tests.trial_fixtures import ArraySource
+
+    start(ArraySource(), small_config(), tmp_path / "plain", 5)
+    older_record(tmp_path / "plain")
+    start(ArraySource(), small_config(), tmp_path / "plain", 5, resume=True)  # same plan: resumes
+
+    out = tmp_path / "subset"
+    assert cli("design", "select", str(pool_set), "--budget-trials", "40", "--out", str(out)) == 0
+    stimuli = open_stimuli(out)
+    start(stimuli, small_config(selection="ignore"), tmp_path / "sub", 5)
+    older_record(tmp_path / "sub")
+    with pytest.raises(EigdistError, match="main_trials was 'per_condition' when the session started, now "
+                                           "'selection' \\(trials.selection of --config"):
+        start(stimuli, small_config(), tmp_path / "sub", 5, resume=True)
+    start(stimuli, small_config(selection="ignore"), tmp_path / "sub", 5, resume=True)
