@@ -289,8 +289,9 @@ def _with_added(old: dict, record: dict) -> dict:
     for path, ran in ADDED_FIELDS.items():
         *parent, key = path.split(".")
         was, now = (old.get(parent[0]), record.get(parent[0])) if parent else (old, record)
-        if isinstance(was, dict) and key not in was:
-            was[key] = (now or {}).get(key) if ran is None else ran
+        now = now if isinstance(now, dict) else {}
+        if isinstance(was, dict) and key not in was:  # a record that lacks it too has nothing to compare
+            was[key] = now.get(key) if ran is None or key not in now else ran
     return old
 
 
