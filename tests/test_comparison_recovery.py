@@ -84,6 +84,8 @@ def test_a_readout_of_two_layers_sees_the_weighted_sum_of_their_sensitivities():
         assert readout(x + e) is readout(x + e)
     median = (s["a0"] + readout.gains[1] * s["a2"]).median()
     assert sigma == pytest.approx(np.sqrt(median) / (1.53 * (2 * 64) ** 0.25), rel=1e-12)
+    quarter, sigma_quarter = lab.readout({"lin:a0": 0.25, "lin:a2": 0.75}, threshold=0.25)  # σ ∝ the threshold
+    assert quarter is readout and sigma_quarter == pytest.approx(0.25 * sigma, rel=1e-12)
 
 
 def test_the_crossed_bootstrap_has_the_variance_of_its_two_main_effects():
