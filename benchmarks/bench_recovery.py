@@ -10,7 +10,8 @@ calibration lab through the engine: candidates a and b are the true layer's ln s
 N(0, τ²) per item (--perturbation; equally good by construction), and the lab's 95 % interval of a − b
 (the comparison's crossed bootstrap) either covers 0 or not.
 ``mixture``: labs of model observers seeing through two layers at once (--shares A=0.5,B=0.5: s = Σ share_m
-s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares within ±0.1 of the truth. Their
+s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares within ±0.1 of the truth (first
+the readout's linearity at the items' thresholds, readout_linearity; --labs 0: that alone). Their
 noise puts the median item's threshold at --threshold (default 0.25 α, where the readout is linear in α over
 the tested range; at the recovery labs' 1.0 it is not, and its thresholds do not follow the mixture's s).
 ``calibration``: Weibull observers on synthetic labs of many images; candidates a and b are the true
@@ -22,8 +23,8 @@ of such files.
 
     python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
     python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
-    python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--threshold 0.25] [--drop-nonlinear]
-        [--csv FILE]
+    python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--threshold 0.25]
+        [--drop-nonlinear] [--csv FILE]
     python benchmarks/bench_recovery.py mixture --tables FILE ...
     python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
 """
@@ -46,7 +47,7 @@ from analysis.comparison_tables import compare_models  # noqa: E402
 from eigdist_core.contract import NOISE_CEILING  # noqa: E402
 from benchmarks.bench_comparison import shares  # noqa: E402
 from tests.recovery_labs import (MIXTURE_THRESHOLD, EngineLab, build_set, engine_lab, perturbed_pair,  # noqa: E402
-                                 synthetic_items, weibull_lab, with_copy)
+                                 readout_linearity, synthetic_items, weibull_lab, with_copy)
 
 TRUE_LAYERS = ("frontend:ln", "frontend:lgg", "frontend:onoff")
 
@@ -126,6 +127,12 @@ def recovery_table(labs: pd.DataFrame) -> str:
 def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
     """Labs of observers seeing through ``--shares``; the mixture's fitted shares and proportions w per lab."""
     lab, truth = open_lab(args), shares(args.shares)
+    rho, above = readout_linearity(lab, truth, args.threshold)
+    print(f"readout at threshold {args.threshold}: ρ at the items' linear-theory thresholds median "
+          f"{np.median(rho):.2f} ({rho.min():.2f}–{rho.max():.2f}), sd of ln ρ {np.log(rho).std():.3f}; "
+          f"{above} of {len(rho)} thresholds above the displayable maximum", flush=True)
+    if args.labs == 0:
+        return pd.DataFrame()
     readout, _ = lab.readout(truth, args.threshold)
     w_true = np.array(readout.gains) / sum(readout.gains)  # s = Σ c_m s_m: proportions in the table's units
     rows = []
@@ -135,7 +142,8 @@ def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
                             root=Path(args.scratch), threshold=args.threshold)
         t1 = time.perf_counter()
         if args.drop_nonlinear:  # items whose ρ leaves the band under a layer the observers see
-            flagged = lab.sens[lab.sens["nonlinear"].astype(bool) & (lab.sens["model"] + ":" + lab.sens["layer"]).isin(truth)]
+            seen = (lab.sens["model"] + ":" + lab.sens["layer"]).isin(truth)
+            flagged = lab.sens[lab.sens["nonlinear"].astype(bool) & seen]
             trials = trials[~trials["item_id"].isin(flagged["item_id"])]
         mix = compare_models(trials, lab.sens, None, CompareOptions(n_boot=args.n_boot, seed=seed)).mixture
         fitted = mix.set_index(mix["model"] + ":" + mix["layer"])
@@ -261,7 +269,9 @@ def main() -> int:
     if args.check == "recovery":
         print(recovery_table(run_recovery(args) if earlier is None else earlier))
     elif args.check == "mixture":
-        print(mixture_table(run_mixture(args) if earlier is None else earlier, shares(args.shares)))
+        labs = run_mixture(args) if earlier is None else earlier
+        if len(labs):
+            print(mixture_table(labs, shares(args.shares)))
     else:
         labs = run_calibration(args)
         if args.csv:

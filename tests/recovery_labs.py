@@ -154,14 +154,36 @@ class EngineLab:
         return readout, threshold * sigma
 
 
+def readout_linearity(lab: EngineLab, shares: dict[str, float], threshold: float) -> tuple[np.ndarray, int]:
+    """ρ = ‖R(x + α_T e) − R(x)‖²/(α_T² s) of each item at its linear-theory threshold α_T (s = Σ c_m s_m, the
+    d' of :data:`DPRIME_FACTOR` at the readout's σ), and how many α_T lie above the item's displayable maximum.
+    ρ = 1 at every item: the observers' thresholds follow s."""
+    import torch
+
+    readout, sigma = lab.readout(shares, threshold)
+    s = lab.sens.assign(spec=lab.sens["model"] + ":" + lab.sens["layer"]).pivot_table(
+        index="item_id", columns="spec", values="s")[list(shares)]
+    s = (s * readout.gains).sum(axis=1)
+    rho, above = [], 0
+    with torch.no_grad():
+        for item in lab.source.manifest["items"]:
+            x = torch.as_tensor(lab.source.image(item["image_id"]))[None]
+            e = torch.as_tensor(lab.source.item(item["item_id"]))[None]
+            r0 = readout(x)
+            alpha = DPRIME_FACTOR * sigma * r0.numel() ** 0.25 / np.sqrt(s[item["item_id"]])
+            above += alpha > item["alpha_displayable_max"]
+            rho.append(float(((readout(x + alpha * e) - r0).double() ** 2).sum()) / (alpha ** 2 * s[item["item_id"]]))
+    return np.array(rho), above
+
+
 def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, per_condition: int, seed: int,
                root: Path, spread: float = 0.2, threshold: float = MEDIAN_THRESHOLD) -> pd.DataFrame:
     """Trial rows of ``observers`` model observers, one session each, seeing through ``true``: one layer
     (``model:layer``) or several, {layer: share} (:meth:`EngineLab.readout`).
 
-    Each observer's σ is the readout's σ (the median item's threshold at ``threshold``) times a log-normal factor (sd ``spread``); lapse 0.02. Sessions have
-    no practice and no catch trials (the comparison scores main trials only) and show every image,
-    ``per_condition`` QUEST+ trials per item.
+    Each observer's σ is the readout's σ (the median item's threshold at ``threshold``) times a log-normal
+    factor (sd ``spread``); lapse 0.02. Sessions have no practice and no catch trials (the comparison scores
+    main trials only) and show every image, ``per_condition`` QUEST+ trials per item.
     """
     from experiments.config import load_config
     from experiments.engine import open_engine, run_headless
