@@ -111,7 +111,7 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
         return f"no mixture: the lab's stimuli come from one layer ({named}); a mixture needs two or more"
     rows = [lv.candidates.index(c) for c in layers]
     log_s = 2.0 * lv.h[rows].T  # (levels, M): ln s_m
-    log_g = np.array([np.mean(c[np.isfinite(c)]) for c in log_s.T])
+    log_g = item_log_means(log_s, lv.table["item_id"].to_numpy())
     log_s = log_s - log_g
     theta = fit_rows(lv, log_s, cv.train, None, options)
     h = np.full(len(lv.table), np.nan)
@@ -129,6 +129,13 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
     table = _table(layers, w, _crossed(w, _proportions(phi_p, log_g), _proportions(phi_i, log_g)), share,
                    _crossed(share, special.softmax(phi_p, axis=-1), special.softmax(phi_i, axis=-1)))
     return Mixture(layers, ll, h_fit, per_item, table)
+
+
+def item_log_means(log_s: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """ln g_m: the mean of ln s_m over the distinct items of the levels with s_m > 0, each item once (an
+    adaptive track tests some items at more levels than others; weighting by levels would move the shares)."""
+    _, first = np.unique(item_ids, return_index=True)
+    return np.array([np.mean(c[np.isfinite(c)]) for c in log_s[first].T])
 
 
 def _proportions(phi: np.ndarray, log_g: np.ndarray) -> np.ndarray:

@@ -10,7 +10,10 @@ calibration lab through the engine: candidates a and b are the true layer's ln s
 N(0, τ²) per item (--perturbation; equally good by construction), and the lab's 95 % interval of a − b
 (the comparison's crossed bootstrap) either covers 0 or not.
 ``mixture``: labs of model observers seeing through two layers at once (--shares A=0.5,B=0.5: s = Σ share_m
-s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares within ±0.1 of the truth.
+s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares within ±0.1 of the truth (first
+the readout's linearity at the items' thresholds, readout_linearity; --labs 0: that alone). Their
+noise puts the median item's threshold at --threshold (default 0.25 α, where the readout is linear in α over
+the tested range; at the recovery labs' 1.0 it is not, and its thresholds do not follow the mixture's s).
 ``calibration``: Weibull observers on synthetic labs of many images; candidates a and b are the true
 layer with independently perturbed ln s (equally good by construction); the share of labs whose 95 %
 interval of the paired difference a − b (the comparison's own bootstrap draws) excludes 0.
@@ -20,7 +23,8 @@ of such files.
 
     python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
     python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
-    python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--csv FILE]
+    python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--threshold 0.25]
+        [--drop-nonlinear] [--csv FILE]
     python benchmarks/bench_recovery.py mixture --tables FILE ...
     python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
 """
@@ -42,8 +46,8 @@ from analysis.comparison import CompareOptions  # noqa: E402
 from analysis.comparison_tables import compare_models  # noqa: E402
 from eigdist_core.contract import NOISE_CEILING  # noqa: E402
 from benchmarks.bench_comparison import shares  # noqa: E402
-from tests.recovery_labs import (EngineLab, build_set, engine_lab, perturbed_pair, synthetic_items,  # noqa: E402
-                                 weibull_lab, with_copy)
+from tests.recovery_labs import (MIXTURE_THRESHOLD, EngineLab, build_set, engine_lab, perturbed_pair,  # noqa: E402
+                                 readout_linearity, synthetic_items, weibull_lab, with_copy)
 
 TRUE_LAYERS = ("frontend:ln", "frontend:lgg", "frontend:onoff")
 
@@ -123,14 +127,24 @@ def recovery_table(labs: pd.DataFrame) -> str:
 def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
     """Labs of observers seeing through ``--shares``; the mixture's fitted shares and proportions w per lab."""
     lab, truth = open_lab(args), shares(args.shares)
-    readout, _ = lab.readout(truth)
+    rho, above = readout_linearity(lab, truth, args.threshold)
+    print(f"readout at threshold {args.threshold}: ρ at the items' linear-theory thresholds median "
+          f"{np.median(rho):.2f} ({rho.min():.2f}–{rho.max():.2f}), sd of ln ρ {np.log(rho).std():.3f}; "
+          f"{above} of {len(rho)} thresholds above the displayable maximum", flush=True)
+    if args.labs == 0:
+        return pd.DataFrame()
+    readout, _ = lab.readout(truth, args.threshold)
     w_true = np.array(readout.gains) / sum(readout.gains)  # s = Σ c_m s_m: proportions in the table's units
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.labs):
         t0 = time.perf_counter()
         trials = engine_lab(lab, truth, observers=args.observers, per_condition=args.per_condition, seed=seed,
-                            root=Path(args.scratch))
+                            root=Path(args.scratch), threshold=args.threshold)
         t1 = time.perf_counter()
+        if args.drop_nonlinear:  # items whose ρ leaves the band under a layer the observers see
+            seen = (lab.sens["model"] + ":" + lab.sens["layer"]).isin(truth)
+            flagged = lab.sens[lab.sens["nonlinear"].astype(bool) & seen]
+            trials = trials[~trials["item_id"].isin(flagged["item_id"])]
         mix = compare_models(trials, lab.sens, None, CompareOptions(n_boot=args.n_boot, seed=seed)).mixture
         fitted = mix.set_index(mix["model"] + ":" + mix["layer"])
         row = {"seed": seed, "engine_s": t1 - t0, "compare_s": time.perf_counter() - t1}
@@ -236,6 +250,10 @@ def main() -> int:
     rec.add_argument("--set", default="out/recovery/recovery", help="the recovery set's folder (built if missing)")
     rec.add_argument("--true", nargs="+", default=list(TRUE_LAYERS))
     rec.add_argument("--shares", default="frontend:ln=0.5,frontend:lgg=0.5", help="mixture: the observers' shares")
+    rec.add_argument("--threshold", type=float, default=MIXTURE_THRESHOLD,
+                     help="mixture: the observers' threshold at the median item, in α (1.0: the recovery labs')")
+    rec.add_argument("--drop-nonlinear", action="store_true",
+                     help="mixture: fit without the items the table flags nonlinear under the observers' layers")
     rec.add_argument("--per-condition", type=int, default=16, help="QUEST+ trials per item and observer")
     rec.add_argument("--tables", nargs="+", help="print the table of these --csv files of earlier runs instead")
     rec.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed + labs − 1")
@@ -251,7 +269,9 @@ def main() -> int:
     if args.check == "recovery":
         print(recovery_table(run_recovery(args) if earlier is None else earlier))
     elif args.check == "mixture":
-        print(mixture_table(run_mixture(args) if earlier is None else earlier, shares(args.shares)))
+        labs = run_mixture(args) if earlier is None else earlier
+        if len(labs):
+            print(mixture_table(labs, shares(args.shares)))
     else:
         labs = run_calibration(args)
         if args.csv:

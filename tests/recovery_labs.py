@@ -44,6 +44,11 @@ response_points = 3
 #: The additive-noise observer's threshold at the true layer's median item, in units of α (the items' ceilings
 #: lie between 0.4 and 10.6, most near 2.5).
 MEDIAN_THRESHOLD = 1.0
+#: The same for the mixture labs: at 1.0 the ½ ln + ½ lgg readout is not linear in α where it is tested
+#: (‖ΔR‖²/(α² s) 0.59–1.19 across items at their linear-theory thresholds, 13 of 45 of which lie above the
+#: item's displayable maximum), so its thresholds do not follow ½ s_ln + ½ s_lgg; at 0.25: 0.86–1.07, 1 of 45
+#: (docs/analysis.md, recovery through the engine). 0.25 is still 2/255 rms per pixel at 32 × 32.
+MIXTURE_THRESHOLD = 0.25
 #: √(2·√12·Φ⁻¹(¾)) = 1.53: in 2afc_ref with N noisy units of σ, the target wins at 75 % when
 #: ‖Δf‖² = Φ⁻¹(¾)·√(12N)·σ² (the squared-distance difference has variance 12Nσ⁴ + 8σ²‖Δf‖²).
 DPRIME_FACTOR = 1.53
@@ -122,13 +127,13 @@ class EngineLab:
             self.models[spec] = models.load(spec, weights)
         return self.models[spec]
 
-    def readout(self, shares: dict[str, float]) -> tuple[Readout, float]:
-        """The readout of the layers ``shares`` names and its σ (built once per ``shares``).
+    def readout(self, shares: dict[str, float], threshold: float = MEDIAN_THRESHOLD) -> tuple[Readout, float]:
+        """The readout of the layers ``shares`` names and its σ (the readout built once per ``shares``).
 
         Layer m gets c_m ∝ share_m / g_m (g_m the geometric mean of its s over the set; c = 1 for the first),
-        so at an item where every s_m is at its g_m, layer m gives share_m of s = Σ c_m s_m. σ puts the
-        threshold of the set's median item at :data:`MEDIAN_THRESHOLD` (see :data:`DPRIME_FACTOR`; N = the
-        readout's units).
+        so at an item where every s_m is at its g_m, layer m gives share_m of s = Σ c_m s_m (the mixture fit's
+        share, analysis.mixture). σ puts the threshold of the set's median item at ``threshold`` (see
+        :data:`DPRIME_FACTOR`; N = the readout's units).
         """
         key = tuple(shares.items())
         if key not in self.readouts:
@@ -144,18 +149,41 @@ class EngineLab:
             with torch.no_grad():
                 units = readout(torch.as_tensor(self.source.image(image))[None]).numel()
             median = float((s * gains).sum(axis=1).median())
-            self.readouts[key] = readout, MEDIAN_THRESHOLD * np.sqrt(median) / (DPRIME_FACTOR * units ** 0.25)
-        return self.readouts[key]
+            self.readouts[key] = readout, np.sqrt(median) / (DPRIME_FACTOR * units ** 0.25)
+        readout, sigma = self.readouts[key]
+        return readout, threshold * sigma
+
+
+def readout_linearity(lab: EngineLab, shares: dict[str, float], threshold: float) -> tuple[np.ndarray, int]:
+    """ρ = ‖R(x + α_T e) − R(x)‖²/(α_T² s) of each item at its linear-theory threshold α_T (s = Σ c_m s_m, the
+    d' of :data:`DPRIME_FACTOR` at the readout's σ), and how many α_T lie above the item's displayable maximum.
+    ρ = 1 at every item: the observers' thresholds follow s."""
+    import torch
+
+    readout, sigma = lab.readout(shares, threshold)
+    s = lab.sens.assign(spec=lab.sens["model"] + ":" + lab.sens["layer"]).pivot_table(
+        index="item_id", columns="spec", values="s")[list(shares)]
+    s = (s * readout.gains).sum(axis=1)
+    rho, above = [], 0
+    with torch.no_grad():
+        for item in lab.source.manifest["items"]:
+            x = torch.as_tensor(lab.source.image(item["image_id"]))[None]
+            e = torch.as_tensor(lab.source.item(item["item_id"]))[None]
+            r0 = readout(x)
+            alpha = DPRIME_FACTOR * sigma * r0.numel() ** 0.25 / np.sqrt(s[item["item_id"]])
+            above += alpha > item["alpha_displayable_max"]
+            rho.append(float(((readout(x + alpha * e) - r0).double() ** 2).sum()) / (alpha ** 2 * s[item["item_id"]]))
+    return np.array(rho), above
 
 
 def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, per_condition: int, seed: int,
-               root: Path, spread: float = 0.2) -> pd.DataFrame:
+               root: Path, spread: float = 0.2, threshold: float = MEDIAN_THRESHOLD) -> pd.DataFrame:
     """Trial rows of ``observers`` model observers, one session each, seeing through ``true``: one layer
     (``model:layer``) or several, {layer: share} (:meth:`EngineLab.readout`).
 
-    Each observer's σ is the readout's σ times a log-normal factor (sd ``spread``); lapse 0.02. Sessions have
-    no practice and no catch trials (the comparison scores main trials only) and show every image,
-    ``per_condition`` QUEST+ trials per item.
+    Each observer's σ is the readout's σ (the median item's threshold at ``threshold``) times a log-normal
+    factor (sd ``spread``); lapse 0.02. Sessions have no practice and no catch trials (the comparison scores
+    main trials only) and show every image, ``per_condition`` QUEST+ trials per item.
     """
     from experiments.config import load_config
     from experiments.engine import open_engine, run_headless
@@ -163,7 +191,7 @@ def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, 
 
     shares = {true: 1.0} if isinstance(true, str) else true
     name = true if isinstance(true, str) else "+".join(f"{share:g}*{spec}" for spec, share in shares.items())
-    readout, sigma = lab.readout(shares)
+    readout, sigma = lab.readout(shares, threshold)
     config = replace(load_config(), per_condition=per_condition, practice=0, catch_rate=0.0,
                      images_per_session=len(lab.source.manifest["images"]), seed=seed)
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ import torch
 from analysis.comparison_bootstrap import crossed_bootstrap_means
 from analysis.comparison_tables import compare_models
 from eigdist_core.stimulus_set import SCHEMA_VERSION, seal
-from tests.recovery_labs import EngineLab, engine_lab, with_copy
+from tests.recovery_labs import EngineLab, engine_lab, readout_linearity, with_copy
 from tests.test_comparison import LAYERS, OPTIONS, _items, _models, _sensitivities
 
 TRUE = 1
@@ -84,6 +84,12 @@ def test_a_readout_of_two_layers_sees_the_weighted_sum_of_their_sensitivities():
         assert readout(x + e) is readout(x + e)
     median = (s["a0"] + readout.gains[1] * s["a2"]).median()
     assert sigma == pytest.approx(np.sqrt(median) / (1.53 * (2 * 64) ** 0.25), rel=1e-12)
+    quarter, sigma_quarter = lab.readout({"lin:a0": 0.25, "lin:a2": 0.75}, threshold=0.25)  # σ ∝ the threshold
+    assert quarter is readout and sigma_quarter == pytest.approx(0.25 * sigma, rel=1e-12)
+    rho, above = readout_linearity(lab, {"lin:a0": 0.25, "lin:a2": 0.75}, 1.0)  # linear: ρ = 1 at any α
+    np.testing.assert_allclose(rho, 1.0, rtol=1e-4)
+    assert len(rho) == len(source.manifest["items"]) and above == 0
+    assert readout_linearity(lab, {"lin:a0": 0.25, "lin:a2": 0.75}, 1e12)[1] == len(rho)  # α_T beyond 1e9
 
 
 def test_the_crossed_bootstrap_has_the_variance_of_its_two_main_effects():

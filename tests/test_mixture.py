@@ -9,6 +9,7 @@ import pytest
 from analysis.comparison import CompareOptions
 from analysis.comparison_report import mixture_figure, mixture_html
 from analysis.comparison_tables import compare_models
+from analysis.mixture import item_log_means
 from analysis.simulate import simulate_trials
 from eigdist_core.contract import CONDITION_KEY, MIXTURE, MIXTURE_COLUMNS, TRACK_KEY
 from tests.test_comparison import LAYERS, _items, _sensitivities
@@ -100,3 +101,11 @@ def test_switching_the_mixture_off_leaves_the_single_candidates_as_they_were():
     single = base.comparison[base.comparison["model"] != MIXTURE[0]].reset_index(drop=True)
     pd.testing.assert_frame_equal(off.comparison, single)
     assert off.mixture.empty and "no mixture: not asked for (CompareOptions.mixture)" in off.notes
+
+
+def test_the_layers_geometric_means_count_each_item_once():
+    """An item tested at three levels weighs as much in g_m as one tested at one (adaptive tracks), and an
+    item a layer does not see (s_m = 0) is left out of that layer's g_m only."""
+    log_s = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [2.0, -np.inf], [4.0, 3.0]])
+    ids = np.array(["a", "a", "a", "b", "c"])
+    np.testing.assert_allclose(item_log_means(log_s, ids), [2.0, 2.0], rtol=0, atol=1e-12)
