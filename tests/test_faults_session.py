@@ -84,6 +84,8 @@ def test_signal_at_random_points_then_resume_equals_an_unbroken_run(unbroken, tm
 
 
 if __name__ == "__main__":
+    # A shell starts background jobs (a CI run with `&`) with SIGINT ignored, and this child inherits that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from experiments.observers import WeibullObserver
 
     class Announcing(WeibullObserver):

@@ -95,7 +95,10 @@ def run_args(lab: dict, config: str = "short", *extra: str) -> list[str]:
 def popen(screen: VirtualDisplay, cwd: Path, args: list[str]) -> subprocess.Popen:
     cwd.mkdir(exist_ok=True)
     env = {**screen.env, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that; Python then never raises
+    # KeyboardInterrupt. The child gets the default back, as a session started from a terminal has it.
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
