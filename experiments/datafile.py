@@ -32,22 +32,12 @@ from eigdist_core.contract import (
 from eigdist_core.errors import EigdistError
 from eigdist_core.io import atomic_write_bytes, nul_row, save_json
 
+from .resume_check import SessionFileError, check_record, file_columns, restart_advice
+
 #: Every column of the file, in order (docs/formats.md).
 COLUMNS = TRIAL_COLUMNS
 
 _LABEL = re.compile(r"[A-Za-z0-9]+")
-
-#: What a resume must share with the recorded session, and the option that sets each.
-RESUME_FIELDS = {
-    "participant": "--participant", "session": "--session", "set_id": "the stimulus set (--stimuli)",
-    "config": "--config", "monitor": "--monitor", "observer": "the observer (--simulate)", "pilot": "--pilot",
-    "calibrated": "calibrated (--pilot)", "display": "the monitor profile of --monitor",
-    "main_trials": "trials.selection of --config, on a chosen subset",
-}
-#: Fields (``config.<key>``: of the config) that records of older versions lack, and what those versions ran
-#: with; None: not compared when the record has none.
-ADDED_FIELDS = {"display": None, "main_trials": "per_condition", "config.selection": None}
-
 
 #: The task's BIDS description, at the top of each sidecar.
 TASK_INFO = {
@@ -55,10 +45,6 @@ TASK_INFO = {
     "TaskDescription": "Forced-choice detection of a model's eigendistortion added to an image; the amplitude "
                        "of each condition follows its own adaptive track (docs/experiment.md of eigdist).",
 }
-
-
-class SessionFileError(EigdistError):
-    """A session's files cannot be (re)opened as asked; the message names the file and the fix."""
 
 
 class SessionFinished(EigdistError):
@@ -193,7 +179,11 @@ def read_trials(path: str | os.PathLike) -> list[dict]:
     A torn tail (:func:`complete_length`) is ignored; ``--resume`` cuts it off.
     """
     path = Path(path)
-    raw = _raw(path)
+    return _rows(path, _raw(path))
+
+
+def _rows(path: Path, raw: bytes) -> list[dict]:
+    """The typed rows of a trial file's bytes ``raw``, without a torn tail."""
     lines = raw[: complete_length(path, raw)].decode("utf-8").splitlines()
     if not lines:
         return []
@@ -262,12 +252,6 @@ def column_descriptions(columns: tuple[str, ...] = COLUMNS) -> dict[str, dict]:
     return out
 
 
-def restart_advice(trials: Path) -> str:
-    """The way forward that always exists for a session that cannot be continued (even a one-session plan's)."""
-    return (f"move {trials.name} and its .json out of {trials.parent} and run this --session again from its "
-            "start (without --resume)")
-
-
 def load_sidecar(path: Path) -> dict:
     """A session sidecar's ``"eigdist"`` record; a truncated or foreign file is an error naming it."""
     advice = "restore it from a backup, or " + restart_advice(path.with_suffix(".tsv"))
@@ -281,29 +265,6 @@ def load_sidecar(path: Path) -> dict:
     if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
         raise SessionFileError(f"{path}: its \"eigdist\" record lacks runs[]; {advice}")
     return record
-
-
-def _with_added(old: dict, record: dict) -> dict:
-    """An older version's record with the :data:`ADDED_FIELDS` it lacks: what it ran with, or the new value."""
-    old = {**old, "config": dict(old["config"])} if isinstance(old.get("config"), dict) else dict(old)
-    for path, ran in ADDED_FIELDS.items():
-        *parent, key = path.split(".")
-        was, now = (old.get(parent[0]), record.get(parent[0])) if parent else (old, record)
-        now = now if isinstance(now, dict) else {}
-        if isinstance(was, dict) and key not in was:  # a record that lacks it too has nothing to compare
-            was[key] = now.get(key) if ran is None or key not in now else ran
-    return old
-
-
-def _difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any] | None:
-    """The first place where two JSON-like values differ: (path, old, new)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _difference(old.get(key), new.get(key), f"{where}.{key}")
-            if found:
-                return found
-        return None
-    return None if old == new else (where, old, new)
 
 
 def check_session_order(data: Path, participant: str, session: int, set_id: str) -> None:
@@ -337,14 +298,18 @@ def check_session_order(data: Path, participant: str, session: int, set_id: str)
             )
 
 
-def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> list[dict]:
+def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> tuple[tuple[str, ...], list[dict]]:
     """Check a session's files against what a run is asked to do; write nothing.
 
-    The one place that compares a resume with the recorded session (:data:`RESUME_FIELDS`).
+    The one place that compares a resume with the recorded session
+    (:func:`experiments.resume_check.check_record`).
 
     Returns
     -------
-    list of dict
+    columns : tuple of str
+        The columns to append with (:func:`experiments.resume_check.file_columns`; :data:`COLUMNS` for a new
+        session).
+    rows : list of dict
         The rows already in the file (empty for a new session).
 
     Raises
@@ -370,20 +335,12 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
     if not exists:
         if resume:
             raise FileNotFoundError(f"nothing to resume: {paths.trials} does not exist")
-        return []
-    old = _with_added(load_sidecar(paths.sidecar), record)
-    for name, option in RESUME_FIELDS.items():
-        found = _difference(old.get(name), record.get(name), name)
-        if found:
-            where, was, now = found
-            advice = ("one session must not mix two displays: resume with the profile it started with, or "
-                      + restart_advice(paths.trials)) if name == "display" else "resume with the same settings"
-            raise SessionFileError(
-                f"cannot resume {paths.trials}: {where} was {was!r} when the session started, now {now!r} "
-                f"({option} differs); {advice}"
-            )
-    file_columns(paths.trials)  # refuses a header this version cannot append to
-    rows = read_trials(paths.trials)
+        return COLUMNS, []
+    old = load_sidecar(paths.sidecar)
+    check_record(old, record, paths.trials)
+    raw = _raw(paths.trials)  # one read: the header's columns and the rows
+    columns = file_columns(paths.trials, raw)
+    rows = _rows(paths.trials, raw)
     for i, row in enumerate(rows, start=1):
         if row["trial"] != i or row["set_id"] != record["set_id"]:
             raise SessionFileError(f"{paths.trials}: row {i} has trial {row['trial']} or set_id "
@@ -392,7 +349,7 @@ def check_session_files(paths: SessionPaths, record: dict, *, resume: bool) -> l
     if planned is not None and len(rows) >= planned:
         raise SessionFinished(f"session {paths.trials.name} is finished ({len(rows)} of {planned} trials); "
                               "nothing to resume, nothing changed")
-    return rows
+    return columns, rows
 
 
 def open_session(
@@ -428,7 +385,7 @@ def open_session(
     paths = session_paths(data, participant, session)
     if "set_id" not in record:
         raise ValueError("session record must hold the stimulus set's set_id")
-    rows = check_session_files(paths, record, resume=resume)
+    columns, rows = check_session_files(paths, record, resume=resume)
     run = {**run, "first_trial": len(rows) + 1}
     if rows or paths.trials.exists():
         _drop_torn_tail(paths.trials)
@@ -441,24 +398,7 @@ def open_session(
         save_json(paths.sidecar, {**TASK_INFO, **column_descriptions(),
                                   "eigdist": {**record, **info, "runs": [run]}})
         atomic_write_bytes(paths.trials, _header().encode("utf-8"))
-    return TrialWriter(paths.trials, file_columns(paths.trials), len(rows) + 1), rows
-
-
-def file_columns(path: Path) -> tuple[str, ...]:
-    """The columns to append to a session's trial file with: its header's.
-
-    A file started by an earlier version lacks only columns added at the end since (the models track's);
-    its rows keep that layout, so that a lab can update eigdist in the middle of a session and resume it.
-
-    Raises
-    ------
-    SessionFileError
-        If the header is not this version's columns or a start of them.
-    """
-    header = tuple(_raw(path).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r").split("\t"))
-    if len(header) < len(REQUIRED_COLUMNS) or header != COLUMNS[:len(header)]:
-        raise SessionFileError(f"{path} has other columns than this version writes; {restart_advice(path)}")
-    return header
+    return TrialWriter(paths.trials, columns, len(rows) + 1), rows
 
 
 def planned_trials(record: dict) -> int | None:

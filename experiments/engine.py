@@ -361,7 +361,8 @@ def check_session(
     plan = plan_session(stimuli.manifest, config, participant, session)
     record = session_record(stimuli, config, plan, observer=observer, calibrated=calibrated,
                             constants=constants, metadata=metadata)
-    return len(check_session_files(session_paths(data, participant, session), record, resume=resume))
+    _, rows = check_session_files(session_paths(data, participant, session), record, resume=resume)
+    return len(rows)
 
 
 def open_engine(

@@ -6,7 +6,7 @@ session on such a set gives each item exactly that many main trials over all its
 ``trials.per_condition`` says (the criterion optimised this allocation; rescaling it would change the
 design); an item with 0 trials is not shown. ``"ignore"``, or a set without a ``selection``, gives every
 item ``per_condition``. The allocation is a pure function of the manifest (its ``set_id`` covers the
-selection) and the config, both of which a resume must match (:data:`experiments.datafile.RESUME_FIELDS`).
+selection) and the config, both of which a resume must match (:data:`experiments.resume_check.RESUME_FIELDS`).
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def _record(options: RunOptions, profile: MonitorProfile) -> dict:
 def display_fingerprint(profile: MonitorProfile) -> dict:
     """What a session's display is: the profile's constants and calibration, and a sha256 over them.
 
-    A resume must find the same (:data:`experiments.datafile.RESUME_FIELDS`): one session never
+    A resume must find the same (:data:`experiments.resume_check.RESUME_FIELDS`): one session never
     mixes two displays. The profile's notes, expiry and history do not count.
     """
     from eigdist_core.io import json_bytes, sha256_bytes

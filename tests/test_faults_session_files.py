@@ -14,10 +14,11 @@ import pytest
 
 from eigdist.cli.main import main
 from eigdist_core.stimulus_set import SetError, StimulusSet
-from experiments.datafile import SessionFileError, read_trials, session_paths
+from experiments.datafile import read_trials, session_paths
 from experiments.engine import open_engine
 from experiments.monitor import load_profile, save_profile
 from experiments.participant_form import check_info
+from experiments.resume_check import SessionFileError
 from experiments.session import RunOptions, _record, prepare
 from tests.build_fixtures import stimulus_set  # noqa: F401  (a module fixture)
 from tests.profiles import make_profile
