@@ -11,7 +11,8 @@ ratio g(x) against j, x the log-threshold difference left once j's scale is fitt
 
     g(x) = ½ [G(x) + G(−x)],   G(x) = mean_c KL(P(c) ‖ P(c·e^−x)),
 
-≈ ½ w x² near 0 (w: :func:`trial_information`) and bounded far from it (a trial that j puts at chance
+≈ ½ w x² near 0, w = mean_c (∂P/∂ln T)² / (P (1 − P)) the Fisher information about ln T of one
+trial, and bounded far from it (a trial that j puts at chance
 or at its lapse ceiling counts for no more than that). With n_v trials on item v and ln k_j profiled,
 
     E_ij = min_c Σ_v n_v g(Δ_ij(v) − c).
@@ -56,19 +57,6 @@ def _p_correct(x: np.ndarray, slope: float, lapse: float, guess: float, function
     return guess + (1.0 - guess - lapse) * f
 
 
-def trial_information(slope: float, lapse: float, guess: float, function: str = "weibull",
-                      placement: tuple[float, ...] = PLACEMENT) -> float:
-    """w: Fisher information about ln T of one trial, averaged over α = c·T for c in ``placement``.
-
-    I(c) = (∂P/∂ln T)² / (P (1 − P)), P = γ + (1 − γ − λ) F(ln c; β).
-    """
-    x = np.log(np.asarray(placement, dtype=float))
-    f, df_dm, _ = sigmoid_log(x, np.zeros_like(x), np.full_like(x, np.log(slope)), function)
-    p = guess + (1.0 - guess - lapse) * f
-    dp = (1.0 - guess - lapse) * df_dm
-    return float(np.mean(dp * dp / (p * (1.0 - p))))
-
-
 @dataclass(frozen=True)
 class Divergence:
     """g(|x|) tabulated: ``table[k]`` = g((k + ½) · :data:`GRID_STEP`), the expected LLR of one trial (nats)."""
@@ -93,7 +81,8 @@ def trial_divergence(slope: float, lapse: float, guess: float, function: str = "
     """g: the expected LLR of one trial at α = c·T_i against a layer whose threshold is e^x times as large.
 
     KL(P ‖ Q) = P ln(P/Q) + (1 − P) ln((1 − P)/(1 − Q)), P = P(c), Q = P(c·e^−x), averaged over ``placement``
-    and over ±x (a pair's two true layers alike).
+    and over ±x (a pair's two true layers alike). Near x = 0, g ≈ ½ w x², w = mean_c (∂P/∂ln T)² / (P (1 − P))
+    (the Fisher information about ln T of one trial; tests/test_design_select.py checks this limit).
     """
     x = np.arange(0.0, GRID_END, GRID_STEP) + GRID_STEP / 2
     c = np.log(np.asarray(placement, dtype=float))[:, None]
@@ -184,8 +173,10 @@ class Constraints:
     def check(self) -> None:
         """Refuse a budget or caps that leave no design, naming the value and what the constraints need."""
         need = self.per_image * self.step
-        if self.step < 1 or self.item_cap < self.step:
-            raise DesignError(f"item cap {self.item_cap} trials must be at least one step ({self.step} trials, >= 1)")
+        if self.step < 1:
+            raise DesignError(f"step must be at least 1 trial, got {self.step}")
+        if self.item_cap < self.step:
+            raise DesignError(f"item cap {self.item_cap} trials must be at least one step ({self.step} trials)")
         if self.image_cap < need:
             raise DesignError(f"image cap {self.image_cap} trials is below {need}: {self.per_image} directions × "
                               f"{self.step} trials per image")
