@@ -35,7 +35,7 @@ import math
 import os
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class TrialEngine:
         self, plan: SessionPlan, config: ExperimentConfig, source: StimulusSource, writer: TrialWriter,
         *, set_id: str, observer: str, calibrated: bool, session_rows: Iterable[dict] = (),
         earlier_rows: Iterable[dict] = (), constants: dict | None = None, grid: ModelGrid | None = None,
-        on_stop: Any = None,
+        on_stop: Callable[[str], None] | None = None,
     ) -> None:
         self.plan, self.config, self.source, self.writer = plan, config, source, writer
         self.set_id, self.observer, self.calibrated = set_id, observer, calibrated
