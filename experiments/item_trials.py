@@ -19,6 +19,7 @@ from .config import ExperimentConfig
 #: How every selection error ends: the two ways forward.
 _ADVICE = "rebuild the subset with 'eigdist design select' or set trials.selection = \"ignore\""
 
+
 def selected_trials(manifest: dict, config: ExperimentConfig) -> dict[str, int] | None:
     """The main trials of each item over all visits, from the set's ``selection.trials``; None: the fixed grid.
 
