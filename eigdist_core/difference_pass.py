@@ -26,6 +26,9 @@ from torch import fx, nn
 
 from .models.adapter import LayerModel, LayerStack
 
+#: A model: an ``nn.Module`` or any callable from images to outputs (only LayerModel and LayerStack have a graph).
+Model = Callable[[torch.Tensor], torch.Tensor]
+
 #: Functions linear in their tensor arguments taken together, applied to the differences as they are.
 _SUMS = {operator.add: 1.0, torch.add: 1.0, operator.sub: -1.0, torch.sub: -1.0}
 
@@ -34,7 +37,7 @@ class Unsupported(ValueError):
     """A graph whose differences this module cannot carry (a value depending on the image that is no tensor)."""
 
 
-def _graph(model) -> tuple[Callable, fx.GraphModule, list[str]] | None:
+def _graph(model: Model) -> tuple[Callable, fx.GraphModule, list[str]] | None:
     """The model's input map, its fx graph and the keys of the graph's outputs it concatenates, or ``None``."""
     if isinstance(model, LayerStack):
         outputs = model.stack.graph.find_nodes(op="output")[0].args[0]
@@ -51,7 +54,7 @@ class DifferencePass:
     Use :func:`difference_pass`, which returns ``None`` for a model without a known graph.
     """
 
-    def __init__(self, model32, model64, x: torch.Tensor) -> None:
+    def __init__(self, model32: Model, model64: Model, x: torch.Tensor) -> None:
         (self._input64, self._gm64, self._keys), (_, self._gm32, _) = _graph(model64), _graph(model32)
         self._x = x
         nodes = list(self._gm64.graph.nodes)
@@ -194,7 +197,7 @@ def _zeros_if_none(delta: torch.Tensor | None, base: torch.Tensor, b: int) -> to
     return torch.zeros((b, *base.shape[1:]), dtype=torch.float32) if delta is None else delta
 
 
-def difference_pass(model32, model64, x: torch.Tensor) -> DifferencePass | None:
+def difference_pass(model32: Model, model64: Model, x: torch.Tensor) -> DifferencePass | None:
     """A :class:`DifferencePass` of the model at ``x`` (1 × C × H × W, float64), or ``None`` if its graph is unknown."""
     if _graph(model32) is None or _graph(model64) is None:
         return None
