@@ -319,7 +319,7 @@ def _partners(scan: _Scan, n: np.ndarray, chosen: list[int], per_image: int) -> 
     return chosen
 
 
-def _grow(scan: _Scan, n: np.ndarray, limits: Constraints) -> int | list | None:
+def _grow(scan: _Scan, n: np.ndarray, limits: Constraints) -> int | list[int] | None:
     """The next step: an item of a shown image, or a new image's ``per_image`` items; None when none fits."""
     image = scan.image
     left = limits.budget - n.sum()
