@@ -173,6 +173,8 @@ class Constraints:
     def check(self) -> None:
         """Refuse a budget or caps that leave no design, naming the value and what the constraints need."""
         need = self.per_image * self.step
+        if self.per_image < 2:  # as --per-image (docs/analysis.md, "Allocation")
+            raise DesignError(f"per_image must be at least 2 directions of every image shown, got {self.per_image}")
         if self.step < 1:
             raise DesignError(f"step must be at least 1 trial, got {self.step}")
         if self.item_cap < self.step:

@@ -120,6 +120,7 @@ def test_constraints_hold():
     (Constraints(budget=100, step=10, image_cap=10), "image cap 10 trials is below 20"),
     (Constraints(budget=100, step=10, item_cap=5), "item cap 5 trials must be at least one step"),
     (Constraints(budget=100, step=0), "step must be at least 1 trial, got 0"),
+    (Constraints(budget=100, per_image=1), "per_image must be at least 2 directions of every image shown, got 1"),
 ])
 def test_impossible_constraints_are_named(limits, message):
     _, s = linear_pool()
