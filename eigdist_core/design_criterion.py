@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import EigdistError
-from .psychometric_function import sigmoid_log
+from .psychometric_function import p_correct
 
 #: Where trials land relative to the true threshold (α / T): a track's spread around its threshold.
 PLACEMENT = tuple(2.0 ** np.linspace(-0.75, 0.75, 6))
@@ -49,12 +49,6 @@ CHUNK = 1024
 
 class DesignError(EigdistError):
     """A design that cannot be chosen: too few layers, a budget the constraints do not allow."""
-
-
-def _p_correct(x: np.ndarray, slope: float, lapse: float, guess: float, function: str) -> np.ndarray:
-    """P(correct) at ln(α / T) = x."""
-    f, _, _ = sigmoid_log(x, np.zeros_like(x), np.full_like(x, np.log(slope)), function)
-    return guess + (1.0 - guess - lapse) * f
 
 
 @dataclass(frozen=True)
@@ -85,11 +79,11 @@ def trial_divergence(slope: float, lapse: float, guess: float, function: str = "
     (the Fisher information about ln T of one trial; tests/test_design_select.py checks this limit).
     """
     x = np.arange(0.0, GRID_END, GRID_STEP) + GRID_STEP / 2
-    c = np.log(np.asarray(placement, dtype=float))[:, None]
-    p = _p_correct(c + 0 * x, slope, lapse, guess, function)
+    c = np.asarray(placement, dtype=float)[:, None]  # α / T_i: thresholds in units of T_i
+    p = p_correct(c, 1.0, slope, guess, lapse, function)
     total = np.zeros_like(x)
     for sign in (1.0, -1.0):
-        q = np.clip(_p_correct(c - sign * x, slope, lapse, guess, function), 1e-12, 1 - 1e-12)
+        q = np.clip(p_correct(c * np.exp(-sign * x), 1.0, slope, guess, lapse, function), 1e-12, 1 - 1e-12)
         total += np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), axis=0)
     return Divergence(0.5 * total)
 
