@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -31,7 +32,18 @@ from .design import Condition, conditions
 from .model_track import ModelGrid, ModelTrack, open_grid
 
 
-def model_grid(source, config: ExperimentConfig) -> ModelGrid:
+class StoredSet(Protocol):
+    """What :func:`model_grid` reads of a set: its folder and manifest (``eigdist_core.stimulus_set.StimulusSet``).
+
+    Not part of :class:`experiments.engine.StimulusSource`: the in-memory sets of the tests and benchmarks
+    have no folder (a models-track engine over one is given its ``grid``).
+    """
+
+    path: Path
+    manifest: dict
+
+
+def model_grid(source: StoredSet, config: ExperimentConfig) -> ModelGrid:
     """The models track's grid of a stimulus set opened for a session (its folder is ``source.path``).
 
     Raises
