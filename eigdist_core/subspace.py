@@ -17,6 +17,7 @@ logarithms of vᵀF v are unbounded, gives finite, reproducible answers.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -196,8 +197,8 @@ def start_space(
 def regularization_record(regularization: float, lam_max: Scales) -> dict:
     """What the result says of the regularisation rule (JSON-ready): the rule, ε, each λ_max, the residual of each
     estimate and whether all reached :data:`SCALE_TOL` (false: the time budget or the cap stopped one first)."""
-    def finite(values: list[float]) -> list[float | None]:
-        return [None if value != value else value for value in values]
+    def finite(values: list[float]) -> list[float | None]:  # JSON has no NaN or ±inf: null
+        return [value if math.isfinite(value) else None for value in values]
 
     return {
         "rule": "F + epsilon * lambda_max(F) * I" if regularization else "none",

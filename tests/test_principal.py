@@ -1,5 +1,9 @@
 """Principal distortions: the two-layer closed form and a dense optimiser over the whole space, for linear layers."""
 
+import json
+import math
+
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -9,7 +13,9 @@ from scipy.optimize import minimize
 from eigdist_core.layer_contrasts import GeneralizedEigendistortion, PrincipalDistortion
 from eigdist_core.cosine_start import cosine_start
 from eigdist_core.errors import EigdistError
-from eigdist_core.subspace import REGULARIZATION
+from eigdist_core.io import json_bytes
+from eigdist_core.stimulus_set import manifest_schema
+from eigdist_core.subspace import REGULARIZATION, Scales, regularization_record
 
 N = 12
 
@@ -195,3 +201,12 @@ def test_a_lambda_max_stopped_by_the_time_budget_says_so(kind):
     full = solve(None)
     assert full["lambda_max_converged"] is True and max(full["lambda_max_residual"]) <= 1e-4
     assert full["lambda_max"] == pytest.approx(exact, rel=1e-7)
+
+
+def test_the_regularisation_record_writes_non_finite_values_as_null():
+    """NaN (not estimated) and ±inf alike become null, which the manifest's JSON and its schema accept."""
+    record = regularization_record(0.1, Scales([2.0, math.nan, math.inf], [0.0, -math.inf, math.nan]))
+    assert record["lambda_max"] == [2.0, None, None] and record["lambda_max_residual"] == [0.0, None, None]
+    assert json.loads(json_bytes(record)) == record  # json_bytes refuses NaN and ±inf
+    jsonschema.validate(record, manifest_schema()["$defs"]["item"]["properties"]["contrast"]["properties"]
+                        ["regularization"])
