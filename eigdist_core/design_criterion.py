@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import xlogy
 
 from .errors import EigdistError
 from .psychometric_function import p_correct
@@ -84,7 +85,8 @@ def trial_divergence(slope: float, lapse: float, guess: float, function: str = "
     total = np.zeros_like(x)
     for sign in (1.0, -1.0):
         q = np.clip(p_correct(c * np.exp(-sign * x), 1.0, slope, guess, lapse, function), 1e-12, 1 - 1e-12)
-        total += np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), axis=0)
+        # xlogy: 0·ln 0 = 0 where P rounds to 1 (no lapse, a steep function), not NaN
+        total += np.mean(xlogy(p, p / q) + xlogy(1 - p, (1 - p) / (1 - q)), axis=0)
     return Divergence(0.5 * total)
 
 

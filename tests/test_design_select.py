@@ -222,3 +222,13 @@ def test_a_used_out_folder_is_refused(pool_set, tmp_path, capsys):
     assert cli("design", "select", str(pool_set), "--budget-trials", "40", "--out", str(tmp_path / "s")) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
 
+
+
+def test_a_steep_function_without_lapses_gives_a_finite_divergence_and_a_design():
+    """P rounds to 1 at the top placement (Weibull β = 8, no lapse): 0·ln 0 counts as 0, not NaN (numpy's
+    argmin of an empty sequence before). A steep g saturates, so the best pair need not be the generalized one."""
+    g = trial_divergence(8.0, 0.0, 0.5)
+    assert np.isfinite(g.table).all() and g.table[0] >= 0 and np.all(np.diff(g.table) >= -1e-12)
+    _, s = linear_pool()
+    design = select(pair_contrasts(s), np.zeros(len(s), int), g, Constraints(budget=20, step=10, image_cap=20))
+    assert np.count_nonzero(design.trials) == 2 and np.isfinite(design.information).all() and design.information[0] > 0
