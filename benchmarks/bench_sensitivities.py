@@ -5,7 +5,8 @@ is) is built once with this tree (``--jobs 1``; or ``--set DIR`` reuses a built 
 seconds are read from its ``build.log`` (the last group's "since start"). Then ``add_sensitivities``
 recomputes the table on copies of the set, in fresh processes, with the ``--baseline`` tree (a folder,
 or a commit checked out with ``git archive``) and with this one, in the order baseline, ours, ours,
-baseline (``--repeats 1``: baseline, ours); each side's faster run is kept. Both tables are compared:
+baseline (``--repeats 1``: baseline, ours); each side's faster run is kept, and each run prints its
+CPU seconds and its seconds per network. Both tables are compared:
 the largest relative difference of s and of ρ, and the items whose ``nonlinear`` flag differs.
 
 Run from the repository root (timings of a loaded machine: compare the ratios of one run)::
