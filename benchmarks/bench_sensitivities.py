@@ -5,7 +5,8 @@ is) is built once with this tree (``--jobs 1``; or ``--set DIR`` reuses a built 
 seconds are read from its ``build.log`` (the last group's "since start"). Then ``add_sensitivities``
 recomputes the table on copies of the set, in fresh processes, with the ``--baseline`` tree (a folder,
 or a commit checked out with ``git archive``) and with this one, in the order baseline, ours, ours,
-baseline (``--repeats 1``: baseline, ours); each side's faster run is kept. Both tables are compared:
+baseline (``--repeats 1``: baseline, ours); each side's faster run is kept, and each run prints its
+CPU seconds and its seconds per network. Both tables are compared:
 the largest relative difference of s and of ρ, and the items whose ``nonlinear`` flag differs.
 
 Run from the repository root (timings of a loaded machine: compare the ratios of one run)::
@@ -36,9 +37,18 @@ CHILD = """
 import sys, time, json
 import torch, torchvision  # imported before the clock starts, as in a build
 from eigdist_core.sensitivities import add_sensitivities
-t0 = time.perf_counter()
-add_sensitivities(sys.argv[1])
-print(json.dumps({"seconds": time.perf_counter() - t0}))
+networks = {}
+
+def runner(fn, tasks):  # one network after the other, as a --jobs 1 build, each timed
+    for task in tasks:
+        t, c = time.perf_counter(), time.process_time()
+        result = fn(task)
+        networks[" ".join(c.spec for c in task.candidates)] = [time.perf_counter() - t, time.process_time() - c]
+        yield task, result
+
+t0, c0 = time.perf_counter(), time.process_time()
+add_sensitivities(sys.argv[1], runner=runner)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "networks": networks}))
 """
 
 
@@ -68,15 +78,16 @@ def tree(rev: str) -> Path:
     return tree_at(rev)
 
 
-def timed_table(code: Path, folder: Path, out: Path) -> float:
-    """Seconds of ``add_sensitivities`` by the eigdist of ``code`` on a copy of ``folder`` (kept as ``out``)."""
+def timed_table(code: Path, folder: Path, out: Path) -> dict:
+    """Seconds (wall, ``seconds``; CPU, ``cpu``; wall and CPU per network, ``networks``) of ``add_sensitivities`` by
+    the eigdist of ``code`` on a copy of ``folder`` (kept as ``out``)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(folder, out)
     done = subprocess.run([sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(code)}, cwd=out.parent)
     if done.returncode:
         raise RuntimeError(f"sensitivities with {code} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def differences(a: Path, b: Path) -> tuple[float, float, int]:
@@ -120,9 +131,11 @@ def main() -> None:
               f"{manifest['size']} px, synthesis {synthesis:.1f} s", flush=True)
         best: dict[str, float] = {}
         for side in ["baseline", "ours", "ours", "baseline"][: 2 * args.repeats]:
-            seconds = timed_table(trees[side], folder, tmp / side)
-            print(f"  {side}: {seconds:.1f} s", flush=True)
-            best[side] = min(seconds, best.get(side, math.inf))
+            times = timed_table(trees[side], folder, tmp / side)
+            per_network = ", ".join(f"{name} {wall:.1f} (CPU {cpu:.1f})" for name, (wall, cpu) in times["networks"].items())
+            print(f"  {side}: {times['seconds']:.1f} s (CPU {times['cpu']:.1f} s; per network, s: {per_network}; "
+                  f"load {' '.join(f'{a:.1f}' for a in os.getloadavg())})", flush=True)
+            best[side] = min(times["seconds"], best.get(side, math.inf))
         ds, drho, flags = differences(tmp / "baseline" / "sensitivities.csv", tmp / "ours" / "sensitivities.csv")
     base, ours = best["baseline"], best["ours"]
     print("| sample | synthesis s | sensitivities s, baseline | / synthesis | ours | / synthesis | speed-up | "

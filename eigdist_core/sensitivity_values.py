@@ -20,8 +20,12 @@ CHUNK = 16
 PASS_BATCH = 8
 #: Relative error allowed in ρ where its forward passes run in float32 (docs/stimuli.md, "Sensitivities").
 RHO_RTOL = 1e-4
-#: Safety factor on the float32 error bound of :func:`_float32_safe`.
+#: Safety factor on the float32 error bound of :func:`_float32_safe` and on the float32 J·v of a checked
+#: difference pass.
 FLOAT32_MARGIN = 4.0
+#: Relative error allowed in the float32 J·v (s) of an item whose difference pass is checked
+#: (:attr:`~eigdist_core.difference_pass.DifferencePass.checked`): above it, the item's ρ takes other passes.
+DIFFERENCE_RTOL = 1e-6
 
 
 def pair_values(model, image: np.ndarray, items: np.ndarray, ceilings: Sequence[float],
@@ -69,23 +73,32 @@ def layer_values(model, sizes: Sequence[int] | None, image: np.ndarray, items: n
     x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None]
     V = torch.from_numpy(np.asarray(items, dtype=np.float64).reshape(len(items), -1))
     difference = None if model32 is None else difference_pass(model32, model, x)
-    if difference is None:
+    float32_jv = None if difference is None else torch.cat(
+        [difference.jvp(V[i:i + CHUNK].view(-1, *x.shape[1:])).double() for i in range(0, len(V), CHUNK)])
+    if difference is None or difference.checked:
         op = FisherOperator(model, x, dtype=torch.float64)
         jv = torch.cat([op.jvp(V[i:i + CHUNK]) for i in range(0, len(V), CHUNK)])
     else:
-        jv = torch.cat([difference.jvp(V[i:i + CHUNK].view(-1, *x.shape[1:])).double()
-                        for i in range(0, len(V), CHUNK)])
+        jv = float32_jv
     bounds = np.cumsum([0, *(sizes or [jv.shape[1]])])
     s = _per_layer(jv ** 2, bounds)
     grid = np.asarray(alphas, dtype=np.float64)
     shown = [_shown(grid, c) for c in ceilings]
     which = [(j, a) for j, amps in enumerate(shown) for a in amps]
-    if difference is not None:
-        dist2 = _distances(difference, x, V, which, bounds)
-    elif model32 is None:
-        dist2 = _distances(_differences(model, x), x, V, which, bounds)
-    else:
-        dist2 = _mixed_distances(model, model32, x, V, which, bounds, s)
+    # items whose passes the difference pass serves: all, or where its float32 J·v is within DIFFERENCE_RTOL
+    served = np.full(len(items), difference is not None)
+    if difference is not None and difference.checked:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            error = np.abs(_per_layer(float32_jv ** 2, bounds) / s - 1)
+        served = (FLOAT32_MARGIN * error <= DIFFERENCE_RTOL).all(axis=1)
+    fast = np.array([served[j] for j, _ in which], dtype=bool)
+    dist2 = np.empty((len(which), len(bounds) - 1))
+    if fast.any():
+        dist2[fast] = _distances(difference, x, V, [w for w, ok in zip(which, fast) if ok], bounds)
+    if not fast.all():
+        rest = [w for w, ok in zip(which, fast) if not ok]
+        dist2[~fast] = (_distances(_differences(model, x), x, V, rest, bounds) if model32 is None
+                        else _mixed_distances(model, model32, x, V, rest, bounds, s))
     rho = np.full((len(items), len(bounds) - 1, len(grid)), np.nan)
     rho_ceiling = np.empty((len(items), len(bounds) - 1))
     owner = np.array([j for j, _ in which])

@@ -17,12 +17,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from .adapter import check_input
 from ..io import load_json
 from .weights import parse_weights
 from ..errors import EigdistError, FileFormatError
+
+#: Calls torch.fx keeps as calls when it traces a front end: a check, the linear filters (which the
+#: difference pass applies to differences, eigdist_core/difference_pass.py) and an elementwise root.
+for _name in ("check_input", "filter_valid", "gaussian_valid", "_root"):
+    fx.wrap(_name)
 
 NAME = "frontend"
 KERNEL_SIZE = 31
@@ -93,17 +98,19 @@ class FrontEnd(nn.Module):
         self.register_buffer(f"{name}_scalar", None if scalar is None else torch.tensor(scalar).view(1, -1, 1, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        # torch.fx traces this (check_input, filter_valid, gaussian_valid and _root as calls), so the
+        # sensitivity table's difference passes carry f(x + δ) − f(x) through it (eigdist_core/difference_pass.py)
         check_input(image, self.family, channels=(1,), min_size=MIN_SIZE)
         x = _pad(image)
         if self.luminance is None:
             y = filter_valid(x, self.center_surround)
         else:  # both filters see the same input: one transform of it
-            y, lum = filter_valid(x, torch.cat([self.center_surround, self.luminance])).split(self.channels, dim=1)
+            both = filter_valid(x, torch.cat([self.center_surround, self.luminance]))
+            y, lum = both[:, :self.channels], both[:, self.channels:]
             y = y / (1 + self.luminance_scalar * lum)
         if self.contrast is not None:
             # local contrast: root of the Gaussian-weighted mean square, per channel
-            energy = gaussian_valid(_pad(y.pow(2)), self.contrast)
-            contrast = energy.clamp_min(torch.finfo(energy.dtype).tiny).sqrt() + 1e-6  # finite slope where 0
+            contrast = _root(gaussian_valid(_pad(y.pow(2)), self.contrast))
             y = y / (1 + self.contrast_scalar * contrast)
         return F.softplus(y)
 
@@ -137,6 +144,11 @@ def gaussian_valid(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     column, row = kernels.sum(-1), kernels.sum(-2)  # outer(column, row) = kernel, for a kernel summing to 1
     y = F.conv2d(x, column.view(-1, 1, s, 1), groups=x.shape[1] if x.shape[1] > 1 else 1)
     return F.conv2d(y, row.view(-1, 1, 1, s), groups=y.shape[1])
+
+
+def _root(energy: torch.Tensor) -> torch.Tensor:
+    """√energy + 1e-6, with a finite slope where the energy is 0."""
+    return energy.clamp_min(torch.finfo(energy.dtype).tiny).sqrt() + 1e-6
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
