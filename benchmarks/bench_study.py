@@ -73,9 +73,13 @@ def grey_image(name: str, size: int):
     return 0.2 + 0.6 * load_image(name, size=size, channels=1)[None]
 
 
-def source_name(source) -> str:
-    """A build group's network spec, or ``<kind>:<name>`` of a contrast group."""
-    return getattr(source, "spec", None) or f"{source.kind}:{source.name}"
+def task_name(task) -> tuple[str, str]:
+    """(image, source) of a build task: a network's spec or a contrast's ``<kind>:<name>``; a task of the
+    sensitivity table (one network, every image) is ``("all", "sensitivities <spec>")``."""
+    if not hasattr(task, "group"):
+        return "all", f"sensitivities {task.candidates[0].spec}"
+    source = task.group.source
+    return task.group.image_id, getattr(source, "spec", None) or f"{source.kind}:{source.name}"
 
 
 def reset_peak() -> None:
@@ -184,9 +188,8 @@ def goal2(args) -> list[str]:
             reset_peak()
             t0 = time.perf_counter()
             result = fn(task)
-            per_group.append((task.group.image_id, source_name(task.group.source), time.perf_counter() - t0,
-                              peak_mb()))
-            print(f"  {task.group.image_id} {per_group[-1][1]}: {per_group[-1][2]:.1f} s, "
+            per_group.append((*task_name(task), time.perf_counter() - t0, peak_mb()))
+            print(f"  {per_group[-1][0]} {per_group[-1][1]}: {per_group[-1][2]:.1f} s, "
                   f"{per_group[-1][3]:.0f} MB", flush=True)
             yield task, result
 
