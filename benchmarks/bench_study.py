@@ -75,9 +75,9 @@ def grey_image(name: str, size: int):
 
 def task_name(task) -> tuple[str, str]:
     """(image, source) of a build task: a network's spec or a contrast's ``<kind>:<name>``; a task of the
-    sensitivity table (one network, every image) is ``("all", "sensitivities <spec>")``."""
+    sensitivity table (the layers of one network, every image) is ``("all", "sensitivities <spec>+…")``."""
     if not hasattr(task, "group"):
-        return "all", f"sensitivities {task.candidates[0].spec}"
+        return "all", "sensitivities " + "+".join(c.spec for c in task.candidates)
     source = task.group.source
     return task.group.image_id, getattr(source, "spec", None) or f"{source.kind}:{source.name}"
 
