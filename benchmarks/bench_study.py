@@ -15,6 +15,9 @@
    images and divided over the two workers; plenoptic's cost for the same set
    is extrapolated from its measured seconds per power iteration (a short run
    per network) to max_iter 400 at both ends. ``--build`` times the real build.
+   ``--contrasts`` adds to the sample set a generalized pair (ln, lgg) and
+   principal distortions of three layers (ln, lgg, onoff): their groups are
+   timed like a network's, their objective and Fisher products printed.
 3. Goal 3: resnet18 ``random:0`` at 128×128 grey, maxpool…layer3, on
    ``--goal3-images``: ours ≤ 1/5 of plenoptic's 400-iteration run for every
    layer, both unwrapped (:func:`bench_synthesis.alternate`: a warm-up run each,
@@ -51,6 +54,16 @@ BASELINE = "f38d069"
 GOAL1_ITEMS = [("resnet18:layer2", "random:0"), ("frontend:onoff", "published")]
 GOAL3_LAYERS = ["maxpool", "layer1", "layer2", "layer3"]
 STUDY = ROOT / "stimuli" / "study256.toml"
+#: ``--contrasts``: what goal 2's sample set adds, the compare demo's kinds on the study's front-end layers.
+CONTRASTS = """
+[[contrasts]]
+kind = "generalized"
+models = ["frontend:ln", "frontend:lgg"]
+
+[[contrasts]]
+kind = "principal"
+models = ["frontend:ln", "frontend:lgg", "frontend:onoff"]
+"""
 
 
 def grey_image(name: str, size: int):
@@ -58,6 +71,15 @@ def grey_image(name: str, size: int):
     from eigdist_core.images import load_image
 
     return 0.2 + 0.6 * load_image(name, size=size, channels=1)[None]
+
+
+def task_name(task) -> tuple[str, str]:
+    """(image, source) of a build task: a network's spec or a contrast's ``<kind>:<name>``; a task of the
+    sensitivity table (the layers of one network, every image) is ``("all", "sensitivities <spec>+…")``."""
+    if not hasattr(task, "group"):
+        return "all", "sensitivities " + "+".join(c.spec for c in task.candidates)
+    source = task.group.source
+    return task.group.image_id, getattr(source, "spec", None) or f"{source.kind}:{source.name}"
 
 
 def reset_peak() -> None:
@@ -166,8 +188,8 @@ def goal2(args) -> list[str]:
             reset_peak()
             t0 = time.perf_counter()
             result = fn(task)
-            per_group.append((task.group.image_id, task.group.source.spec, time.perf_counter() - t0, peak_mb()))
-            print(f"  {task.group.image_id} {task.group.source.spec}: {per_group[-1][2]:.1f} s, "
+            per_group.append((*task_name(task), time.perf_counter() - t0, peak_mb()))
+            print(f"  {per_group[-1][0]} {per_group[-1][1]}: {per_group[-1][2]:.1f} s, "
                   f"{per_group[-1][3]:.0f} MB", flush=True)
             yield task, result
 
@@ -175,10 +197,12 @@ def goal2(args) -> list[str]:
         sample = Path(tmp) / "sample.toml"
         text = re.sub(r"^images = .*$", f"images = {json.dumps(args.sample_images)}", STUDY.read_text(), flags=re.M)
         text = re.sub(r"^size = .*$", f"size = {args.size}", text, flags=re.M)
-        sample.write_text(text)
+        sample.write_text(text + (CONTRASTS if args.contrasts else ""))
         folder = build_set(sample, out=Path(tmp) / "set", runner=timed, progress=False)
         manifest = json.loads((folder / "manifest.json").read_text())
     unconverged = [i["item_id"] for i in manifest["items"] if not i["converged"]]
+    contrasts = [c for i in manifest["items"] if "contrast" in i and i["direction"] == "principal_a"
+                 for c in [i["contrast"]]]
     scale = len(config.images) / len(args.sample_images)
     total = sum(s for _, _, s, _ in per_group) * scale
     peak = max(m for _, _, _, m in per_group)
@@ -193,10 +217,13 @@ def goal2(args) -> list[str]:
         plenoptic += per_iteration * 2 * args.plenoptic_max_iter * len(config.images)
         print(f"  plenoptic {net.spec}: {per_iteration:.2f} s per power iteration", flush=True)
     estimate = total / 2 / 60
+    with_contrasts = " + the contrasts of --contrasts" if args.contrasts else ""
     return [
         "| network | image | seconds (1 thread) | peak MB |", "|---|---|---|---|", *lines,
+        *(f"principal distortions ({', '.join(m['spec'] for m in c['models'])}): objective {c['objective']:.4g}, "
+          f"{c['products']} Fisher products" for c in contrasts),
         f"goal 2: {len(per_group)} groups measured, estimated build of {len(config.images)} images × "
-        f"{len(config.models)} networks with --jobs 2: {estimate:.1f} min (≤ 45), peak {peak:.0f} MB per worker "
+        f"{len(config.models)} networks{with_contrasts} with --jobs 2: {estimate:.1f} min (≤ 45), peak {peak:.0f} MB per worker "
         f"(≤ 2048), unconverged items in the sample: {unconverged or 'none'}: "
         f"{'met' if estimate <= 45 and peak <= 2048 and not unconverged else 'NOT met'} (estimate)",
         f"goal 2: plenoptic power, max_iter {args.plenoptic_max_iter} at both ends, same set, --jobs 2: ≈ {plenoptic / 2 / 60:.0f} min "
@@ -398,6 +425,9 @@ def main() -> None:
     parser.add_argument("--goal3-images", nargs="+", default=["camera", "coffee"])
     parser.add_argument("--size", type=int, default=256, help="goals 1 and 2: image size (smaller for a smoke run)")
     parser.add_argument("--plenoptic-max-iter", type=int, default=400, help="plenoptic's max_iter (goals 2 and 3)")
+    parser.add_argument("--contrasts", action="store_true",
+                        help="goal 2: the sample set also has a generalized (ln, lgg) and a principal (ln, lgg, onoff) "
+                             "contrast")
     parser.add_argument("--build", action="store_true", help="goal 2: also time the real build (about 45 minutes)")
     parser.add_argument("--levers", action="store_true", help="also compare bottom solvers (products to converge)")
     parser.add_argument("--levers-size", type=int, default=128, help="image size of the lever comparison")

@@ -277,6 +277,7 @@ def test_the_compare_demo_asks_for_both_kinds():
     with built_in_config(plan.set_config) as path:
         config, _ = load_config(path)
     assert [c.kind for c in config.contrasts] == ["generalized", "principal"]
+    assert len(config.contrasts[1].models) == 3  # principal distortions of more layers than a generalized pair
     with pytest.raises(EigdistError, match="^--compare and --color are two demos: choose one$"):
         demo_plan(False, None, color=True, compare=True)
 

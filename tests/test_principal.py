@@ -79,6 +79,13 @@ def test_m_layers_reach_the_dense_optimum(count, method):
     assert np.allclose(np.linalg.norm(pd.principal_distortions.numpy(), axis=1), 1)
 
 
+@pytest.mark.parametrize("count, method", [(2, "exact"), (3, "subspace")])
+def test_auto_is_exact_only_for_the_two_layer_closed_form(count, method):
+    """Three or more layers have no closed form: ``auto`` iterates (``exact`` optimises over all n dimensions)."""
+    pd = PrincipalDistortion(torch.rand(N, dtype=torch.float64), models(linear_layers(count)), dtype=torch.float64)
+    assert pd.synthesize(method="auto", tol=1e-6).diagnostics["method"] == method
+
+
 def test_iterative_records_an_objective_trace_that_rises():
     mats = linear_layers(4, seed=7)
     pd = PrincipalDistortion(torch.rand(N, dtype=torch.float64), models(mats), dtype=torch.float64)
