@@ -14,10 +14,17 @@ bench_model_track.py). The slope β is fixed at 3.5, the middle of the QUEST+ tr
 misspecified slope barely changes the outcome (same benchmark), and each grid multiplies the table. The
 prior is uniform over layers and, within a layer, uniform over its ln k grid × the lapses.
 
+No layer predicts every item exactly: each item's ln threshold deviates from its layer's prediction by
+δ_v ~ N(0, τ²) (τ = :data:`ITEM_SD`), shared by the item's trials and integrated out item by item
+(:func:`shift_kernel`: on the ln k grid a deviation is a shift of the scale index), so the posterior is
+P(m, k, λ) Π_v M_v(m, k, λ) and no single item, however often shown, decides between layers
+(docs/experiment.md, "Item-level misfit").
+
 The candidates of the next trial are the set's items × the log α grid, each α at most the item's
 ceiling. :func:`choose` picks the candidate with the largest expected information about m, the layer
-alone (k and λ marginalised): with P(m, k, λ) the posterior,
-p_m(c) = Σ_{k,λ} P(k, λ | m) P(correct | c; m, k, λ),
+alone (k, λ and the item's deviation marginalised): with W_v(m, k', λ) the posterior of item v's own scale
+index (:meth:`ModelTrack.predictive_weights`), for a candidate c on item v
+p_m(c) = Σ_{k',λ} W_v(m, k', λ) P(correct | c; m, k', λ),
 
     I(m; y | c) = h(Σ_m P(m) p_m(c)) − Σ_m P(m) h(p_m(c)),   h the binary entropy (nats).
 
@@ -322,7 +329,7 @@ class ModelTrack:
         """W ∝ exp(ℓ_v(k')) Σ_k S[k, k'] exp(log_rest(k)), normalised over (k', λ) for each layer."""
         rest = np.exp(log_rest - log_rest.max(axis=2, keepdims=True))
         # Σ_k S[k, k'] rest(k): a rest below 1e-308 of its top counts as 0 (the top's k' stays positive)
-        reach = self._by_k(rest).transpose(0, 1, 3, 2) @ self.grid.spread  # (items, m, λ, k')
+        reach = np.tensordot(self._by_k(rest), self.grid.spread, axes=([2], [0]))  # (items, m, λ, k')
         with np.errstate(divide="ignore"):
             log_w = np.log(reach.transpose(0, 1, 3, 2)).reshape(rest.shape) + loglik
         w = np.exp(log_w - log_w.max(axis=2, keepdims=True))
