@@ -10,8 +10,12 @@ its typical item's threshold at α = 0.1, the model's slope and a lapse of 0.02,
 posterior reaches 0.95 or ``--budget`` trials. It prints the median trials to 0.95, how often the true /
 a wrong layer ends at ≥ 0.95, and the end state of an observer who sees through layer 0 or layer 1 at
 random (50/50) on each trial. ``--observer-slope`` and ``--observer-lapse`` give the observers another
-slope or lapse than the model's (a misspecified model). Run:
-``python benchmarks/bench_model_track.py [--runs 50] [--budget 400] [--observer-slope B] [--observer-lapse L]``.
+slope or lapse than the model's (a misspecified model); ``--item-sd`` sets the model's τ (the sd of an
+item's ln threshold about its layer's prediction; 0: every trial is exact evidence). Run:
+``python benchmarks/bench_model_track.py [--runs 50] [--budget 400] [--observer-slope B] [--observer-lapse L]
+[--item-sd T]``; ``--unstopped N`` instead runs the mixture's observers N trials without stopping: how
+often a third layer is the first to reach 0.95 (where the stopping rule ends the run) and how often it
+leads after N trials.
 """
 
 from __future__ import annotations
@@ -21,19 +25,21 @@ import time
 
 import numpy as np
 
-from experiments.model_track import SLOPE, ModelGrid, ModelTrack, make_grid, run_simulated
+from experiments.model_track import ITEM_SD, SLOPE, ModelGrid, ModelTrack, make_grid, run_simulated
 from eigdist_core.psychometric_function import weibull
 
 #: The simulated observers' lapse rate unless --observer-lapse says otherwise.
 OBSERVER_LAPSE = 0.02
 
 
-def synthetic_grid(n_items: int, n_layers: int, seed: int = 0, rho: float = 0.8) -> ModelGrid:
-    """The seeded synthetic set described in the module docstring."""
+def synthetic_grid(n_items: int, n_layers: int, seed: int = 0, rho: float = 0.8,
+                   item_sd: float = ITEM_SD) -> ModelGrid:
+    """The seeded synthetic set described in the module docstring, the model's τ = ``item_sd``."""
     rng = np.random.default_rng(seed)
     z = rho * rng.normal(size=(n_items, 1)) + np.sqrt(1 - rho ** 2) * rng.normal(size=(n_items, n_layers))
     s = np.exp(2 * z + np.arange(n_layers))
-    return make_grid(s, [f"L{m}" for m in range(n_layers)], [f"i{i}" for i in range(n_items)], np.ones(n_items))
+    return make_grid(s, [f"L{m}" for m in range(n_layers)], [f"i{i}" for i in range(n_items)], np.ones(n_items),
+                     item_sd=item_sd)
 
 
 def observer(grid: ModelGrid, layers: list[int], rng: np.random.Generator, slope: float = SLOPE,
@@ -75,6 +81,23 @@ def lab(grid: ModelGrid, runs: int, budget: int, rule: str, mixture: bool = Fals
     return out
 
 
+def unstopped_mixture(grid: ModelGrid, runs: int, n_trials: int) -> tuple[int, int]:
+    """The 50/50 mixture run ``n_trials`` trials without stopping: in how many runs a third layer was the first
+    to reach 0.95 (where the stopping rule ends), and in how many it leads at the end."""
+    first_third = end_third = 0
+    for r in range(runs):
+        rng = np.random.default_rng([r, 7])
+        observe, track, first = observer(grid, [0, 1], rng), ModelTrack(grid), None
+        for _ in range(n_trials):
+            item, alpha = track.choose()
+            track.update(item, alpha, observe(item, alpha))
+            if first is None and track.decided():
+                first = int(np.argmax(track.layer_probabilities()))
+        first_third += first is not None and first > 1
+        end_third += int(np.argmax(track.layer_probabilities())) > 1
+    return first_third, end_third
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100)
@@ -83,8 +106,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=400)
     ap.add_argument("--observer-slope", type=float, default=SLOPE, help="the simulated observers' Weibull slope")
     ap.add_argument("--observer-lapse", type=float, default=OBSERVER_LAPSE, help="the simulated observers' lapse rate")
+    ap.add_argument("--item-sd", type=float, default=ITEM_SD, help="the model's τ (0: no item-level misfit)")
+    ap.add_argument("--unstopped", type=int, metavar="N", help="only: the mixture's runs to N trials without stopping")
     args = ap.parse_args()
-    grid = synthetic_grid(args.items, args.layers)
+    grid = synthetic_grid(args.items, args.layers, item_sd=args.item_sd)
+    if args.unstopped:
+        first, end = unstopped_mixture(grid, args.runs, args.unstopped)
+        print(f"mixture L0/L1 50/50, {args.runs} runs × {args.unstopped} trials without stopping: a third layer "
+              f"first to reach 0.95 in {first}, leading at the end in {end}")
+        return
     wall, cpu = time_choices(grid)
     print("| items | layers | candidates | k × λ | median ms/choice | p99 ms/choice | median CPU ms | p99 CPU ms |\n"
           "|---|---|---|---|---|---|---|---|\n"

@@ -14,10 +14,17 @@ bench_model_track.py). The slope β is fixed at 3.5, the middle of the QUEST+ tr
 misspecified slope barely changes the outcome (same benchmark), and each grid multiplies the table. The
 prior is uniform over layers and, within a layer, uniform over its ln k grid × the lapses.
 
+No layer predicts every item exactly: each item's ln threshold deviates from its layer's prediction by
+δ_v ~ N(0, τ²) (τ = :data:`ITEM_SD`), shared by the item's trials and integrated out item by item
+(:func:`shift_kernel`: on the ln k grid a deviation is a shift of the scale index), so the posterior is
+P(m, k, λ) Π_v M_v(m, k, λ) and no single item, however often shown, decides between layers
+(docs/experiment.md, "Item-level misfit").
+
 The candidates of the next trial are the set's items × the log α grid, each α at most the item's
 ceiling. :func:`choose` picks the candidate with the largest expected information about m, the layer
-alone (k and λ marginalised): with P(m, k, λ) the posterior,
-p_m(c) = Σ_{k,λ} P(k, λ | m) P(correct | c; m, k, λ),
+alone (k, λ and the item's deviation marginalised): with W_v(m, k', λ) the posterior of item v's own scale
+index (:meth:`ModelTrack.predictive_weights`), for a candidate c on item v
+p_m(c) = Σ_{k',λ} W_v(m, k', λ) P(correct | c; m, k', λ),
 
     I(m; y | c) = h(Σ_m P(m) p_m(c)) − Σ_m P(m) h(p_m(c)),   h the binary entropy (nats).
 
@@ -46,6 +53,9 @@ SLOPE = 3.5
 LAPSES = (0.0, 0.02, 0.05)
 #: Default posterior probability of one layer that ends a models track.
 STOP_AT = 0.95
+#: τ: the sd of an item's ln threshold about its layer's prediction (0.1 log10 units, about the test–retest
+#: sd of one psychophysical threshold); docs/experiment.md, "Item-level misfit".
+ITEM_SD = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,12 @@ class ModelGrid:
     table : numpy.ndarray
         P(correct) of each candidate, shape (layers, candidates, n_k × n_lapses) (layer first for the
         batched product; the last axis runs over k, then λ within each k).
+    guess, slope, lapses
+        The guess rate 1 / n_alternatives, the fixed Weibull slope, the lapse grid.
+    item_sd : float
+        τ, the sd of an item's deviation from its layer's predicted ln threshold (:func:`shift_kernel`).
+    spread : numpy.ndarray
+        :func:`shift_kernel` of ``log_k`` and ``item_sd``, shape (n_k, n_k).
     """
 
     layers: tuple[str, ...]
@@ -80,6 +96,12 @@ class ModelGrid:
     guess: float
     slope: float = SLOPE
     lapses: tuple[float, ...] = LAPSES
+    item_sd: float = ITEM_SD
+    spread: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.spread is None:
+            object.__setattr__(self, "spread", shift_kernel(self.log_k, self.item_sd))
 
     def subset(self, items: Iterable[int]) -> "ModelGrid":
         """The grid with only the candidates that show one of ``items`` (item indices), its table a compact
@@ -128,10 +150,29 @@ def scale_grid(s: np.ndarray, alpha_min: float, alpha_max: float, n_k: int) -> n
     return half_log_s[:, None] + span[None, :]
 
 
+def shift_kernel(log_k: np.ndarray, item_sd: float) -> np.ndarray:
+    """S[k, k'] = Σ_j w_j [clip(k + j) = k']: an item's scale index k' given its layer's k.
+
+    An item's ln threshold deviates from its layer's prediction by δ ~ N(0, τ²), τ = ``item_sd``; δ is
+    discretised on the ln k grid's own step Δ (δ = jΔ, |j| ≤ ⌈3τ/Δ⌉, w_j ∝ exp(−(jΔ)² / 2τ²), Σ w_j = 1),
+    so a deviation is a shift of the scale index and needs no new table; shifts past the grid's ends stop
+    at its last point. τ = 0 gives the identity (every item exactly on its layer's prediction).
+    """
+    n_k = log_k.shape[1]
+    step = float(log_k[0, 1] - log_k[0, 0]) if n_k > 1 else math.inf
+    reach = math.ceil(3 * item_sd / step) if item_sd > 0 else 0
+    j = np.arange(-reach, reach + 1)
+    w = np.exp(-0.5 * (j * step / item_sd) ** 2) if item_sd > 0 else np.ones(1)
+    spread = np.zeros((n_k, n_k))
+    np.add.at(spread, (np.repeat(np.arange(n_k), j.size), np.clip(np.arange(n_k)[:, None] + j, 0, n_k - 1).ravel()),
+              np.tile(w / w.sum(), n_k))
+    return spread
+
+
 def make_grid(
     s: np.ndarray, layers: Sequence[str], items: Sequence[str], ceilings: Sequence[float], *,
     n_alternatives: int = 2, n_alpha: int = 30, n_k: int = 40, alpha_min: float | None = None,
-    slope: float = SLOPE, lapses: Sequence[float] = LAPSES,
+    slope: float = SLOPE, lapses: Sequence[float] = LAPSES, item_sd: float = ITEM_SD,
 ) -> ModelGrid:
     """Check the inputs and tabulate P(correct) of every (item, α ≤ its ceiling) × (layer, k).
 
@@ -151,12 +192,15 @@ def make_grid(
         The α grid's start; None: the largest ceiling / 1000 (three decades, as the QUEST+ track).
     slope, lapses
         The fixed Weibull slope and the lapse grid (each in [0, 0.5)).
+    item_sd
+        τ ≥ 0, the sd of an item's ln threshold about its layer's prediction (:func:`shift_kernel`).
 
     Raises
     ------
     EigdistError
         Fewer than two layers, a bad shape or sensitivity, a layer with s = 0 everywhere, a ceiling that
-        is not > 0, a lapse outside [0, 0.5), no candidate below the ceilings; the message names the value.
+        is not > 0, a lapse outside [0, 0.5), an item_sd that is not ≥ 0, no candidate below the ceilings;
+        the message names the value.
     """
     s = _check_s(s, layers, items)
     ceilings = np.asarray(ceilings, dtype=float)
@@ -167,6 +211,8 @@ def make_grid(
     lapses = tuple(float(x) for x in lapses)
     if not lapses or not all(0.0 <= x < 0.5 for x in lapses):
         raise EigdistError(f"lapses must be a non-empty list of numbers in [0, 0.5), got {lapses!r}")
+    if isinstance(item_sd, bool) or not isinstance(item_sd, (int, float)) or not 0 <= item_sd < math.inf:
+        raise EigdistError(f"item_sd must be a finite number >= 0, got {item_sd!r}")
     alpha_max = float(ceilings.max())
     alpha_min = alpha_max / 1000.0 if alpha_min is None else float(alpha_min)
     if not 0 < alpha_min < alpha_max:
@@ -181,7 +227,7 @@ def make_grid(
     table = weibull(level, np.exp(log_k)[:, None, :, None], slope, 1.0 / n_alternatives, np.asarray(lapses))
     return ModelGrid(tuple(layers), tuple(items), s, alphas, log_k, item_idx, cand_alpha,
                      np.ascontiguousarray(table.reshape(len(layers), len(cand_alpha), -1)), 1.0 / n_alternatives,
-                     slope, lapses)
+                     slope, lapses, float(item_sd))
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -193,25 +239,35 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ModelTrack:
-    """The posterior over (layer, ln k) and the history that produced it.
+    """The posterior over (layer, ln k, λ), each tested item's own evidence, and the history behind them.
 
     Attributes
     ----------
     grid : ModelGrid
         The fixed tables.
     log_post : numpy.ndarray
-        Unnormalised log posterior over (layer, k × λ), shape (layers, n_k × n_lapses); starts uniform.
+        Unnormalised log posterior over (layer, k × λ), shape (layers, n_k × n_lapses): Σ_v ln M_v, the
+        items' marginal likelihoods (δ_v integrated out); starts uniform.
+    item_loglik : dict of int to numpy.ndarray
+        ℓ_v(m, k', λ): the log likelihood of item v's responses at each scale index k' (the item's own,
+        deviation included), shape (layers, n_k × n_lapses), for each item with a trial.
+    item_logm : dict of int to numpy.ndarray
+        ln M_v(m, k, λ) = ln Σ_k' S[k, k'] exp ℓ_v(m, k', λ) of the same items.
     history : list of (int, float, bool)
         (item index, α, correct) fed to :meth:`update`.
     """
 
     grid: ModelGrid
     log_post: np.ndarray = field(default=None)  # type: ignore[assignment]
+    item_loglik: dict[int, np.ndarray] = field(default_factory=dict)
+    item_logm: dict[int, np.ndarray] = field(default_factory=dict)
     history: list[tuple[int, float, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.log_post is None:
             self.log_post = np.zeros(self.grid.table.shape[::2])
+        with np.errstate(divide="ignore"):
+            self._log_spread = np.log(self.grid.spread)
 
     @property
     def n_trials(self) -> int:
@@ -236,25 +292,65 @@ class ModelTrack:
         """Whether one layer's posterior has reached ``stop_at``."""
         return self.map_layer()[1] >= stop_at
 
+    def _by_k(self, a: np.ndarray) -> np.ndarray:
+        """(..., layers, n_k × n_lapses) viewed as (..., layers, n_k, n_lapses)."""
+        return a.reshape(*a.shape[:-1], self.grid.log_k.shape[1], -1)
+
     def update(self, item: int, alpha: float, correct: bool) -> None:
-        """Multiply in the likelihood of one response (α may be any value > 0, not only the grid's)."""
+        """Multiply in the likelihood of one response (α may be any value > 0, not only the grid's).
+
+        The response enters item v's ℓ_v; ln M_v is recomputed (a log-sum-exp over the item's deviation)
+        and replaces the old one in the posterior.
+        """
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or not 0 <= item < len(self.grid.items):
             raise EigdistError(f"item must be an index in [0, {len(self.grid.items)}), got {item!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0 < alpha < math.inf):
             raise EigdistError(f"alpha must be a finite number > 0, got {alpha!r}")
-        p = self.grid.p_correct(int(item), float(alpha))
+        item = int(item)
+        p = self.grid.p_correct(item, float(alpha))
         # clipped: with λ = 0 an error far above threshold has likelihood 0 and must not empty the posterior
-        self.log_post = self.log_post + np.log(np.clip(p if correct else 1.0 - p, 1e-300, 1.0))
+        loglik = self.item_loglik.get(item, 0.0) + np.log(np.clip(p if correct else 1.0 - p, 1e-300, 1.0))
+        terms = self._log_spread[None, :, :, None] + self._by_k(loglik)[:, None, :, :]  # (m, k, k', λ)
+        top = terms.max(axis=2)
+        logm = (top + np.log(np.exp(terms - top[:, :, None, :]).sum(axis=2))).reshape(loglik.shape)
+        self.log_post = self.log_post + (logm - self.item_logm.get(item, 0.0))
         self.log_post -= self.log_post.max()
-        self.history.append((int(item), float(alpha), bool(correct)))
+        self.item_loglik[item], self.item_logm[item] = loglik, logm
+        self.history.append((item, float(alpha), bool(correct)))
+
+    def predictive_weights(self, items: Sequence[int]) -> np.ndarray:
+        """W_v(m, k', λ) = P(item v's scale index k', λ | m, data) of each of ``items``, shape
+        (len(items), layers, n_k × n_lapses); an item without a trial gets Σ_k S[k, k'] P(k, λ | m, data)."""
+        rest = np.stack([self.log_post - self.item_logm.get(v, 0.0) for v in items])  # leave item v out
+        own = np.stack([self.item_loglik.get(v, np.zeros_like(self.log_post)) for v in items])
+        return self._weights(rest, own)
+
+    def _weights(self, log_rest: np.ndarray, loglik: np.ndarray) -> np.ndarray:
+        """W ∝ exp(ℓ_v(k')) Σ_k S[k, k'] exp(log_rest(k)), normalised over (k', λ) for each layer."""
+        rest = np.exp(log_rest - log_rest.max(axis=2, keepdims=True))
+        # Σ_k S[k, k'] rest(k): a rest below 1e-308 of its top counts as 0 (the top's k' stays positive)
+        reach = np.tensordot(self._by_k(rest), self.grid.spread, axes=([2], [0]))  # (items, m, λ, k')
+        with np.errstate(divide="ignore"):
+            log_w = np.log(reach.transpose(0, 1, 3, 2)).reshape(rest.shape) + loglik
+        w = np.exp(log_w - log_w.max(axis=2, keepdims=True))
+        return w / w.sum(axis=2, keepdims=True)
 
     def information(self, among: ModelGrid | None = None) -> np.ndarray:
-        """I(m; y | c) of every candidate c of ``among`` (a :meth:`ModelGrid.subset`; None: all), in nats."""
-        joint = self.joint()
-        pm = joint.sum(axis=1)
-        conditional = joint / np.where(pm > 0, pm, 1.0)[:, None]
-        table = (among or self.grid).table
-        p_m = np.matmul(table, conditional[:, :, None])[:, :, 0]  # (layers, candidates)
+        """I(m; y | c) of every candidate c of ``among`` (a :meth:`ModelGrid.subset`; None: all), in nats.
+
+        Candidates of items without a trial share one predictive weight; each tested item has its own.
+        """
+        grid = among or self.grid
+        pm = self.layer_probabilities()
+        untested = self._weights(self.log_post[None], np.zeros((1, *self.log_post.shape)))[0]
+        p_m = np.matmul(grid.table, untested[:, :, None])[:, :, 0]  # (layers, candidates)
+        tested = np.fromiter(self.item_loglik, dtype=int, count=len(self.item_loglik))
+        first, last = np.searchsorted(grid.cand_item, tested, "left"), np.searchsorted(grid.cand_item, tested, "right")
+        shown = first < last
+        if shown.any():
+            weights = self.predictive_weights(tested[shown])
+            for w, a, b in zip(weights, first[shown], last[shown]):
+                p_m[:, a:b] = np.matmul(grid.table[:, a:b, :], w[:, :, None])[:, :, 0]
         return _entropy(pm @ p_m) - pm @ _entropy(p_m)
 
     def choose(self, among: ModelGrid | None = None) -> tuple[int, float]:

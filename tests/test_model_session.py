@@ -23,6 +23,7 @@ from experiments.design import plan_session
 from experiments.engine import check_session
 from experiments.model_session import choice_times, summary_lines
 from experiments.observers import Response
+from tests.display_fixtures import xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.trial_fixtures import (
     ArraySource, make_manifest, models_config, models_grid, run_session, small_config, validate_bids,
 )
@@ -213,6 +214,61 @@ def test_models_session_on_a_built_set_reads_its_sensitivity_table(two_layer_set
     assert set(json.loads(rows[-1]["posterior"])) == {"resnet18:conv1 (random:0)", "resnet18:layer1 (random:0)"}
     assert {r["design"] for r in rows if not r["is_catch"] and not r["is_practice"]} == set(TRIAL_DESIGNS)
     assert engine.models.track.n_trials == sum(not r["is_catch"] and not r["is_practice"] for r in rows)
+
+
+WINDOW_CONFIG = """seed = 1
+[task]
+name = "2afc_ref"
+[timing]
+fixation_ms = 16
+reference_ms = 16
+isi_ms = 16
+test_ms = 30
+feedback_ms = 16
+[trials]
+per_condition = 8
+practice = 2
+catch_rate = 0.1
+[schedule]
+images_per_session = 1
+[track]
+kind = "models"
+[track.models]
+stop_at = 1.0
+"""
+
+
+def test_models_session_runs_on_a_window_and_chooses_between_frames(two_layer_set, xvfb, tmp_path):  # noqa: F811
+    """``eigdist run --simulate`` of the models track on a real PsychoPy window (Xvfb): the chosen trials are
+    shown and recorded with their choice time, the posterior covers the set's layers, the frame is drawn."""
+    from PIL import Image
+
+    from experiments.monitor import save_profile
+    from tests.profiles import make_profile
+
+    save_profile(make_profile(name="xvfb"), tmp_path / "monitors")
+    (tmp_path / "models.toml").write_text(WINDOW_CONFIG)
+    (tmp_path / "cwd").mkdir()
+    frame = tmp_path / "frame.png"
+    spec = "model=resnet18:layer1;weights=random:0;noise=0.01;seed=3"
+    done = subprocess.run(
+        [sys.executable, "-m", "eigdist", "run", "--stimuli", str(two_layer_set), "--monitor", "xvfb", "--monitors",
+         str(tmp_path / "monitors"), "--config", str(tmp_path / "models.toml"), "--data", "data", "--window",
+         "400x300", "--participant", "P01", "--simulate", spec, "--capture-frame", str(frame)],
+        cwd=tmp_path / "cwd", env={**xvfb.env, "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True,
+        timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = read_trials(session_paths(tmp_path / "cwd" / "data", "P01", 1).trials)
+    tracked = [r for r in rows if not r["is_catch"] and not r["is_practice"]]
+    chosen = [r for r in tracked if r["design"] == "chosen"]
+    assert len(tracked) == 6 * 8 and {r["design"] for r in tracked} == set(TRIAL_DESIGNS)
+    assert len(chosen) == len(choice_times(rows)) == 6 * 6  # 6 conditions × (8 − round(0.25 × 8))
+    assert all(r["choice_ms"] > 0 for r in chosen) and all(r["choice_ms"] is None for r in rows if r not in chosen)
+    layers = {"resnet18:conv1 (random:0)", "resnet18:layer1 (random:0)"}
+    assert all(set(json.loads(r["posterior"])) == layers for r in tracked)
+    assert "choice time: median" in done.stdout + done.stderr
+    shown = np.asarray(Image.open(frame))
+    assert shown.shape == (300, 400, 3) and len(np.unique(shown[142:158, 192:208, 0])) > 4  # the 16×16 stimulus
 
 
 # ---------------------------------------------------------------- the analysis reads old and new files

@@ -50,8 +50,18 @@ def test_a_layer_listed_twice_keeps_its_copies_even():
     assert p[1] == pytest.approx(p[3], rel=1e-9) and p[1] + p[3] > 0.95
 
 
-def test_information_equals_the_mutual_information_by_enumeration():
-    grid = _grid(_s(n_items=5, n_layers=3))
+def _mutual_information(p_y_m: np.ndarray, pm: np.ndarray) -> float:
+    """I(m; y) of a binary response with P(y = 1 | m) = p_y_m, by its definition."""
+    mi = 0.0
+    for py in (p_y_m, 1 - p_y_m):
+        marg = (pm * py).sum()
+        mi += sum(pm[m] * py[m] * math.log(py[m] / marg) for m in range(len(pm)))
+    return mi
+
+
+def test_information_without_item_misfit_equals_the_mutual_information_by_enumeration():
+    grid = _grid(_s(n_items=5, n_layers=3), item_sd=0.0)
+    np.testing.assert_array_equal(grid.spread, np.eye(16))
     track = ModelTrack(grid)
     for item, alpha, correct in [(0, 0.1, True), (3, 0.02, False), (1, 0.5, True)]:
         track.update(item, alpha, correct)
@@ -59,11 +69,71 @@ def test_information_equals_the_mutual_information_by_enumeration():
     pm = joint.sum(1)
     for c in (0, 7, len(grid.cand_item) - 1):
         p_y_m = (joint * grid.p_correct(int(grid.cand_item[c]), float(grid.cand_alpha[c]))).sum(1) / pm
-        mi = 0.0
-        for py in (p_y_m, 1 - p_y_m):
-            marg = (pm * py).sum()
-            mi += sum(pm[m] * py[m] * math.log(py[m] / marg) for m in range(3))
-        assert track.information()[c] == pytest.approx(mi, rel=1e-9, abs=1e-15)
+        assert track.information()[c] == pytest.approx(_mutual_information(p_y_m, pm), rel=1e-9, abs=1e-15)
+
+
+def test_posterior_and_information_with_item_misfit_equal_enumeration_over_every_items_deviation():
+    """Every hypothesis (m, k, λ, j_v for each item v) spelled out: P(m) and I(m; y | c) by their definitions."""
+    tau = 0.5
+    grid = _grid(_s(n_items=4, n_layers=2), item_sd=tau)
+    step = grid.log_k[0, 1] - grid.log_k[0, 0]
+    shifts = np.arange(-math.ceil(3 * tau / step), math.ceil(3 * tau / step) + 1)
+    w = np.exp(-0.5 * (shifts * step / tau) ** 2)
+    w /= w.sum()
+    trials = [(0, 0.1, True), (2, 0.02, False), (0, 0.5, False), (1, 0.3, True)]
+    track = rebuild(grid, trials)
+    n_k, n_l = grid.log_k.shape[1], len(grid.lapses)
+
+    def p_at(item, alpha):  # P(correct) at scale index k' (clipped to the grid), shape (m, n_k, n_l)
+        return grid.p_correct(item, alpha).reshape(2, n_k, n_l)
+
+    # joint over (m, k, λ, j_0, j_1, j_2, j_3): each item's deviation is one shift for all its trials
+    ks = np.arange(n_k)
+    weight = np.ones((2, n_k, n_l) + (len(shifts),) * 4)
+    for v in range(4):
+        shape = [1] * 3 + [1] * 4
+        shape[3 + v] = len(shifts)
+        weight = weight * w.reshape(shape)
+    for item, alpha, correct in trials:
+        p = p_at(item, alpha)[:, np.clip(ks[:, None] + shifts, 0, n_k - 1), :]  # (m, k, j, λ)
+        p = np.moveaxis(p if correct else 1 - p, 2, 3)  # (m, k, λ, j)
+        shape = [2, n_k, n_l] + [1] * 4
+        shape[3 + item] = len(shifts)
+        weight = weight * p.reshape(shape)
+    pm = weight.reshape(2, -1).sum(1) / weight.sum()
+    np.testing.assert_allclose(track.layer_probabilities(), pm, rtol=1e-9)
+    for c in (0, 13, len(grid.cand_item) - 1):  # items 0 (tested twice) and 3 (untested)
+        item = int(grid.cand_item[c])
+        p = p_at(item, float(grid.cand_alpha[c]))[:, np.clip(ks[:, None] + shifts, 0, n_k - 1), :]
+        shape = [2, n_k, n_l] + [1] * 4
+        shape[3 + item] = len(shifts)
+        p_y_m = (weight * np.moveaxis(p, 2, 3).reshape(shape)).reshape(2, -1).sum(1) / weight.reshape(2, -1).sum(1)
+        assert track.information()[c] == pytest.approx(_mutual_information(p_y_m, pm), rel=1e-8, abs=1e-15)
+
+
+def test_one_item_cannot_outweigh_the_prior_odds_of_its_deviation():
+    """Layers equal but on items 0 and 1, where b's ln threshold is j* = 2 grid steps off a's (in opposite
+    directions, so both layers get the same scale grid). Whatever item 0 shows, its Bayes factor for a over
+    b is at most 1 / w_{j*}: b's item 0 may be shifted by j* at prior weight w_{j*}. Without misfit the
+    same trials decide."""
+    n_k, tau = 16, 0.5
+    s = _s(n_items=6, n_layers=1)[:, 0]
+    step = math.log(1e5) / (n_k - 1)  # the ln k grid's step: α from 1e-3 to 1, thresholds from /10 to ×10
+    sb = s.copy()
+    sb[0] *= math.exp(-2 * 2 * step)
+    sb[1] *= math.exp(2 * 2 * step)
+    odds = {}
+    for sd in (tau, 0.0):
+        grid = make_grid(np.column_stack([s, sb]), ["a", "b"], [f"i{i}" for i in range(6)], np.ones(6),
+                         n_alpha=12, n_k=n_k, item_sd=sd)
+        observe = _observer(grid, 0, seed=4)
+        trials = [(v, a, observe(v, a)) for _ in range(30) for v in (0, 2, 3, 4, 5) for a in (0.03, 0.1, 0.3)]
+        p = rebuild(grid, trials).layer_probabilities()
+        odds[sd] = p[0] / p[1]
+    shifts = np.arange(-math.ceil(3 * tau / step), math.ceil(3 * tau / step) + 1)
+    w = np.exp(-0.5 * (shifts * step / tau) ** 2)
+    assert odds[tau] <= w.sum() / w[shifts == 2][0] * (1 + 1e-9)
+    assert odds[0.0] > 1e3 * w.sum() / w[shifts == 2][0]
 
 
 def test_a_lapse_free_grid_survives_an_error_far_above_threshold():
@@ -150,6 +220,8 @@ def test_sensitivity_matrix_pivots_the_table():
     (dict(n_alternatives=4), r"^n_alternatives must be 2 or 3, got 4$"),
     (dict(lapses=(0.0, 0.5)), r"^lapses must be a non-empty list of numbers in \[0, 0.5\), got \(0.0, 0.5\)$"),
     (dict(lapses=()), r"^lapses must be a non-empty list of numbers in \[0, 0.5\), got \(\)$"),
+    (dict(item_sd=-0.1), r"^item_sd must be a finite number >= 0, got -0.1$"),
+    (dict(item_sd=math.nan), r"^item_sd must be a finite number >= 0, got nan$"),
 ])
 def test_bad_grid_input(args, message):
     kw = dict(s=np.ones((2, 2)), layers=["a", "b"], items=["x", "y"], ceilings=[1.0, 1.0]) | args
