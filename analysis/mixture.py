@@ -14,7 +14,9 @@ fit starts from equal weights and from each layer alone and keeps the best.
 The mixture runs over the layers that made the lab's stimuli (the set's layers, not the L2 baseline
 nor extra ``--models``): they are few, which keeps the fit well posed and cheap. Its weights, reported
 as proportions w_m / Σ w (``mixture.csv``), come from one fit to all trials (one weight vector, slope and
-lapse for the lab, as a leave-one-participant-out fold fits), their intervals from the first
+lapse for the lab, and a scale u_p of each participant's own, the single candidates' k_p: participants differ
+in sensitivity, and one scale for all would pool their psychometric functions in proportions that an adaptive
+track changes from item to item, which moves the weights), their intervals from the first
 :data:`MAX_DRAWS` draws of the comparison's crossed bootstrap (:mod:`analysis.comparison_bootstrap`):
 the model refitted with participants redrawn and with images redrawn (the multiplicities weight the
 trial counts), each by :data:`STEPS` Fisher-scoring steps from the fit (a k-step bootstrap, Andrews
@@ -41,6 +43,8 @@ from .psychometric import SLOPE_PRIOR, SPREAD_BOUNDS
 SPAN = 20.0
 #: A single-layer start gives the other layers this φ below its own (weights e^-6 ≈ 0.25 %).
 OTHERS = 6.0
+#: A participant's scale u_p (ln α) stays within ±PERSON_SPAN of the reference participant's.
+PERSON_SPAN = 5.0
 #: Draws × levels × parameters per batch of bootstrap refits (memory).
 CHUNK_CELLS = 4_000_000
 #: The weights' intervals use the first draws of the comparison's bootstrap, at most this many (two refits each), ...
@@ -51,26 +55,35 @@ STEPS = 3
 
 @dataclass
 class MixtureBatch(fitting.Batch):
-    """Counts at x = ln α with s̃_m per level (C, K, M); θ = (0, ln spread, λ, v_1 … v_M), v ≥ 0.
+    """Counts at x = ln α with s̃_m per level (C, K, M); θ = (0, ln spread, λ, v_1 … v_M[, u_1 … u_P]), v ≥ 0.
 
     Each row's s̃ is s_m/g_m times a scale e^{c} of its own (the best equal-weight start, so v ≈ 1 there):
-    the weights of that row are e^{φ_m} = v_m e^{c}.
+    the weights of that row are e^{φ_m} = v_m e^{c}. With ``person`` (C, K: each level's participant, 0 … P−1),
+    participant p sees s e^{2 u_p}: its own scale (the bounds hold one participant's u fixed per row).
     """
 
     s: np.ndarray | None = None
+    person: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> "MixtureBatch":
-        return replace(super().take(rows), s=self.s[rows])
+        return replace(super().take(rows), s=self.s[rows], person=None if self.person is None else self.person[rows])
 
     def predict(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """p and ∂p/∂θ: the curve at x + ½ ln S, S = Σ v_m s̃_m; ∂p/∂v_m = ½ (s̃_m/S) ∂p/∂x."""
-        total = np.einsum("ckm,cm->ck", self.s, theta[:, 3:])
+        """p and ∂p/∂θ: the curve at x + ½ ln S + u_p, S = Σ v_m s̃_m; ∂p/∂v_m = ½ (s̃_m/S) ∂p/∂x,
+        ∂p/∂u_p = ∂p/∂x at participant p's levels."""
+        m = self.s.shape[-1]
+        total = np.einsum("ckm,cm->ck", self.s, theta[:, 3:3 + m])
         seen = total > 0
         with np.errstate(divide="ignore"):
             x = np.where(seen, self.x + 0.5 * np.log(total), self.x - 50.0)  # seen by no weighted layer: chance
+        if self.person is not None:
+            x = x + np.take_along_axis(theta[:, 3 + m:], self.person, axis=1)
         p, dp = fitting.curve(theta[:, :3], x, self.guess, self.function)
         per_unit = self.s / np.where(seen, total, 1.0)[..., None]
-        return p, np.concatenate([dp, -0.5 * dp[..., :1] * per_unit], axis=-1)  # ∂p/∂x = −∂p/∂(threshold)
+        grads = [dp, -0.5 * dp[..., :1] * per_unit]  # ∂p/∂x = −∂p/∂(threshold)
+        if self.person is not None:
+            grads.append(-dp[..., :1] * (self.person[..., None] == np.arange(theta.shape[1] - 3 - m)))
+        return p, np.concatenate(grads, axis=-1)
 
 
 def half_log_mix(log_s: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -109,19 +122,17 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
     if len(layers) < 2:
         named = ", ".join(candidate_name(*c) for c in layers) or "none"
         return f"no mixture: the lab's stimuli come from one layer ({named}); a mixture needs two or more"
-    rows = [lv.candidates.index(c) for c in layers]
-    log_s = 2.0 * lv.h[rows].T  # (levels, M): ln s_m
-    log_g = item_log_means(log_s, lv.table["item_id"].to_numpy())
-    log_s = log_s - log_g
+    log_s, log_g = per_unit_log_s(lv, layers)
+    m = len(layers)
     theta = fit_rows(lv, log_s, cv.train, None, options)
     h = np.full(len(lv.table), np.nan)
     for f, test in enumerate(cv.test):
         h[test] = half_log_mix(log_s[test][None], theta[f:f + 1, 3:])[0]
     ll = score_levels(lv, h, theta[:, :3], cv, options.function)
     everything = [np.arange(len(lv.table))]
-    best = fit_rows(lv, log_s, everything, None, options)
+    best = fit_rows(lv, log_s, everything, None, options, participants=True)
     phi_p, phi_i = _bootstrap(lv, log_s, best, options)
-    w, share = _proportions(best[:, 3:], log_g)[0], special.softmax(best[0, 3:])
+    w, share = _proportions(best[:, 3:3 + m], log_g)[0], special.softmax(best[0, 3:3 + m])
     s = np.exp(log_s + log_g) @ w
     with np.errstate(divide="ignore"):
         h_fit = 0.5 * np.log(s)
@@ -129,6 +140,13 @@ def mixture(lv: Levels, cv: Folds, options: CompareOptions) -> Mixture | str:
     table = _table(layers, w, _crossed(w, _proportions(phi_p, log_g), _proportions(phi_i, log_g)), share,
                    _crossed(share, special.softmax(phi_p, axis=-1), special.softmax(phi_i, axis=-1)))
     return Mixture(layers, ll, h_fit, per_item, table)
+
+
+def per_unit_log_s(lv: Levels, layers: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """ln(s_m/g_m) per level and layer (levels, M), and ln g_m (:func:`item_log_means`)."""
+    log_s = 2.0 * lv.h[[lv.candidates.index(c) for c in layers]].T
+    log_g = item_log_means(log_s, lv.table["item_id"].to_numpy())
+    return log_s - log_g, log_g
 
 
 def item_log_means(log_s: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
@@ -153,10 +171,14 @@ def _table(layers: list, w: np.ndarray, w_draws: np.ndarray, share: np.ndarray, 
 
 
 def fit_rows(lv: Levels, log_s: np.ndarray, index: list[np.ndarray], weight: np.ndarray | None,
-             options: CompareOptions, theta0: np.ndarray | None = None) -> np.ndarray:
+             options: CompareOptions, theta0: np.ndarray | None = None, participants: bool = False) -> np.ndarray:
     """θ = (0, ln β, λ, φ_1 … φ_M) of the mixture on each row's levels (``index``), trial counts times
     ``weight`` (rows × levels) if given; φ = −inf: a weight of 0.
 
+    With ``participants``, θ also holds u_1 … u_P, each participant's ln-α scale (its s times e^{2u_p}, the
+    single candidates' k_p): the first participant with trials in a row keeps its u (0, or ``theta0``'s),
+    so that the weights carry the scale. Pooling participants of different sensitivity under one scale
+    biases the weights wherever an adaptive track tests the items at different levels for each.
     From ``theta0`` (bootstrap draws): :data:`STEPS` Fisher-scoring steps. Without it: from equal weights
     and from each layer alone, to convergence (the best fit of those). NaN rows where a row holds no
     level that any layer sees.
@@ -171,34 +193,54 @@ def fit_rows(lv: Levels, log_s: np.ndarray, index: list[np.ndarray], weight: np.
         times = weight[np.arange(len(idx))[:, None], idx]
         n, k = n * times, k * times
     n, k = np.where(valid, n, 0.0), np.where(valid, k, 0.0)
-    batch = _batch(np.where(valid, x, 0.0), np.where(valid[..., None], np.exp(ls), 1.0), n, k, lv.guess, options)
+    m = ls.shape[-1]
+    person, u0 = None, np.zeros((len(idx), 0))
+    if participants:
+        person = pd.factorize(lv.table["participant"], sort=True)[0][idx]
+        u0 = np.zeros((len(idx), person.max() + 1)) if theta0 is None else theta0[:, 3 + m:]
+    batch = _batch(np.where(valid, x, 0.0), np.where(valid[..., None], np.exp(ls), 1.0), n, k, lv.guess, options,
+                   person)
+    bounds = _person_bounds(person, n, u0)
     empty = ~valid.any(axis=1)
     if theta0 is not None:
-        scale = np.nanmax(theta0[:, 3:], axis=1)
-        v0 = np.exp(theta0[:, 3:] - scale[:, None])
-        theta, _, _, _ = fitting.score(_scaled(batch, scale, options), np.column_stack([theta0[:, :3], v0]), STEPS)
+        scale = np.nanmax(theta0[:, 3:3 + m], axis=1)
+        v0 = np.exp(theta0[:, 3:3 + m] - scale[:, None])
+        theta, _, _, _ = fitting.score(_scaled(batch, scale, options, bounds),
+                                       np.column_stack([theta0[:, :3], v0, u0]), STEPS)
     else:
-        scale, theta = _multi_start(batch, valid, options)
+        scale, theta = _multi_start(batch, valid, options, bounds)
     with np.errstate(divide="ignore"):
-        theta[:, 3:] = np.log(theta[:, 3:]) + scale[:, None]
+        theta[:, 3:3 + m] = np.log(theta[:, 3:3 + m]) + scale[:, None]
     theta[empty] = np.nan
     return theta
 
 
-def _batch(x, s, n, k, guess: float, options: CompareOptions) -> MixtureBatch:
+def _person_bounds(person: np.ndarray | None, n: np.ndarray, u0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of u per row: ±:data:`PERSON_SPAN` around 0 for participants with trials there, except the first,
+    which (like participants without trials) is held at its start ``u0``."""
+    if person is None:
+        return u0, u0
+    present = ((person[..., None] == np.arange(u0.shape[1])) & (n > 0)[..., None]).any(axis=1)
+    free = present & (np.cumsum(present, axis=1) > 1)
+    return np.where(free, -PERSON_SPAN, u0), np.where(free, PERSON_SPAN, u0)
+
+
+def _batch(x, s, n, k, guess: float, options: CompareOptions, person: np.ndarray | None = None) -> MixtureBatch:
     c, m = len(x), s.shape[-1]
     prior = SLOPE_PRIOR[options.function] if options.slope_prior else None
-    zeros = np.zeros((c, 3 + m))
-    return MixtureBatch(x, n, k, np.full(c, guess), zeros, zeros, options.function, prior, s)
+    zeros = np.zeros((c, 3 + m + (0 if person is None else person.max() + 1)))
+    return MixtureBatch(x, n, k, np.full(c, guess), zeros, zeros, options.function, prior, s, person)
 
 
-def _scaled(batch: MixtureBatch, scale: np.ndarray, options: CompareOptions) -> MixtureBatch:
+def _scaled(batch: MixtureBatch, scale: np.ndarray, options: CompareOptions,
+            person_bounds: tuple[np.ndarray, np.ndarray]) -> MixtureBatch:
     """s̃ times e^{scale} per row, with the bounds: threshold position held at 0, ln spread and λ as the threshold
-    fits bound them, 0 ≤ v ≤ e^{SPAN}."""
+    fits bound them, 0 ≤ v ≤ e^{SPAN}, u within ``person_bounds`` (:func:`_person_bounds`)."""
     c, m = len(scale), batch.s.shape[-1]
     lo_s, hi_s = SPREAD_BOUNDS[options.function]
-    lower = np.column_stack([np.zeros(c), np.full(c, lo_s), np.zeros(c), np.zeros((c, m))])
-    upper = np.column_stack([np.zeros(c), np.full(c, hi_s), np.full(c, options.max_lapse), np.full((c, m), np.exp(SPAN))])
+    lower = np.column_stack([np.zeros(c), np.full(c, lo_s), np.zeros(c), np.zeros((c, m)), person_bounds[0]])
+    upper = np.column_stack([np.zeros(c), np.full(c, hi_s), np.full(c, options.max_lapse), np.full((c, m), np.exp(SPAN)),
+                             person_bounds[1]])
     return replace(batch, s=batch.s * np.exp(scale)[:, None, None], lower=lower, upper=upper)
 
 
@@ -214,15 +256,17 @@ def _grid_shift(batch: MixtureBatch, base: np.ndarray, valid: np.ndarray, option
     for f in np.linspace(-0.2, 1.2, 29):
         shift = -2.0 * (q_lo + f * (q_hi - q_lo))  # ½ shift moves the threshold to that point of the range
         theta = np.column_stack([np.zeros(len(base)), np.full(len(base), spread), np.full(len(base), lapse),
-                                 np.exp(shift)[:, None] * base])
+                                 np.exp(shift)[:, None] * base, np.zeros_like(batch.lower[:, 3 + base.shape[1]:])])
         obj = fitting.objective(batch, theta)
         better = obj > best_obj
         best, best_obj = np.where(better, shift, best), np.where(better, obj, best_obj)
     return best
 
 
-def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Fit from equal weights and from each layer alone (one batch), keep each row's best: (ln scale, θ in v)."""
+def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions,
+                 person_bounds: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Fit from equal weights and from each layer alone (one batch), every u from its start, keep each row's
+    best: (ln scale, θ in v)."""
     c, m = len(batch.x), batch.s.shape[-1]
     scale = _grid_shift(batch, np.ones((c, m)), valid, options)
     starts = [np.ones((c, m))]
@@ -231,9 +275,9 @@ def _multi_start(batch: MixtureBatch, valid: np.ndarray, options: CompareOptions
         starts.append(np.exp(_grid_shift(batch, base, valid, options) - scale)[:, None] * base)
     spread, lapse = SLOPE_PRIOR[options.function][0], min(0.02, options.max_lapse)
     tile = np.tile(np.arange(c), len(starts))
-    stacked = _scaled(batch.take(tile), scale[tile], options)
+    stacked = _scaled(batch.take(tile), scale[tile], options, (person_bounds[0][tile], person_bounds[1][tile]))
     theta0 = np.column_stack([np.zeros(len(tile)), np.full(len(tile), spread), np.full(len(tile), lapse),
-                              np.concatenate(starts)])
+                              np.concatenate(starts), np.zeros_like(person_bounds[0][tile])])
     theta, _, _ = fitting.fit(stacked, options.max_iter, np.clip(theta0, stacked.lower, stacked.upper))
     obj = fitting.objective(stacked, theta).reshape(len(starts), c)
     return scale, theta.reshape(len(starts), c, -1)[np.argmax(obj, axis=0), np.arange(c)]
@@ -248,12 +292,13 @@ def _bootstrap(lv: Levels, log_s: np.ndarray, best: np.ndarray, options: Compare
     n_draws = min(options.n_boot, MAX_DRAWS)
     by_people, by_images = crossed_multiplicities(options.n_boot, len(people), len(images), options.seed)
     weight = np.concatenate([by_people[:n_draws, pi], by_images[:n_draws, ii]])  # (2 draws, levels)
-    chunk = max(1, CHUNK_CELLS // (len(lv.table) * (3 + log_s.shape[1])))
+    chunk = max(1, CHUNK_CELLS // (len(lv.table) * best.shape[1]))
     out = []
     for start in range(0, len(weight), chunk):
         rows = weight[start:start + chunk]
         everything = [np.arange(len(lv.table))] * len(rows)
-        out.append(fit_rows(lv, log_s, everything, rows, options, np.repeat(best, len(rows), axis=0))[:, 3:])
+        out.append(fit_rows(lv, log_s, everything, rows, options, np.repeat(best, len(rows), axis=0),
+                            participants=True)[:, 3:3 + log_s.shape[1]])
     phi = np.concatenate(out)
     return phi[:n_draws], phi[n_draws:]
 

@@ -14,6 +14,10 @@ s_m/g_m, tests/recovery_labs.Readout), through the engine; the mixture's shares 
 the readout's linearity at the items' thresholds, readout_linearity; --labs 0: that alone). Their
 noise puts the median item's threshold at --threshold (default 0.25 α, where the readout is linear in α over
 the tested range; at the recovery labs' 1.0 it is not, and its thresholds do not follow the mixture's s).
+--decompose fits each lab twice more at its own levels, with expected counts instead of the answers: those of
+the observers' own psychometric function at the response distances they saw (the limit of many trials: what
+the data say) and those of observers that follow the law exactly (what the estimator gives with the law
+true); --trials-dir keeps each lab's trials so that a second analysis skips the engine.
 ``calibration``: Weibull observers on synthetic labs of many images; candidates a and b are the true
 layer with independently perturbed ln s (equally good by construction); the share of labs whose 95 %
 interval of the paired difference a − b (the comparison's own bootstrap draws) excludes 0.
@@ -24,7 +28,7 @@ of such files.
     python benchmarks/bench_recovery.py recovery --labs 100 [--budget-min 25] [--first-seed 0] [--csv FILE]
     python benchmarks/bench_recovery.py recovery --tables FILE ...   (the table of earlier runs together)
     python benchmarks/bench_recovery.py mixture --labs 40 [--shares frontend:ln=0.5,frontend:lgg=0.5] [--threshold 0.25]
-        [--drop-nonlinear] [--csv FILE]
+        [--drop-nonlinear] [--decompose] [--trials-dir DIR] [--csv FILE]
     python benchmarks/bench_recovery.py mixture --tables FILE ...
     python benchmarks/bench_recovery.py calibration --labs 200 [--perturbation 0.5] [--bootstraps]
 """
@@ -39,15 +43,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.comparison import CompareOptions  # noqa: E402
+from analysis.comparison import CompareOptions, levels  # noqa: E402
 from analysis.comparison_tables import compare_models  # noqa: E402
-from eigdist_core.contract import NOISE_CEILING  # noqa: E402
+from eigdist_core.contract import CONDITION_KEY, NOISE_CEILING  # noqa: E402
 from benchmarks.bench_comparison import shares  # noqa: E402
-from tests.recovery_labs import (MIXTURE_THRESHOLD, EngineLab, build_set, engine_lab, perturbed_pair,  # noqa: E402
-                                 readout_linearity, synthetic_items, weibull_lab, with_copy)
+from analysis.mixture import fit_rows, layers_of, per_unit_log_s  # noqa: E402
+from tests.recovery_labs import (MIXTURE_THRESHOLD, EngineLab, build_set, engine_lab, expected_correct,  # noqa: E402
+                                 perturbed_pair, readout_linearity, synthetic_items, weibull_lab, with_copy)
 
 TRUE_LAYERS = ("frontend:ln", "frontend:lgg", "frontend:onoff")
 
@@ -138,8 +144,7 @@ def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.labs):
         t0 = time.perf_counter()
-        trials = engine_lab(lab, truth, observers=args.observers, per_condition=args.per_condition, seed=seed,
-                            root=Path(args.scratch), threshold=args.threshold)
+        trials = mixture_trials(lab, truth, seed, args)
         t1 = time.perf_counter()
         if args.drop_nonlinear:  # items whose ρ leaves the band under a layer the observers see
             seen = (lab.sens["model"] + ":" + lab.sens["layer"]).isin(truth)
@@ -153,19 +158,62 @@ def run_mixture(args: argparse.Namespace) -> pd.DataFrame:
             row[f"w_true:{layer}"] = w
         row["share_error"] = max(abs(row[f"share:{layer}"] - share) for layer, share in truth.items())
         row["w_error"] = max(abs(row[f"w:{layer}"] - row[f"w_true:{layer}"]) for layer in truth)
+        if args.decompose:
+            for case in ("shown", "law"):
+                fit = expected_shares(trials, lab.sens, expected_correct(lab, truth, trials, case == "law"))
+                row.update({f"share_{case}:{layer}": fit[layer] for layer in truth})
+                row[f"share_error_{case}"] = max(abs(fit[layer] - share) for layer, share in truth.items())
         append_row(args.csv, row)
         rows.append(row)
         print(row, flush=True)
     return pd.DataFrame(rows)
 
 
+def mixture_trials(lab: EngineLab, truth: dict[str, float], seed: int, args: argparse.Namespace) -> pd.DataFrame:
+    """The trials of lab ``seed`` through the engine, or read back from ``--trials-dir`` (written there the
+    first time: the engine is deterministic given the seed, so a second analysis of the same labs skips it)."""
+    path = None
+    if args.trials_dir:
+        path = Path(args.trials_dir) / f"T{args.threshold:g}_o{args.observers}_pc{args.per_condition}_s{seed}.pkl"
+        if path.exists():
+            return pd.read_pickle(path)
+    trials = engine_lab(lab, truth, observers=args.observers, per_condition=args.per_condition, seed=seed,
+                        root=Path(args.scratch), threshold=args.threshold)
+    if path:
+        trials.to_pickle(path)
+    return trials
+
+
+def expected_shares(trials: pd.DataFrame, sens: pd.DataFrame, p: np.ndarray) -> dict[str, float]:
+    """The mixture's shares fitted to all trials (as ``mixture.csv``'s) with each level's count of correct
+    answers replaced by its expectation, the sum of the trials' probabilities ``p``: the limit of infinitely
+    many trials at the lab's levels (its design held fixed)."""
+    lv = levels(trials, sens, None)
+    keys = ["participant", "item_id", *CONDITION_KEY, "alpha"]
+    expected = trials.assign(p=p).groupby(keys)["p"].sum()
+    lv.table["k"] = expected.reindex(pd.MultiIndex.from_frame(lv.table[keys])).to_numpy()
+    layers = layers_of(lv)
+    phi = fit_rows(lv, per_unit_log_s(lv, layers)[0], [np.arange(len(lv.table))], None, CompareOptions(),
+                   participants=True)[0, 3:3 + len(layers)]
+    return dict(zip((f"{model}:{layer}" for model, layer, _ in layers), special.softmax(phi)))
+
+
 def mixture_table(labs: pd.DataFrame, truth: dict[str, float]) -> str:
     lines = [f"Mixture {truth} through the engine, {len(labs)} labs:"]
     for column in ("share", "w"):
         error = labs[f"{column}_error"]
-        lines.append(f"  {column}: every true layer within ±0.1 in {int((error <= 0.1).sum())} of {len(labs)} labs "
-                     f"({(error <= 0.1).mean():.3f}); largest error per lab median {error.median():.3f}, worst "
-                     f"{error.max():.3f}")
+        hits = int((error <= 0.1).sum())
+        low, high = stats.binomtest(hits, len(labs)).proportion_ci(method="exact")
+        lines.append(f"  {column}: every true layer within ±0.1 in {hits} of {len(labs)} labs "
+                     f"({hits / len(labs):.3f}, exact binomial 95 % interval {low:.3f}–{high:.3f}); largest error per "
+                     f"lab median {error.median():.3f}, worst {error.max():.3f}")
+    for case, what in (("shown", "the observers' own P(correct) at the distances shown"),
+                       ("law", "observers following the law exactly")):
+        if f"share_error_{case}" in labs:
+            error = labs[f"share_error_{case}"]
+            lines.append(f"  share, expected counts of {what} at each lab's levels: within ±0.1 in "
+                         f"{int((error <= 0.1).sum())} of {len(labs)} labs; largest error median {error.median():.3f}, "
+                         f"worst {error.max():.3f}")
     for layer in truth:
         lines.append(f"  {layer}: share median {labs[f'share:{layer}'].median():.3f} (true {truth[layer]}), "
                      f"w median {labs[f'w:{layer}'].median():.3f} (true {labs[f'w_true:{layer}'].iloc[0]:.3f})")
@@ -254,6 +302,9 @@ def main() -> int:
                      help="mixture: the observers' threshold at the median item, in α (1.0: the recovery labs')")
     rec.add_argument("--drop-nonlinear", action="store_true",
                      help="mixture: fit without the items the table flags nonlinear under the observers' layers")
+    rec.add_argument("--decompose", action="store_true",
+                     help="mixture: also fit each lab's expected counts (the observers' own, and the law's)")
+    rec.add_argument("--trials-dir", help="mixture: keep each lab's trials here, and read them back if there")
     rec.add_argument("--per-condition", type=int, default=16, help="QUEST+ trials per item and observer")
     rec.add_argument("--tables", nargs="+", help="print the table of these --csv files of earlier runs instead")
     rec.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed + labs − 1")

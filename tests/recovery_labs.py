@@ -52,6 +52,8 @@ MIXTURE_THRESHOLD = 0.25
 #: √(2·√12·Φ⁻¹(¾)) = 1.53: in 2afc_ref with N noisy units of σ, the target wins at 75 % when
 #: ‖Δf‖² = Φ⁻¹(¾)·√(12N)·σ² (the squared-distance difference has variance 12Nσ⁴ + 8σ²‖Δf‖²).
 DPRIME_FACTOR = 1.53
+#: The engine labs' observers answer at random on this share of trials.
+LAPSE = 0.02
 
 
 def build_set(folder: Path) -> Path:
@@ -92,6 +94,7 @@ class Readout:
 
     def __init__(self, models: list, gains: list[float]) -> None:
         self.models, self.gains, self._memo = models, gains, {}
+        self.units = 0  # the response's size, set by EngineLab.readout
 
     def __call__(self, x):
         import torch
@@ -139,19 +142,27 @@ class EngineLab:
         if key not in self.readouts:
             import torch
 
-            s = self.sens.assign(spec=self.sens["model"] + ":" + self.sens["layer"]).pivot_table(
-                index="item_id", columns="spec", values="s")[list(shares)]
+            s = self.layer_s(list(shares))
             g = np.exp(np.log(s.where(s > 0)).mean())
             first = next(iter(shares))
             gains = [(share / shares[first]) * (g[first] / g[spec]) for spec, share in shares.items()]
             readout = Readout([self.model(spec) for spec in shares], gains)
             image = self.source.manifest["images"][0]["image_id"]
             with torch.no_grad():
-                units = readout(torch.as_tensor(self.source.image(image))[None]).numel()
+                readout.units = readout(torch.as_tensor(self.source.image(image))[None]).numel()
             median = float((s * gains).sum(axis=1).median())
-            self.readouts[key] = readout, np.sqrt(median) / (DPRIME_FACTOR * units ** 0.25)
+            self.readouts[key] = readout, np.sqrt(median) / (DPRIME_FACTOR * readout.units ** 0.25)
         readout, sigma = self.readouts[key]
         return readout, threshold * sigma
+
+    def layer_s(self, specs: list[str]) -> pd.DataFrame:
+        """s of every item (rows) under each layer ``model:layer`` of ``specs`` (columns)."""
+        return self.sens.assign(spec=self.sens["model"] + ":" + self.sens["layer"]).pivot_table(
+            index="item_id", columns="spec", values="s")[specs]
+
+    def mixed_s(self, shares: dict[str, float]) -> pd.Series:
+        """s = Σ c_m s_m of every item: what the readout of ``shares`` sees where its layers are linear."""
+        return (self.layer_s(list(shares)) * self.readout(shares)[0].gains).sum(axis=1)
 
 
 def readout_linearity(lab: EngineLab, shares: dict[str, float], threshold: float) -> tuple[np.ndarray, int]:
@@ -161,9 +172,7 @@ def readout_linearity(lab: EngineLab, shares: dict[str, float], threshold: float
     import torch
 
     readout, sigma = lab.readout(shares, threshold)
-    s = lab.sens.assign(spec=lab.sens["model"] + ":" + lab.sens["layer"]).pivot_table(
-        index="item_id", columns="spec", values="s")[list(shares)]
-    s = (s * readout.gains).sum(axis=1)
+    s = lab.mixed_s(shares)
     rho, above = [], 0
     with torch.no_grad():
         for item in lab.source.manifest["items"]:
@@ -176,13 +185,35 @@ def readout_linearity(lab: EngineLab, shares: dict[str, float], threshold: float
     return np.array(rho), above
 
 
+def correct_probability(distance: np.ndarray, noise: np.ndarray, units: int, lapse: float = LAPSE) -> np.ndarray:
+    """P(correct) of the 2afc_ref model observer whose target's noise-free response lies ``distance`` from the
+    reference's, N = ``units`` units of noise σ = ``noise``: Φ(d²/√(12Nσ⁴ + 8σ²d²)), the squared-distance
+    difference being nearly normal with that mean and variance (:data:`DPRIME_FACTOR`); lapses answer at random."""
+    from scipy import stats
+
+    z = distance ** 2 / np.sqrt(12.0 * units * noise ** 4 + 8.0 * noise ** 2 * distance ** 2)
+    return (1.0 - lapse) * stats.norm.cdf(z) + 0.5 * lapse
+
+
+def expected_correct(lab: EngineLab, shares: dict[str, float], trials: pd.DataFrame, law: bool) -> np.ndarray:
+    """Each engine-lab trial's probability of a correct answer for its observer (σ read from its ``observer``
+    spec): at the response distance it saw (``repr_distance``), or, with ``law``, at α√s, s = Σ c_m s_m (the
+    distance of an observer whose readout is linear, so that its thresholds follow the mixture exactly)."""
+    units = lab.readout(shares)[0].units
+    noise = trials["observer"].str.extract(r"noise=([^;]+)")[0].astype(float).to_numpy()
+    if not law:
+        return correct_probability(trials["repr_distance"].to_numpy(dtype=float), noise, units)
+    s = lab.mixed_s(shares).reindex(trials["item_id"]).to_numpy()
+    return correct_probability(trials["alpha"].to_numpy(dtype=float) * np.sqrt(s), noise, units)
+
+
 def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, per_condition: int, seed: int,
                root: Path, spread: float = 0.2, threshold: float = MEDIAN_THRESHOLD) -> pd.DataFrame:
     """Trial rows of ``observers`` model observers, one session each, seeing through ``true``: one layer
     (``model:layer``) or several, {layer: share} (:meth:`EngineLab.readout`).
 
     Each observer's σ is the readout's σ (the median item's threshold at ``threshold``) times a log-normal
-    factor (sd ``spread``); lapse 0.02. Sessions have no practice and no catch trials (the comparison scores
+    factor (sd ``spread``); lapse :data:`LAPSE`. Sessions have no practice and no catch trials (the comparison scores
     main trials only) and show every image, ``per_condition`` QUEST+ trials per item.
     """
     from experiments.config import load_config
@@ -200,8 +231,8 @@ def engine_lab(lab: EngineLab, true: str | dict[str, float], *, observers: int, 
     try:
         for p in range(observers):
             noise = sigma * float(np.exp(rng.normal(0.0, spread)))
-            spec = f"model={name};noise={noise:.6g};lapse=0.02;seed={seed * 1000 + p}"
-            observer = ModelObserver(name, noise=noise, lapse=0.02, seed=seed * 1000 + p, observer=spec, model=readout)
+            spec = f"model={name};noise={noise:.6g};lapse={LAPSE:g};seed={seed * 1000 + p}"
+            observer = ModelObserver(name, noise=noise, lapse=LAPSE, seed=seed * 1000 + p, observer=spec, model=readout)
             engine = open_engine(lab.source, config, data, f"P{p + 1:02d}", 1, observer=spec, calibrated=True)
             with engine.writer:
                 rows += run_headless(engine, observer)

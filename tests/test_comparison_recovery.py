@@ -12,7 +12,8 @@ import torch
 from analysis.comparison_bootstrap import crossed_bootstrap_means
 from analysis.comparison_tables import compare_models
 from eigdist_core.stimulus_set import SCHEMA_VERSION, seal
-from tests.recovery_labs import EngineLab, engine_lab, readout_linearity, with_copy
+from tests.recovery_labs import (LAPSE, EngineLab, correct_probability, engine_lab, expected_correct,
+                                 readout_linearity, with_copy)
 from tests.test_comparison import LAYERS, OPTIONS, _items, _models, _sensitivities
 
 TRUE = 1
@@ -90,6 +91,32 @@ def test_a_readout_of_two_layers_sees_the_weighted_sum_of_their_sensitivities():
     np.testing.assert_allclose(rho, 1.0, rtol=1e-4)
     assert len(rho) == len(source.manifest["items"]) and above == 0
     assert readout_linearity(lab, {"lin:a0": 0.25, "lin:a2": 0.75}, 1e12)[1] == len(rho)  # α_T beyond 1e9
+
+
+def test_the_model_observers_probability_correct_follows_its_decision_rule():
+    """2afc_ref as ModelObserver answers it: the test interval farther from the noisy reference wins; Monte Carlo
+    (20 000 draws, sd ≤ 0.0035) against Φ(d²/√(12Nσ⁴ + 8σ²d²)), no lapses; lapses move p towards ½."""
+    rng = np.random.default_rng(0)
+    units, sigma, draws = 400, 1.0, 20_000
+    for distance in (0.0, 3.0, 5.0, 8.0):
+        target = np.zeros(units)
+        target[0] = distance
+        ref, null, noise = rng.standard_normal((3, draws, units)) * sigma  # each response's own noise
+        seen = target + noise
+        won = np.linalg.norm(seen - ref, axis=1) > np.linalg.norm(null - ref, axis=1)
+        assert correct_probability(np.array(distance), np.array(sigma), units, 0.0) == pytest.approx(won.mean(), abs=0.012)
+    assert correct_probability(np.array(0.0), np.array(1.0), units) == pytest.approx(0.5)
+    assert correct_probability(np.array(1e6), np.array(1.0), units, 0.1) == pytest.approx(0.95)
+
+
+def test_expected_correct_of_linear_observers_is_the_laws_and_matches_their_answers(labs):
+    """Through a linear layer the distance shown is α√s: the observers' own P(correct) and the law's agree, and
+    their mean is the share of correct answers (3 labs × 1296 trials: sd ≈ 0.007)."""
+    lab, trials = labs
+    for rows in trials:
+        shown = expected_correct(lab, {SPEC: 1.0}, rows, law=False)
+        np.testing.assert_allclose(shown, expected_correct(lab, {SPEC: 1.0}, rows, law=True), rtol=1e-4)
+        assert shown.min() >= 0.5 * LAPSE and shown.mean() == pytest.approx(rows["correct"].mean(), abs=0.025)
 
 
 def test_the_crossed_bootstrap_has_the_variance_of_its_two_main_effects():

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.comparison import CompareOptions
+from analysis.comparison import CompareOptions, folds, levels
 from analysis.comparison_report import mixture_figure, mixture_html
 from analysis.comparison_tables import compare_models
-from analysis.mixture import item_log_means
+from analysis.fitting import curve
+from analysis.mixture import item_log_means, mixture
+from analysis.psychometric import SLOPE_PRIOR
 from analysis.simulate import simulate_trials
 from eigdist_core.contract import CONDITION_KEY, MIXTURE, MIXTURE_COLUMNS, TRACK_KEY
 from tests.test_comparison import LAYERS, _items, _sensitivities
@@ -109,3 +111,29 @@ def test_the_layers_geometric_means_count_each_item_once():
     log_s = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [2.0, -np.inf], [4.0, 3.0]])
     ids = np.array(["a", "a", "a", "b", "c"])
     np.testing.assert_allclose(item_log_means(log_s, ids), [2.0, 2.0], rtol=0, atol=1e-12)
+
+
+def test_participants_of_different_sensitivity_keep_the_proportions_exact():
+    """Expected counts (k = n·p, no sampling noise) of two observers of s = ½ s_a0 + ½ s_a1 whose thresholds
+    differ threefold, each tested at levels around their own threshold with trial counts that differ by item, as
+    adaptive tracks place them: the fit gives each participant its own scale, so its proportions are exact
+    (one scale for both would pool two psychometric functions in proportions that change from item to item)."""
+    items, vectors = _items(3)
+    sens = _sensitivities(items, vectors)
+    s = 0.5 * sens[sens["layer"] == "a0"].set_index("item_id")["s"] + 0.5 * sens[sens["layer"] == "a1"].set_index("item_id")["s"]
+    rng = np.random.default_rng(4)
+    rows = []
+    for p, factor in enumerate((1.0, 3.0)):
+        for it in items.itertuples():
+            threshold, trials = factor / np.sqrt(s[it.item_id]), int(rng.choice([4, 40]))
+            for step in (0.5, 0.8, 1.0, 1.3, 2.0):
+                rows += [(f"p{p}", it.item_id, *(getattr(it, c) for c in CONDITION_KEY), step * threshold)] * trials
+    trials = pd.DataFrame(rows, columns=["participant", "item_id", *CONDITION_KEY, "alpha"]).assign(
+        correct=True, n_alternatives=2, is_catch=False)
+    lv = levels(trials, sens, None)
+    threshold = np.log(lv.table["participant"].map({"p0": 1.0, "p1": 3.0}) / np.sqrt(s[lv.table["item_id"]].to_numpy()))
+    theta = np.column_stack([threshold, np.full(len(threshold), SLOPE_PRIOR["weibull"][0]), np.full(len(threshold), 0.02)])
+    p, _ = curve(theta, np.log(lv.table["alpha"].to_numpy())[:, None], np.full(len(threshold), 0.5), "weibull")
+    lv.table["k"] = lv.table["n"] * p[:, 0]
+    w = mixture(lv, folds(lv.table), OPTIONS).table.set_index("layer")["w"]
+    assert w["a0"] == pytest.approx(0.5, abs=0.005) and w["a1"] == pytest.approx(0.5, abs=0.005) and w["a2"] < 0.005
