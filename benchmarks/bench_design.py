@@ -10,10 +10,14 @@ equal trials per observer: ``selected`` (``eigdist_core.design_criterion.select`
 items, two per image, ``step`` trials each) and ``own-pair`` (each layer's max and min items, the fixed
 grid's D design, layers and images in turn).
 
-Labs answer constant stimuli around the true threshold, or (``--method quest``) through the experiment's
-QUEST+ tracks; ``--observers 1 2 4 8`` runs every count; the report prints accuracy per true layer, the
-issue's rule per true layer (≥ 10 points ahead at equal trials, or as accurate with ≤ 60 % of the trials)
-and the confusion matrices, and draws the power figure.
+Labs answer constant stimuli around the true threshold, or (``--method quest``) QUEST+ tracks
+(``experiments.staircase``), both as Weibull draws (``analysis.simulate``), or (``--method engine``, a built
+pool only) through the experiment's trial engine: model observers seeing through the true layer, one session
+each on the design's subset (:class:`EngineLabs`). ``--observers 1 2 4 8`` runs every count; the report prints
+accuracy per true layer, the issue's rule per true layer and other design (:func:`rule`: ≥ 10 points ahead at
+N trials, or as accurate at a measured N′ ≤ 0.6 N; so give budgets that hold 0.6 N, e.g. 20 40 60 100), with
+95 % Wilson intervals and whether one lab turns the verdict, and the confusion matrices, and draws the power
+figure.
 
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
@@ -21,6 +25,7 @@ and the confusion matrices, and draws the power figure.
     python benchmarks/bench_design.py --tables out/design/design_gain.csv out/q/design_gain.csv --out out/all
     python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
     python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
+    python benchmarks/bench_design.py --gain --pool out/pool/pool --method engine --threshold 0.01 --labs 10 --budgets 20 40
 """
 
 from __future__ import annotations
@@ -257,7 +262,7 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
             for d, design in enumerate(DESIGNS):
                 if design not in args.designs:
                     continue
-                for lab_seed in range(args.labs):
+                for lab_seed in range(args.first_lab, args.first_lab + args.labs):
                     rng = np.random.default_rng([args.seed, budget, d, lab_seed])
                     trials = design_trials(pool, layers, design, budget, args.step, rng)
                     for t, true in enumerate(layers):
@@ -419,6 +424,7 @@ def main() -> int:
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--labs", type=int, default=10)
+    ap.add_argument("--first-lab", type=int, default=0, help="the first lab's seed (more labs of a run: --tables)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--tables", type=Path, nargs="+", help="report from these design_gain.csv files (no labs run)")
