@@ -25,7 +25,7 @@ figure.
     python benchmarks/bench_design.py --tables out/design/design_gain.csv out/q/design_gain.csv --out out/all
     python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
     python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
-    python benchmarks/bench_design.py --gain --pool out/pool/pool --method engine --threshold 0.01 --labs 10 --budgets 20 40
+    python benchmarks/bench_design.py --gain --pool out/pool/pool --method engine --labs 10 --budgets 20 40
 """
 
 from __future__ import annotations
@@ -147,10 +147,12 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
         left = budget - n.sum()
         n[rng.choice(np.flatnonzero(n == 0), left // step, replace=False)] = step
         return n
-    for p in range(pairs):  # own-pair: layer p mod L at image p // L (then wrapping over images)
-        layer, im = layers[p % len(layers)], (p // len(layers)) % (image.max() + 1)
-        for end in ("max", "min"):
-            n[(image == im) & (pool["source"] == f"{layer}:{end}").to_numpy()] += step
+    ends = [[(image == im) & (pool["source"] == f"{layer}:{end}").to_numpy() for end in ("max", "min")]
+            for im in range(image.max() + 1) for layer in layers]  # own-pair: layers, then images, in turn
+    ends = [pair for pair in ends if pair[0].any() and pair[1].any()]  # both ends in the pool
+    for p in range(pairs):
+        for end in ends[p % len(ends)]:
+            n[end] += step
     return n
 
 
@@ -207,6 +209,14 @@ class EngineLabs:
             print(f"engine labs: {spec} at the median threshold {self.threshold:.3g}: ρ {rho.min():.2f}–{rho.max():.2f}"
                   f" (1: thresholds follow s), {above} of {len(rho)} above the displayable maximum")
 
+    def measurable(self, pool: pd.DataFrame) -> pd.DataFrame:
+        """The items of ``pool`` that ``eigdist design select`` keeps at this threshold (its exclusions: a predicted
+        threshold above the item's ceiling or below the display's step under any layer, too few per image)."""
+        from analysis.design_selection import Observer, exclusions, read_pool
+
+        excluded = exclusions(read_pool(self.parent.path), Observer(typical_threshold=self.threshold), per_image=2)
+        return pool[~pool["item_id"].isin(set(excluded))].reset_index(drop=True)
+
     def specs(self) -> dict[str, str]:
         """Pool column (candidate name) → the model:layer an observer sees through."""
         sens = self.pool.sens.drop_duplicates(["model", "layer", "weights"])
@@ -254,8 +264,11 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
         layers = [f"L{m}" for m in range(args.layers)]
         pool = synthetic_pool(args.images, args.layers, args.dim, args.sigma, args.random, args.seed)
         print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
-    sens = sensitivity_rows(pool, layers)
     engine = EngineLabs(args.pool, args.threshold, args.scratch) if args.method == "engine" else None
+    if engine:  # the engine's tracks stop at each item's ceiling: every design draws from what a lab can measure
+        pool = engine.measurable(pool)
+        print(f"engine labs: {len(pool)} measurable items (eigdist design select's exclusions at the threshold)")
+    sens = sensitivity_rows(pool, layers)
     rows = []
     for observers in args.observers:
         for budget in args.budgets:
