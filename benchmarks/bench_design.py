@@ -391,7 +391,8 @@ def figure(table: pd.DataFrame, out: Path, budget: int, observers: int) -> None:
         raise SystemExit(f"no labs at {budget} trials and {observers} observers: give --figure-budget and "
                          "--figure-observers of a run")
     worst = cell.groupby(["design", "true"])["hit"].mean().unstack("design").reindex(columns=list(DESIGNS))
-    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=0,
+    worst.index = [t.split(" ")[0] for t in worst.index]  # a built pool's layers without their weights
+    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=30,
                    title=f"per true layer ({budget} trials, {observers} observers)", ylabel="identification accuracy")
     layers = sorted(table["true"].unique())
     for ax, design in zip(axes[1], DESIGNS):
