@@ -209,13 +209,17 @@ class EngineLabs:
             print(f"engine labs: {spec} at the median threshold {self.threshold:.3g}: ρ {rho.min():.2f}–{rho.max():.2f}"
                   f" (1: thresholds follow s), {above} of {len(rho)} above the displayable maximum")
 
-    def measurable(self, pool: pd.DataFrame) -> pd.DataFrame:
+    def measurable(self, pool: pd.DataFrame, linear_only: bool = False) -> pd.DataFrame:
         """The items of ``pool`` that ``eigdist design select`` keeps at this threshold (its exclusions: a predicted
-        threshold above the item's ceiling or below the display's step under any layer, too few per image)."""
+        threshold above the item's ceiling or below the display's step under any layer, too few per image);
+        ``linear_only``: also without the items the sensitivity table flags ``nonlinear`` under any layer."""
         from analysis.design_selection import Observer, exclusions, read_pool
 
-        excluded = exclusions(read_pool(self.parent.path), Observer(typical_threshold=self.threshold), per_image=2)
-        return pool[~pool["item_id"].isin(set(excluded))].reset_index(drop=True)
+        excluded = set(exclusions(read_pool(self.parent.path), Observer(typical_threshold=self.threshold), per_image=2))
+        if linear_only:
+            excluded |= set(self.pool.sens.loc[self.pool.sens["nonlinear"].astype(str).str.lower() == "true", "item_id"])
+        kept = pool[~pool["item_id"].isin(excluded)]
+        return kept[kept.groupby("image_id")["item_id"].transform("size") >= 2].reset_index(drop=True)
 
     def specs(self) -> dict[str, str]:
         """Pool column (candidate name) → the model:layer an observer sees through."""
@@ -266,7 +270,7 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
         print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
     engine = EngineLabs(args.pool, args.threshold, args.scratch) if args.method == "engine" else None
     if engine:  # the engine's tracks stop at each item's ceiling: every design draws from what a lab can measure
-        pool = engine.measurable(pool)
+        pool = engine.measurable(pool, args.linear_only)
         print(f"engine labs: {len(pool)} measurable items (eigdist design select's exclusions at the threshold)")
     sens = sensitivity_rows(pool, layers)
     rows = []
@@ -434,6 +438,8 @@ def main() -> int:
                     "model observers through the experiment's trial engine (a built --pool only)")
     ap.add_argument("--threshold", type=float, help="engine: the pool's median item's threshold (α; default "
                     "alpha_max · 10^-1.5, the selection's typical threshold)")
+    ap.add_argument("--linear-only", action="store_true", help="engine: leave out the items the sensitivity table "
+                    "flags nonlinear under any layer, for every design")
     ap.add_argument("--scratch", type=Path, default=Path("out/design_engine"), help="engine: subsets and sessions")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
