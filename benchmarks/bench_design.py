@@ -10,10 +10,14 @@ equal trials per observer: ``selected`` (``eigdist_core.design_criterion.select`
 items, two per image, ``step`` trials each) and ``own-pair`` (each layer's max and min items, the fixed
 grid's D design, layers and images in turn).
 
-Labs answer constant stimuli around the true threshold, or (``--method quest``) through the experiment's
-QUEST+ tracks; ``--observers 1 2 4 8`` runs every count; the report prints accuracy per true layer, the
-issue's rule per true layer (≥ 10 points ahead at equal trials, or as accurate with ≤ 60 % of the trials)
-and the confusion matrices, and draws the power figure.
+Labs answer constant stimuli around the true threshold, or (``--method quest``) QUEST+ tracks
+(``experiments.staircase``), both as Weibull draws (``analysis.simulate``), or (``--method engine``, a built
+pool only) through the experiment's trial engine: model observers seeing through the true layer, one session
+each on the design's subset (:class:`EngineLabs`). ``--observers 1 2 4 8`` runs every count; the report prints
+accuracy per true layer, the issue's rule per true layer and other design (:func:`rule`: ≥ 10 points ahead at
+N trials, or as accurate at a measured N′ ≤ 0.6 N; so give budgets that hold 0.6 N, e.g. 20 40 60 100), with
+95 % Wilson intervals and whether one lab turns the verdict, and the confusion matrices, and draws the power
+figure.
 
     python benchmarks/bench_design.py --speed                       # 10,000 items × 20 layers
     python benchmarks/bench_design.py --gain --labs 20 --out out/design
@@ -21,24 +25,27 @@ and the confusion matrices, and draws the power figure.
     python benchmarks/bench_design.py --tables out/design/design_gain.csv out/q/design_gain.csv --out out/all
     python benchmarks/bench_design.py --gain --make-pool out/pool --labs 10 --budgets 20 40 80 --observers 2
     python benchmarks/bench_design.py --gain --pool out/pool/pool --labs 10 ...    # that pool, built already
+    python benchmarks/bench_design.py --gain --pool out/pool/pool --method engine --labs 10 --budgets 20 40
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
+import scipy.stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.comparison import CompareOptions, cross_validate, folds, levels  # noqa: E402
 from analysis.simulate import simulate_trials  # noqa: E402
-from eigdist_core.contract import L2_MODEL, TRACK_KEY  # noqa: E402
+from eigdist_core.contract import L2_MODEL, SELECTION_FIELDS, TRACK_KEY, candidate_name  # noqa: E402
 from eigdist_core.design_criterion import Constraints, pair_contrasts, select, trial_divergence  # noqa: E402
 
 DESIGNS = ("selected", "random", "own-pair")
@@ -115,7 +122,6 @@ def built_pool(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     every α (no ceiling), so the selection's ceiling and display exclusions are not applied here.
     """
     from analysis.design_selection import read_pool
-    from eigdist_core.contract import candidate_name
 
     pool = read_pool(folder)
     items = {it["item_id"]: it for it in pool.stimuli.items}
@@ -141,10 +147,12 @@ def design_trials(pool: pd.DataFrame, layers: list[str], design: str, budget: in
         left = budget - n.sum()
         n[rng.choice(np.flatnonzero(n == 0), left // step, replace=False)] = step
         return n
-    for p in range(pairs):  # own-pair: layer p mod L at image p // L (then wrapping over images)
-        layer, im = layers[p % len(layers)], (p // len(layers)) % (image.max() + 1)
-        for end in ("max", "min"):
-            n[(image == im) & (pool["source"] == f"{layer}:{end}").to_numpy()] += step
+    ends = [[(image == im) & (pool["source"] == f"{layer}:{end}").to_numpy() for end in ("max", "min")]
+            for im in range(image.max() + 1) for layer in layers]  # own-pair: layers, then images, in turn
+    ends = [pair for pair in ends if pair[0].any() and pair[1].any()]  # both ends in the pool
+    for p in range(pairs):
+        for end in ends[p % len(ends)]:
+            n[end] += step
     return n
 
 
@@ -176,6 +184,65 @@ def lab(pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed:
     return pd.concat(out, ignore_index=True)
 
 
+class EngineLabs:
+    """Labs through the experiment's trial engine (``tests.recovery_labs.engine_lab``, as bench_recovery's): model
+    observers (additive noise on the true layer's responses) each run one session of QUEST+ tracks on the
+    design's subset of the built pool (written with its ``selection.trials``, which the session plans).
+
+    Every observer's σ puts the pool's median item at ``threshold`` (default: the selection's typical threshold,
+    alpha_max · 10^−1.5), whatever the subset: the same observers for every design.
+    """
+
+    def __init__(self, folder: Path, threshold: float | None, scratch: Path) -> None:
+        import torch
+
+        from eigdist_core.stimulus_set import StimulusSet
+        from tests.recovery_labs import EngineLab, readout_linearity
+
+        torch.set_num_threads(1)
+        self.parent, self.pool = StimulusSet.open(folder), EngineLab.open(folder)
+        self.threshold = threshold or float(self.parent.manifest["alpha_max"]) * 10 ** -1.5
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.scratch, self.subsets = Path(tempfile.mkdtemp(dir=scratch)), {}
+        for spec in self.specs().values():  # σ from the pool, before any subset
+            rho, above = readout_linearity(self.pool, {spec: 1.0}, self.threshold)
+            print(f"engine labs: {spec} at the median threshold {self.threshold:.3g}: ρ {rho.min():.2f}–{rho.max():.2f}"
+                  f" (1: thresholds follow s), {above} of {len(rho)} above the displayable maximum")
+
+    def measurable(self, pool: pd.DataFrame, linear_only: bool = False) -> pd.DataFrame:
+        """The items of ``pool`` that ``eigdist design select`` keeps at this threshold (its exclusions: a predicted
+        threshold above the item's ceiling or below the display's step under any layer, too few per image);
+        ``linear_only``: also without the items the sensitivity table flags ``nonlinear`` under any layer."""
+        from analysis.design_selection import Observer, exclusions, read_pool
+
+        excluded = set(exclusions(read_pool(self.parent.path), Observer(typical_threshold=self.threshold), per_image=2))
+        if linear_only:
+            excluded |= set(self.pool.sens.loc[self.pool.sens["nonlinear"].astype(str).str.lower() == "true", "item_id"])
+        kept = pool[~pool["item_id"].isin(excluded)]
+        return kept[kept.groupby("image_id")["item_id"].transform("size") >= 2].reset_index(drop=True)
+
+    def specs(self) -> dict[str, str]:
+        """Pool column (candidate name) → the model:layer an observer sees through."""
+        sens = self.pool.sens.drop_duplicates(["model", "layer", "weights"])
+        return {candidate_name(r.model, r.layer, r.weights): f"{r.model}:{r.layer}"
+                for r in sens.itertuples() if (r.model, r.layer, r.weights) != L2_MODEL}
+
+    def __call__(self, pool: pd.DataFrame, trials: np.ndarray, true: str, observers: int, seed: int) -> pd.DataFrame:
+        from eigdist_core.stimulus_subset import write_subset
+        from tests.recovery_labs import CachedSource, EngineLab, engine_lab
+
+        key = tuple(trials)
+        if key not in self.subsets:
+            folder = self.scratch / f"subset{len(self.subsets)}"
+            chosen = {i: int(n) for i, n in zip(pool["item_id"], trials) if n}
+            stub = {f: None for f in SELECTION_FIELDS if f != "trials"}
+            subset = write_subset(self.parent, folder, chosen, {**stub, "criterion": "bench_design"})
+            self.subsets[key] = EngineLab(CachedSource(subset), self.pool.sens[self.pool.sens["item_id"].isin(chosen)],
+                                          self.pool.models, self.pool.readouts)
+        return engine_lab(self.subsets[key], self.specs()[true], observers=observers, per_condition=1, seed=seed,
+                          root=self.scratch, threshold=self.threshold)
+
+
 def sensitivity_rows(pool: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
     """The comparison's sensitivity table of the pool: every layer and the L2 baseline (s = 1)."""
     frames = [pd.DataFrame({"item_id": pool["item_id"], "model": "syn", "layer": m, "weights": "none", "s": pool[m]})
@@ -201,6 +268,10 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
         layers = [f"L{m}" for m in range(args.layers)]
         pool = synthetic_pool(args.images, args.layers, args.dim, args.sigma, args.random, args.seed)
         print(f"pool: {len(pool)} items, {args.images} images, {args.layers} layers (d = {args.dim}, σ = {args.sigma})")
+    engine = EngineLabs(args.pool, args.threshold, args.scratch) if args.method == "engine" else None
+    if engine:  # the engine's tracks stop at each item's ceiling: every design draws from what a lab can measure
+        pool = engine.measurable(pool, args.linear_only)
+        print(f"engine labs: {len(pool)} measurable items (eigdist design select's exclusions at the threshold)")
     sens = sensitivity_rows(pool, layers)
     rows = []
     for observers in args.observers:
@@ -208,12 +279,13 @@ def gain(args: argparse.Namespace) -> pd.DataFrame:
             for d, design in enumerate(DESIGNS):
                 if design not in args.designs:
                     continue
-                for lab_seed in range(args.labs):
+                for lab_seed in range(args.first_lab, args.first_lab + args.labs):
                     rng = np.random.default_rng([args.seed, budget, d, lab_seed])
                     trials = design_trials(pool, layers, design, budget, args.step, rng)
                     for t, true in enumerate(layers):
                         seed = hash((budget, d, lab_seed, t) + ((observers,) if observers != 2 else ())) % 2**31
-                        data = lab(pool, trials, true, observers, seed, args.method)
+                        data = (engine(pool, trials, true, observers, seed) if engine
+                                else lab(pool, trials, true, observers, seed, args.method))
                         rows.append((observers, budget, design, lab_seed, true, identify(data, sens, layers)))
     return pd.DataFrame(rows, columns=["observers", "budget", "design", "lab", "true", "chosen"])
 
@@ -226,7 +298,7 @@ def report(table: pd.DataFrame, out: Path | None, budget: int, observers: int) -
     acc["all"] = table.groupby(keys)["hit"].mean()
     print("\nidentification accuracy per true layer (share of labs):")
     print(acc.round(2).to_string())
-    print("\n" + "\n".join(rule(acc.drop(columns="all"))))
+    print("\n" + "\n".join(rule_lines(rule(table))))
     for (k, b), part in table.groupby(["observers", "budget"]):
         for design in DESIGNS:
             cell = part[part["design"] == design]
@@ -237,24 +309,57 @@ def report(table: pd.DataFrame, out: Path | None, budget: int, observers: int) -
         figure(table, out, budget, observers)
 
 
-def rule(acc: pd.DataFrame) -> list[str]:
-    """The issue's bar, per observers × budget: selected ≥ 10 points ahead of each other design for every true
-    layer; or selected at ≤ 60 % of the trials as accurate as the other design, for every true layer."""
-    lines = ["rule (every true layer): ≥ 10 points ahead at equal trials | as accurate with ≤ 60 % of the trials"]
-    for (k, b), part in acc.groupby(level=["observers", "budget"]):
-        if "selected" not in part.index.get_level_values("design"):
+def wilson(hits: int, labs: int) -> str:
+    """The share of labs and its 95 % Wilson interval, e.g. ``0.90 [0.77, 0.96]``."""
+    low, high = scipy.stats.binomtest(int(hits), int(labs)).proportion_ci(method="wilson")
+    return f"{hits / labs:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def passes(mine: float, fewer: dict[int, float], theirs: float) -> str:
+    """The rule for one true layer: "+10" when ``mine`` ≥ ``theirs`` + 0.10, else the smallest budget N′ of
+    ``fewer`` (N′ → selected's accuracy, N′ ≤ 0.6 N) that reaches ``theirs``, else "fail"."""
+    if mine >= theirs + 0.1 - 1e-9:
+        return "+10"
+    reached = [b for b, a in fewer.items() if a >= theirs - 1e-9]
+    return f"{min(reached)} trials" if reached else "fail"
+
+
+def rule(table: pd.DataFrame) -> pd.DataFrame:
+    """The issue's bar per observers × budget N × other design × true layer (:func:`passes`; accuracies are shares
+    of labs), and whether one lab of the selected design more or less would turn the verdict (``one_lab``)."""
+    counts = table.groupby(["observers", "budget", "design", "true"])["hit"].agg(["sum", "count"])
+    acc = counts["sum"] / counts["count"]
+    rows = []
+    for (k, n, other, true), theirs in acc.items():
+        if other == "selected" or (k, n, "selected", true) not in acc.index:
             continue
-        sel = part.xs("selected", level="design").iloc[0]
-        for other in ("random", "own-pair"):
-            if other not in part.index.get_level_values("design"):
-                continue
-            theirs = part.xs(other, level="design").iloc[0]
-            margin = sel - theirs
-            fewer = [c for c in acc.index.get_level_values("budget").unique() if c <= 0.6 * b
-                     and (k, c, "selected") in acc.index and (acc.loc[(k, c, "selected")] >= theirs - 1e-9).all()]
-            lines.append(f"  {k} observers, {b} trials, vs {other}: smallest margin {margin.min():+.2f} "
-                         f"({margin.idxmin()}); ≥ 10 points for every layer: {'yes' if (margin >= 0.1 - 1e-9).all() else 'no'}"
-                         f" | selected as accurate at ≤ 60 %: {f'yes, {min(fewer)} trials' if fewer else 'no'}")
+        mine = acc[(k, n, "selected", true)]
+        fewer = {b: a for (kk, b, d, t), a in acc.items() if (kk, d, t) == (k, "selected", true) and b <= 0.6 * n}
+        verdict = passes(mine, fewer, theirs)
+        one = (1 if verdict == "fail" else -1) / counts.loc[(k, n, "selected", true), "count"]
+        turned = passes(mine + one, {b: a + one for b, a in fewer.items()}, theirs)
+        rows.append({"observers": k, "budget": n, "other": other, "true": true,
+                     "selected": wilson(*counts.loc[(k, n, "selected", true)]),
+                     "theirs": wilson(*counts.loc[(k, n, other, true)]), "margin": round(mine - theirs, 2),
+                     "passes": verdict, "one_lab": (turned == "fail") != (verdict == "fail")})
+    return pd.DataFrame(rows)
+
+
+def rule_lines(verdict: pd.DataFrame) -> list[str]:
+    """The rule's table (markdown) and, per observers × budget × other design, whether every true layer passes."""
+    lines = ["rule (per true layer): selected ≥ other + 0.10 at N trials (+10), or selected at N′ ≤ 0.6 N ≥ other "
+             "at N (N′ trials); shares of labs with 95 % Wilson intervals",
+             "| observers | trials N | other | true layer | selected at N | other at N | margin | passes | one lab turns it |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.observers} | {r.budget} | {r.other} | {r.true} | {r.selected} | {r.theirs} | {r.margin:+.2f} | "
+              f"{r.passes} | {'yes' if r.one_lab else ''} |" for r in verdict.itertuples()]
+    lines.append("\nevery true layer:")
+    for (k, n, other), part in verdict.groupby(["observers", "budget", "other"]):
+        failed = part.loc[part["passes"] == "fail", "true"].tolist()
+        close = part.loc[part["one_lab"], "true"].tolist()
+        lines.append(f"  {k} observers, {n} trials, vs {other}: {'holds' if not failed else 'fails'}"
+                     + (f" ({', '.join(failed)})" if failed else "")
+                     + (f"; one lab turns {', '.join(close)}" if close else ""))
     return lines
 
 
@@ -290,7 +395,8 @@ def figure(table: pd.DataFrame, out: Path, budget: int, observers: int) -> None:
         raise SystemExit(f"no labs at {budget} trials and {observers} observers: give --figure-budget and "
                          "--figure-observers of a run")
     worst = cell.groupby(["design", "true"])["hit"].mean().unstack("design").reindex(columns=list(DESIGNS))
-    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=0,
+    worst.index = [t.split(" ")[0] for t in worst.index]  # a built pool's layers without their weights
+    worst.plot.bar(ax=axes[0, 2], color=("C0", "C1", "C2"), legend=False, ylim=(0, 1.02), rot=30,
                    title=f"per true layer ({budget} trials, {observers} observers)", ylabel="identification accuracy")
     layers = sorted(table["true"].unique())
     for ax, design in zip(axes[1], DESIGNS):
@@ -327,11 +433,18 @@ def main() -> int:
     ap.add_argument("--random", type=int, default=10, help="random directions per image")
     ap.add_argument("--observers", type=int, nargs="+", default=[2], help="observers per lab (one run per count)")
     ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
-    ap.add_argument("--method", choices=("constant", "quest"), default="constant",
-                    help="how the labs place trials: constant stimuli around the true threshold, or QUEST+ tracks")
+    ap.add_argument("--method", choices=("constant", "quest", "engine"), default="constant",
+                    help="how the labs place trials: constant stimuli around the true threshold, QUEST+ tracks, or "
+                    "model observers through the experiment's trial engine (a built --pool only)")
+    ap.add_argument("--threshold", type=float, help="engine: the pool's median item's threshold (α; default "
+                    "alpha_max · 10^-1.5, the selection's typical threshold)")
+    ap.add_argument("--linear-only", action="store_true", help="engine: leave out the items the sensitivity table "
+                    "flags nonlinear under any layer, for every design")
+    ap.add_argument("--scratch", type=Path, default=Path("out/design_engine"), help="engine: subsets and sessions")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--labs", type=int, default=10)
+    ap.add_argument("--first-lab", type=int, default=0, help="the first lab's seed (more labs of a run: --tables)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--tables", type=Path, nargs="+", help="report from these design_gain.csv files (no labs run)")
@@ -341,6 +454,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.make_pool:
         args.pool = make_pool(args.make_pool)
+    if args.method == "engine" and not args.pool:
+        ap.error("--method engine runs the experiment's engine on a built set: give --pool or --make-pool")
     if args.speed:
         print("| selection | time | result |\n|---|---|---|")
         speed(args.items, args.speed_layers, args.speed_budget)
