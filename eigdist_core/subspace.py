@@ -31,8 +31,9 @@ from .nullspace import seeded_block
 #: (:data:`eigdist_core.nullspace.DEGENERATE_RATIO`), and 10× float32's rounding of a Fisher product.
 REGULARIZATION = 1e-6
 
-#: Relative residual of the Lanczos estimate of each λ_max (its value is then exact to about tol²).
-SCALE_TOL = 1e-4
+#: Relative residual of the Lanczos estimate of each λ_max (its value is then exact to about tol²: 1e-6, ample
+#: for the shift ε·λ_max it sets).
+SCALE_TOL = 1e-3
 
 
 @dataclass(frozen=True)
