@@ -25,7 +25,7 @@ from experiments.model_session import choice_times, summary_lines
 from experiments.observers import Response
 from tests.display_fixtures import xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.trial_fixtures import (
-    ArraySource, make_manifest, models_config, models_grid, run_session, small_config, validate_bids,
+    ArraySource, config_text, make_manifest, models_config, models_grid, run_session, small_config, validate_bids,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,26 +216,7 @@ def test_models_session_on_a_built_set_reads_its_sensitivity_table(two_layer_set
     assert engine.models.track.n_trials == sum(not r["is_catch"] and not r["is_practice"] for r in rows)
 
 
-WINDOW_CONFIG = """seed = 1
-[task]
-name = "2afc_ref"
-[timing]
-fixation_ms = 16
-reference_ms = 16
-isi_ms = 16
-test_ms = 30
-feedback_ms = 16
-[trials]
-per_condition = 8
-practice = 2
-catch_rate = 0.1
-[schedule]
-images_per_session = 1
-[track]
-kind = "models"
-[track.models]
-stop_at = 1.0
-"""
+WINDOW_CONFIG = config_text(per_condition=8) + '[track]\nkind = "models"\n[track.models]\nstop_at = 1.0\n'
 
 
 def test_models_session_runs_on_a_window_and_chooses_between_frames(two_layer_set, xvfb, tmp_path):  # noqa: F811

@@ -32,34 +32,12 @@ from experiments.session import dropped_frames, summary
 from tests.display_fixtures import ROOT, VirtualDisplay, xvfb, xvfb_factory  # noqa: F401 (fixtures)
 from tests.profiles import make_profile
 from tests.build_fixtures import stimulus_set  # noqa: F401 (fixture: a built 1-image grey set)
-from tests.trial_fixtures import validate_bids
+from tests.trial_fixtures import config_text, validate_bids
 
 WEIBULL = "weibull;threshold=0.2;seed=1"
 MODEL = "model=resnet18:conv1;weights=random:0;noise=0.1;seed=3"
 COMPARED = ("trial", "item_id", "alpha", "correct", "response", "target_interval", "eig_sign", "catch_type",
             "is_practice")
-
-
-def config_text(per_condition: int = 3, feedback: bool = True, task: str = "2afc_ref") -> str:
-    """A short session: 1-2 frames per interval at 60 Hz, few trials."""
-    return f"""seed = 1
-[task]
-name = "{task}"
-feedback = {str(feedback).lower()}
-[timing]
-fixation_ms = 16
-reference_ms = 16
-isi_ms = 16
-test_ms = 30
-feedback_ms = 16
-[trials]
-per_condition = {per_condition}
-practice = 2
-break_every = 6
-catch_rate = 0.1
-[schedule]
-images_per_session = 1
-"""
 
 
 @pytest.fixture(scope="module")

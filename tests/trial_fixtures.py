@@ -174,3 +174,25 @@ def validate_bids(folder) -> tuple[list[dict], list[dict]]:
     for issue in issues:
         print(issue["severity"], issue["code"], issue.get("location", ""), issue.get("subCode", "") or "")
     return errors, warnings
+
+
+def config_text(per_condition: int = 3, feedback: bool = True, task: str = "2afc_ref") -> str:
+    """A short session: 1-2 frames per interval at 60 Hz, few trials."""
+    return f"""seed = 1
+[task]
+name = "{task}"
+feedback = {str(feedback).lower()}
+[timing]
+fixation_ms = 16
+reference_ms = 16
+isi_ms = 16
+test_ms = 30
+feedback_ms = 16
+[trials]
+per_condition = {per_condition}
+practice = 2
+break_every = 6
+catch_rate = 0.1
+[schedule]
+images_per_session = 1
+"""
