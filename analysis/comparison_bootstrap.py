@@ -12,7 +12,7 @@ redraws: a draw is the point estimate plus the deviation of a participants-only 
 images-only redraw, independent, with variance (1 − 1/P)(a + e) + (1 − 1/I)(b + e) (a redraw of n units
 has (n − 1)/n of their variance). That is conservative where the residual dominates (trial noise), and short
 of a + b + e where the participant and image effects do and the levels are few: with 4 participants × 3
-images the intervals cover 0.80–0.91 (benchmarks/bench_crossed_bootstrap.py; docs/analysis.md, "Measured").
+images the intervals cover 0.80–0.82 (benchmarks/bench_crossed_bootstrap.py; docs/analysis.md, "Measured").
 The same two redraws, refitted, give the mixture weights' intervals (:mod:`analysis.mixture`).
 """
 
